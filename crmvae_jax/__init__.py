@@ -1,0 +1,1 @@
+"""crmvae_jax: multimodal VAEs in JAX/Flax, centred on CRMVAE."""
