@@ -1,0 +1,326 @@
+"""The eight multimodal VAE objectives of SPEC.md section 2, as pure functions.
+
+Every objective has one calling convention, so training never special-cases a model:
+
+    loss, terms = objective(posteriors, log_likelihood_fn, rng, beta=..., mask=None)
+
+- `posteriors`: Gaussian with arrays [M, B, D], the M unimodal experts q_m(z|x_m)
+  (the prior p(z) = N(0, I) is expert 0 and is added here, not passed in).
+- `log_likelihood_fn(z)`: latents [M, B, D] -> [M, B]; row m is
+  l_m(z[m]) = lambda_m log p(x_m | z[m]), decoder m applied to its own row of z. A
+  joint reconstruction passes the same z in every row; CRMVAE's unimodal
+  reconstructions pass each modality its own sample, so no decoder runs more often
+  than it must.
+- `rng`: PRNG key for the reparameterised samples.
+- `beta`: weight of every KL term; a Python number or a traced array (sweeps vmap it).
+- `mask`: optional booleans [M, B], True where modality m is observed.
+- `mixture_estimator`: "stratified" (default) or "sampled"; how expectations under a
+  mixture posterior are estimated. Only the mixture-based objectives (mmvae, mopoe,
+  mmjsd) have one; the others take the argument for a uniform signature.
+
+Each returns `loss`, the negative objective averaged over the batch (a scalar to
+minimise), and `terms`, named batch-averaged parts for logging:
+`reconstruction` (the objective's likelihood part), `kl` (its divergence part, before
+beta) and `log_likelihoods` [M] (per-modality expected log-likelihood under the joint
+or mixture posterior). With a mask, pi_m = 1/(|S|+1) over the observed set S.
+
+Notation follows SPEC.md: q(z|X) = PoE(all observed) with the prior expert,
+q~_m = PoE({m}) = p q_m, pi_m = 1/(M+1) for m = 0..M.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from crmvae_jax import distributions as dist
+from crmvae_jax.distributions import Gaussian
+
+LogLikelihoodFn = Callable[[jax.Array], jax.Array]
+Terms = dict[str, jax.Array]
+
+
+class Objective(Protocol):
+
+  def __call__(
+      self,
+      posteriors: Gaussian,
+      log_likelihood_fn: LogLikelihoodFn,
+      rng: jax.Array,
+      *,
+      beta: float | jax.Array,
+      mask: jax.Array | None = None,
+      mixture_estimator: str = "stratified",
+  ) -> tuple[jax.Array, Terms]:
+    ...
+
+
+def _validated(posteriors: Gaussian, mask: jax.Array | None, beta) -> jax.Array:
+  """Checks shapes and beta at trace time; returns the mask [M, B] (all True if None)."""
+  mean, logvar = jnp.shape(posteriors.mean), jnp.shape(posteriors.logvar)
+  if len(mean) != 3 or mean != logvar:
+    raise ValueError(
+        "posteriors must hold mean and logvar of one shape [M, B, D]; got mean "
+        f"{mean} and logvar {logvar}.")
+  if isinstance(beta, numbers.Real) and beta < 0:
+    raise ValueError(f"beta must be non-negative; got beta={beta}.")
+  if mask is None:
+    return jnp.ones(mean[:2], bool)
+  if jnp.shape(mask) != mean[:2]:
+    raise ValueError(
+        f"mask must be shaped [M, B] = {mean[:2]} to match posteriors {mean}; got "
+        f"{jnp.shape(mask)}.")
+  return jnp.asarray(mask, bool)
+
+
+def _checked(log_likelihood_fn: LogLikelihoodFn, num_modalities: int, batch: int):
+  """Wraps log_likelihood_fn so a wrong output shape fails at trace time, by name."""
+
+  def checked_fn(z):
+    log_likelihoods = log_likelihood_fn(z)
+    if jnp.shape(log_likelihoods) != (num_modalities, batch):
+      raise ValueError(
+          f"log_likelihood_fn must map latents {jnp.shape(z)} to [M, B] = "
+          f"{(num_modalities, batch)}; got {jnp.shape(log_likelihoods)}.")
+    return log_likelihoods
+
+  return checked_fn
+
+
+def _prepare(posteriors, log_likelihood_fn, mask, beta):
+  mask = _validated(posteriors, mask, beta)
+  num_modalities, batch = mask.shape
+  return mask, _checked(log_likelihood_fn, num_modalities, batch)
+
+
+def _prior_like(posteriors: Gaussian) -> Gaussian:
+  return dist.standard_normal(posteriors.mean.shape[1:], posteriors.mean.dtype)
+
+
+def _pi(mask: jax.Array) -> jax.Array:
+  """pi = 1/(|S|+1) per batch element: [B]."""
+  return 1.0 / (1.0 + jnp.sum(mask, axis=0))
+
+
+def _coordination_kl(joint: Gaussian, unimodal: Gaussian, mask: jax.Array) -> jax.Array:
+  """sum_{m=0..M} pi_m KL(q(z|X) || q~_m) with q~_0 = p: [B]."""
+  pi = _pi(mask)
+  to_prior = dist.kl_divergence(joint, dist.standard_normal(joint.mean.shape, joint.mean.dtype))
+  joint_per_expert = jax.tree.map(lambda a: a[None], joint)
+  to_unimodal = jnp.sum(
+      jnp.where(mask, dist.kl_divergence(joint_per_expert, unimodal), 0.0), axis=0)
+  return pi * (to_prior + to_unimodal)
+
+
+def _finish(objective_value, reconstruction, kl, log_likelihoods) -> tuple[jax.Array, Terms]:
+  terms = {
+      "reconstruction": jnp.mean(reconstruction),
+      "kl": jnp.mean(kl),
+      "log_likelihoods": jnp.mean(log_likelihoods, axis=-1),
+  }
+  return -jnp.mean(objective_value), terms
+
+
+def _joint_reconstruction(joint: Gaussian, log_likelihood_fn, rng, mask) -> jax.Array:
+  """l_m(z), z ~ q(z|X) shared by every modality, masked: [M, B]."""
+  num_modalities = mask.shape[0]
+  log_likelihoods = dist.expected_log_likelihoods(joint, log_likelihood_fn, rng, num_modalities)
+  return jnp.where(mask, log_likelihoods, 0.0)
+
+
+def _unimodal_reconstruction(unimodal: Gaussian, log_likelihood_fn, rng, mask) -> jax.Array:
+  """l_m(z_m), z_m ~ q~_m: each modality decodes its own sample, masked: [M, B]."""
+  return jnp.where(mask, log_likelihood_fn(unimodal.sample(rng)), 0.0)
+
+
+def _mixture_reconstruction(mixture, log_likelihood_fn, rng, mask, mixture_estimator):
+  """E_{mixture}[l_m] for every modality m, masked: [M, B]."""
+  log_likelihoods = dist.expected_log_likelihoods(
+      mixture, log_likelihood_fn, rng, mask.shape[0], mixture_estimator)
+  return jnp.where(mask, log_likelihoods, 0.0)
+
+
+def mvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+  """MVAE (Wu & Goodman 2018): the joint ELBO plus every unimodal ELBO.
+
+  L = ELBO(X; q(z|X)) + sum_m ELBO(x_m; q~_m),
+  ELBO(X_S; q) = E_q[sum_{m in S} l_m] - beta KL(q || p).
+
+  The optional k extra random subsets of Wu & Goodman are not included.
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  joint_rng, unimodal_rng = jax.random.split(rng)
+  prior = _prior_like(posteriors)
+  joint = dist.product_of_experts(posteriors, mask)
+  unimodal = dist.unimodal_products(posteriors)
+  joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
+  unimodal_log_likelihoods = _unimodal_reconstruction(
+      unimodal, log_likelihood_fn, unimodal_rng, mask)
+  reconstruction = jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
+  kl = dist.kl_divergence(joint, prior) + jnp.sum(
+      jnp.where(mask, dist.kl_divergence(unimodal, prior), 0.0), axis=0)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
+
+
+def mmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+  """MMVAE (Shi et al. 2019), stratified over the M unimodal experts.
+
+  L = (1/M) sum_m ( E_{q_m}[sum_m' l_m'] - beta KL(q_m || p) ).
+  """
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  mixture = dist.mixture_of_experts(posteriors, mask)
+  log_likelihoods = _mixture_reconstruction(
+      mixture, log_likelihood_fn, rng, mask, mixture_estimator)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  kl = jnp.sum(mixture.weights * dist.kl_divergence(posteriors, _prior_like(posteriors)), axis=0)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def _subset_mixture(posteriors: Gaussian, mask: jax.Array) -> dist.Mixture:
+  """MoPoE: PoE(S) for every non-empty subset S, weighted uniformly over the subsets
+  of the observed modalities (a subset with a missing member gets weight 0)."""
+  subsets = jnp.asarray(dist.nonempty_subsets(mask.shape[0]))  # [K, M]
+  components = jax.vmap(
+      lambda subset: dist.product_of_experts(posteriors, subset[:, None] & mask))(subsets)
+  observed_subset = jnp.all(~subsets[:, :, None] | mask[None], axis=1)  # [K, B]
+  weights = observed_subset / jnp.sum(observed_subset, axis=0, keepdims=True)
+  return dist.Mixture(components, weights)
+
+
+def mopoe(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+  """MoPoE-VAE (Sutter et al. 2021): a mixture over the PoEs of every subset.
+
+  L = sum_S w_S ( E_{PoE(S)}[sum_m l_m] - beta KL(PoE(S) || p) ),
+  over the 2^M - 1 non-empty subsets S, w_S uniform; PoE(S) includes the prior.
+  """
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  mixture = _subset_mixture(posteriors, mask)
+  log_likelihoods = _mixture_reconstruction(
+      mixture, log_likelihood_fn, rng, mask, mixture_estimator)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  kl = jnp.sum(
+      mixture.weights * dist.kl_divergence(mixture.components, _prior_like(posteriors)), axis=0)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def _jensen_shannon_kl(posteriors: Gaussian, mask: jax.Array) -> jax.Array:
+  """sum_{m=0..M} pi_m KL(q_m || f), f the pi-weighted PoE of q_0 = p, q_1..q_M: [B]."""
+  pi = _pi(mask)
+  prior = _prior_like(posteriors)
+  dynamic_prior = dist.product_of_experts(posteriors, mask, weights=pi, prior_weight=pi[:, None])
+  to_experts = jnp.where(mask, dist.kl_divergence(posteriors, dynamic_prior), 0.0)
+  return pi * (dist.kl_divergence(prior, dynamic_prior) + jnp.sum(to_experts, axis=0))
+
+
+def mmjsd(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+  """MMJSD (Sutter et al. 2020): MoE reconstruction, Jensen-Shannon regulariser.
+
+  L = E_{MoE(all)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q_m || f),
+  f = the pi-weighted PoE of q_0 = p, q_1..q_M (the "dynamic prior").
+  """
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  mixture = dist.mixture_of_experts(posteriors, mask)
+  log_likelihoods = _mixture_reconstruction(
+      mixture, log_likelihood_fn, rng, mask, mixture_estimator)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  kl = _jensen_shannon_kl(posteriors, mask)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def mmjsd_poe(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+              mixture_estimator="stratified"):
+  """MMJSD with the reconstruction under the joint PoE posterior.
+
+  L = E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q_m || f).
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  joint = dist.product_of_experts(posteriors, mask)
+  log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, rng, mask)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  kl = _jensen_shannon_kl(posteriors, mask)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask):
+  joint = dist.product_of_experts(posteriors, mask)
+  unimodal = dist.unimodal_products(posteriors)
+  log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, rng, mask)
+  return log_likelihoods, _coordination_kl(joint, unimodal, mask)
+
+
+def mvtcae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+           mixture_estimator="stratified"):
+  """MVTCAE (Hwang et al. 2021), in the paper's coordination form.
+
+  L = E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m),  q~_0 = p.
+
+  Lemma 1: this is the ELBO whose prior is the pi-weighted geometric mean
+  prod_m q~_m^{pi_m} (unnormalised; see `distributions.weighted_product_log_normaliser`).
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def mvtcae_rescale(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+                   mixture_estimator="stratified"):
+  """MVTCAE with its reconstruction rescaled by 2 pi (paper appendix H).
+
+  L = 2 pi E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m):
+  2 pi is the factor by which CRMVAE's pi replaces the 1/2 of Eq. 8.
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask)
+  reconstruction = 2.0 * _pi(mask) * jnp.sum(log_likelihoods, axis=0)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
+def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+           mixture_estimator="stratified"):
+  """CRMVAE: coordination plus unimodal reconstructions from every q~_m.
+
+  L = pi E_{q(z|X)}[sum_m l_m] + sum_{m=1..M} pi_m E_{q~_m}[l_m]
+      - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m),  q~_0 = p.
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  joint_rng, unimodal_rng = jax.random.split(rng)
+  joint = dist.product_of_experts(posteriors, mask)
+  unimodal = dist.unimodal_products(posteriors)
+  joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
+  unimodal_log_likelihoods = _unimodal_reconstruction(
+      unimodal, log_likelihood_fn, unimodal_rng, mask)
+  reconstruction = _pi(mask) * jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
+  kl = _coordination_kl(joint, unimodal, mask)
+  return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "mvae": mvae,
+    "mmvae": mmvae,
+    "mopoe": mopoe,
+    "mmjsd": mmjsd,
+    "mmjsd_poe": mmjsd_poe,
+    "mvtcae": mvtcae,
+    "mvtcae_rescale": mvtcae_rescale,
+    "crmvae": crmvae,
+}
+
+# How each model infers z from a subset of modalities at evaluation (SPEC.md section 6).
+SUBSET_POSTERIOR = {
+    name: ("moe" if name in ("mmvae", "mmjsd") else "poe") for name in OBJECTIVES}
+
+
+def get_objective(name: str) -> Objective:
+  """The objective registered as `name`; unknown names list the known ones."""
+  if name not in OBJECTIVES:
+    raise ValueError(f"Unknown objective {name!r}; known objectives: {', '.join(OBJECTIVES)}.")
+  return OBJECTIVES[name]
