@@ -1,3 +1,41 @@
-"""Data sets as in-memory arrays (SPEC.md section 3)."""
+"""Data sets as in-memory arrays (SPEC.md section 3).
+
+`load(config.data)` dispatches on `config.data.name` to the loader module of that data
+set; each returns `(train, test)` `MultimodalDataset`s.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
 
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+
+# data.name -> the module whose `load(config_data)` builds it.
+LOADERS = {
+    "quickstart": "crmvae_jax.data.quickstart",
+    "mst": "crmvae_jax.data.mst",
+    "polymnist": "crmvae_jax.data.polymnist",
+    "translated_polymnist": "crmvae_jax.data.polymnist",
+    "cub": "crmvae_jax.data.cub",
+    "celeba": "crmvae_jax.data.celeba",
+}
+
+
+def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
+  """The (train, test) data sets that `config_data.name` names."""
+  if config_data.name not in LOADERS:
+    raise ValueError(
+        f"Unknown data set {config_data.name!r} (--config.data.name); known: "
+        f"{', '.join(LOADERS)}.")
+  return importlib.import_module(LOADERS[config_data.name]).load(config_data)
+
+
+def text_decoders(dataset: MultimodalDataset) -> dict[str, Callable]:
+  """name -> decode(ids [N, L]) -> list[str], for every text modality of `dataset`."""
+  from crmvae_jax.data import text
+
+  return {
+      name: (dataset.vocabularies[name].decode if name in dataset.vocabularies else text.decode)
+      for name in dataset.modalities
+      if dataset.arrays[name].dtype.kind in "iu" and dataset.arrays[name].dtype.itemsize > 1}

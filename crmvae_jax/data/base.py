@@ -15,6 +15,7 @@ model inputs on the device:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,17 @@ class MultimodalDataset:
     arrays: name -> base array (uint8 images [N_m, H, W, C] or int32 tokens [N_m, L]).
     indices: name -> int array [N]; pair i uses `arrays[name][indices[name][i]]`.
     labels: [N] or [N, K] labels used by evaluation (digit, class or attributes).
+    vocabularies: word-level text modalities only: name -> vocabulary, an object with
+      `len(vocabulary)` and `vocabulary.decode(ids [N, L]) -> list[str]`. Character
+      text modalities (int arrays without an entry) use the 71-character alphabet of
+      `crmvae_jax.data.text`.
   """
 
   modalities: tuple[str, ...]
   arrays: dict[str, np.ndarray]
   indices: dict[str, np.ndarray]
   labels: np.ndarray
+  vocabularies: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     missing = [m for m in self.modalities if m not in self.arrays or m not in self.indices]

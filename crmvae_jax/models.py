@@ -1,0 +1,106 @@
+"""The multimodal VAE: one encoder and one decoder per modality, and its loss.
+
+The module only maps arrays to arrays: `encode` stacks the unimodal experts into a
+Gaussian [M, B, D], `decode` maps latents [M, B, D] (row m for modality m) to each
+modality's decoder output. Which objective combines them is the loss function's
+business (`make_loss_fn`), so every model of SPEC.md section 2 shares one module.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from crmvae_jax import distributions as dist
+from crmvae_jax import networks, objectives
+from crmvae_jax.distributions import Gaussian
+from crmvae_jax.modalities import Modality
+
+
+class MultimodalVAE(nn.Module):
+  """Encoders and decoders of `modalities`, sharing a latent space of size latent_dim."""
+
+  modalities: tuple[Modality, ...]
+  latent_dim: int
+
+  def setup(self):
+    self.encoders = [
+        networks.NETWORKS[m.network][0](latent_dim=self.latent_dim, **m.network_kwargs())
+        for m in self.modalities]
+    self.decoders = [
+        networks.NETWORKS[m.network][1](latent_dim=self.latent_dim, **m.network_kwargs())
+        for m in self.modalities]
+
+  def encode(self, inputs: Sequence[jax.Array]) -> Gaussian:
+    """Network inputs, one per modality -> the unimodal experts, arrays [M, B, D]."""
+    means, logvars = zip(*(encoder(x) for encoder, x in zip(self.encoders, inputs)))
+    return Gaussian(jnp.stack(means), jnp.stack(logvars))
+
+  def decode(self, z: jax.Array) -> tuple[jax.Array, ...]:
+    """Latents [M, B, D] -> decoder m's output for row m, one per modality."""
+    return tuple(decoder(z[m]) for m, decoder in enumerate(self.decoders))
+
+  def __call__(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+    """Encode then decode the means (used to initialise every parameter)."""
+    posteriors = self.encode(inputs)
+    return self.decode(posteriors.mean)
+
+
+def model_inputs(modalities: Sequence[Modality], batch: dict) -> list[jax.Array]:
+  return [m.inputs(batch[m.name]) for m in modalities]
+
+
+def init_params(model: MultimodalVAE, rng: jax.Array, batch: dict) -> dict:
+  """Parameters for `model`, shaped by one batch of stored arrays."""
+  return model.init(rng, model_inputs(model.modalities, batch))["params"]
+
+
+def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: str = "stratified"
+                 ) -> Callable:
+  """loss_fn(params, batch, rng, beta) -> (loss, terms) for the named objective.
+
+  The log-likelihood handed to the objective decodes row m of z with decoder m and
+  scores it with modality m's likelihood, times lambda_m.
+  """
+  objective = objectives.get_objective(objective_name)
+  modalities = model.modalities
+  weights = jnp.array([m.likelihood_weight for m in modalities])
+
+  def loss_fn(params, batch, rng, beta):
+    variables = {"params": params}
+    posteriors = model.apply(variables, model_inputs(modalities, batch), method=model.encode)
+
+    def log_likelihood_fn(z):
+      outputs = model.apply(variables, z, method=model.decode)
+      log_likelihoods = jnp.stack([
+          m.log_likelihood(batch[m.name], output) for m, output in zip(modalities, outputs)])
+      return weights[:, None] * log_likelihoods
+
+    return objective(posteriors, log_likelihood_fn, rng, beta=beta,
+                     mixture_estimator=mixture_estimator)
+
+  return loss_fn
+
+
+def subset_posterior(posteriors: Gaussian, subset: jax.Array, kind: str) -> Gaussian | dist.Mixture:
+  """The model's posterior given the modalities in `subset` (SPEC.md section 6).
+
+  Args:
+    posteriors: unimodal experts [M, B, D].
+    subset: booleans [M] (or [M, B]) of the conditioning modalities.
+    kind: "poe" (PoE(S) with the prior) or "moe" (the uniform mixture of q_m, m in S).
+  """
+  mask = jnp.broadcast_to(subset.reshape(subset.shape[0], -1), posteriors.mean.shape[:2])
+  if kind == "poe":
+    return dist.product_of_experts(posteriors, mask)
+  return dist.mixture_of_experts(posteriors, mask)
+
+
+def posterior_mean(posterior: Gaussian | dist.Mixture) -> jax.Array:
+  """The mean of a Gaussian or of a mixture: [B, D]."""
+  if isinstance(posterior, Gaussian):
+    return posterior.mean
+  return jnp.einsum("kb,kbd->bd", posterior.weights, posterior.components.mean)

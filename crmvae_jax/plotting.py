@@ -1,0 +1,115 @@
+"""Pictures and summaries: cross-generation grids, TensorBoard scalars.
+
+A cross-generation grid shows, for a few test examples (columns), every input
+modality and then every target modality generated from every single source modality
+(rows labelled 'T <- S'), decoded from the mean of the model's own posterior. Text is
+drawn as characters, so a person can read what the model wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from crmvae_jax import models
+
+CELL = 64
+LABEL_WIDTH = 72
+TEXT_COLUMNS = 10
+
+
+def summary_writer(workdir: str):
+  """A TensorBoard writer into workdir (event files readable by `tensorboard --logdir`)."""
+  from tensorboardX import SummaryWriter
+
+  return SummaryWriter(logdir=workdir)
+
+
+def write_scalars(writer, step: int, scalars: dict[str, float]) -> None:
+  for name, value in scalars.items():
+    writer.add_scalar(name, value, step)
+  writer.flush()
+
+
+def _image_cell(image: np.ndarray) -> Image.Image:
+  pixels = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+  if pixels.shape[-1] == 1:
+    pixels = np.repeat(pixels, 3, axis=-1)
+  return Image.fromarray(pixels).resize((CELL, CELL), Image.NEAREST)
+
+
+def _text_cell(string: str, font) -> Image.Image:
+  cell = Image.new("RGB", (CELL, CELL), "white")
+  lines = textwrap.wrap(string.strip(), TEXT_COLUMNS)[:5] or [""]
+  top = (CELL - 12 * len(lines)) // 2  # centred vertically, 12 px a line
+  ImageDraw.Draw(cell).multiline_text((2, top), "\n".join(lines), fill="black", font=font,
+                                      spacing=1)
+  return cell
+
+
+def _row_cells(modality, values, text_decoders, font) -> list[Image.Image]:
+  if modality.is_text:
+    return [_text_cell(s, font) for s in text_decoders[modality.name](np.asarray(values))]
+  return [_image_cell(image) for image in np.asarray(values)]
+
+
+def grid_image(rows: list[tuple[str, list[Image.Image]]]) -> Image.Image:
+  """Labelled rows of equal-size cells -> one picture."""
+  font = ImageFont.load_default()
+  columns = max(len(cells) for _, cells in rows)
+  canvas = Image.new("RGB", (LABEL_WIDTH + columns * (CELL + 2), len(rows) * (CELL + 2)), "white")
+  draw = ImageDraw.Draw(canvas)
+  for r, (label, cells) in enumerate(rows):
+    top = r * (CELL + 2)
+    draw.text((4, top + CELL // 2 - 6), label, fill="black", font=font)
+    for c, cell in enumerate(cells):
+      canvas.paste(cell, (LABEL_WIDTH + c * (CELL + 2), top))
+  return canvas
+
+
+def cross_generation_rows(model, params, batch: dict, kind: str,
+                          text_decoders: dict[str, Callable]) -> list[tuple[str, list]]:
+  """Rows of the cross-generation grid: inputs, then 'target <- source' generations."""
+  font = ImageFont.load_default()
+  modalities = model.modalities
+  variables = {"params": params}
+  posteriors = model.apply(variables, models.model_inputs(modalities, batch), method=model.encode)
+  rows = [(f"{m.abbreviation} (input)", _row_cells(m, batch[m.name], text_decoders, font))
+          for m in modalities]
+  for source_index, source in enumerate(modalities):
+    subset = jnp.arange(len(modalities)) == source_index
+    z = models.posterior_mean(models.subset_posterior(posteriors, subset, kind))
+    outputs = model.apply(variables, jnp.broadcast_to(z, (len(modalities),) + z.shape),
+                          method=model.decode)
+    for target, output in zip(modalities, outputs):
+      rows.append((f"{target.abbreviation} <- {source.abbreviation}",
+                   _row_cells(target, target.display(jax.device_get(output)), text_decoders, font)))
+  return rows
+
+
+def cross_generation_figure(model, params, batch: dict, kind: str,
+                            text_decoders: dict[str, Callable], path: str, title: str = "") -> None:
+  """Saves the cross-generation grid of `batch` as a PNG at `path`.
+
+  Args:
+    model: a `MultimodalVAE`.
+    params: its parameters.
+    batch: stored arrays of a few examples (they become the columns).
+    kind: the model's subset posterior, "poe" or "moe".
+    text_decoders: text modality name -> decode(ids) -> list[str].
+    path: where the PNG goes (its directory is created).
+    title: a line written above the grid.
+  """
+  rows = cross_generation_rows(model, params, batch, kind, text_decoders)
+  grid = grid_image(rows)
+  canvas = Image.new("RGB", (grid.width, grid.height + 16), "white")
+  ImageDraw.Draw(canvas).text((4, 2), title, fill="black", font=ImageFont.load_default())
+  canvas.paste(grid, (0, 16))
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  canvas.save(path)
