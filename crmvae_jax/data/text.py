@@ -1,0 +1,105 @@
+"""The character text of MNIST-SVHN-Text (SPEC.md section 3).
+
+A text is the English name of a digit written into `TEXT_LENGTH` = 8 characters at a
+uniformly random start and padded with spaces, e.g. "  five  ". Characters are ids
+into the reference's 71-character `ALPHABET`; a model sees them one-hot (or as
+logits) over 71 classes.
+
+The reference alphabet holds '-' twice (ids 36 and 59). Like the reference, which
+looks characters up with `str.find`, `encode` maps '-' to its first id, 36; id 59
+decodes to '-' as well but no encoded text ever holds it. Keeping both positions
+keeps the 71 classes of the reference networks. Digit texts hold only lower-case
+letters and spaces, so the duplicate never touches the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"\\/|_@#$%^&*~`+-=<>()[]{} \n"
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+               "nine")
+TEXT_LENGTH = 8
+
+SPACE_ID = ALPHABET.index(" ")
+# ASCII code -> alphabet id (-1: not in the alphabet); `str.index` finds the first
+# occurrence, so '-' gets id 36 as with the reference's `str.find`.
+_FIRST_ID = {character: ALPHABET.index(character) for character in ALPHABET}
+_ID_OF_ASCII = np.full(128, -1, dtype=np.int32)
+_ID_OF_ASCII[[ord(character) for character in _FIRST_ID]] = list(_FIRST_ID.values())
+_CHARACTERS = np.array(list(ALPHABET))
+_LONGEST_NAME = max(len(name) for name in DIGIT_NAMES)
+# [10, _LONGEST_NAME] ids of each digit name, padded with spaces.
+_DIGIT_NAME_IDS = np.array(
+    [[ALPHABET.index(c) for c in name.ljust(_LONGEST_NAME)] for name in DIGIT_NAMES],
+    dtype=np.int32)
+_DIGIT_NAME_LENGTHS = np.array([len(name) for name in DIGIT_NAMES])
+
+
+def encode(strings: Sequence[str]) -> np.ndarray:
+  """Turns equal-length strings into alphabet ids.
+
+  Args:
+    strings: N strings of one length L, every character in `ALPHABET`.
+
+  Returns:
+    int32 [N, L] ids; '-' maps to its first id (see the module docstring).
+
+  Raises:
+    ValueError: if the strings differ in length or hold a character outside
+      `ALPHABET`.
+  """
+  lengths = {len(s) for s in strings}
+  if len(lengths) > 1:
+    raise ValueError(f"encode: strings must share one length, got lengths {sorted(lengths)}.")
+  length = lengths.pop() if lengths else 0
+  try:
+    codes = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8)
+  except UnicodeEncodeError as error:
+    raise ValueError(f"encode: non-ASCII character in {strings!r}.") from error
+  ids = _ID_OF_ASCII[codes]
+  if np.any(ids < 0):
+    unknown = sorted({chr(c) for c in codes[ids < 0]})
+    raise ValueError(f"encode: characters {unknown} are not in the alphabet.")
+  return ids.reshape(len(strings), length)
+
+
+def decode(ids: np.ndarray) -> list[str]:
+  """Turns alphabet ids back into strings.
+
+  Args:
+    ids: int [N, L] ids in 0..70 (e.g. the argmax of a text decoder's logits).
+
+  Returns:
+    N strings of length L.
+  """
+  return ["".join(row) for row in _CHARACTERS[np.asarray(ids)]]
+
+
+def digit_texts(labels: np.ndarray, rng: np.random.Generator,
+                length: int = TEXT_LENGTH) -> np.ndarray:
+  """Writes each digit's English name at a uniformly random start, space padded.
+
+  As the reference (`random.randint(0, length - 1 - len(word))`, both ends
+  inclusive), the start is uniform over 0..length-1-len(word): the last character
+  is always a space.
+
+  Args:
+    labels: int [N] digits 0..9.
+    rng: the generator that draws the N start positions.
+    length: characters per text; at least one more than the longest name (5).
+
+  Returns:
+    int32 [N, length] alphabet ids.
+  """
+  if length <= _LONGEST_NAME:
+    raise ValueError(f"digit_texts: length {length} leaves no room for 'three' and a space.")
+  labels = np.asarray(labels)
+  name_lengths = _DIGIT_NAME_LENGTHS[labels]
+  starts = rng.integers(0, length - name_lengths)  # exclusive high: 0..length-1-len
+  offsets = np.arange(length)[None, :] - starts[:, None]
+  in_name = (offsets >= 0) & (offsets < name_lengths[:, None])
+  name_ids = _DIGIT_NAME_IDS[labels[:, None], np.clip(offsets, 0, _LONGEST_NAME - 1)]
+  return np.where(in_name, name_ids, SPACE_ID).astype(np.int32)
