@@ -158,6 +158,30 @@ def restore_or_keep(manager: ocp.CheckpointManager, state):
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
+def load_trained(config: ml_collections.ConfigDict, workdir: str):
+  """The data, model and latest parameters of a run trained in `workdir`.
+
+  Returns:
+    (model, params, train_set, test_set, step).
+
+  Raises:
+    FileNotFoundError: with the command that trains it, if `workdir` has no checkpoint.
+  """
+  train_set, test_set = data_lib.load(config.data)
+  model = create_model(config, train_set)
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(
+        f"No checkpoint in {os.path.abspath(workdir)}; train one first with: python -m "
+        f"crmvae_jax.main --config=CONFIG --workdir={workdir}")
+  tx = create_optimizer(config)
+  state = jax.eval_shape(
+      lambda: create_train_state(model, tx, train_set.batch(np.arange(2)), config.seed))
+  state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+  manager.close()
+  return model, state.params, train_set, test_set, int(state.step)
+
+
 def total_steps(config, num_train_examples: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps

@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crmvae_jax.data import tfds_arrays
+
+
+def _random_split(rng, size, shape):
+  return {"image": rng.integers(0, 256, (size, *shape), dtype=np.uint8),
+          "label": np.tile(np.arange(10), size // 10)}
+
+
+@pytest.fixture(scope="session")
+def mst_data_dir(tmp_path_factory):
+  """A TFDS data directory holding tiny random `mnist` and `svhn_cropped` data sets."""
+  data_dir = str(tmp_path_factory.mktemp("tfds_mst"))
+  rng = np.random.default_rng(0)
+  tfds_arrays.write_arrays("mnist", data_dir, {
+      "train": _random_split(rng, 40, (28, 28, 1)), "test": _random_split(rng, 20, (28, 28, 1))})
+  svhn = {"train": _random_split(rng, 40, (32, 32, 3)), "test": _random_split(rng, 20, (32, 32, 3))}
+  for split, arrays in svhn.items():
+    arrays["id"] = np.array([f"{split}_{i}" for i in range(len(arrays["label"]))])
+  tfds_arrays.write_arrays("svhn_cropped", data_dir, svhn)
+  return data_dir
