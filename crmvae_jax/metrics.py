@@ -1,0 +1,208 @@
+"""Evaluation metrics (SPEC.md section 6), on arrays that evaluation has gathered.
+
+Nothing here knows about models: callers decode, classify or encode, then hand the
+resulting labels, features or latents to these functions.
+
+- `text_to_digit`: judges generated MNIST-SVHN-Text strings by Levenshtein distance.
+- `accuracy` and `joint_coherence`: cross- and joint coherence from classifier outputs.
+- `gaussian_statistics` and `frechet_distance`: FID from Inception pool3 features.
+- `linear_probe`: logistic-regression accuracy of latent representations (Table 5).
+- `cosine_similarity`: agreement of two modalities' latents (CUB, CelebA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+from scipy import linalg
+from sklearn import linear_model, pipeline, preprocessing
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+               "nine")
+
+# Keeps a singular covariance product away from sqrtm's non-finite results, as
+# pytorch-fid (and the TTUR code it ports) does.
+_FID_DIAGONAL_OFFSET = 1e-6
+
+# Largest imaginary part on sqrtm's diagonal still taken for round-off.
+_FID_IMAGINARY_TOLERANCE = 1e-3
+
+
+def text_to_digit(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a digit from each generated text by least Levenshtein distance.
+
+  Whitespace (the padding spaces, and the alphabet's newline) is removed first, so
+  '  seven ' reads as 'seven'. The prediction is the digit whose English name is at
+  least edit distance from what remains; ties go to the lowest digit (e.g. 'fine' is
+  one edit from both 'five' and 'nine' and reads as 5), and an empty string reads as
+  1 ('one', the first of the three-letter names).
+
+  Args:
+    strings: N decoded texts.
+
+  Returns:
+    (predicted_digit, distance): int arrays [N]; distance is the edit distance to the
+    predicted digit's name.
+  """
+  stripped = ["".join(text.split()) for text in strings]
+  distances = process.cdist(stripped, DIGIT_NAMES, scorer=Levenshtein.distance,
+                            dtype=np.int32)
+  # argmin returns the first minimum, which is the lowest digit.
+  predicted_digit = np.argmin(distances, axis=1)
+  distance = distances[np.arange(len(stripped)), predicted_digit]
+  return predicted_digit.astype(np.int64), distance.astype(np.int64)
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+  """Fraction of predictions equal to their labels.
+
+  Args:
+    predictions: [N] predicted classes.
+    labels: [N] true classes.
+
+  Returns:
+    The accuracy in [0, 1].
+  """
+  predictions = np.asarray(predictions)
+  labels = np.asarray(labels)
+  if predictions.shape != labels.shape:
+    raise ValueError(f"accuracy: predictions {predictions.shape} and labels "
+                     f"{labels.shape} differ in shape.")
+  return float(np.mean(predictions == labels))
+
+
+def joint_coherence(predictions: np.ndarray) -> float:
+  """Fraction of samples on which every modality's classifier gives the same class.
+
+  This is the joint coherence R of Table 1: z ~ p(z) is decoded into every modality
+  and each decoded sample is classified; the sample counts when all K agree.
+
+  Args:
+    predictions: [K, N], the K modalities' predicted classes for the N samples.
+
+  Returns:
+    The agreeing fraction in [0, 1].
+  """
+  predictions = np.asarray(predictions)
+  if predictions.ndim != 2:
+    raise ValueError(f"joint_coherence: predictions must be [K, N], got "
+                     f"{predictions.shape}.")
+  return float(np.mean(np.all(predictions == predictions[0], axis=0)))
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and covariance of features, the Gaussian that FID compares.
+
+  Args:
+    features: [N, F] features (e.g. Inception pool3, F = 2048), N >= 2.
+
+  Returns:
+    (mu [F], sigma [F, F]) in float64; sigma is the unbiased sample covariance, as in
+    pytorch-fid.
+  """
+  features = np.asarray(features, dtype=np.float64)
+  if features.ndim != 2 or features.shape[0] < 2:
+    raise ValueError(f"gaussian_statistics: need features [N >= 2, F], got "
+                     f"{features.shape}.")
+  return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                     sigma2: np.ndarray) -> float:
+  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+  d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+
+  The matrix square root is scipy's; when the product is numerically singular (a
+  non-finite root) both covariances get 1e-6 added to their diagonals, and imaginary
+  round-off in the root (at most 1e-3 on its diagonal) is discarded, as pytorch-fid
+  does.
+
+  Args:
+    mu1: [F] mean of the first Gaussian (e.g. generated images' features).
+    sigma1: [F, F] its covariance.
+    mu2: [F] mean of the second Gaussian (e.g. real images' features).
+    sigma2: [F, F] its covariance.
+
+  Returns:
+    The squared Frechet distance (what is reported as FID).
+
+  Raises:
+    ValueError: shapes disagree, or the root has a large imaginary part.
+  """
+  mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+  mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+  sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
+  sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (
+      mu1.shape[0], mu1.shape[0]):
+    raise ValueError(f"frechet_distance: shapes mu {mu1.shape}, {mu2.shape} and "
+                     f"sigma {sigma1.shape}, {sigma2.shape} do not match.")
+
+  covariance_root = linalg.sqrtm(sigma1 @ sigma2)
+  if not np.isfinite(covariance_root).all():
+    offset = np.eye(sigma1.shape[0]) * _FID_DIAGONAL_OFFSET
+    covariance_root = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+  if np.iscomplexobj(covariance_root):
+    largest_imaginary = np.max(np.abs(np.diagonal(covariance_root).imag))
+    if largest_imaginary > _FID_IMAGINARY_TOLERANCE:
+      raise ValueError(f"frechet_distance: the covariance square root has an "
+                       f"imaginary component {largest_imaginary}.")
+    covariance_root = covariance_root.real
+
+  mean_difference = mu1 - mu2
+  return float(mean_difference @ mean_difference + np.trace(sigma1) +
+               np.trace(sigma2) - 2.0 * np.trace(covariance_root))
+
+
+def linear_probe(train_latents: np.ndarray, train_labels: np.ndarray,
+                 test_latents: np.ndarray, test_labels: np.ndarray,
+                 max_iter: int = 1000) -> float:
+  """Test accuracy of a logistic regression trained on latent representations.
+
+  Table 5's latent classification: features are standardised with the training set's
+  mean and deviation, then scikit-learn's LogisticRegression is fitted with its
+  defaults otherwise: the lbfgs solver, L2 regularisation with C = 1, and a
+  multinomial (softmax) model when there are more than two classes.
+
+  Args:
+    train_latents: [N_train, D] latents (e.g. posterior means of one subset).
+    train_labels: [N_train] integer classes.
+    test_latents: [N_test, D] latents from the same subset.
+    test_labels: [N_test] integer classes.
+    max_iter: lbfgs iteration limit.
+
+  Returns:
+    Accuracy on the test points, in [0, 1].
+  """
+  probe = pipeline.make_pipeline(
+      preprocessing.StandardScaler(),
+      linear_model.LogisticRegression(max_iter=max_iter))
+  probe.fit(np.asarray(train_latents), np.asarray(train_labels))
+  return accuracy(probe.predict(np.asarray(test_latents)), np.asarray(test_labels))
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+  """Mean row-wise cosine similarity of two sets of vectors.
+
+  Used for CUB and CelebA, where row i of `a` and `b` are the latents inferred from
+  the two modalities of pair i. A zero row has similarity 0 with anything.
+
+  Args:
+    a: [N, D] vectors.
+    b: [N, D] vectors.
+
+  Returns:
+    mean_i <a_i, b_i> / (|a_i| |b_i|), in [-1, 1].
+  """
+  a = np.asarray(a, dtype=np.float64)
+  b = np.asarray(b, dtype=np.float64)
+  if a.shape != b.shape or a.ndim != 2:
+    raise ValueError(f"cosine_similarity: need two [N, D] arrays of one shape, got "
+                     f"{a.shape} and {b.shape}.")
+  norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+  dots = np.sum(a * b, axis=1)
+  return float(np.mean(dots / np.maximum(norms, np.finfo(np.float64).tiny)))
