@@ -30,6 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batches = 20  # test batches for the held-out loss during training
   config.figure_examples = 8  # columns of the cross-generation grid
   config.disable_progress_bar = False
+  # Several replicas trained at once by one program (crmvae_jax.train.replica_grid): the
+  # grid seeds x betas; empty means the single config.seed / config.beta.
+  config.sweep = ml_collections.ConfigDict({"seeds": (), "betas": ()})
   config.eval = evaluation_config()
   return config
 
@@ -37,13 +40,20 @@ def base_config() -> ml_collections.ConfigDict:
 def evaluation_config() -> ml_collections.ConfigDict:
   """Settings of `python -m crmvae_jax.evaluate` and `crmvae_jax.classifiers`."""
   config = ml_collections.ConfigDict()
-  config.classifier_dir = ml_collections.config_dict.placeholder(str)  # default: see evaluate
+  # None: classifiers/<data.name> under the current directory (crmvae_jax.classifiers).
+  config.classifier_dir = ml_collections.config_dict.placeholder(str)
   config.classifier_epochs = 5
   config.classifier_batch_size = 256
+  config.classifier_learning_rate = 1e-3
+  # Distinct training rows per classifier (a seeded random subset); None: all of them.
+  config.classifier_max_train_examples = ml_collections.config_dict.placeholder(int)
+  config.seed = 0  # classifier training and evaluation sampling
+  config.batch_size = 250  # generation, classification and encoding at evaluation
   config.num_examples = -1  # test examples to evaluate; -1 = all
   config.num_prior_samples = 10000  # joint coherence
   config.probe_train_examples = 10000  # logistic-regression latent probes
   config.fid = True
+  config.fid_examples = 10000  # generated and real images per FID
   config.inception_weights = ml_collections.config_dict.placeholder(str)
   return config
 

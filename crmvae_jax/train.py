@@ -9,7 +9,7 @@ checkpoints it and sweeps vmap it over replicas without special cases.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import time
 from typing import Any, Callable
@@ -48,12 +48,13 @@ class TrainState:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails fast, with one sentence, on a config that cannot train."""
+  betas = list(config.sweep.betas) or [config.beta]
+  if any(beta < 0 for beta in betas):
+    raise ValueError(f"--config.beta must be non-negative; got {betas}.")
   if config.model not in objectives.OBJECTIVES:
     raise ValueError(
         f"Unknown model {config.model!r} (--config.model); known models: "
         f"{', '.join(objectives.OBJECTIVES)}.")
-  if config.beta < 0:
-    raise ValueError(f"--config.beta must be non-negative; got {config.beta}.")
   if config.mixture_estimator not in ("stratified", "sampled"):
     raise ValueError(
         f"--config.mixture_estimator must be 'stratified' or 'sampled'; got "
@@ -65,14 +66,38 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"--config.learning_rate must be positive; got {config.learning_rate}.")
 
 
-def data_mesh(devices=None) -> Mesh:
-  """A one-axis mesh named 'data' over `devices` (default: every device JAX sees)."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), ("data",))
+def replica_grid(config) -> tuple[list[int], list[float]]:
+  """The (seed, beta) of every replica: the grid config.sweep.seeds x config.sweep.betas.
+
+  An empty list means the single value config.seed (or config.beta), so a plain run is
+  the grid of one replica.
+  """
+  seeds = list(config.sweep.seeds) or [config.seed]
+  betas = list(config.sweep.betas) or [config.beta]
+  return ([seed for seed in seeds for _ in betas], [float(beta) for _ in seeds for beta in betas])
+
+
+def create_mesh(num_replicas: int = 1, devices=None) -> Mesh:
+  """A ('replica', 'data') mesh over `devices` (default: every device JAX sees).
+
+  Replicas are spread over as many devices as divide both their number and the device
+  count; the remaining factor splits the batch. One replica: every device is a data
+  device.
+  """
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  replica_devices = math.gcd(num_replicas, devices.size)
+  return Mesh(devices.reshape(replica_devices, devices.size // replica_devices),
+              ("replica", "data"))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """The batch axis split over the data devices, the same on every replica device."""
   return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replica_sharding(mesh: Mesh) -> NamedSharding:
+  """A leading replica axis split over the replica devices (states, betas, metrics)."""
+  return NamedSharding(mesh, PartitionSpec("replica"))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -80,10 +105,22 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
-  if batch_size % mesh.devices.size:
+  data_devices = mesh.shape["data"]
+  if batch_size % data_devices:
     raise ValueError(
-        f"--config.batch_size={batch_size} must be divisible by the {mesh.devices.size} "
+        f"--config.batch_size={batch_size} must be divisible by the {data_devices} "
         "devices it is split over.")
+
+
+def put_batch(batch: dict, mesh: Mesh) -> dict:
+  """Moves a host batch onto the mesh; with several processes each feeds its own part."""
+  sharding = batch_sharding(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  # Every process holds the same global batch (same data, same seed): each contributes
+  # the rows of its own devices.
+  return jax.tree.map(
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), batch)
 
 
 def create_model(config, train_set) -> models.MultimodalVAE:
@@ -116,6 +153,32 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Call
     return new_state, {"loss": loss, **terms}
 
   return train_step
+
+
+def create_replica_states(model, tx, example_batch: dict, seeds: list[int]) -> TrainState:
+  """States of every replica stacked on a leading axis [R]; replica r is exactly the
+  state `create_train_state(..., seeds[r])` of a single run."""
+  return jax.vmap(lambda seed: create_train_state(model, tx, example_batch, seed))(
+      jnp.asarray(seeds, jnp.uint32))
+
+
+def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
+                               mesh: Mesh | None = None) -> Callable:
+  """step(states [R], batch, betas [R]) -> (states, metrics [R]): every replica takes
+  its own update on the shared batch.
+
+  With a mesh, each replica device group runs the vmapped step for its own replicas
+  (manual over 'replica'), while the batch stays split over 'data' automatically, so
+  the sampling noise is the same whatever the number of devices. (Letting the SPMD
+  partitioner split the vmapped replica axis instead would split the grouped
+  convolutions that vmap makes of batched kernels, which XLA rejects.)
+  """
+  step = jax.vmap(make_train_step(loss_fn, tx), in_axes=(0, None, 0))
+  if mesh is None or mesh.shape["replica"] == 1:
+    return step
+  replica = PartitionSpec("replica")
+  return jax.shard_map(step, mesh=mesh, in_specs=(replica, PartitionSpec(), replica),
+                       out_specs=(replica, replica), axis_names={"replica"}, check_vma=False)
 
 
 def make_eval_step(loss_fn: Callable) -> Callable:
@@ -158,8 +221,13 @@ def restore_or_keep(manager: ocp.CheckpointManager, state):
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def load_trained(config: ml_collections.ConfigDict, workdir: str):
+def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int = 0):
   """The data, model and latest parameters of a run trained in `workdir`.
+
+  Args:
+    config: the run's config (its sweep grid says how many replicas were trained).
+    workdir: the run's directory.
+    replica: which replica of a sweep (see `replica_grid`); 0 for a single run.
 
   Returns:
     (model, params, train_set, test_set, step).
@@ -174,11 +242,15 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str):
     raise FileNotFoundError(
         f"No checkpoint in {os.path.abspath(workdir)}; train one first with: python -m "
         f"crmvae_jax.main --config=CONFIG --workdir={workdir}")
+  seeds, _ = replica_grid(config)
+  if not 0 <= replica < len(seeds):
+    raise ValueError(f"replica must be in 0..{len(seeds) - 1}; got {replica}.")
   tx = create_optimizer(config)
-  state = jax.eval_shape(
-      lambda: create_train_state(model, tx, train_set.batch(np.arange(2)), config.seed))
-  state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+  abstract = jax.eval_shape(
+      lambda: create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds))
+  states = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
   manager.close()
+  state = jax.tree.map(lambda x: x[replica], states)
   return model, state.params, train_set, test_set, int(state.step)
 
 
@@ -188,12 +260,13 @@ def total_steps(config, num_train_examples: int) -> int:
   return config.num_epochs * input_pipeline.steps_per_epoch(num_train_examples, config.batch_size)
 
 
-def evaluate_loss(eval_step, params, test_set, config, put, beta) -> dict:
-  """The objective averaged over (at most config.eval_batches) test batches."""
+def evaluate_loss(eval_step, params, test_set, config, put, betas) -> dict:
+  """The objective of every replica averaged over (at most config.eval_batches) test
+  batches; metrics [R]."""
   sums, count = None, 0
   for index, ids in enumerate(input_pipeline.eval_batch_ids(
       len(test_set), config.batch_size, config.eval_batches)):
-    metrics = eval_step(params, put(test_set.batch(ids)), jax.random.PRNGKey(index), beta)
+    metrics = eval_step(params, put(test_set.batch(ids)), jax.random.PRNGKey(index), betas)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
     count += 1
   if count == 0:
@@ -203,85 +276,130 @@ def evaluate_loss(eval_step, params, test_set, config, put, beta) -> dict:
   return jax.tree.map(lambda total: total / count, sums)
 
 
-def save_cross_generation(model, params, test_set, config, workdir, step) -> str:
-  """Writes the cross-generation grid of the first test examples; returns its path."""
+def save_cross_generation(model, params, test_set, config, path, title) -> None:
+  """Writes the cross-generation grid of the first test examples to `path`."""
   batch = test_set.batch(np.arange(min(config.figure_examples, len(test_set))))
   kind = objectives.SUBSET_POSTERIOR[config.model]
-  path = os.path.join(workdir, "figures", f"cross_generation_{step:08d}.png")
   plotting.cross_generation_figure(model, params, batch, kind, data_lib.text_decoders(test_set),
-                                   path, title=f"{config.model}, step {step}")
-  return path
+                                   path, title=title)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+class _Outputs:
+  """Where a run writes, per replica: TensorBoard scalars and figures (process 0 only).
+
+  A single run writes into workdir itself; replica r of a sweep into workdir/replica_r.
+  """
+
+  def __init__(self, workdir: str, num_replicas: int):
+    self.directories = ([workdir] if num_replicas == 1 else
+                        [os.path.join(workdir, f"replica_{r}") for r in range(num_replicas)])
+    self.enabled = jax.process_index() == 0
+    self.writers = [plotting.summary_writer(d) for d in self.directories] if self.enabled else []
+
+  def scalars(self, step: int, per_replica: list[dict[str, float]]) -> None:
+    for writer, scalars in zip(self.writers, per_replica):
+      plotting.write_scalars(writer, step, scalars)
+
+  def figure_path(self, replica: int, step: int) -> str:
+    return os.path.join(self.directories[replica], "figures", f"cross_generation_{step:08d}.png")
+
+  def close(self) -> None:
+    for writer in self.writers:
+      writer.close()
+
+
+def _per_replica(metrics, modalities, prefix, num_replicas) -> list[dict[str, float]]:
+  metrics = jax.device_get(metrics)
+  return [flat_metrics(jax.tree.map(lambda x: x[r], metrics), modalities, prefix)
+          for r in range(num_replicas)]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
-  Resumes from the latest checkpoint in `workdir` if there is one (same step, same data
-  order). Returns the last logged train and test metrics.
+  Every (seed, beta) of the config's sweep grid (`replica_grid`; one replica for a plain
+  run) trains at once in one jitted step, vmapped over replicas and sharded over the
+  devices. Resumes from the latest checkpoint in `workdir` if there is one (same step,
+  same data order).
+
+  Returns:
+    The last logged train and test metrics of every replica.
   """
   validate_config(config)
+  seeds, betas = replica_grid(config)
+  num_replicas = len(seeds)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
 
   train_set, test_set = data_lib.load(config.data)
   model = create_model(config, train_set)
   tx = create_optimizer(config)
-  mesh = data_mesh()
+  mesh = create_mesh(num_replicas)
   check_batch_divides(config.batch_size, mesh)
-  put = lambda batch: jax.device_put(batch, batch_sharding(mesh))
+  put = lambda batch: put_batch(batch, mesh)
   loss_fn = models.make_loss_fn(model, config.model, config.mixture_estimator)
 
-  state = create_train_state(model, tx, train_set.batch(np.arange(2)), config.seed)
-  state = jax.device_put(state, replicated(mesh))
+  states = create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds)
+  states = jax.device_put(states, replica_sharding(mesh))
   manager = checkpoint_manager(workdir, config)
-  state = restore_or_keep(manager, state)
-  start_step = int(state.step)
+  states = restore_or_keep(manager, states)
+  start_step = int(states.step[0])
   num_steps = total_steps(config, len(train_set))
-  beta = jnp.float32(config.beta)
+  betas = jax.device_put(jnp.asarray(betas, jnp.float32), replica_sharding(mesh))
 
   train_step = jax.jit(
-      make_train_step(loss_fn, tx),
-      in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-      out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(loss_fn))
+      make_replicated_train_step(loss_fn, tx, mesh),
+      in_shardings=(replica_sharding(mesh), batch_sharding(mesh), replica_sharding(mesh)),
+      out_shardings=(replica_sharding(mesh), replica_sharding(mesh)), donate_argnums=0)
+  eval_step = jax.jit(jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)))
 
+  outputs = _Outputs(workdir, num_replicas)
   tqdm.tqdm.write(
       f"{config.model} on {config.data.name}: modalities "
       f"{[m.name for m in model.modalities]}, {len(train_set)} train / {len(test_set)} test "
-      f"pairs, {mesh.devices.size} device(s), steps {start_step}..{num_steps}, workdir {workdir}")
-  writer = plotting.summary_writer(workdir)
+      f"pairs, {num_replicas} replica(s) on a {dict(mesh.shape)} mesh, steps "
+      f"{start_step}..{num_steps}, workdir {workdir}")
   batches = input_pipeline.train_batches(
       train_set, config.batch_size, config.data.seed, start_step, put)
-  last_metrics: dict[str, float] = {}
+  last = [{} for _ in range(num_replicas)]
   progress = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                       disable=config.get("disable_progress_bar", False))
+                       disable=config.disable_progress_bar or not outputs.enabled)
   window_start, window_steps = time.perf_counter(), 0
   with progress:
     for step in range(start_step + 1, num_steps + 1):
-      state, metrics = train_step(state, next(batches), beta)
+      states, metrics = train_step(states, next(batches), betas)
       window_steps += 1
       if step % config.log_every_steps == 0 or step == num_steps:
-        metrics = jax.device_get(metrics)
-        elapsed = time.perf_counter() - window_start
-        last_metrics.update(flat_metrics(metrics, model.modalities, "train"))
-        last_metrics["train/examples_per_sec"] = window_steps * config.batch_size / elapsed
-        plotting.write_scalars(writer, step, last_metrics)
-        progress.set_postfix(loss=f"{float(metrics['loss']):.2f}",
-                             ex_per_s=f"{last_metrics['train/examples_per_sec']:.0f}")
+        train_metrics = _per_replica(metrics, model.modalities, "train", num_replicas)
+        examples_per_sec = window_steps * config.batch_size / (time.perf_counter() - window_start)
+        for replica_metrics, replica_last in zip(train_metrics, last):
+          replica_metrics["train/examples_per_sec"] = examples_per_sec
+          replica_last.update(replica_metrics)
+        outputs.scalars(step, train_metrics)
+        progress.set_postfix(loss=f"{train_metrics[0]['train/loss']:.2f}",
+                             ex_per_s=f"{examples_per_sec:.0f}")
         window_start, window_steps = time.perf_counter(), 0
       if step % config.eval_every_steps == 0 or step == num_steps:
-        test_metrics = flat_metrics(
-            jax.device_get(evaluate_loss(eval_step, state.params, test_set, config, put, beta)),
-            model.modalities, "test")
-        last_metrics.update(test_metrics)
-        plotting.write_scalars(writer, step, test_metrics)
-        figure = save_cross_generation(model, state.params, test_set, config, workdir, step)
-        tqdm.tqdm.write(f"step {step}: train loss {float(metrics['loss']):.2f}, test loss "
-                        f"{test_metrics['test/loss']:.2f}; cross-generations: {figure}")
-      manager.save(step, args=ocp.args.StandardSave(state), force=step == num_steps)
+        test_metrics = _per_replica(
+            evaluate_loss(eval_step, states.params, test_set, config, put, betas),
+            model.modalities, "test", num_replicas)
+        for replica_metrics, replica_last in zip(test_metrics, last):
+          replica_last.update(replica_metrics)
+        outputs.scalars(step, test_metrics)
+        if outputs.enabled:
+          for r in range(num_replicas):
+            params = jax.tree.map(lambda x: x[r], states.params)
+            save_cross_generation(model, params, test_set, config, outputs.figure_path(r, step),
+                                  f"{config.model}, seed {seeds[r]}, beta {betas[r]:g}, step {step}")
+          tqdm.tqdm.write(
+              f"step {step}: test loss "
+              + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
+              + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
+      manager.save(step, args=ocp.args.StandardSave(states), force=step == num_steps)
       progress.update(1)
   manager.wait_until_finished()
   manager.close()
-  writer.close()
-  return last_metrics
+  outputs.close()
+  return last

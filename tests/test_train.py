@@ -66,9 +66,9 @@ def quickstart_config(num_steps):
 
 def test_quickstart_trains_checkpoints_and_resumes_exactly(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  first_leg = train.train_and_evaluate(quickstart_config(1), resumed)
-  second_leg = train.train_and_evaluate(quickstart_config(30), resumed)
-  uninterrupted = train.train_and_evaluate(quickstart_config(30), straight)
+  [first_leg] = train.train_and_evaluate(quickstart_config(1), resumed)
+  [second_leg] = train.train_and_evaluate(quickstart_config(30), resumed)
+  [uninterrupted] = train.train_and_evaluate(quickstart_config(30), straight)
 
   assert second_leg["test/loss"] < 0.8 * first_leg["test/loss"]  # it learns
   np.testing.assert_allclose(second_leg["test/loss"], uninterrupted["test/loss"], rtol=1e-5)
@@ -104,7 +104,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     batch = train_set.batch(np.arange(32))
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-      mesh = train.data_mesh(devices)
+      mesh = train.create_mesh(1, devices)
       state = jax.device_put(train.create_train_state(model, tx, batch, 0), train.replicated(mesh))
       step = jax.jit(train.make_train_step(models.make_loss_fn(model, "crmvae"), tx),
                      in_shardings=(train.replicated(mesh), train.batch_sharding(mesh),
@@ -139,7 +139,7 @@ def test_eight_simulated_devices_match_one_device():
 
 @pytest.mark.parametrize("field, value, message", [
     ("model", "vae", "Unknown model 'vae' (--config.model); known models: mvae, mmvae"),
-    ("beta", -0.5, "--config.beta must be non-negative; got -0.5"),
+    ("beta", -0.5, "--config.beta must be non-negative; got [-0.5]"),
     ("mixture_estimator", "exact", "--config.mixture_estimator must be"),
     ("batch_size", 0, "--config.batch_size must be positive"),
 ])

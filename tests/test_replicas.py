@@ -1,0 +1,105 @@
+"""Replicated training: R (seed, beta) replicas in one program equal R single runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+from crmvae_jax import config as config_lib
+from crmvae_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(num_steps=8, seeds=(), betas=(), seed=0, beta=1.0):
+  config = config_lib.quickstart_config()
+  config.batch_size = 32
+  config.num_train_steps = num_steps
+  config.log_every_steps = 4
+  config.eval_every_steps = num_steps
+  config.checkpoint_every_steps = num_steps
+  config.eval_batches = 1
+  config.figure_examples = 2
+  config.disable_progress_bar = True
+  config.seed, config.beta = seed, beta
+  config.sweep.seeds, config.sweep.betas = seeds, betas
+  return config
+
+
+def test_replica_grid_is_seeds_by_betas():
+  assert train.replica_grid(tiny_config(seeds=(0, 1), betas=(0.5, 2.0))) == (
+      [0, 0, 1, 1], [0.5, 2.0, 0.5, 2.0])
+  assert train.replica_grid(tiny_config(seed=3, beta=0.1)) == ([3], [0.1])
+
+
+def test_replicas_equal_single_runs(tmp_path):
+  sweep = tiny_config(seeds=(0, 1), betas=(0.5, 2.0))
+  sweep_metrics = train.train_and_evaluate(sweep, str(tmp_path / "sweep"))
+  assert len(sweep_metrics) == 4
+  for replica, (seed, beta) in ((3, (1, 2.0)), (0, (0, 0.5))):
+    single = tiny_config(seed=seed, beta=beta)
+    [single_metrics] = train.train_and_evaluate(single, str(tmp_path / f"single_{replica}"))
+    np.testing.assert_allclose(sweep_metrics[replica]["test/loss"], single_metrics["test/loss"],
+                               rtol=1e-4)
+    *_, sweep_params, _ = _params(sweep, tmp_path / "sweep", replica)
+    *_, single_params, _ = _params(single, tmp_path / f"single_{replica}", 0)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+                 sweep_params, single_params)
+  # Replicas really differ: other seeds and betas give other losses.
+  assert len({round(m["test/loss"], 3) for m in sweep_metrics}) == 4
+  for replica in range(4):
+    assert os.path.exists(tmp_path / "sweep" / f"replica_{replica}" / "figures" /
+                          "cross_generation_00000008.png")
+
+
+def _params(config, workdir, replica):
+  model, params, _, _, step = train.load_trained(config, str(workdir), replica)
+  return model, params, step
+
+
+EIGHT_DEVICES = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import json
+    import jax, jax.numpy as jnp, numpy as np
+    from crmvae_jax import config as config_lib, data, models, train
+
+    config = config_lib.quickstart_config()
+    train_set, _ = data.load(config.data)
+    model = train.create_model(config, train_set)
+    tx = train.create_optimizer(config)
+    batch = train_set.batch(np.arange(32))
+    seeds, betas = [0, 1, 2, 3], jnp.array([0.5, 1.0, 2.0, 4.0])
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = train.create_mesh(len(seeds), devices)
+      states = jax.device_put(train.create_replica_states(model, tx, batch, seeds),
+                              train.replica_sharding(mesh))
+      step = jax.jit(train.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh),
+                     in_shardings=(train.replica_sharding(mesh), train.batch_sharding(mesh),
+                                   train.replica_sharding(mesh)))
+      for _ in range(3):
+        states, metrics = step(states, train.put_batch(batch, mesh), betas)
+      results.append((dict(mesh.shape), np.asarray(metrics["loss"]).tolist(),
+                      jax.device_get(states.params)))
+    (_, losses_1, params_1), (mesh_8, losses_8, params_8) = results
+    relative = lambda a, b: float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
+    print(json.dumps({"mesh": mesh_8, "losses_1": losses_1, "losses_8": losses_8,
+                      "parameters": max(jax.tree.leaves(jax.tree.map(relative, params_1, params_8)))}))
+""")
+
+
+def test_replicas_on_eight_simulated_devices_match_one_device():
+  completed = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], capture_output=True,
+                             text=True, cwd=REPO, check=True)
+  result = json.loads(completed.stdout.strip().splitlines()[-1])
+  assert result["mesh"] == {"replica": 4, "data": 2}  # replicas and the batch both split
+  np.testing.assert_allclose(result["losses_8"], result["losses_1"], rtol=1e-5)
+  assert len(set(result["losses_1"])) == 4
+  assert result["parameters"] < 1e-3  # see test_train: Adam amplifies float noise early
