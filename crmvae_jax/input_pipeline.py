@@ -51,35 +51,42 @@ def eval_batch_ids(num_examples: int, batch_size: int, max_batches: int | None =
     yield np.arange(index * batch_size, (index + 1) * batch_size)
 
 
-def prefetch(batches: Iterator, put: Callable, depth: int = 2) -> Iterator:
-  """Gathers and transfers the next `depth` batches in a background thread."""
-  buffer: queue.Queue = queue.Queue(maxsize=depth)
-  stop = threading.Event()
+class Prefetcher:
+  """Iterates `put(batch)` over `batches`, preparing the next `depth` in a background
+  thread. `close()` stops and joins the thread (call it before the program exits)."""
 
-  def produce():
+  def __init__(self, batches: Iterator, put: Callable, depth: int = 2):
+    self._buffer: queue.Queue = queue.Queue(maxsize=depth)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._produce, args=(batches, put), daemon=True)
+    self._thread.start()
+
+  def _produce(self, batches, put):
     for batch in batches:
       item = put(batch)
-      while not stop.is_set():
+      while not self._stop.is_set():
         try:
-          buffer.put(item, timeout=0.1)
+          self._buffer.put(item, timeout=0.1)
           break
         except queue.Full:
           continue
-      if stop.is_set():
+      if self._stop.is_set():
         return
 
-  thread = threading.Thread(target=produce, daemon=True)
-  thread.start()
-  try:
-    while True:
-      yield buffer.get()
-  finally:
-    stop.set()
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return self._buffer.get()
+
+  def close(self) -> None:
+    self._stop.set()
+    self._thread.join()
 
 
 def train_batches(dataset: MultimodalDataset, batch_size: int, seed: int, start_step: int,
-                  put: Callable) -> Iterator[dict]:
+                  put: Callable) -> Prefetcher:
   """Device batches of `dataset` from `start_step` on, prefetched; `put` moves one to
   the devices (with its sharding)."""
   ids = train_batch_ids(len(dataset), batch_size, seed, start_step)
-  return prefetch((dataset.batch(batch_ids) for batch_ids in ids), put)
+  return Prefetcher((dataset.batch(batch_ids) for batch_ids in ids), put)

@@ -24,6 +24,20 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None,
                     "Directory for checkpoints, summaries and figures; default "
                     "workdirs/<data>_<model>_seed<seed>.")
+flags.DEFINE_bool("multihost", False,
+                  "Join a multi-process run with jax.distributed.initialize() (SLURM, Open MPI "
+                  "and Kubernetes jobs are detected; elsewhere give the three flags below).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --multihost).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --multihost).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --multihost).")
+
+
+def initialize_distributed() -> None:
+  """Connects the processes of a multi-host run; every device of every host joins the mesh."""
+  import jax
+
+  jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                             num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
 def default_workdir(config) -> str:
@@ -35,6 +49,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  if FLAGS.multihost:
+    initialize_distributed()
   config = FLAGS.config if FLAGS.config is not None else config_lib.quickstart_config()
   workdir = FLAGS.workdir or default_workdir(config)
   logging.info("workdir: %s", workdir)

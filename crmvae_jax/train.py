@@ -366,39 +366,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   last = [{} for _ in range(num_replicas)]
   progress = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
                        disable=config.disable_progress_bar or not outputs.enabled)
+  def log_train(step, metrics, examples_per_sec):
+    train_metrics = _per_replica(metrics, model.modalities, "train", num_replicas)
+    for replica_metrics, replica_last in zip(train_metrics, last):
+      replica_metrics["train/examples_per_sec"] = examples_per_sec
+      replica_last.update(replica_metrics)
+    outputs.scalars(step, train_metrics)
+    progress.set_postfix(loss=f"{train_metrics[0]['train/loss']:.2f}",
+                         ex_per_s=f"{examples_per_sec:.0f}")
+
+  def evaluate_and_draw(step):
+    test_metrics = _per_replica(
+        evaluate_loss(eval_step, states.params, test_set, config, put, betas),
+        model.modalities, "test", num_replicas)
+    for replica_metrics, replica_last in zip(test_metrics, last):
+      replica_last.update(replica_metrics)
+    outputs.scalars(step, test_metrics)
+    if not outputs.enabled:
+      return
+    for r in range(num_replicas):
+      save_cross_generation(model, jax.tree.map(lambda x: x[r], states.params), test_set, config,
+                            outputs.figure_path(r, step),
+                            f"{config.model}, seed {seeds[r]}, beta {betas[r]:g}, step {step}")
+    tqdm.tqdm.write(f"step {step}: test loss "
+                    + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
+                    + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
+
   window_start, window_steps = time.perf_counter(), 0
-  with progress:
-    for step in range(start_step + 1, num_steps + 1):
-      states, metrics = train_step(states, next(batches), betas)
-      window_steps += 1
-      if step % config.log_every_steps == 0 or step == num_steps:
-        train_metrics = _per_replica(metrics, model.modalities, "train", num_replicas)
-        examples_per_sec = window_steps * config.batch_size / (time.perf_counter() - window_start)
-        for replica_metrics, replica_last in zip(train_metrics, last):
-          replica_metrics["train/examples_per_sec"] = examples_per_sec
-          replica_last.update(replica_metrics)
-        outputs.scalars(step, train_metrics)
-        progress.set_postfix(loss=f"{train_metrics[0]['train/loss']:.2f}",
-                             ex_per_s=f"{examples_per_sec:.0f}")
-        window_start, window_steps = time.perf_counter(), 0
-      if step % config.eval_every_steps == 0 or step == num_steps:
-        test_metrics = _per_replica(
-            evaluate_loss(eval_step, states.params, test_set, config, put, betas),
-            model.modalities, "test", num_replicas)
-        for replica_metrics, replica_last in zip(test_metrics, last):
-          replica_last.update(replica_metrics)
-        outputs.scalars(step, test_metrics)
-        if outputs.enabled:
-          for r in range(num_replicas):
-            params = jax.tree.map(lambda x: x[r], states.params)
-            save_cross_generation(model, params, test_set, config, outputs.figure_path(r, step),
-                                  f"{config.model}, seed {seeds[r]}, beta {betas[r]:g}, step {step}")
-          tqdm.tqdm.write(
-              f"step {step}: test loss "
-              + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
-              + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
-      manager.save(step, args=ocp.args.StandardSave(states), force=step == num_steps)
-      progress.update(1)
+  try:
+    with progress:
+      for step in range(start_step + 1, num_steps + 1):
+        states, metrics = train_step(states, next(batches), betas)
+        window_steps += 1
+        if step % config.log_every_steps == 0 or step == num_steps:
+          log_train(step, metrics, window_steps * config.batch_size
+                    / (time.perf_counter() - window_start))
+          window_start, window_steps = time.perf_counter(), 0
+        if step % config.eval_every_steps == 0 or step == num_steps:
+          evaluate_and_draw(step)
+        manager.save(step, args=ocp.args.StandardSave(states), force=step == num_steps)
+        progress.update(1)
+  finally:
+    batches.close()
   manager.wait_until_finished()
   manager.close()
   outputs.close()
