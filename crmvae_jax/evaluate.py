@@ -1,0 +1,570 @@
+"""Evaluation of a trained run: coherence, FID and latent probes (SPEC.md section 6).
+
+    python -m crmvae_jax.evaluate --config=configs/mst.py --workdir=workdirs/mst_crmvae
+
+With no --config it evaluates a quick-start run (`python -m crmvae_jax.main
+--workdir=DIR`, then `python -m crmvae_jax.classifiers`), offline, in about a
+minute on a CPU. It computes, on `config.eval.num_examples` test pairs (a seeded
+random choice; -1: all):
+
+- cross-coherence (Table 1): for every target modality and every non-empty subset S
+  of the other modalities, z ~ the model's own posterior of S (PoE(S) or MoE(S),
+  `objectives.SUBSET_POSTERIOR`), the target's decoder mean classified and compared
+  with the label. One compiled generator serves every subset: S is a mask.
+- joint coherence R (Table 1): z ~ N(0, I), every modality decoded and classified;
+  the fraction of samples on which all predictions agree.
+- generated digit names judged by Levenshtein distance, with the mean distance to
+  the predicted name (`classifiers.DigitNameJudge`).
+- FID (Table 2) of every image modality generated from every other single modality,
+  against the real test images of that modality (needs the Inception weights; without
+  them FID is skipped with a one-sentence note of which file to provide).
+- latent linear probes (Table 5): logistic regression on the posterior means of every
+  non-empty subset, trained on up to `config.eval.probe_train_examples` training pairs.
+
+It writes `DIR/eval/results.json`, `DIR/eval/tables.md` (Tables 1, 2 and 5 in the
+paper's layout, with the paper's rows on MNIST-SVHN-Text) and
+`DIR/eval/cross_generation.png` (replica r of a sweep, `--replica=r`:
+`DIR/replica_r/eval/...`), and prints the tables. It refuses to run when a
+classifier is missing, naming the command that trains it.
+
+The metric loops (`cross_coherence`, `joint_coherence`, `fid_scores`, `latent_probes`)
+take the model as functions (`generate`, `encode_means`), so they are tested with
+stand-in models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from crmvae_jax import classifiers, inception, metrics, models, objectives, plotting, tables
+from crmvae_jax.evaluate_image_text import run_directory
+from crmvae_jax import config as config_lib
+from crmvae_jax import data as data_lib
+from crmvae_jax import distributions as dist
+from crmvae_jax import train
+from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.modalities import Modality
+
+# (subset mask [M], stored batch, rng) -> displayed outputs, one per modality.
+Generate = Callable[[np.ndarray, dict, jax.Array], Sequence[np.ndarray]]
+# (number of samples, rng) -> displayed outputs decoded from z ~ N(0, I).
+GeneratePrior = Callable[[int, jax.Array], Sequence[np.ndarray]]
+# values [B, ...] -> predicted labels [B].
+Judge = Callable[[np.ndarray], np.ndarray]
+# stored batch -> posterior means [K, B, D], one row per subset.
+EncodeMeans = Callable[[dict], np.ndarray]
+
+RESULTS_FILE = "results.json"
+TABLES_FILE = "tables.md"
+FIGURE_FILE = "cross_generation.png"
+
+
+def padded_batches(num_examples: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+  """Example ids in batches of one size (the last padded by repeating its last id).
+
+  One shape means one compiled program; callers keep the first `num_valid` results.
+
+  Args:
+    num_examples: ids run 0..num_examples-1.
+    batch_size: ids per batch (capped at num_examples).
+
+  Yields:
+    (ids [batch_size], num_valid).
+  """
+  batch_size = max(1, min(batch_size, num_examples))
+  for start in range(0, num_examples, batch_size):
+    ids = np.arange(start, min(start + batch_size, num_examples))
+    yield np.pad(ids, (0, batch_size - len(ids)), mode="edge"), len(ids)
+
+
+def coherence_subsets(num_modalities: int) -> np.ndarray:
+  """Conditioning subsets of Table 1: every non-empty subset that leaves a modality out.
+
+  Returns:
+    Boolean masks [2^M - 2, M], ordered as `distributions.nonempty_subsets`.
+  """
+  subsets = dist.nonempty_subsets(num_modalities)
+  return subsets[~subsets.all(axis=1)]
+
+
+def _abbreviations(modalities: Sequence[Modality], mask: np.ndarray) -> list[str]:
+  return [m.abbreviation for m, member in zip(modalities, mask) if member]
+
+
+def cross_coherence(generate: Generate, judges: Mapping[str, Judge], dataset: MultimodalDataset,
+                    modalities: Sequence[Modality], batch_size: int, rng: jax.Array,
+                    distance_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+  """Cross-coherence of every (target, subset of the other modalities), Table 1.
+
+  Args:
+    generate: (subset mask [M], stored batch, rng) -> displayed outputs per modality,
+      generated from the posterior of the subset.
+    judges: modality name -> values -> predicted labels.
+    dataset: the test pairs to evaluate (every pair of it), single-label.
+    modalities: the model's modalities, in its order.
+    batch_size: pairs per `generate` call.
+    rng: sampling randomness.
+    distance_fns: optional modality name -> values -> per-example distances (the edit
+      distance of generated digit names), averaged per column.
+
+  Returns:
+    (accuracy, mean_distance): column ('M<-S+T', `tables.column_name`) -> accuracy,
+    and the same columns for targets in `distance_fns` -> mean distance.
+  """
+  distance_fns = distance_fns or {}
+  subsets = coherence_subsets(len(modalities))
+  correct: dict[str, int] = {}
+  distance_sums: dict[str, float] = {}
+  for batch_index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
+    batch = dataset.batch(ids)
+    labels = batch["label"][:num_valid]
+    for subset_index, subset in enumerate(subsets):
+      outputs = generate(subset, batch, jax.random.fold_in(
+          jax.random.fold_in(rng, batch_index), subset_index))
+      for target, output, conditioned in zip(modalities, outputs, subset):
+        if conditioned:
+          continue
+        column = tables.column_name(target.abbreviation, _abbreviations(modalities, subset))
+        predictions = judges[target.name](output)[:num_valid]
+        correct[column] = correct.get(column, 0) + int(np.sum(predictions == labels))
+        if target.name in distance_fns:
+          distance_sums[column] = distance_sums.get(column, 0.0) + float(
+              np.sum(distance_fns[target.name](output)[:num_valid]))
+  # Table 1's column order: by target, then by subset.
+  columns = tables.coherence_columns([m.abbreviation for m in modalities])[1:]
+  accuracy = {column: correct[column] / len(dataset) for column in columns}
+  mean_distance = {column: distance_sums[column] / len(dataset) for column in columns
+                   if column in distance_sums}
+  return accuracy, mean_distance
+
+
+def joint_coherence(generate_prior: GeneratePrior, judges: Mapping[str, Judge],
+                    modalities: Sequence[Modality], num_samples: int, batch_size: int,
+                    rng: jax.Array,
+                    distance_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None
+                    ) -> tuple[float, dict[str, float]]:
+  """Joint coherence R: the fraction of prior samples on which all judges agree.
+
+  Args:
+    generate_prior: (number of samples, rng) -> displayed outputs per modality.
+    judges: modality name -> values -> predicted labels.
+    modalities: the model's modalities, in its order.
+    num_samples: samples z ~ N(0, I).
+    batch_size: samples per `generate_prior` call (every call has this size).
+    rng: sampling randomness.
+    distance_fns: as in `cross_coherence`.
+
+  Returns:
+    (R, mean_distance): mean_distance maps '<abbreviation><-prior' to the mean
+    distance of that modality's samples, for modalities in `distance_fns`.
+  """
+  distance_fns = distance_fns or {}
+  predictions = []
+  distances: dict[str, list[np.ndarray]] = {}
+  for batch_index, (_, num_valid) in enumerate(padded_batches(num_samples, batch_size)):
+    outputs = generate_prior(min(batch_size, num_samples), jax.random.fold_in(rng, batch_index))
+    predictions.append(np.stack([judges[m.name](output)[:num_valid]
+                                 for m, output in zip(modalities, outputs)]))
+    for m, output in zip(modalities, outputs):
+      if m.name in distance_fns:
+        distances.setdefault(f"{m.abbreviation}<-prior", []).append(
+            distance_fns[m.name](output)[:num_valid])
+  coherence = metrics.joint_coherence(np.concatenate(predictions, axis=1))
+  return coherence, {column: float(np.mean(np.concatenate(values)))
+                     for column, values in distances.items()}
+
+
+def judge_accuracy(judges: Mapping[str, Judge], dataset: MultimodalDataset,
+                   modalities: Sequence[Modality], batch_size: int) -> dict[str, float]:
+  """Each judge's accuracy on the real data of its modality: coherence's ceiling."""
+  correct = dict.fromkeys([m.name for m in modalities], 0)
+  for ids, num_valid in padded_batches(len(dataset), batch_size):
+    batch = dataset.batch(ids)
+    for m in modalities:
+      predictions = judges[m.name](batch[m.name])[:num_valid]
+      correct[m.name] += int(np.sum(predictions == batch["label"][:num_valid]))
+  return {name: count / len(dataset) for name, count in correct.items()}
+
+
+def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarray],
+               dataset: MultimodalDataset, modalities: Sequence[Modality], batch_size: int,
+               rng: jax.Array) -> dict[str, float]:
+  """FID of every image modality generated from every other single modality (Table 2).
+
+  Args:
+    generate: as in `cross_coherence`.
+    features_fn: images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F].
+    dataset: the test pairs; generated images of pair i are compared with the real
+      images of the same pairs.
+    modalities: the model's modalities, in its order.
+    batch_size: pairs per `generate` call.
+    rng: sampling randomness.
+
+  Returns:
+    'S->M' (M images generated from S) -> Frechet distance, for every image target M
+    and every other modality S.
+  """
+  image_targets = [index for index, m in enumerate(modalities) if not m.is_text]
+  directions = [(source, target) for target in image_targets
+                for source in range(len(modalities)) if source != target]
+  generated = {direction: [] for direction in directions}
+  real = {target: [] for target in image_targets}
+  for batch_index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
+    batch = dataset.batch(ids)
+    # Whole padded batches keep one shape, so the feature network compiles once.
+    for target in image_targets:
+      real[target].append(features_fn(batch[modalities[target].name])[:num_valid])
+    for source in range(len(modalities)):
+      targets = [t for s, t in directions if s == source]
+      if not targets:
+        continue
+      subset = np.arange(len(modalities)) == source
+      outputs = generate(subset, batch, jax.random.fold_in(
+          jax.random.fold_in(rng, batch_index), source))
+      for target in targets:
+        generated[(source, target)].append(features_fn(outputs[target])[:num_valid])
+  scores = {}
+  for source, target in directions:
+    real_statistics = metrics.gaussian_statistics(np.concatenate(real[target]))
+    generated_statistics = metrics.gaussian_statistics(
+        np.concatenate(generated[(source, target)]))
+    column = f"{modalities[source].abbreviation}->{modalities[target].abbreviation}"
+    scores[column] = metrics.frechet_distance(*generated_statistics, *real_statistics)
+  return scores
+
+
+def encode_all(encode_means: EncodeMeans, dataset: MultimodalDataset, batch_size: int
+               ) -> np.ndarray:
+  """Posterior means of every pair of `dataset` for every subset: [K, N, D]."""
+  means = [encode_means(dataset.batch(ids))[:, :num_valid]
+           for ids, num_valid in padded_batches(len(dataset), batch_size)]
+  return np.concatenate(means, axis=1)
+
+
+def latent_probes(encode_means: EncodeMeans, train_set: MultimodalDataset,
+                  test_set: MultimodalDataset, modalities: Sequence[Modality],
+                  batch_size: int) -> dict[str, float]:
+  """Linear-probe accuracy of the posterior means of every non-empty subset (Table 5).
+
+  Args:
+    encode_means: stored batch -> posterior means [K, B, D] of the K subsets of
+      `distributions.nonempty_subsets(M)`, in that order.
+    train_set: pairs the logistic regressions are fitted on.
+    test_set: pairs they are scored on.
+    modalities: the model's modalities, in its order.
+    batch_size: pairs per `encode_means` call.
+
+  Returns:
+    Subset name ('M+S', `tables.subset_name`) -> test accuracy.
+  """
+  train_means = encode_all(encode_means, train_set, batch_size)
+  test_means = encode_all(encode_means, test_set, batch_size)
+  return {
+      tables.subset_name(_abbreviations(modalities, subset)): metrics.linear_probe(
+          train_means[index], train_set.labels, test_means[index], test_set.labels)
+      for index, subset in enumerate(dist.nonempty_subsets(len(modalities)))}
+
+
+def make_generate(model: models.MultimodalVAE, params, kind: str) -> Generate:
+  """The model's cross-generation: z ~ its posterior of a subset, decoded into every
+  modality. One compiled program serves every subset (the subset is a traced mask).
+
+  Args:
+    model: a `MultimodalVAE`.
+    params: its parameters.
+    kind: its subset posterior, 'poe' or 'moe' (`objectives.SUBSET_POSTERIOR`).
+
+  Returns:
+    generate(subset [M] bool, stored batch, rng) -> displayed outputs per modality.
+  """
+  modalities = model.modalities
+
+  @jax.jit
+  def decoder_outputs(params, stored, subset, rng):
+    variables = {"params": params}
+    posteriors = model.apply(variables, models.model_inputs(modalities, stored),
+                             method=model.encode)
+    z = models.subset_posterior(posteriors, subset, kind).sample(rng)
+    return model.apply(variables, jnp.broadcast_to(z, (len(modalities),) + z.shape),
+                       method=model.decode)
+
+  def generate(subset, batch, rng):
+    stored = {m.name: batch[m.name] for m in modalities}
+    outputs = jax.device_get(decoder_outputs(params, stored, jnp.asarray(subset), rng))
+    return [m.display(output) for m, output in zip(modalities, outputs)]
+
+  return generate
+
+
+def make_generate_prior(model: models.MultimodalVAE, params) -> GeneratePrior:
+  """Decodes z ~ N(0, I) into every modality: (num_samples, rng) -> displayed outputs."""
+  modalities = model.modalities
+
+  @jax.jit
+  def decoder_outputs(params, z):
+    return model.apply({"params": params}, jnp.broadcast_to(z, (len(modalities),) + z.shape),
+                       method=model.decode)
+
+  def generate_prior(num_samples, rng):
+    z = jax.random.normal(rng, (num_samples, model.latent_dim))
+    outputs = jax.device_get(decoder_outputs(params, z))
+    return [m.display(output) for m, output in zip(modalities, outputs)]
+
+  return generate_prior
+
+
+def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeMeans:
+  """Posterior means of every non-empty subset, in one compiled program.
+
+  Returns:
+    encode_means(stored batch) -> [K, B, D], K = 2^M - 1 subsets in
+    `distributions.nonempty_subsets` order.
+  """
+  modalities = model.modalities
+  subsets = jnp.asarray(dist.nonempty_subsets(len(modalities)))
+
+  @jax.jit
+  def means(params, stored):
+    posteriors = model.apply({"params": params}, models.model_inputs(modalities, stored),
+                             method=model.encode)
+    return jax.vmap(lambda subset: models.posterior_mean(
+        models.subset_posterior(posteriors, subset, kind)))(subsets)
+
+  def encode_means(batch):
+    return np.asarray(means(params, {m.name: batch[m.name] for m in modalities}))
+
+  return encode_means
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a config whose model or data set differs from the one trained in `workdir`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    trained = json.load(f)
+  trained_data = trained.get("data", {}).get("name")
+  if trained.get("model") != config.model or trained_data != config.data.name:
+    raise ValueError(
+        f"{workdir} holds a {trained.get('model')} model on {trained_data}, but the config "
+        f"asks for {config.model} on {config.data.name}; pass the training run's config "
+        f"(e.g. --config.model={trained.get('model')}).")
+
+
+def _choose(num_available: int, num_wanted: int, rng: np.random.Generator) -> np.ndarray:
+  """A seeded random choice of min(num_wanted, num_available) ids (-1: all), sorted."""
+  if num_wanted < 0 or num_wanted >= num_available:
+    return np.arange(num_available)
+  return np.sort(rng.choice(num_available, num_wanted, replace=False))
+
+
+def model_fid(config: ml_collections.ConfigDict, generate: Generate,
+              test_pairs: MultimodalDataset, modalities: Sequence[Modality], rng: jax.Array
+              ) -> tuple[dict[str, float] | None, str | None]:
+  """`fid_scores` with Inception features on the first `config.eval.fid_examples` pairs.
+
+  Returns:
+    (scores, None), or (None, a one-sentence note of why FID was not computed: turned
+    off, no image to generate across, or the Inception weights file is missing and
+    which file to provide). A missing weights file is printed, not raised, so the
+    rest of the evaluation still completes.
+  """
+  if not config.eval.fid:
+    return None, "FID not computed (--config.eval.fid=False)."
+  if len(modalities) < 2 or all(m.is_text for m in modalities):
+    return None, "FID not computed: no image modality to generate from another modality."
+  try:
+    inception_features = inception.InceptionFeatures.load(config.eval.inception_weights)
+  except DataUnavailableError as error:
+    note = f"FID skipped: {error}"
+    tqdm.tqdm.write(note)
+    return None, note
+  fid_pairs = test_pairs.subset(np.arange(min(config.eval.fid_examples, len(test_pairs))))
+  batch_size = config.eval.batch_size
+  return fid_scores(generate, lambda images: inception_features.features(images, batch_size),
+                    fid_pairs, modalities, batch_size, rng), None
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> dict:
+  """Evaluates the latest checkpoint in `workdir`; writes DIR/eval/{results.json,
+  tables.md, cross_generation.png} and prints the tables.
+
+  Args:
+    config: the config the run was trained with; `config.eval` holds the evaluation
+      settings.
+    workdir: the training run's directory.
+    replica: which (seed, beta) replica of a sweep run (`train.replica_grid`); its
+      files go to DIR/replica_<r>/eval/.
+
+  Returns:
+    The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
+    (Table 1 columns), text_edit_distance, fid (Table 2 columns, or None with
+    fid_note saying why), latent (Table 5 columns), judges, judge_accuracy and
+    classifier_test_accuracy (per modality), and example counts.
+
+  Raises:
+    FileNotFoundError: no checkpoint in `workdir`, or a classifier is missing (the
+      message names the command that makes it).
+    ValueError: the config does not match the run, or the labels are not one class
+      per pair.
+  """
+  check_workdir_config(config, workdir)
+  model, params, train_set, test_set, step = train.load_trained(config, workdir, replica)
+  seeds, betas = train.replica_grid(config)
+  if test_set.labels.ndim != 1:
+    raise ValueError(
+        f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
+        f"{test_set.labels.shape[1:]} per pair.")
+  modalities = model.modalities
+  directory = classifiers.default_directory(config)
+  text_decoders = data_lib.text_decoders(test_set)
+  judges = classifiers.load_judges(config, modalities, text_decoders, directory)
+  distance_fns = {name: judge.distances for name, judge in judges.items()
+                  if isinstance(judge, classifiers.DigitNameJudge)}
+  kind = objectives.SUBSET_POSTERIOR[config.model]
+  batch_size = config.eval.batch_size
+  choice_rng = np.random.default_rng(config.eval.seed)
+  test_pairs = test_set.subset(_choose(len(test_set), config.eval.num_examples, choice_rng))
+  probe_pairs = train_set.subset(
+      _choose(len(train_set), config.eval.probe_train_examples, choice_rng))
+  coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
+  generate = make_generate(model, params, kind)
+
+  tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
+                  f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
+                  f"samples, {len(probe_pairs)} probe training pairs.")
+  coherence, text_edit_distance = cross_coherence(
+      generate, judges, test_pairs, modalities, batch_size, coherence_rng, distance_fns)
+  joint, prior_distance = joint_coherence(
+      make_generate_prior(model, params), judges, modalities, config.eval.num_prior_samples,
+      batch_size, prior_rng, distance_fns)
+  text_edit_distance.update(prior_distance)
+  fid, fid_note = model_fid(config, generate, test_pairs, modalities, fid_rng)
+
+  results = {
+      "model": config.model,
+      "data": config.data.name,
+      "seed": seeds[replica],
+      "beta": betas[replica],
+      "step": step,
+      "modalities": {m.abbreviation: m.name for m in modalities},
+      "num_test_pairs": len(test_pairs),
+      "num_prior_samples": config.eval.num_prior_samples,
+      "num_probe_train_pairs": len(probe_pairs),
+      "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
+      "text_edit_distance": text_edit_distance,
+      "fid": fid,
+      "latent": latent_probes(make_encode_means(model, params, kind), probe_pairs, test_pairs,
+                              modalities, batch_size),
+      "judges": {name: ("levenshtein" if name in distance_fns else "classifier")
+                 for name in judges},
+      "judge_accuracy": judge_accuracy(judges, test_pairs, modalities, batch_size),
+      "classifier_test_accuracy": {
+          m.name: (classifiers.read_metadata(directory, m.name) or {}).get("test_accuracy")
+          for m in modalities if m.name not in distance_fns},
+  }
+  if fid_note:
+    results["fid_note"] = fid_note
+
+  eval_dir = os.path.join(run_directory(config, workdir, replica), "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+  with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
+    json.dump(results, f, indent=2)
+  markdown = tables_markdown([results])
+  with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
+    f.write(markdown)
+  figure_ids = np.arange(min(config.figure_examples, len(test_pairs)))
+  plotting.cross_generation_figure(
+      model, params, test_pairs.batch(figure_ids), kind, text_decoders,
+      os.path.join(eval_dir, FIGURE_FILE),
+      title=f"{config.model}, seed {seeds[replica]}, beta {betas[replica]:g}, step {step}")
+  print(markdown)
+  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
+  return results
+
+
+def _by_model(runs: Sequence[dict], section: str) -> dict[str, dict[str, list[float]]]:
+  """model -> column -> per-run values of one results section."""
+  grouped: dict[str, dict[str, list[float]]] = {}
+  for run in runs:
+    for column, value in (run.get(section) or {}).items():
+      grouped.setdefault(run["model"], {}).setdefault(column, []).append(value)
+  return grouped
+
+
+def tables_markdown(runs: Sequence[dict]) -> str:
+  """Tables 1, 2 and 5 (and the text edit distances) of evaluation results, in Markdown.
+
+  Runs of one model (e.g. three seeds) are shown as mean ± std. On MNIST-SVHN-Text
+  the paper's row follows each model it reports.
+
+  Args:
+    runs: `evaluate` results of one data set.
+
+  Returns:
+    The Markdown document.
+  """
+  first = runs[0]
+  abbreviations = list(first["modalities"])
+  paper = first["data"] == "mst"
+  sections = [f"# Evaluation: {first['data']}, "
+              f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n",
+              "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "
+              "subset)\n",
+              tables.coherence_table(_by_model(runs, "coherence"), abbreviations, paper=paper)]
+  distances = _by_model(runs, "text_edit_distance")
+  if distances:
+    columns = list(next(iter(distances.values())))
+    sections += ["## Generated text: mean Levenshtein distance to the predicted digit name\n",
+                 tables.markdown_table(distances, columns)]
+  fid = _by_model(runs, "fid")
+  sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
+  if fid:
+    columns = list(tables.FID_COLUMNS) if paper else list(next(iter(fid.values())))
+    sections.append(tables.fid_table(fid, columns, paper=paper))
+  else:
+    sections.append(first["fid_note"] + "\n")
+  sections += ["## Table 5: linear classification of posterior means per input subset\n",
+               tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
+  judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
+                 f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
+  sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
+  return "\n".join(sections)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  config = flags.FLAGS.config if flags.FLAGS.config is not None else (
+      config_lib.quickstart_config())
+  try:
+    evaluate(config, flags.FLAGS.workdir, flags.FLAGS.replica)
+  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
+    # Missing data, checkpoint or classifier, or a mismatched config: the user's to fix.
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  # Defined here, not at import, so that experiments/mst_tables.py can import this
+  # module and define its own flags.
+  config_flags.DEFINE_config_file(
+      "config", None, "A configs/*.py file; default: the offline quick start.",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "The training run's directory.")
+  flags.DEFINE_integer("replica", 0, "Which replica of a sweep run (train.replica_grid).")
+  flags.mark_flag_as_required("workdir")
+  app.run(main)

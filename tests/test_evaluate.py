@@ -1,0 +1,287 @@
+"""Evaluation: coherence, FID and probes of stand-in models with known answers, the
+paper's table layout, and the whole path on a briefly trained quick-start run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax import config as config_lib
+from crmvae_jax.data import quickstart, text
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.modalities import modalities_of
+
+NUM_PAIRS = 300
+BATCH_SIZE = 64  # 300 pairs: four full batches and one padded one
+
+
+@pytest.fixture(scope="module")
+def digits():
+  """MNIST-SVHN-Text of real digits: 'svhn' is the MNIST digit padded to 32x32x3."""
+  images, labels = quickstart.embedded_mnist()
+  # The embedded digits are sorted by class; a random choice balances the classes.
+  ids = np.random.default_rng(0).choice(len(labels), NUM_PAIRS, replace=False)
+  images, labels = images[ids], labels[ids]
+  svhn = np.repeat(np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))), 3, axis=-1)
+  arrays = {"mnist": images, "svhn": svhn,
+            "text": text.digit_texts(labels, np.random.default_rng(0))}
+  dataset = MultimodalDataset(
+      modalities=("mnist", "svhn", "text"), arrays=arrays,
+      indices={name: np.arange(NUM_PAIRS) for name in arrays}, labels=labels)
+  return dataset, modalities_of("mst", dataset)
+
+
+class LookupJudge:
+  """A perfect classifier of known images; an unknown image gets a hashed class."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    self.labels = {self._key(image): label for image, label in zip(images, labels)}
+
+  @staticmethod
+  def _key(image: np.ndarray) -> bytes:
+    if image.dtype != np.uint8:
+      image = np.round(image * 255.0).astype(np.uint8)
+    return image.tobytes()
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    return np.array([self.labels.get(self._key(image), int(
+        hashlib.md5(self._key(image)).hexdigest(), 16) % 10) for image in images])
+
+
+def _judges(dataset):
+  text_judge = classifiers.DigitNameJudge(text.decode)
+  judges = {name: LookupJudge(dataset.arrays[name], dataset.labels) for name in ("mnist", "svhn")}
+  return {**judges, "text": text_judge}, {"text": text_judge.distances}
+
+
+def _true_inputs(subset, batch, rng):
+  """A model whose every decoder returns the true input, displayed."""
+  return [batch["mnist"] / 255.0, batch["svhn"] / 255.0, batch["text"]]
+
+
+def _noise(subset, batch, rng):
+  """A model that ignores its input and returns noise."""
+  noise = np.random.default_rng(np.asarray(rng).tolist())
+  size = len(batch["label"])
+  return [noise.uniform(size=(size, 28, 28, 1)), noise.uniform(size=(size, 32, 32, 3)),
+          noise.integers(0, len(text.ALPHABET), size=(size, 8))]
+
+
+def test_coherence_of_the_true_input_is_one(digits):
+  dataset, modalities = digits
+  judges, distance_fns = _judges(dataset)
+  accuracy, distance = evaluate.cross_coherence(
+      _true_inputs, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
+  # Table 1's columns, in its order, each exactly 1.
+  assert list(accuracy) == tables.coherence_columns(("M", "S", "T"))[1:]
+  assert all(value == 1.0 for value in accuracy.values())
+  assert distance == {"T<-M": 0.0, "T<-S": 0.0, "T<-M+S": 0.0}
+
+
+def test_coherence_of_noise_is_near_chance(digits):
+  dataset, modalities = digits
+  judges, distance_fns = _judges(dataset)
+  accuracy, distance = evaluate.cross_coherence(
+      _noise, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
+  assert len(accuracy) == 9
+  for column, value in accuracy.items():
+    assert abs(value - 0.1) < 0.07, (column, value)
+  assert all(value > 2.0 for value in distance.values())  # random strings are far from names
+
+
+def test_misspelled_text_is_judged_by_edit_distance(digits):
+  dataset, modalities = digits
+  judges, distance_fns = _judges(dataset)
+
+  def one_typo(subset, batch, rng):
+    outputs = _true_inputs(subset, batch, rng)
+    words = [s.strip() for s in text.decode(batch["text"])]
+    # Replace the first letter with 'x': one edit, still nearest to the right name.
+    typos = [("x" + word[1:]).ljust(8) for word in words]
+    return outputs[:2] + [text.encode(typos)]
+
+  accuracy, distance = evaluate.cross_coherence(
+      one_typo, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
+  assert accuracy["T<-M"] > 0.9
+  np.testing.assert_allclose(distance["T<-M"], 1.0)
+
+
+def test_joint_coherence_of_agreeing_and_of_noisy_samples(digits):
+  dataset, modalities = digits
+  judges, distance_fns = _judges(dataset)
+
+  def agreeing_prior(num_samples, rng):
+    ids = jax.random.randint(rng, (num_samples,), 0, NUM_PAIRS)
+    return _true_inputs(None, dataset.batch(np.asarray(ids)), rng)
+
+  def noisy_prior(num_samples, rng):
+    return _noise(None, {"label": np.zeros(num_samples)}, rng)
+
+  coherence, distance = evaluate.joint_coherence(
+      agreeing_prior, judges, modalities, 100, 32, jax.random.PRNGKey(0), distance_fns)
+  assert coherence == 1.0 and distance == {"T<-prior": 0.0}
+  coherence, _ = evaluate.joint_coherence(
+      noisy_prior, judges, modalities, 200, 32, jax.random.PRNGKey(0), distance_fns)
+  assert coherence < 0.1
+
+
+def _pooled_features(images: np.ndarray) -> np.ndarray:
+  """Stand-in features: 4x4 average-pooled grey levels [B, 16]."""
+  images = np.asarray(images, np.float64)
+  if images.max() > 1.0:
+    images = images / 255.0
+  grey = images.mean(axis=-1)
+  height = grey.shape[1] // 4 * 4
+  grey = grey[:, :height, :height]
+  return grey.reshape(len(grey), 4, height // 4, 4, height // 4).mean(axis=(2, 4)).reshape(-1, 16)
+
+
+def test_fid_of_true_inputs_is_zero_and_of_noise_large(digits):
+  dataset, modalities = digits
+  scores = evaluate.fid_scores(_true_inputs, _pooled_features, dataset, modalities, BATCH_SIZE,
+                               jax.random.PRNGKey(0))
+  assert list(scores) == ["S->M", "T->M", "M->S", "T->S"]
+  assert all(abs(value) < 1e-6 for value in scores.values())
+  noise_scores = evaluate.fid_scores(_noise, _pooled_features, dataset, modalities, BATCH_SIZE,
+                                     jax.random.PRNGKey(0))
+  assert all(value > 1.0 for value in noise_scores.values())
+
+
+def test_fid_without_inception_weights_is_skipped_with_the_file_to_provide(digits, tmp_path):
+  dataset, modalities = digits
+  config = config_lib.quickstart_config()
+  config.eval.fid = True
+  config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
+  scores, note = evaluate.model_fid(config, _true_inputs, dataset, modalities,
+                                    jax.random.PRNGKey(0))
+  assert scores is None
+  # The note is inception.find_weights' sentence: where it looked and what to pass.
+  assert note.startswith("FID skipped: ")
+  assert str(tmp_path / "inception_fid.npz") in note
+  assert "--config.eval.inception_weights=" in note
+  config.eval.fid = False
+  assert evaluate.model_fid(config, _true_inputs, dataset, modalities,
+                            jax.random.PRNGKey(0)) == (
+                                None, "FID not computed (--config.eval.fid=False).")
+
+
+def test_latent_probes_of_separable_and_random_latents(digits):
+  dataset, modalities = digits
+  train_set, test_set = dataset.subset(np.arange(200)), dataset.subset(np.arange(200, 300))
+
+  def separable(batch):  # every subset's mean is the one-hot label, plus noise
+    rng = np.random.default_rng(int(batch["label"].sum()))
+    means = np.eye(10)[batch["label"]] + 0.1 * rng.normal(size=(len(batch["label"]), 10))
+    return np.broadcast_to(means, (7,) + means.shape)
+
+  def random(batch):
+    return np.random.default_rng(len(batch["label"])).normal(size=(7, len(batch["label"]), 10))
+
+  accuracy = evaluate.latent_probes(separable, train_set, test_set, modalities, BATCH_SIZE)
+  assert list(accuracy) == tables.latent_columns(("M", "S", "T"))
+  assert all(value == 1.0 for value in accuracy.values())
+  accuracy = evaluate.latent_probes(random, train_set, test_set, modalities, BATCH_SIZE)
+  assert all(value < 0.3 for value in accuracy.values())
+
+
+def _mst_results(model: str, coherence: float) -> dict:
+  return {
+      "model": model, "data": "mst", "modalities": {"M": "mnist", "S": "svhn", "T": "text"},
+      "coherence": dict.fromkeys(tables.coherence_columns(), coherence),
+      "text_edit_distance": {"T<-M": 0.5},
+      "fid": {"S->M": 30.0, "M->S": 40.0, "T->M": 50.0, "T->S": 60.0},
+      "latent": dict.fromkeys(tables.latent_columns(), 0.9),
+      "judges": {"mnist": "classifier", "svhn": "classifier", "text": "levenshtein"},
+      "judge_accuracy": {"mnist": 0.99, "svhn": 0.9, "text": 1.0},
+  }
+
+
+def test_tables_have_the_paper_layout():
+  runs = [_mst_results("crmvae", 0.5), _mst_results("crmvae", 0.7), _mst_results("mvae", 0.2)]
+  markdown = evaluate.tables_markdown(runs)
+  lines = markdown.splitlines()
+  assert ("| model | R | M<-S | M<-T | M<-S+T | S<-M | S<-T | S<-M+T | T<-M | T<-S | T<-M+S |"
+          in lines)
+  assert "| model | S->M | M->S |" in lines
+  assert "| model | M | S | T | M+S | M+T | S+T | M+S+T |" in lines
+  # Seeds as mean ± std; the paper's rows under each model; MVAE before CRMVAE.
+  assert "| CRMVAE | 0.60 ± 0.10 |" in markdown
+  assert "| CRMVAE (paper) | 0.15 | 0.60 | 0.97 |" in markdown
+  assert markdown.index("| MVAE |") < markdown.index("| CRMVAE |")
+  assert "| CRMVAE (paper) | 24.1 | 37.3 |" in markdown
+
+
+def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
+  run = {"model": "crmvae", "data": "quickstart", "modalities": {"M": "mnist", "T": "text"},
+         "coherence": {"R": 0.2, "M<-T": 0.3, "T<-M": 0.4}, "text_edit_distance": {},
+         "fid": None, "fid_note": "FID not computed (--config.eval.fid=False).",
+         "latent": {"M": 0.9, "T": 1.0, "M+T": 1.0},
+         "judges": {"mnist": "classifier", "text": "levenshtein"},
+         "judge_accuracy": {"mnist": 0.97, "text": 1.0}}
+  markdown = evaluate.tables_markdown([run])
+  assert ("| model | R | M<-T | T<-M |\n|---|---|---|---|\n| CRMVAE | 0.20 | 0.30 | 0.40 |"
+          in markdown)
+  assert "(paper)" not in markdown
+  assert "FID not computed" in markdown
+
+
+def _tiny_quickstart_config(tmp_path):
+  config = config_lib.quickstart_config()
+  config.num_train_steps = 5
+  config.batch_size = 32
+  config.log_every_steps = 5
+  config.eval_every_steps = 5
+  config.checkpoint_every_steps = 5
+  config.eval_batches = 1
+  config.figure_examples = 4
+  config.disable_progress_bar = True
+  config.eval.classifier_dir = str(tmp_path / "classifiers")
+  config.eval.classifier_epochs = 1
+  config.eval.classifier_batch_size = 64
+  config.eval.classifier_max_train_examples = 256
+  config.eval.batch_size = 32
+  config.eval.num_examples = 64
+  config.eval.num_prior_samples = 64
+  config.eval.probe_train_examples = 128
+  config.eval.fid = True  # without weights: skipped, with a note
+  config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
+  return config
+
+
+def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
+  config = _tiny_quickstart_config(tmp_path)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+
+  with pytest.raises(FileNotFoundError, match="python -m crmvae_jax.classifiers"):
+    evaluate.evaluate(config, workdir)  # no classifiers yet
+  other_model = config.copy_and_resolve_references()
+  other_model.model = "mvae"
+  with pytest.raises(ValueError, match="crmvae model on quickstart"):
+    evaluate.evaluate(other_model, workdir)
+
+  accuracies = classifiers.train_classifiers(config)
+  assert set(accuracies) == {"mnist", "text"}
+  results = evaluate.evaluate(config, workdir)
+
+  eval_dir = os.path.join(workdir, "eval")
+  with open(os.path.join(eval_dir, "results.json")) as f:
+    assert json.load(f) == results
+  assert results["step"] == 5 and results["num_test_pairs"] == 64
+  assert list(results["coherence"]) == ["R", "M<-T", "T<-M"]
+  assert all(0.0 <= value <= 1.0 for value in results["coherence"].values())
+  assert set(results["text_edit_distance"]) == {"T<-M", "T<-prior"}
+  assert results["fid"] is None and results["fid_note"].startswith("FID skipped")
+  assert list(results["latent"]) == ["M", "T", "M+T"]
+  assert results["judges"] == {"mnist": "classifier", "text": "levenshtein"}
+  assert results["judge_accuracy"]["text"] == 1.0
+  assert results["classifier_test_accuracy"]["mnist"] == accuracies["mnist"]
+  with open(os.path.join(eval_dir, "tables.md")) as f:
+    assert "| model | R | M<-T | T<-M |" in f.read()
+  assert os.path.getsize(os.path.join(eval_dir, "cross_generation.png")) > 0
