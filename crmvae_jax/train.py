@@ -284,15 +284,18 @@ def save_cross_generation(model, params, test_set, config, path, title) -> None:
                                    path, title=title)
 
 
+def replica_directory(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> str:
+  """Where one replica writes summaries, figures and evaluations: `workdir` itself for a
+  single run, `workdir/replica_<r>` for replica r of a sweep."""
+  num_replicas = len(replica_grid(config)[0])
+  return workdir if num_replicas == 1 else os.path.join(workdir, f"replica_{replica}")
+
+
 class _Outputs:
-  """Where a run writes, per replica: TensorBoard scalars and figures (process 0 only).
+  """Where a run writes, per replica: TensorBoard scalars and figures (process 0 only)."""
 
-  A single run writes into workdir itself; replica r of a sweep into workdir/replica_r.
-  """
-
-  def __init__(self, workdir: str, num_replicas: int):
-    self.directories = ([workdir] if num_replicas == 1 else
-                        [os.path.join(workdir, f"replica_{r}") for r in range(num_replicas)])
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, num_replicas: int):
+    self.directories = [replica_directory(config, workdir, r) for r in range(num_replicas)]
     self.enabled = jax.process_index() == 0
     self.writers = [plotting.summary_writer(d) for d in self.directories] if self.enabled else []
 
@@ -355,7 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
       out_shardings=(replica_sharding(mesh), replica_sharding(mesh)), donate_argnums=0)
   eval_step = jax.jit(jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)))
 
-  outputs = _Outputs(workdir, num_replicas)
+  outputs = _Outputs(config, workdir, num_replicas)
   tqdm.tqdm.write(
       f"{config.model} on {config.data.name}: modalities "
       f"{[m.name for m in model.modalities]}, {len(train_set)} train / {len(test_set)} test "

@@ -103,3 +103,27 @@ def test_replicas_on_eight_simulated_devices_match_one_device():
   np.testing.assert_allclose(result["losses_8"], result["losses_1"], rtol=1e-5)
   assert len(set(result["losses_1"])) == 4
   assert result["parameters"] < 1e-3  # see test_train: Adam amplifies float noise early
+
+
+def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
+  from crmvae_jax import sweeps
+
+  config = tiny_config(num_steps=6)
+  config.eval.classifier_dir = str(tmp_path / "classifiers")
+  config.eval.classifier_epochs = 1
+  config.eval.classifier_max_train_examples = 1000
+  config.eval.num_examples = 200
+  config.eval.num_prior_samples = 200
+  config.eval.probe_train_examples = 200
+  config.eval.fid = False
+  runs = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"))
+  assert sorted((run["seed"], run["beta"]) for run in runs) == [
+      (0, 0.5), (0, 2.0), (1, 0.5), (1, 2.0)]
+  markdown = sweeps.sweep_markdown(runs)
+  assert "| CRMVAE, beta 0.5, 2 seed(s) |" in markdown
+  assert "| CRMVAE, beta 2, 2 seed(s) |" in markdown
+  assert markdown.count("## Table 1") == 2  # the full tables, once per beta
+  # Collecting again reads the stored results without training.
+  again = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"),
+                          collect_only=True)
+  assert again == runs

@@ -1,0 +1,154 @@
+"""Grids of runs: models x seeds x betas, every model's grid trained in one program.
+
+`run_grid` trains each model's (seed, beta) replicas at once (`config.sweep`; one jitted
+step, vmapped over replicas and sharded over the devices), models one after another,
+evaluates every replica with `crmvae_jax.evaluate`, and returns their results;
+`sweep_markdown` tabulates them. `experiments/sweep.py` and `experiments/mst_tables.py`
+are its command lines.
+"""
+
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax import data as data_lib
+from crmvae_jax.modalities import modalities_of
+
+# The small setting: few steps on a few thousand pairs, small evaluation samples.
+SMALL_TRAIN_STEPS = 200
+SMALL_TRAIN_PAIRS = 20000
+SMALL_TEST_PAIRS = 2000
+SMALL_EVAL_EXAMPLES = 1000
+
+
+def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collections.ConfigDict:
+  """A copy of `config` shrunk to finish on a CPU; its classifiers live under `root`.
+
+  Returns:
+    The shrunk copy: SMALL_TRAIN_STEPS steps, at most SMALL_TRAIN_PAIRS training and
+    SMALL_TEST_PAIRS test pairs where the data set can subsample, SMALL_EVAL_EXAMPLES
+    test pairs, prior samples, probe pairs and FID images, 2 classifier epochs.
+  """
+  config = config.copy_and_resolve_references()
+  config.num_train_steps = SMALL_TRAIN_STEPS
+  config.log_every_steps = 50
+  config.eval_every_steps = SMALL_TRAIN_STEPS
+  config.checkpoint_every_steps = SMALL_TRAIN_STEPS
+  config.eval_batches = 4
+  if "max_train_pairs" in config.data:
+    config.data.max_train_pairs = SMALL_TRAIN_PAIRS
+    config.data.max_test_pairs = SMALL_TEST_PAIRS
+  config.eval.classifier_dir = os.path.join(root, "classifiers")
+  config.eval.classifier_epochs = 2
+  config.eval.classifier_max_train_examples = SMALL_TRAIN_PAIRS
+  config.eval.num_examples = SMALL_EVAL_EXAMPLES
+  config.eval.num_prior_samples = SMALL_EVAL_EXAMPLES
+  config.eval.probe_train_examples = SMALL_EVAL_EXAMPLES
+  config.eval.fid_examples = SMALL_EVAL_EXAMPLES
+  return config
+
+
+def grid_config(config: ml_collections.ConfigDict, model: str, seeds: list[int],
+                betas: list[float]) -> ml_collections.ConfigDict:
+  """`config` training `model` for every (seed, beta) of the grid at once."""
+  config = config.copy_and_resolve_references()
+  config.model = model
+  config.sweep.seeds = tuple(seeds)
+  config.sweep.betas = tuple(betas)
+  return config
+
+
+def grid_directory(root: str, model: str, seeds: list[int], betas: list[float]) -> str:
+  return os.path.join(root, f"{model}_s{'-'.join(map(str, seeds))}_b{'-'.join(map(str, betas))}")
+
+
+def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
+  """Trains the classifiers of `config`'s data set unless every one is stored."""
+  train_set, _ = data_lib.load(config.data)
+  directory = classifiers.default_directory(config)
+  missing = [m.name for m in modalities_of(config.data.name, train_set)
+             if classifiers.read_metadata(directory, m.name) is None]
+  if missing:
+    print(f"Training the classifiers of {config.data.name} into {directory} "
+          f"(missing: {', '.join(missing)}).")
+    classifiers.train_classifiers(config)
+
+
+def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
+  return os.path.join(train.replica_directory(config, workdir, replica), "eval",
+                      evaluate.RESULTS_FILE)
+
+
+def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[int],
+             betas: list[float], root: str, collect_only: bool = False) -> list[dict]:
+  """Trains and evaluates every model's (seed, beta) grid that lacks results.
+
+  Args:
+    config: the (possibly shrunk) experiment config.
+    models: model names; each trains its whole grid in one program.
+    seeds: seeds of the grid.
+    betas: betas of the grid.
+    root: the runs' directory (see `grid_directory`).
+    collect_only: read existing results only.
+
+  Returns:
+    The `evaluate` results of every replica that has them.
+  """
+  if not collect_only:
+    ensure_classifiers(config)
+  runs, missing = [], []
+  for model in models:
+    model_config = grid_config(config, model, seeds, betas)
+    workdir = grid_directory(root, model, seeds, betas)
+    replicas = range(len(seeds) * len(betas))
+    if not collect_only and not all(
+        os.path.isfile(results_path(model_config, workdir, r)) for r in replicas):
+      train.train_and_evaluate(model_config, workdir)
+      for replica in replicas:
+        evaluate.evaluate(model_config, workdir, replica=replica)
+    for replica in replicas:
+      path = results_path(model_config, workdir, replica)
+      if os.path.isfile(path):
+        with open(path) as f:
+          runs.append(json.load(f))
+      else:
+        missing.append(path)
+  if missing:
+    print(f"No results in {len(missing)} replica(s): {', '.join(missing)}.")
+  return runs
+
+
+def _cross_coherence(run: dict) -> float:
+  return float(np.mean([value for column, value in run["coherence"].items()
+                        if column != tables.JOINT_COHERENCE_COLUMN]))
+
+
+def summary_table(runs: list[dict]) -> str:
+  """One row per (model, beta): mean ± std over seeds of the headline numbers."""
+  groups: dict[tuple[str, float], list[dict]] = {}
+  for run in runs:
+    groups.setdefault((run["model"], run["beta"]), []).append(run)
+  order = {name: i for i, name in enumerate(tables.MODEL_NAMES)}
+  results = {}
+  for (model, beta), group in sorted(groups.items(), key=lambda item: (order[item[0][0]],
+                                                                       item[0][1])):
+    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = {
+        "R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
+        "mean cross-coherence": [_cross_coherence(run) for run in group],
+        "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group],
+    }
+  return tables.markdown_table(results, ["R", "mean cross-coherence", "mean latent probe"])
+
+
+def sweep_markdown(runs: list[dict]) -> str:
+  sections = [f"# Sweep: {runs[0]['data']}, {len(runs)} replica(s)\n", summary_table(runs)]
+  for beta in sorted({run["beta"] for run in runs}):
+    sections += [f"\n# beta = {beta:g}\n",
+                 evaluate.tables_markdown([run for run in runs if run["beta"] == beta])]
+  return "\n".join(sections)
