@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax import distributions as dist
+from crmvae_jax.data import text
+from crmvae_jax.data.base import is_text_array
 
 # The network (crmvae_jax.networks.NETWORKS key) of every modality, per data set.
 NETWORK_OF = {
@@ -111,12 +113,10 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
   Returns:
     One `Modality` per modality of `dataset`.
   """
-  from crmvae_jax.data import text  # the character alphabet
 
   names = dataset.modalities
   shapes = [tuple(dataset.arrays[name].shape[1:]) for name in names]
-  is_text = [np.issubdtype(dataset.arrays[name].dtype, np.integer)
-             and dataset.arrays[name].dtype != np.uint8 for name in names]
+  is_text = [is_text_array(dataset.arrays[name]) for name in names]
   vocabularies = [len(dataset.vocabularies.get(name, text.ALPHABET)) if text_like else None
                   for name, text_like in zip(names, is_text)]
   sizes = [math.prod(shape) for shape in shapes]

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
 
+from crmvae_jax import modalities
 from crmvae_jax.data import celeba
 from crmvae_jax.data import cub
 from crmvae_jax.data import text
@@ -116,10 +117,12 @@ def test_caption_path_uses_class_directory_and_image_name(tmp_path):
 
 
 def test_cub_pairs_each_image_with_its_ten_captions(captions_dir):
-  train, test, vocabulary = cub.build_datasets(
+  train, test = cub.build_datasets(
       _image_split(CUB_TRAIN, CUB_LABELS["train"], 0),
       _image_split(CUB_TEST, CUB_LABELS["test"], len(CUB_TRAIN)),
       captions_dir, max_caption_length=8, min_word_count=1)
+  vocabulary = train.vocabularies["caption"]
+  assert test.vocabularies == {"caption": vocabulary}  # built on training captions only
   assert train.modalities == ("image", "caption")
   assert len(train) == 30 and len(test) == 20
   assert train.arrays["image"].shape == (3, 64, 64, 3)
@@ -173,7 +176,13 @@ def test_cub_load_reads_tfds_and_resizes(tmp_path, captions_dir):
   config = cub.get_data_config()
   config.data_dir, config.captions_dir, config.download = data_dir, str(captions_dir), False
   config.min_word_count = 1
-  train, test, vocabulary = cub.load_with_vocabulary(config)
+  train, test = cub.load(config)
+  vocabulary = train.vocabularies["caption"]
+  assert test.vocabularies == {"caption": vocabulary}
+  # The vocabulary sizes the caption networks: special tokens and 15 training words.
+  caption = modalities.modalities_of("cub", train)[1]
+  assert (caption.network, caption.vocab_size) == ("caption", len(vocabulary)) == (
+      "caption", 3 + 15)
   assert train.arrays["image"].shape == (3, 64, 64, 3)
   np.testing.assert_array_equal(train.arrays["image"][:, 7, 9, 0], [0, 10, 20])
   np.testing.assert_array_equal(test.arrays["image"][:, 5, 5, 2], [30, 40])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset, is_text_array
 
 # data.name -> the module whose `load(config_data)` builds it.
 LOADERS = {
@@ -37,5 +37,4 @@ def text_decoders(dataset: MultimodalDataset) -> dict[str, Callable]:
 
   return {
       name: (dataset.vocabularies[name].decode if name in dataset.vocabularies else text.decode)
-      for name in dataset.modalities
-      if dataset.arrays[name].dtype.kind in "iu" and dataset.arrays[name].dtype.itemsize > 1}
+      for name in dataset.modalities if is_text_array(dataset.arrays[name])}

@@ -67,6 +67,11 @@ class MultimodalDataset:
         labels=self.labels[ids])
 
 
+def is_text_array(array: np.ndarray) -> bool:
+  """Text is stored as integer token ids wider than a byte; images as uint8."""
+  return np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8
+
+
 class DataUnavailableError(RuntimeError):
   """A data set (or weights file) is missing and cannot be fetched.
 

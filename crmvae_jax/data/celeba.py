@@ -31,7 +31,6 @@ from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from ml_collections import config_dict
 from PIL import Image
 
@@ -58,7 +57,6 @@ ATTRIBUTE_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 # list_eval_partition.txt's partition number of each split (TFDS's split names).
 PARTITIONS = {"train": 0, "validation": 1, "test": 2}
-_ARRAY_RECORD = tfds.core.FileFormat.ARRAY_RECORD
 # Random streams: [seed, partition, _SUBSET_STREAM or _TEXT_STREAM], so that each
 # split's subset and text starts are independent draws.
 _SUBSET_STREAM, _TEXT_STREAM = 0, 1
@@ -269,15 +267,8 @@ def _tfds_source(split: str, data_dir: str | None, download: bool):
   Preparing and its failures are `tfds_arrays`'s; the message also names the image
   directory, CelebA's other source.
   """
-  builder = tfds.builder(TFDS_NAME, data_dir=data_dir, file_format=_ARRAY_RECORD)
   try:
-    if not builder.is_prepared():
-      tfds_arrays._prepare(TFDS_NAME, builder, download)  # pylint: disable=protected-access
-    return builder.as_data_source(split=split)
-  except NotImplementedError as error:
-    raise DataUnavailableError(
-        f"TFDS data set '{TFDS_NAME}' in {builder.data_dir} is prepared as TFRecord, "
-        f"which has no random access; pass {_SOURCE_FLAGS}.") from error
+    return tfds_arrays.open_source(TFDS_NAME, split, data_dir, download)
   except DataUnavailableError as error:
     raise DataUnavailableError(
         f"{str(error).rstrip('.')}; or pass --config.data.image_dir=DIR naming a "

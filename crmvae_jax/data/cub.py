@@ -47,7 +47,6 @@ MODALITIES = ("image", "caption")
 IMAGE_SIZE = 64
 CAPTIONS_PER_IMAGE = 10
 CAPTIONS_DIR_FLAG = "--config.data.captions_dir=DIR"
-_ARRAY_RECORD = tfds.core.FileFormat.ARRAY_RECORD
 # Independent random streams for the two splits' subsets (max_train / max_test).
 _SPLIT_STREAMS = {"train": 0, "test": 1}
 
@@ -162,7 +161,8 @@ def pair_with_captions(split: ImageSplit, captions: Sequence[str], vocabulary: V
   Returns:
     A data set of N * 10 pairs with modalities ('image', 'caption'): arrays image uint8
     [N, 64, 64, 3] and caption int32 [N * 10, L]; pair j uses image j // 10 and caption
-    j, and is labelled with the class of its image.
+    j, and is labelled with the class of its image. Its `vocabularies` are
+    {'caption': vocabulary}, which give the caption networks their class count.
   """
   num_images = len(split.images)
   if len(captions) != num_images * CAPTIONS_PER_IMAGE:
@@ -174,13 +174,14 @@ def pair_with_captions(split: ImageSplit, captions: Sequence[str], vocabulary: V
       arrays={"image": split.images,
               "caption": vocabulary.encode(captions, max_caption_length)},
       indices={"image": image_ids, "caption": np.arange(len(captions))},
-      labels=np.asarray(split.labels)[image_ids])
+      labels=np.asarray(split.labels)[image_ids],
+      vocabularies={"caption": vocabulary})
 
 
 def build_datasets(
     train_split: ImageSplit, test_split: ImageSplit, captions_dir: str | pathlib.Path,
     max_caption_length: int = 32, min_word_count: int = 3,
-) -> tuple[MultimodalDataset, MultimodalDataset, Vocabulary]:
+) -> tuple[MultimodalDataset, MultimodalDataset]:
   """Reads the captions of both splits, builds the vocabulary on training captions,
   and pairs images with captions.
 
@@ -192,15 +193,14 @@ def build_datasets(
     min_word_count: the fewest training occurrences that put a word in the vocabulary.
 
   Returns:
-    (train, test, vocabulary): the paired data sets of `pair_with_captions` and the
-    vocabulary encoding both.
+    (train, test): the paired data sets of `pair_with_captions`, sharing one
+    vocabulary, `train.vocabularies['caption']`.
   """
   train_captions = read_captions(captions_dir, train_split.filenames)
   test_captions = read_captions(captions_dir, test_split.filenames)
   vocabulary = Vocabulary.build(train_captions, min_count=min_word_count)
   return (pair_with_captions(train_split, train_captions, vocabulary, max_caption_length),
-          pair_with_captions(test_split, test_captions, vocabulary, max_caption_length),
-          vocabulary)
+          pair_with_captions(test_split, test_captions, vocabulary, max_caption_length))
 
 
 def resize_image(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -213,26 +213,6 @@ def resize_image(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     uint8 [size, size, 3].
   """
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def _tfds_source(split: str, data_dir: str | None, download: bool):
-  """A random-access source over a split of `caltech_birds2011`, prepared if need be.
-
-  Preparing and its failures are `tfds_arrays`'s, so every TFDS data set fails with
-  the same message.
-  """
-  # pylint: disable=protected-access
-  builder = tfds.builder(TFDS_NAME, data_dir=data_dir, file_format=_ARRAY_RECORD)
-  if not builder.is_prepared():
-    tfds_arrays._prepare(TFDS_NAME, builder, download)
-  try:
-    # Segmentation masks are not used: skip decoding one PNG per image.
-    return builder.as_data_source(
-        split=split, decoders={"segmentation_mask": tfds.decode.SkipDecoding()})
-  except NotImplementedError as error:
-    raise tfds_arrays._unavailable(
-        TFDS_NAME, f"in {builder.data_dir} is prepared as TFRecord, which has no random "
-        "access") from error
 
 
 def read_tfds_split(split: str, data_dir: str | None = None, download: bool = True,
@@ -252,7 +232,10 @@ def read_tfds_split(split: str, data_dir: str | None = None, download: bool = Tr
   Raises:
     DataUnavailableError: TFDS cannot provide the data set.
   """
-  source = _tfds_source(split, data_dir, download)
+  # Segmentation masks are not used: skip decoding one PNG per image.
+  source = tfds_arrays.open_source(
+      TFDS_NAME, split, data_dir, download,
+      decoders={"segmentation_mask": tfds.decode.SkipDecoding()})
   ids = np.arange(len(source))
   if max_images is not None and max_images < len(ids):
     rng = np.random.default_rng([seed, _SPLIT_STREAMS[split]])
@@ -266,16 +249,16 @@ def read_tfds_split(split: str, data_dir: str | None = None, download: bool = Tr
   return ImageSplit(np.stack(images), filenames, np.asarray(labels, dtype=np.int32))
 
 
-def load_with_vocabulary(
-    config: ml_collections.ConfigDict,
-) -> tuple[MultimodalDataset, MultimodalDataset, Vocabulary]:
-  """Loads CUB image-caption with the vocabulary of its captions.
+def load(config: ml_collections.ConfigDict) -> tuple[MultimodalDataset, MultimodalDataset]:
+  """Loads CUB image-caption as (train, test) data sets.
 
   Args:
     config: a data config as made by `get_data_config`.
 
   Returns:
-    (train, test, vocabulary); `len(vocabulary)` is the caption decoder's class count.
+    (train, test): the data sets of `build_datasets`; both carry the caption
+    vocabulary in `vocabularies['caption']`, whose length is the caption networks'
+    class count.
 
   Raises:
     DataUnavailableError: the captions directory or the TFDS images are missing.
@@ -288,9 +271,3 @@ def load_with_vocabulary(
                                config.max_test, config.seed)
   return build_datasets(train_split, test_split, captions_dir, config.max_caption_length,
                         config.min_word_count)
-
-
-def load(config: ml_collections.ConfigDict) -> tuple[MultimodalDataset, MultimodalDataset]:
-  """Loads CUB image-caption as (train, test) data sets (see `load_with_vocabulary`)."""
-  train, test, _ = load_with_vocabulary(config)
-  return train, test
