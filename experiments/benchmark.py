@@ -1,8 +1,8 @@
 """Training throughput, compile time and memory of every objective, of replicas, and
 against the number of modalities.
 
-    python experiments/benchmark.py                      # all three tables
-    python experiments/benchmark.py --sections=objectives --steps=50
+    python -m experiments.benchmark                      # all three tables
+    python -m experiments.benchmark --sections=objectives --steps=50
 
 Tables (Markdown, on whatever devices JAX sees):
 1. objectives: each of the eight objectives on the MNIST-SVHN-Text networks at
