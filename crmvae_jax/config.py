@@ -55,6 +55,8 @@ def evaluation_config() -> ml_collections.ConfigDict:
   config.fid = True
   config.fid_examples = 10000  # generated and real images per FID
   config.inception_weights = ml_collections.config_dict.placeholder(str)
+  config.fid_by_subset_size = False  # FID for conditioning subsets of every size (Figure 2)
+  config.fid_subsets_per_size = -1  # subsets drawn per size for that FID; -1 = all
   return config
 
 

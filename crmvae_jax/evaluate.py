@@ -17,7 +17,10 @@ random choice; -1: all):
   the predicted name (`classifiers.DigitNameJudge`).
 - FID (Table 2) of every image modality generated from every other single modality,
   against the real test images of that modality (needs the Inception weights; without
-  them FID is skipped with a one-sentence note of which file to provide).
+  them FID is skipped with a one-sentence note of which file to provide). With
+  `config.eval.fid_by_subset_size`, from conditioning subsets of every size instead
+  (at most `config.eval.fid_subsets_per_size` per size), for Figure 2;
+  `by_subset_size` averages any result's columns per subset size.
 - latent linear probes (Table 5): logistic regression on the posterior means of every
   non-empty subset, trained on up to `config.eval.probe_train_examples` training pairs.
 
@@ -47,8 +50,8 @@ import tqdm
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from crmvae_jax import classifiers, inception, metrics, models, objectives, plotting, tables
-from crmvae_jax.evaluate_image_text import run_directory
+from crmvae_jax import classifiers, evaluate_image_text, inception, metrics, models, objectives
+from crmvae_jax import plotting, tables
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax import distributions as dist
@@ -68,6 +71,9 @@ EncodeMeans = Callable[[dict], np.ndarray]
 RESULTS_FILE = "results.json"
 TABLES_FILE = "tables.md"
 FIGURE_FILE = "cross_generation.png"
+
+
+IMAGE_TEXT_DATA = ("cub", "celeba")
 
 
 def padded_batches(num_examples: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -198,10 +204,40 @@ def judge_accuracy(judges: Mapping[str, Judge], dataset: MultimodalDataset,
   return {name: count / len(dataset) for name, count in correct.items()}
 
 
+def fid_subsets(num_modalities: int, by_subset_size: bool, subsets_per_size: int,
+                rng: np.random.Generator) -> np.ndarray:
+  """The conditioning subsets FID is computed for.
+
+  Args:
+    num_modalities: M.
+    by_subset_size: False: every single modality (Table 2); True: subsets of every size
+      1..M-1 (Figure 2's FID against the number of inputs).
+    subsets_per_size: with `by_subset_size`, at most this many subsets of each size, a
+      seeded random choice (-1: all of them), to bound the cost on many modalities.
+    rng: the generator the choice is drawn from.
+
+  Returns:
+    Boolean masks [K, M], ordered by size, then as `distributions.nonempty_subsets`.
+  """
+  subsets = coherence_subsets(num_modalities)
+  sizes = subsets.sum(axis=1)
+  if not by_subset_size:
+    return subsets[sizes == 1]
+  chosen = [subsets[sizes == size][_choose(int(np.sum(sizes == size)), subsets_per_size, rng)]
+            for size in range(1, num_modalities)]
+  return np.concatenate(chosen)
+
+
+def fid_column(source: Sequence[str], target: str) -> str:
+  """FID column of `target` images generated from the subset `source`: 'M+T->S'."""
+  return f"{tables.subset_name(source)}->{target}"
+
+
 def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarray],
                dataset: MultimodalDataset, modalities: Sequence[Modality], batch_size: int,
-               rng: jax.Array) -> dict[str, float]:
-  """FID of every image modality generated from every other single modality (Table 2).
+               rng: jax.Array, subsets: np.ndarray | None = None) -> dict[str, float]:
+  """FID of every image modality generated from every conditioning subset that leaves
+  it out (Table 2: the single modalities; Figure 2: subsets of every size).
 
   Args:
     generate: as in `cross_coherence`.
@@ -211,14 +247,19 @@ def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarra
     modalities: the model's modalities, in its order.
     batch_size: pairs per `generate` call.
     rng: sampling randomness.
+    subsets: conditioning subsets, boolean masks [K, M] (`fid_subsets`); None: every
+      single modality.
 
   Returns:
-    'S->M' (M images generated from S) -> Frechet distance, for every image target M
-    and every other modality S.
+    'S->M' (M images generated from S; 'S+T->M' from the subset {S, T}) -> Frechet
+    distance, for every image target and every subset without it, by target, then in
+    the order of `subsets`.
   """
+  if subsets is None:
+    subsets = np.eye(len(modalities), dtype=bool)
   image_targets = [index for index, m in enumerate(modalities) if not m.is_text]
-  directions = [(source, target) for target in image_targets
-                for source in range(len(modalities)) if source != target]
+  directions = [(subset_index, target) for target in image_targets
+                for subset_index, subset in enumerate(subsets) if not subset[target]]
   generated = {direction: [] for direction in directions}
   real = {target: [] for target in image_targets}
   for batch_index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
@@ -226,23 +267,63 @@ def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarra
     # Whole padded batches keep one shape, so the feature network compiles once.
     for target in image_targets:
       real[target].append(features_fn(batch[modalities[target].name])[:num_valid])
-    for source in range(len(modalities)):
-      targets = [t for s, t in directions if s == source]
+    for subset_index, subset in enumerate(subsets):
+      targets = [t for s, t in directions if s == subset_index]
       if not targets:
         continue
-      subset = np.arange(len(modalities)) == source
       outputs = generate(subset, batch, jax.random.fold_in(
-          jax.random.fold_in(rng, batch_index), source))
+          jax.random.fold_in(rng, batch_index), subset_index))
       for target in targets:
-        generated[(source, target)].append(features_fn(outputs[target])[:num_valid])
+        generated[(subset_index, target)].append(features_fn(outputs[target])[:num_valid])
   scores = {}
-  for source, target in directions:
+  for subset_index, target in directions:
     real_statistics = metrics.gaussian_statistics(np.concatenate(real[target]))
     generated_statistics = metrics.gaussian_statistics(
-        np.concatenate(generated[(source, target)]))
-    column = f"{modalities[source].abbreviation}->{modalities[target].abbreviation}"
+        np.concatenate(generated[(subset_index, target)]))
+    column = fid_column(_abbreviations(modalities, subsets[subset_index]),
+                        modalities[target].abbreviation)
     scores[column] = metrics.frechet_distance(*generated_statistics, *real_statistics)
   return scores
+
+
+def _column_subset_size(metric: str, column: str) -> int | None:
+  """The number of modalities a results column conditions on (None: 'R')."""
+  if metric == "coherence":
+    if column == tables.JOINT_COHERENCE_COLUMN:
+      return None
+    subset = column.split("<-", 1)[1]
+  elif metric == "fid":
+    subset = column.split("->", 1)[0]
+  else:
+    subset = column
+  return subset.count("+") + 1
+
+
+def by_subset_size(results: Mapping) -> dict[str, dict[int, float]]:
+  """Coherence, FID and latent probes of one evaluation averaged per subset size.
+
+  Args:
+    results: an `evaluate` result (or any dict with 'coherence', 'fid' and 'latent'
+      sections keyed by their columns: 'M0<-M1+M2', 'M1+M2->M0', 'M0+M1').
+
+  Returns:
+    metric ('coherence', 'fid', 'latent'; those present and not None) -> {k: mean
+    over the columns whose conditioning subset has k modalities}, k ascending. Joint
+    coherence R has no subset and is left out.
+  """
+  averages = {}
+  for metric in ("coherence", "fid", "latent"):
+    columns = results.get(metric)
+    if not columns:
+      continue
+    values_by_size: dict[int, list[float]] = {}
+    for column, value in columns.items():
+      size = _column_subset_size(metric, column)
+      if size is not None:
+        values_by_size.setdefault(size, []).append(value)
+    averages[metric] = {size: float(np.mean(values_by_size[size]))
+                        for size in sorted(values_by_size)}
+  return averages
 
 
 def encode_all(encode_means: EncodeMeans, dataset: MultimodalDataset, batch_size: int
@@ -375,6 +456,10 @@ def model_fid(config: ml_collections.ConfigDict, generate: Generate,
               ) -> tuple[dict[str, float] | None, str | None]:
   """`fid_scores` with Inception features on the first `config.eval.fid_examples` pairs.
 
+  The conditioning subsets are `fid_subsets` of `config.eval.fid_by_subset_size`
+  (default False: single modalities, Table 2) and `config.eval.fid_subsets_per_size`
+  (default -1: every subset of each size), drawn with `config.eval.seed`.
+
   Returns:
     (scores, None), or (None, a one-sentence note of why FID was not computed: turned
     off, no image to generate across, or the Inception weights file is missing and
@@ -392,9 +477,12 @@ def model_fid(config: ml_collections.ConfigDict, generate: Generate,
     tqdm.tqdm.write(note)
     return None, note
   fid_pairs = test_pairs.subset(np.arange(min(config.eval.fid_examples, len(test_pairs))))
+  subsets = fid_subsets(len(modalities), config.eval.fid_by_subset_size,
+                        config.eval.fid_subsets_per_size,
+                        np.random.default_rng(config.eval.seed))
   batch_size = config.eval.batch_size
   return fid_scores(generate, lambda images: inception_features.features(images, batch_size),
-                    fid_pairs, modalities, batch_size, rng), None
+                    fid_pairs, modalities, batch_size, rng, subsets), None
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> dict:
@@ -420,6 +508,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     ValueError: the config does not match the run, or the labels are not one class
       per pair.
   """
+  if config.data.name in IMAGE_TEXT_DATA:
+    # CUB and CelebA have no digit labels: cosine similarity, attributes and FID instead.
+    return evaluate_image_text.evaluate_image_text(config, workdir, replica)
   check_workdir_config(config, workdir)
   model, params, train_set, test_set, step = train.load_trained(config, workdir, replica)
   seeds, betas = train.replica_grid(config)
@@ -478,7 +569,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   if fid_note:
     results["fid_note"] = fid_note
 
-  eval_dir = os.path.join(run_directory(config, workdir, replica), "eval")
+  eval_dir = os.path.join(train.replica_directory(config, workdir, replica), "eval")
   os.makedirs(eval_dir, exist_ok=True)
   with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
     json.dump(results, f, indent=2)

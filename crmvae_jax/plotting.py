@@ -80,7 +80,10 @@ def cross_generation_rows(model, params, batch: dict, kind: str,
   modalities = model.modalities
   variables = {"params": params}
   posteriors = model.apply(variables, models.model_inputs(modalities, batch), method=model.encode)
-  rows = [(f"{m.abbreviation} (input)", _row_cells(m, batch[m.name], text_decoders, font))
+  # Inputs as the model sees them: images in [0, 1] (stored as uint8), text as ids.
+  rows = [(f"{m.abbreviation} (input)",
+           _row_cells(m, batch[m.name] if m.is_text else np.asarray(m.inputs(batch[m.name])),
+                      text_decoders, font))
           for m in modalities]
   for source_index, source in enumerate(modalities):
     subset = jnp.arange(len(modalities)) == source_index

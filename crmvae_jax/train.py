@@ -158,8 +158,9 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Call
 def create_replica_states(model, tx, example_batch: dict, seeds: list[int]) -> TrainState:
   """States of every replica stacked on a leading axis [R]; replica r is exactly the
   state `create_train_state(..., seeds[r])` of a single run."""
-  return jax.vmap(lambda seed: create_train_state(model, tx, example_batch, seed))(
-      jnp.asarray(seeds, jnp.uint32))
+  # One compiled initialisation, instead of one small compile per parameter.
+  initialise = jax.jit(jax.vmap(lambda seed: create_train_state(model, tx, example_batch, seed)))
+  return initialise(jnp.asarray(seeds, jnp.uint32))
 
 
 def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformation,

@@ -1,0 +1,342 @@
+r"""The paper's beta sweeps on CUB and Bimodal CelebA: metrics against beta per model.
+
+Full (the config as written: 150 epochs of CUB or 200 of CelebA per run; for GPUs):
+
+  python -m experiments.beta_sweep --setting=full --config=configs/cub.py \
+      --config.data.captions_dir=DIR/text_c10 --root=workdirs/cub_sweep
+  python -m experiments.beta_sweep --setting=full --config=configs/celeba.py \
+      --root=workdirs/celeba_sweep
+
+Small (the same pipeline shrunk to finish on a CPU: 10 steps of batch 8 on at most
+500 training and 100 test images, evaluation on 200 test pairs; `small_setting`):
+`--setting=small`, the default. It runs on whatever data the config points at, e.g.
+a few fake images written the way tests/test_image_text.py writes them.
+
+Every model of --models (default MVAE, MoPoE-VAE, MVTCAE and CRMVAE) is trained once
+in `<root>/<model>` with `train.train_and_evaluate`, all of its (seed, beta) pairs
+(--seeds x --betas) at once as replicas of one program, then every replica is
+evaluated with `evaluate_image_text.evaluate_image_text`, unless its results exist.
+CelebA's attribute classifier is trained first if it is missing (the small setting
+keeps it under `<root>/classifiers`). `--collect_only` skips training and evaluation
+and reports the runs that have results.
+
+Outputs, in `<root>`:
+- `metrics_vs_beta.png`: every scalar metric (cosine similarity of the image and text
+  latents; CelebA's attribute accuracy of images generated from text; FID of images
+  generated from text when computed) against beta, one line per model, mean ± std
+  over seeds: by our reading of the paper, its Figure 3 (CUB) and Figure 4 (CelebA);
+- `generated_from_text.png`: images decoded from the posterior mean of the chosen
+  texts (`config.eval.generation_texts`), one row per model and beta (first seed);
+- `beta_sweep.md`: one table per metric, models by beta, also printed.
+
+The default beta grid, BETAS = 0.1, 0.5, 1, 2, 5, is ours: the paper does not list
+its values. A run's replica grid is fixed once it is trained: sweep other betas or
+seeds under another --root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import typing
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from matplotlib.figure import Figure
+from ml_collections import config_flags
+
+from crmvae_jax import evaluate_image_text as image_text
+from crmvae_jax import classifiers, tables, train
+from crmvae_jax.data.base import DataUnavailableError
+
+MODELS = ("mvae", "mopoe", "mvtcae", "crmvae")
+BETAS = (0.1, 0.5, 1.0, 2.0, 5.0)
+SEEDS = (0, 1, 2)
+
+# The small setting: few steps on a few hundred images, small evaluation samples.
+SMALL_TRAIN_STEPS = 10
+SMALL_BATCH_SIZE = 8
+SMALL_TRAIN_IMAGES = 500
+SMALL_TEST_IMAGES = 100
+SMALL_EVAL_EXAMPLES = 200
+
+FIGURE_FILE = "metrics_vs_beta.png"
+GRID_FILE = "generated_from_text.png"
+TABLES_FILE = "beta_sweep.md"
+# The paper's figure of each data set.
+PAPER_FIGURES = {"cub": "Figure 3", "celeba": "Figure 4"}
+
+
+class SweepRun(typing.NamedTuple):
+  """One evaluated replica: its results and the directory they are in."""
+
+  results: dict
+  eval_dir: str
+
+
+def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collections.ConfigDict:
+  """A copy of `config` shrunk to finish on a CPU; its classifier lives under `root`.
+
+  Args:
+    config: configs/cub.py or configs/celeba.py.
+    root: the sweep's directory.
+
+  Returns:
+    The shrunk copy: SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE pairs, at most
+    SMALL_TRAIN_IMAGES training and SMALL_TEST_IMAGES test images, SMALL_EVAL_EXAMPLES
+    evaluated test pairs and FID images, a 2-epoch attribute classifier. These
+    fields replace any command-line value.
+  """
+  config = config.copy_and_resolve_references()
+  config.num_train_steps = SMALL_TRAIN_STEPS
+  config.batch_size = SMALL_BATCH_SIZE
+  config.log_every_steps = 5
+  config.eval_every_steps = SMALL_TRAIN_STEPS
+  config.checkpoint_every_steps = SMALL_TRAIN_STEPS
+  config.eval_batches = 1
+  config.figure_examples = 4
+  config.data.max_train = SMALL_TRAIN_IMAGES
+  config.data.max_test = SMALL_TEST_IMAGES
+  config.eval.classifier_dir = os.path.join(root, "classifiers")
+  config.eval.classifier_epochs = 2
+  config.eval.classifier_batch_size = 64
+  config.eval.classifier_max_train_examples = SMALL_TRAIN_IMAGES
+  config.eval.batch_size = 50
+  config.eval.num_examples = SMALL_EVAL_EXAMPLES
+  config.eval.fid_examples = SMALL_EVAL_EXAMPLES
+  return config
+
+
+def model_config(config: ml_collections.ConfigDict, model: str, betas: Sequence[float],
+                 seeds: Sequence[int]) -> ml_collections.ConfigDict:
+  """`config` for one model, its replicas the grid seeds x betas."""
+  config = config.copy_and_resolve_references()
+  config.model = model
+  config.sweep.seeds = tuple(int(seed) for seed in seeds)
+  config.sweep.betas = tuple(float(beta) for beta in betas)
+  return config
+
+
+def _check_trained_grid(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume a run trained with another (seed, beta) grid."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    trained = json.load(f).get("sweep", {})
+  trained_grid = (list(trained.get("seeds", [])), [float(b) for b in trained.get("betas", [])])
+  if trained_grid != (list(config.sweep.seeds), list(config.sweep.betas)):
+    raise ValueError(
+        f"{workdir} was trained with seeds {trained_grid[0]} and betas {trained_grid[1]}, "
+        f"not {list(config.sweep.seeds)} and {list(config.sweep.betas)}; pass those, or "
+        f"another --root.")
+
+
+def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
+  """Trains CelebA's attribute classifier unless it is stored."""
+  if config.data.name not in image_text.ATTRIBUTE_DATA:
+    return
+  directory = classifiers.default_directory(config)
+  if classifiers.read_metadata(directory, "image") is None:
+    print(f"Training the attribute classifier of {config.data.name} into {directory}.")
+    image_text.train_attribute_classifier(config)
+
+
+def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
+              betas: Sequence[float], seeds: Sequence[int], root: str,
+              collect_only: bool = False) -> list[SweepRun]:
+  """Trains and evaluates every model over the grid seeds x betas; returns all results.
+
+  Args:
+    config: the (possibly shrunk) experiment config.
+    models: model names.
+    betas: the betas of the sweep.
+    seeds: the seeds of every beta.
+    root: the sweep's directory; model m trains in `<root>/<m>`.
+    collect_only: read existing results only.
+
+  Returns:
+    Every replica that has results, model by model.
+  """
+  if not collect_only:
+    ensure_attribute_classifier(config)
+  runs, missing = [], []
+  for model in models:
+    config_of_model = model_config(config, model, betas, seeds)
+    workdir = os.path.join(root, model)
+    num_replicas = len(train.replica_grid(config_of_model)[0])
+    eval_dirs = [os.path.join(train.replica_directory(config_of_model, workdir, r), "eval")
+                 for r in range(num_replicas)]
+    results_paths = [os.path.join(d, image_text.RESULTS_FILE) for d in eval_dirs]
+    if not collect_only and not all(os.path.isfile(path) for path in results_paths):
+      _check_trained_grid(config_of_model, workdir)
+      train.train_and_evaluate(config_of_model, workdir)
+      for replica, path in enumerate(results_paths):
+        if not os.path.isfile(path):
+          image_text.evaluate_image_text(config_of_model, workdir, replica)
+    for eval_dir, path in zip(eval_dirs, results_paths):
+      if os.path.isfile(path):
+        with open(path) as f:
+          runs.append(SweepRun(json.load(f), eval_dir))
+      else:
+        missing.append(eval_dir)
+  if missing:
+    print(f"No results in {len(missing)} run(s): {', '.join(missing)}.")
+  return runs
+
+
+def _metric_values(runs: Sequence[SweepRun], metric: str) -> dict[str, dict[float, list[float]]]:
+  """model -> beta -> per-seed values of one metric (runs without it are left out)."""
+  values: dict[str, dict[float, list[float]]] = {}
+  for run in runs:
+    value = run.results.get(metric)
+    if value is not None:
+      values.setdefault(run.results["model"], {}).setdefault(
+          run.results["beta"], []).append(value)
+  return values
+
+
+def _plotted_metrics(runs: Sequence[SweepRun]) -> list[str]:
+  return [metric for metric in image_text.SCALAR_METRICS if _metric_values(runs, metric)]
+
+
+def _ordered_models(runs: Sequence[SweepRun]) -> list[str]:
+  present = {run.results["model"] for run in runs}
+  return [m for m in tables.MODEL_NAMES if m in present] + sorted(
+      present - set(tables.MODEL_NAMES))
+
+
+def metrics_figure(runs: Sequence[SweepRun], path: str) -> None:
+  """Saves every scalar metric against beta (log axis), one line per model.
+
+  Args:
+    runs: evaluated replicas of one data set.
+    path: the PNG to write.
+  """
+  metrics = _plotted_metrics(runs)
+  data_name = runs[0].results["data"]
+  all_betas = sorted({run.results["beta"] for run in runs})
+  figure = Figure(figsize=(4.2 * len(metrics), 3.6))
+  for index, metric in enumerate(metrics):
+    axis = figure.add_subplot(1, len(metrics), index + 1)
+    for model, by_beta in sorted(_metric_values(runs, metric).items(),
+                                 key=lambda item: _ordered_models(runs).index(item[0])):
+      betas = sorted(by_beta)
+      means = [np.mean(by_beta[beta]) for beta in betas]
+      deviations = [np.std(by_beta[beta]) for beta in betas]
+      axis.errorbar(betas, means, yerr=deviations, marker="o", capsize=3,
+                    label=tables.DISPLAY_NAMES.get(model, model))
+    axis.set_xscale("log")
+    axis.set_xticks(all_betas, [f"{beta:g}" for beta in all_betas])
+    axis.minorticks_off()
+    axis.set_xlabel("beta")
+    axis.set_title(image_text.SCALAR_METRICS[metric], fontsize=9)
+    axis.grid(alpha=0.3)
+  figure.axes[0].legend(fontsize=8)
+  figure.suptitle(f"{data_name}: metrics against beta, mean ± std over seeds (the paper's "
+                  f"{PAPER_FIGURES.get(data_name, 'figure')})", fontsize=10)
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  figure.savefig(path, dpi=120)
+
+
+def generation_grid(runs: Sequence[SweepRun], path: str) -> None:
+  """Saves images generated from the chosen texts: one row per model and beta.
+
+  Rows use each (model, beta)'s first seed; columns are the texts of the runs'
+  evaluation grids.
+
+  Args:
+    runs: evaluated replicas with `evaluate_image_text.GENERATED_FILE` in their
+      evaluation directories.
+    path: the PNG to write.
+  """
+  first_seed = min(run.results["seed"] for run in runs)
+  rows, texts = [], None
+  for model in _ordered_models(runs):
+    chosen = sorted((run for run in runs if run.results["model"] == model
+                     and run.results["seed"] == first_seed), key=lambda run: run.results["beta"])
+    for run in chosen:
+      with np.load(os.path.join(run.eval_dir, image_text.GENERATED_FILE)) as generated:
+        texts = [str(t) for t in generated["texts"]] if texts is None else texts
+        rows.append((f"{tables.DISPLAY_NAMES.get(model, model)}\nbeta {run.results['beta']:g}",
+                     generated["images"]))
+  image_text.save_text_grid(texts, rows, path,
+                            f"{runs[0].results['data']}: images from text (seed {first_seed})")
+
+
+def sweep_tables(runs: Sequence[SweepRun]) -> str:
+  """One Markdown table per metric: models by beta, mean ± std over seeds."""
+  data_name = runs[0].results["data"]
+  sections = [f"# Beta sweep: {data_name}, {len(_ordered_models(runs))} model(s), "
+              f"{len(runs)} run(s)\n"]
+  for metric in _plotted_metrics(runs):
+    values = _metric_values(runs, metric)
+    betas = sorted({beta for by_beta in values.values() for beta in by_beta})
+    columns = [f"beta={beta:g}" for beta in betas]
+    results = {model: {f"beta={beta:g}": seeds_values for beta, seeds_values in by_beta.items()}
+               for model, by_beta in values.items()}
+    sections += [f"## {image_text.SCALAR_METRICS[metric]}\n",
+                 tables.markdown_table(results, columns, decimals=1 if "fid" in metric else 3)]
+  notes = sorted({run.results["fid_note"] for run in runs if "fid_note" in run.results})
+  if notes:
+    sections += ["## Notes\n", "\n".join(notes) + "\n"]
+  return "\n".join(sections)
+
+
+def write_report(runs: Sequence[SweepRun], root: str) -> str:
+  """Writes the figure, the grid and the tables into `root`; returns the tables."""
+  markdown = sweep_tables(runs)
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, TABLES_FILE), "w") as f:
+    f.write(markdown)
+  metrics_figure(runs, os.path.join(root, FIGURE_FILE))
+  generation_grid(runs, os.path.join(root, GRID_FILE))
+  return markdown
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  options = flags.FLAGS
+  config = options.config
+  if config is None or config.data.name not in image_text.IMAGE_TEXT_DATA:
+    raise app.UsageError("Pass --config=configs/cub.py or --config=configs/celeba.py.")
+  unknown = sorted(set(options.models) - set(tables.MODEL_NAMES))
+  if unknown:
+    raise app.UsageError(f"Unknown models {unknown}; known: {', '.join(tables.MODEL_NAMES)}.")
+  root = options.root or os.path.join("workdirs",
+                                      f"{config.data.name}_beta_sweep_{options.setting}")
+  if options.setting == "small":
+    config = small_setting(config, root)
+  try:
+    runs = run_sweep(config, options.models, [float(beta) for beta in options.betas],
+                     [int(seed) for seed in options.seeds], root, options.collect_only)
+  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
+    sys.exit(f"error: {error}")
+  if not runs:
+    sys.exit(f"error: no run under {root} has results; run without --collect_only.")
+  print(write_report(runs, root))
+  print(f"Wrote {TABLES_FILE}, {FIGURE_FILE} and {GRID_FILE} in {root}.")
+
+
+if __name__ == "__main__":
+  # Defined here, not at import, so that tests and other scripts can import this
+  # module next to others that define --config.
+  config_flags.DEFINE_config_file(
+      "config", None, "configs/cub.py or configs/celeba.py; every run overrides its model "
+      "and its (seed, beta) grid.", lock_config=True)
+  flags.DEFINE_list("models", list(MODELS), "Models to run.")
+  flags.DEFINE_list("betas", [f"{beta:g}" for beta in BETAS], "Betas to sweep.")
+  flags.DEFINE_list("seeds", [str(seed) for seed in SEEDS], "Seeds of every beta.")
+  flags.DEFINE_string(
+      "root", None, "Directory of the sweep; default workdirs/<data>_beta_sweep_<setting>.")
+  flags.DEFINE_enum("setting", "small", ["small", "full"],
+                    "small: shrunk to finish on a CPU; full: the config as written.")
+  flags.DEFINE_bool("collect_only", False, "Only report the runs that already have results.")
+  app.run(main)
