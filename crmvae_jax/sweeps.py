@@ -152,3 +152,13 @@ def sweep_markdown(runs: list[dict]) -> str:
     sections += [f"\n# beta = {beta:g}\n",
                  evaluate.tables_markdown([run for run in runs if run["beta"] == beta])]
   return "\n".join(sections)
+
+
+def write_markdown(root: str, filename: str, markdown: str) -> None:
+  """Writes `markdown` to root/filename and prints it with the path."""
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, filename)
+  with open(path, "w") as f:
+    f.write(markdown)
+  print(markdown)
+  print(f"Wrote {path}.")

@@ -45,6 +45,7 @@ _SETTING = flags.DEFINE_enum(
 _COLLECT_ONLY = flags.DEFINE_bool(
     "collect_only", False, "Only tabulate the runs that already have results.")
 
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
@@ -64,12 +65,7 @@ def main(argv):
     sys.exit(f"error: {error}")
   if not runs:
     sys.exit(f"error: no run under {root} has results; run without --collect_only.")
-  markdown = evaluate.tables_markdown(runs)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, "tables.md"), "w") as f:
-    f.write(markdown)
-  print(markdown)
-  print(f"Wrote {os.path.join(root, 'tables.md')}.")
+  sweeps.write_markdown(root, "tables.md", evaluate.tables_markdown(runs))
 
 
 if __name__ == "__main__":

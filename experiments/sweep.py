@@ -57,12 +57,7 @@ def main(argv):
     sys.exit(f"error: {error}")
   if not runs:
     sys.exit(f"error: no run under {root} has results; run without --collect_only.")
-  markdown = sweeps.sweep_markdown(runs)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, "sweep.md"), "w") as f:
-    f.write(markdown)
-  print(markdown)
-  print(f"Wrote {os.path.join(root, 'sweep.md')}.")
+  sweeps.write_markdown(root, "sweep.md", sweeps.sweep_markdown(runs))
 
 
 if __name__ == "__main__":
