@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from crmvae_jax.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class MultimodalDataset:
@@ -72,7 +74,7 @@ def is_text_array(array: np.ndarray) -> bool:
   return np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError):
   """A data set (or weights file) is missing and cannot be fetched.
 
   Its message is one sentence for the user: what is missing, where it was looked for,
