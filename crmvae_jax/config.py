@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixture_estimator = "stratified"  # or "sampled" (mmvae, mopoe, mmjsd)
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
   config.log_every_steps = 100
+  # Train steps per dispatch to the devices: the host's loop and logging cost once per
+  # chunk (chunks also end at every log, eval and checkpoint step).
+  config.steps_per_dispatch = 100
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 5000
   config.checkpoints_to_keep = 2
