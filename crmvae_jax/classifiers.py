@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Callable, Sequence
 
 import jax
@@ -34,13 +33,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tqdm
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from crmvae_jax import config as config_lib
+from crmvae_jax import cli
 from crmvae_jax import data as data_lib
-from crmvae_jax import metrics, networks
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax import metrics, networks, validation
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality, modalities_of
 
 # Data sets whose text modality is a digit's English name, judged by Levenshtein
@@ -272,12 +271,12 @@ def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
   """Restores the classifier of one modality from `<directory>/<modality>`.
 
   Raises:
-    FileNotFoundError: with the command that trains it, if it was never stored.
+    UserError: with the command that trains it, if it was never stored.
   """
   metadata = read_metadata(directory, modality.name)
   params_path = os.path.abspath(os.path.join(directory, modality.name, PARAMS_DIR))
   if metadata is None or not os.path.isdir(params_path):
-    raise FileNotFoundError(
+    raise UserError(
         f"No {modality.name} classifier in {os.path.abspath(directory)}; train it with: "
         f"{train_command(config, directory)}")
   module = networks.CLASSIFIERS[metadata["network"]](num_classes=metadata["num_classes"])
@@ -303,8 +302,7 @@ def load_classifiers(config: ml_collections.ConfigDict, modalities: Sequence[Mod
     modality name -> `Classifier` (values -> predicted labels).
 
   Raises:
-    FileNotFoundError: a classifier is missing; the message names the command that
-      trains it.
+    UserError: a classifier is missing; the message names the command that trains it.
   """
   directory = default_directory(config) if directory is None else directory
   return {m.name: load_classifier(config, m, directory) for m in modalities}
@@ -329,7 +327,7 @@ def load_judges(config: ml_collections.ConfigDict, modalities: Sequence[Modality
     modality name -> judge (values -> predicted labels).
 
   Raises:
-    FileNotFoundError: a needed classifier is missing; the message names the command.
+    UserError: a needed classifier is missing; the message names the command.
   """
   digit_names = [m for m in modalities if m.is_text and config.data.name in DIGIT_TEXT_DATA]
   trained = load_classifiers(config, [m for m in modalities if m not in digit_names], directory)
@@ -378,23 +376,11 @@ def accuracy_table(accuracies: dict[str, float]) -> str:
           + " |\n")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  config = flags.FLAGS.config if flags.FLAGS.config is not None else config_lib.quickstart_config()
-  try:
-    accuracies = train_classifiers(config)
-  except (DataUnavailableError, ValueError) as error:
-    sys.exit(f"error: {error}")
-  print(accuracy_table(accuracies))
+def main() -> None:
+  config = flags.FLAGS.config
+  validation.validate_config(config)
+  print(accuracy_table(train_classifiers(config)))
 
 
 if __name__ == "__main__":
-  # Defined here, not at import, so that `crmvae_jax.evaluate` can import this module
-  # and define its own --config.
-  config_flags.DEFINE_config_file(
-      "config", None, "A configs/*.py file; default: the offline quick start.",
-      lock_config=True)
-  app.run(main)
+  cli.run(main)

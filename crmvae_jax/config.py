@@ -2,7 +2,9 @@
 
 Experiment configs in `configs/` start from `base_config()` and set their data set,
 epochs and beta. The quick-start config lives in the package too (`quickstart_config`),
-so `python -m crmvae_jax.main` with no `--config` runs on a fresh install.
+and this file is itself a config file (`get_config`): it is the default `--config` of
+`python -m crmvae_jax.main` and `crmvae_jax.classifiers`, so they run, and take
+`--config.FIELD=VALUE` overrides, on a fresh install from any directory.
 """
 
 from __future__ import annotations
@@ -79,3 +81,8 @@ def quickstart_config() -> ml_collections.ConfigDict:
   config.eval.num_prior_samples = 1000
   config.eval.fid = False  # no Inception weights ship with any package
   return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """This file as a config file (`--config=crmvae_jax/config.py`): the quick start."""
+  return quickstart_config()

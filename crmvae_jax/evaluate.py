@@ -1,11 +1,12 @@
 """Evaluation of a trained run: coherence, FID and latent probes (SPEC.md section 6).
 
-    python -m crmvae_jax.evaluate --config=configs/mst.py --workdir=workdirs/mst_crmvae
+    python -m crmvae_jax.evaluate --workdir=workdirs/mst_crmvae
 
-With no --config it evaluates a quick-start run (`python -m crmvae_jax.main
---workdir=DIR`, then `python -m crmvae_jax.classifiers`), offline, in about a
-minute on a CPU. It computes, on `config.eval.num_examples` test pairs (a seeded
-random choice; -1: all):
+reads the run's own config (`DIR/config.json`, written by training), so it evaluates
+any run and any sweep without its training flags; `--config.eval.FIELD=VALUE` changes
+the evaluation settings. A quick-start run (`python -m crmvae_jax.main --workdir=DIR`,
+then `python -m crmvae_jax.classifiers`) evaluates offline in about a minute on a CPU.
+It computes, on `config.eval.num_examples` test pairs (a seeded random choice; -1: all):
 
 - cross-coherence (Table 1): for every target modality and every non-empty subset S
   of the other modalities, z ~ the model's own posterior of S (PoE(S) or MoE(S),
@@ -26,8 +27,8 @@ random choice; -1: all):
 
 It writes `DIR/eval/results.json`, `DIR/eval/tables.md` (Tables 1, 2 and 5 in the
 paper's layout, with the paper's rows on MNIST-SVHN-Text) and
-`DIR/eval/cross_generation.png` (replica r of a sweep, `--replica=r`:
-`DIR/replica_r/eval/...`), and prints the tables. It refuses to run when a
+`DIR/eval/cross_generation.png` (for each replica r of a sweep, or `--replica=r`
+alone: `DIR/replica_r/eval/...`), and prints the tables. It refuses to run when a
 classifier is missing, naming the command that trains it.
 
 The metric loops (`cross_coherence`, `joint_coherence`, `fid_scores`, `latent_probes`)
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
@@ -47,16 +47,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from crmvae_jax import classifiers, evaluate_image_text, inception, metrics, models, objectives
-from crmvae_jax import plotting, tables
-from crmvae_jax import config as config_lib
+from crmvae_jax import classifiers, cli, evaluate_image_text, inception, metrics, models
+from crmvae_jax import objectives, plotting, runs, tables, validation
 from crmvae_jax import data as data_lib
 from crmvae_jax import distributions as dist
 from crmvae_jax import train
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality
 
 # (subset mask [M], stored batch, rng) -> displayed outputs, one per modality.
@@ -429,21 +428,6 @@ def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeM
   return encode_means
 
 
-def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses a config whose model or data set differs from the one trained in `workdir`."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    return
-  with open(path) as f:
-    trained = json.load(f)
-  trained_data = trained.get("data", {}).get("name")
-  if trained.get("model") != config.model or trained_data != config.data.name:
-    raise ValueError(
-        f"{workdir} holds a {trained.get('model')} model on {trained_data}, but the config "
-        f"asks for {config.model} on {config.data.name}; pass the training run's config "
-        f"(e.g. --config.model={trained.get('model')}).")
-
-
 def _choose(num_available: int, num_wanted: int, rng: np.random.Generator) -> np.ndarray:
   """A seeded random choice of min(num_wanted, num_available) ids (-1: all), sorted."""
   if num_wanted < 0 or num_wanted >= num_available:
@@ -490,8 +474,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   tables.md, cross_generation.png} and prints the tables.
 
   Args:
-    config: the config the run was trained with; `config.eval` holds the evaluation
-      settings.
+    config: the config the run was trained with (`runs.load_config(workdir)`, whose
+      eval.* fields may be changed); `config.eval` holds the evaluation settings.
     workdir: the training run's directory.
     replica: which (seed, beta) replica of a sweep run (`train.replica_grid`); its
       files go to DIR/replica_<r>/eval/.
@@ -503,21 +487,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     classifier_test_accuracy (per modality), and example counts.
 
   Raises:
-    FileNotFoundError: no checkpoint in `workdir`, or a classifier is missing (the
-      message names the command that makes it).
-    ValueError: the config does not match the run, or the labels are not one class
-      per pair.
+    UserError: no saved config or checkpoint in `workdir`, the config describes
+      another run, a value is out of range, a classifier is missing (the message names
+      the command that makes it), or the labels are not one class per pair.
   """
   if config.data.name in IMAGE_TEXT_DATA:
     # CUB and CelebA have no digit labels: cosine similarity, attributes and FID instead.
     return evaluate_image_text.evaluate_image_text(config, workdir, replica)
-  check_workdir_config(config, workdir)
+  validation.validate_config(config)
+  runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = train.load_trained(config, workdir, replica)
   seeds, betas = train.replica_grid(config)
   if test_set.labels.ndim != 1:
-    raise ValueError(
+    raise UserError(
         f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
-        f"{test_set.labels.shape[1:]} per pair.")
+        f"{test_set.labels.shape[1:]} per pair, so evaluate it with python -m "
+        f"crmvae_jax.evaluate_image_text --workdir={workdir}.")
   modalities = model.modalities
   directory = classifiers.default_directory(config)
   text_decoders = data_lib.text_decoders(test_set)
@@ -635,27 +620,20 @@ def tables_markdown(runs: Sequence[dict]) -> str:
   return "\n".join(sections)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  config = flags.FLAGS.config if flags.FLAGS.config is not None else (
-      config_lib.quickstart_config())
-  try:
-    evaluate(config, flags.FLAGS.workdir, flags.FLAGS.replica)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    # Missing data, checkpoint or classifier, or a mismatched config: the user's to fix.
-    sys.exit(f"error: {error}")
+def main() -> None:
+  config, workdir, replica = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.replica
+  num_replicas = len(train.replica_grid(config)[0])
+  for r in range(num_replicas) if replica is None else [replica]:
+    evaluate(config, workdir, r)
 
 
 if __name__ == "__main__":
   # Defined here, not at import, so that experiments/mst_tables.py can import this
   # module and define its own flags.
-  config_flags.DEFINE_config_file(
-      "config", None, "A configs/*.py file; default: the offline quick start.",
-      lock_config=True)
   flags.DEFINE_string("workdir", None, "The training run's directory.")
-  flags.DEFINE_integer("replica", 0, "Which replica of a sweep run (train.replica_grid).")
+  flags.DEFINE_integer("replica", None,
+                       "Which replica of a sweep run (train.replica_grid); default: every one.")
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  cli.run(main, config=cli.RUN,
+          config_help="Default: the config the --workdir run was trained with (its "
+          "config.json); --config.eval.FIELD=VALUE changes an evaluation setting.")

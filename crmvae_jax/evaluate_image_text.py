@@ -1,9 +1,9 @@
 r"""Evaluation of image-text runs: CUB image-caption and Bimodal CelebA (SPEC.md section 6).
 
-    python -m crmvae_jax.evaluate_image_text --config=configs/celeba.py \
-        --workdir=workdirs/celeba_crmvae --train_classifier
+    python -m crmvae_jax.evaluate_image_text --workdir=workdirs/celeba_crmvae --train_classifier
 
-evaluates the latest checkpoint of a run on `config.eval.num_examples` test pairs (a
+evaluates the latest checkpoint of a run, with the config it was trained with
+(`DIR/config.json`; `--config.eval.FIELD=VALUE` changes an evaluation setting), on `config.eval.num_examples` test pairs (a
 seeded random choice; -1: all) and writes `DIR/eval/results.json`,
 `DIR/eval/generated_from_text.png` and `DIR/eval/generated_from_text.npz` (replica r
 of a sweep: `DIR/replica_r/eval/...`). It measures:
@@ -26,7 +26,8 @@ The grid shows images generated from chosen texts: `config.eval.generation_texts
 mean and from `GRID_SAMPLES` samples. `--train_classifier` first trains the CelebA
 attribute classifier on the real training images and stores it with Orbax in
 `--config.eval.classifier_dir` (default `classifiers/celeba`), the same place
-`python -m crmvae_jax.classifiers` stores it.
+`python -m crmvae_jax.classifiers` stores it; with --config=configs/celeba.py and no
+--workdir it only trains the classifier.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
@@ -43,15 +43,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags, logging
+from absl import flags
 from matplotlib.figure import Figure
-from ml_collections import config_flags
 
-from crmvae_jax import classifiers, inception, metrics, models, objectives, train
+from crmvae_jax import classifiers, cli, inception, metrics, models, objectives, runs, train
+from crmvae_jax import validation
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.distributions import Gaussian
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality, modalities_of
 
 IMAGE_TEXT_DATA = ("cub", "celeba")
@@ -279,11 +280,19 @@ def encode_texts(dataset: MultimodalDataset, text_name: str, strings: Sequence[s
 
   Returns:
     int32 [K, L].
+
+  Raises:
+    UserError: a character text holds a character outside the alphabet.
   """
   length = dataset.arrays[text_name].shape[1]
   if text_name in dataset.vocabularies:
     return dataset.vocabularies[text_name].encode(list(strings), length)
-  return char_text.encode([s.lower()[:length].ljust(length) for s in strings])
+  strings = [s.lower()[:length].ljust(length) for s in strings]
+  unknown = sorted(set("".join(strings)) - set(char_text.ALPHABET))
+  if unknown:
+    raise UserError(f"--config.eval.generation_texts hold characters {unknown} that the "
+                    f"{text_name} alphabet lacks; write them with {char_text.ALPHABET!r}.")
+  return char_text.encode(strings)
 
 
 def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]], path: str,
@@ -321,10 +330,11 @@ def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]],
   figure.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def _classifier_command(config: ml_collections.ConfigDict) -> str:
-  """The command line that trains the attribute classifier `config` looks for."""
-  command = (f"python -m crmvae_jax.evaluate_image_text --config=configs/{config.data.name}.py "
-             "--train_classifier")
+def _classifier_command(config: ml_collections.ConfigDict, workdir: str | None = None) -> str:
+  """The command line that trains the attribute classifier `config` looks for: with the
+  config of the run in `workdir` (then evaluates it), or else configs/<data>.py."""
+  source = f"--workdir={workdir}" if workdir else f"--config=configs/{config.data.name}.py"
+  command = f"python -m crmvae_jax.evaluate_image_text {source} --train_classifier"
   if config.eval.get("classifier_dir"):
     command += f" --config.eval.classifier_dir={config.eval.classifier_dir}"
   return command
@@ -345,8 +355,9 @@ def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
     test_accuracy (over all attribute entries of the test images).
   """
   if config.data.name not in ATTRIBUTE_DATA:
-    raise ValueError(f"{config.data.name} has no attributes to classify; attribute "
-                     f"classifiers exist for {', '.join(ATTRIBUTE_DATA)}.")
+    raise UserError(f"{config.data.name} has no attributes to classify; --train_classifier "
+                    f"trains the attribute classifier of {', '.join(ATTRIBUTE_DATA)} (e.g. "
+                    "with --config=configs/celeba.py).")
   train_set, test_set = data_lib.load(config.data)
   data_modalities = modalities_of(config.data.name, train_set)
   image_index, _ = image_and_text_indices(data_modalities)
@@ -366,15 +377,16 @@ def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
   return metadata
 
 
-def _load_attribute_classifier(config: ml_collections.ConfigDict, image: Modality
-                               ) -> tuple[classifiers.Classifier, dict]:
-  """The stored attribute classifier and its metadata, or the command that makes it."""
+def _load_attribute_classifier(config: ml_collections.ConfigDict, image: Modality,
+                               workdir: str) -> tuple[classifiers.Classifier, dict]:
+  """The stored attribute classifier and its metadata, or the command that makes it
+  (with the config of the run in `workdir`)."""
   directory = classifiers.default_directory(config)
   metadata = classifiers.read_metadata(directory, image.name)
   if metadata is None:
-    raise FileNotFoundError(
+    raise UserError(
         f"No {image.name} attribute classifier in {os.path.abspath(directory)}; train it "
-        f"with: {_classifier_command(config)}")
+        f"with: {_classifier_command(config, workdir)}")
   return classifiers.load_classifier(config, image, directory), metadata
 
 
@@ -404,13 +416,15 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
     classifier on the real images) and classifier_test_accuracy.
 
   Raises:
-    FileNotFoundError: no checkpoint in `workdir`, or (CelebA) no attribute
-      classifier; the message names the command that makes it.
-    ValueError: the data set is not an image-text one.
+    UserError: no saved config or checkpoint in `workdir`, the config describes
+      another run, (CelebA) no attribute classifier (the message names the command
+      that makes it), or the data set is not an image-text one.
   """
   if config.data.name not in IMAGE_TEXT_DATA:
-    raise ValueError(f"evaluate_image_text evaluates {', '.join(IMAGE_TEXT_DATA)}, not "
-                     f"{config.data.name}; use python -m crmvae_jax.evaluate.")
+    raise UserError(f"evaluate_image_text evaluates {', '.join(IMAGE_TEXT_DATA)}, not "
+                    f"{config.data.name}; use python -m crmvae_jax.evaluate --workdir={workdir}.")
+  validation.validate_config(config)
+  runs.check_same_run(config, workdir)
   model, params, _, test_set, step = train.load_trained(config, workdir, replica)
   modalities = model.modalities
   image_index, text_index = image_and_text_indices(modalities)
@@ -440,7 +454,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   }
   classifier = None
   if config.data.name in ATTRIBUTE_DATA:
-    classifier, metadata = _load_attribute_classifier(config, image)
+    classifier, metadata = _load_attribute_classifier(config, image, workdir)
     results["classifier_test_accuracy"] = metadata["test_accuracy"]
   features_fn = None
   if not config.eval.fid:
@@ -509,29 +523,22 @@ def save_generation_grid(generate: GenerateImages, texts: Sequence[str], text_id
   np.savez(os.path.join(eval_dir, GENERATED_FILE), texts=np.array(texts), images=mean_images)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save and restore at INFO
+def main() -> None:
   config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
-  if config is None or (workdir is None and not flags.FLAGS.train_classifier):
-    raise app.UsageError("Pass --config=configs/cub.py or configs/celeba.py, and --workdir "
-                         "(or --train_classifier alone).")
-  try:
-    if flags.FLAGS.train_classifier:
-      train_attribute_classifier(config)
-    if workdir is not None:
-      evaluate_image_text(config, workdir)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    # Missing data, checkpoint or classifier, or a wrong data set: the user's to fix.
-    sys.exit(f"error: {error}")
+  if workdir is None and not flags.FLAGS.train_classifier:
+    raise UserError("Pass --workdir=DIR of a trained CUB or CelebA run, or --train_classifier "
+                    "with --config=configs/celeba.py.")
+  if flags.FLAGS.train_classifier:
+    train_attribute_classifier(config)
+  if workdir is not None:
+    for replica in range(len(train.replica_grid(config)[0])):
+      evaluate_image_text(config, workdir, replica)
 
 
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", None, "configs/cub.py or configs/celeba.py.",
-                                  lock_config=True)
   flags.DEFINE_string("workdir", None, "The training run's directory.")
   flags.DEFINE_bool("train_classifier", False,
                     "Train and store the CelebA attribute classifier first.")
-  app.run(main)
+  cli.run(main, config=cli.RUN,
+          config_help="Default: the config the --workdir run was trained with (its "
+          "config.json); configs/celeba.py for --train_classifier alone.")

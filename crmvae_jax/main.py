@@ -4,23 +4,18 @@
         --config.model=mvtcae --config.beta=1.0 --config.seed=1
 
 With no --config it trains CRMVAE on the offline quick-start data
-(configs/quickstart.py). Any config field can be overridden with --config.FIELD=VALUE.
+(configs/quickstart.py). Any config field can be overridden with --config.FIELD=VALUE,
+with or without --config, e.g. `python -m crmvae_jax.main --config.num_train_steps=60`.
+A config, workdir or data set the user can fix is refused in one line (`crmvae_jax.cli`).
 """
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from crmvae_jax import config as config_lib
-from crmvae_jax import train
-from crmvae_jax.data import DataUnavailableError
+from crmvae_jax import cli, runs, train, validation
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "A configs/*.py file; default: the offline quick start.", lock_config=True)
 flags.DEFINE_string("workdir", None,
                     "Directory for checkpoints, summaries and figures; default "
                     "workdirs/<data>_<model>_seed<seed>.")
@@ -44,22 +39,17 @@ def default_workdir(config) -> str:
   return f"workdirs/{config.data.name}_{config.model}_seed{config.seed}"
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+def main() -> None:
+  config = FLAGS.config
+  # Checked before devices, data or compilation: a bad value fails in a second.
+  validation.validate_config(config)
+  workdir = FLAGS.workdir or default_workdir(config)
+  runs.check_workdir(workdir)
   if FLAGS.multihost:
     initialize_distributed()
-  config = FLAGS.config if FLAGS.config is not None else config_lib.quickstart_config()
-  workdir = FLAGS.workdir or default_workdir(config)
   logging.info("workdir: %s", workdir)
-  try:
-    train.train_and_evaluate(config, workdir)
-  except (DataUnavailableError, ValueError) as error:
-    # A missing data set or a bad config is the user's to fix: one sentence, no traceback.
-    sys.exit(f"error: {error}")
+  train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -59,9 +59,10 @@ def check_workdir(workdir: str) -> None:
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
-    which = "" if existing == os.path.abspath(workdir) else f" ({existing} is a file)"
-    raise UserError(f"--workdir={workdir} is not a directory{which}; pass a new or existing "
-                    "directory.")
+    where = ("is a file" if existing == os.path.abspath(workdir) else
+             f"is inside {existing}, which is a file")
+    raise UserError(f"--workdir={workdir} {where}; pass a directory (a new one, or one "
+                    "holding a run).")
   if not os.access(existing, os.W_OK | os.X_OK):
     raise UserError(f"--workdir={workdir}: {existing} is not writable; pass a directory you "
                     "can write to.")

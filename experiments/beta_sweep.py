@@ -38,19 +38,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import typing
 from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 from matplotlib.figure import Figure
-from ml_collections import config_flags
 
 from crmvae_jax import evaluate_image_text as image_text
-from crmvae_jax import classifiers, tables, train
-from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax import classifiers, cli, tables, train
+from crmvae_jax import runs as run_files
+from crmvae_jax.errors import UserError
 
 MODELS = ("mvae", "mopoe", "mvtcae", "crmvae")
 BETAS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -121,18 +120,16 @@ def model_config(config: ml_collections.ConfigDict, model: str, betas: Sequence[
 
 
 def _check_trained_grid(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a run trained with another (seed, beta) grid."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  """Refuses to resume a run trained with another (seed, beta) grid or settings."""
+  if not os.path.isfile(run_files.config_path(workdir)):
     return
-  with open(path) as f:
-    trained = json.load(f).get("sweep", {})
-  trained_grid = (list(trained.get("seeds", [])), [float(b) for b in trained.get("betas", [])])
-  if trained_grid != (list(config.sweep.seeds), list(config.sweep.betas)):
-    raise ValueError(
-        f"{workdir} was trained with seeds {trained_grid[0]} and betas {trained_grid[1]}, "
-        f"not {list(config.sweep.seeds)} and {list(config.sweep.betas)}; pass those, or "
-        f"another --root.")
+  saved = run_files.load_config(workdir)
+  differences = run_files.model_defining_differences(saved, config)
+  if differences:
+    raise UserError(
+        f"{workdir} was trained with "
+        f"{run_files.describe_differences(saved, config, differences)}; pass those "
+        f"(--seeds, --betas, --config.FIELD), or another --root.")
 
 
 def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
@@ -298,39 +295,28 @@ def write_report(runs: Sequence[SweepRun], root: str) -> str:
   return markdown
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+def main() -> None:
   options = flags.FLAGS
   config = options.config
   if config is None or config.data.name not in image_text.IMAGE_TEXT_DATA:
-    raise app.UsageError("Pass --config=configs/cub.py or --config=configs/celeba.py.")
-  unknown = sorted(set(options.models) - set(tables.MODEL_NAMES))
-  if unknown:
-    raise app.UsageError(f"Unknown models {unknown}; known: {', '.join(tables.MODEL_NAMES)}.")
+    raise UserError("Pass --config=configs/cub.py or --config=configs/celeba.py.")
+  cli.check_names(options.models, list(tables.MODEL_NAMES), "models")
+  betas = cli.parse_numbers(options.betas, "betas")
+  seeds = cli.parse_numbers(options.seeds, "seeds", int)
   root = options.root or os.path.join("workdirs",
                                       f"{config.data.name}_beta_sweep_{options.setting}")
   if options.setting == "small":
     config = small_setting(config, root)
-  try:
-    runs = run_sweep(config, options.models, [float(beta) for beta in options.betas],
-                     [int(seed) for seed in options.seeds], root, options.collect_only)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"error: {error}")
+  runs = run_sweep(config, options.models, betas, seeds, root, options.collect_only)
   if not runs:
-    sys.exit(f"error: no run under {root} has results; run without --collect_only.")
+    raise UserError(f"No run under {root} has results; run without --collect_only.")
   print(write_report(runs, root))
   print(f"Wrote {TABLES_FILE}, {FIGURE_FILE} and {GRID_FILE} in {root}.")
 
 
 if __name__ == "__main__":
   # Defined here, not at import, so that tests and other scripts can import this
-  # module next to others that define --config.
-  config_flags.DEFINE_config_file(
-      "config", None, "configs/cub.py or configs/celeba.py; every run overrides its model "
-      "and its (seed, beta) grid.", lock_config=True)
+  # module next to others that define these flags.
   flags.DEFINE_list("models", list(MODELS), "Models to run.")
   flags.DEFINE_list("betas", [f"{beta:g}" for beta in BETAS], "Betas to sweep.")
   flags.DEFINE_list("seeds", [str(seed) for seed in SEEDS], "Seeds of every beta.")
@@ -339,4 +325,5 @@ if __name__ == "__main__":
   flags.DEFINE_enum("setting", "small", ["small", "full"],
                     "small: shrunk to finish on a CPU; full: the config as written.")
   flags.DEFINE_bool("collect_only", False, "Only report the runs that already have results.")
-  app.run(main)
+  cli.run(main, config=None, config_help="configs/cub.py or configs/celeba.py; every run "
+          "overrides its model and its (seed, beta) grid.")

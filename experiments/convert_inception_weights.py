@@ -23,9 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from crmvae_jax import inception
+from crmvae_jax import cli, inception
+from crmvae_jax.errors import UserError
 
 TORCH_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -58,14 +59,12 @@ def arrays_from_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarra
   }
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
+def main() -> None:
   # torch is needed only here, so importing this module works without it.
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise app.UsageError(
+    raise UserError(
         "Reading pytorch-fid's weights needs torch: run this where `pip install torch` "
         "has been done.") from error
 
@@ -73,7 +72,7 @@ def main(argv: list[str]) -> None:
       _TORCH_WEIGHTS.value or
       os.path.join(torch.hub.get_dir(), "checkpoints", TORCH_WEIGHTS_NAME))
   if not os.path.isfile(torch_weights):
-    raise app.UsageError(
+    raise UserError(
         f"{torch_weights} does not exist; pass --torch_weights=PATH to pytorch-fid's "
         f"{TORCH_WEIGHTS_NAME} (pytorch-fid downloads it on first use).")
   state_dict = torch.load(torch_weights, map_location="cpu", weights_only=True)
@@ -92,4 +91,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config=False)

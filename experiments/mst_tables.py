@@ -24,17 +24,16 @@ runs that have results. Select runs with e.g. `--models=crmvae,mvtcae --seeds=0,
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from crmvae_jax import evaluate, sweeps, tables
-from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/mst.py", "The experiment config; every run overrides its model and seed.",
-    lock_config=True)
+# The repository's configs/mst.py, wherever the script is run from.
+MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "configs", "mst.py")
+
 _MODELS = flags.DEFINE_list("models", list(tables.MODEL_NAMES), "Models to run.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
 _ROOT = flags.DEFINE_string(
@@ -46,27 +45,19 @@ _COLLECT_ONLY = flags.DEFINE_bool(
     "collect_only", False, "Only tabulate the runs that already have results.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  unknown = sorted(set(_MODELS.value) - set(tables.MODEL_NAMES))
-  if unknown:
-    raise app.UsageError(f"Unknown models {unknown}; known: {', '.join(tables.MODEL_NAMES)}.")
-  config = _CONFIG.value
+def main() -> None:
+  cli.check_names(_MODELS.value, list(tables.MODEL_NAMES), "models")
+  config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_tables_{_SETTING.value}")
   if _SETTING.value == "small":
     config = sweeps.small_setting(config, root)
-  try:
-    runs = sweeps.run_grid(config, _MODELS.value, [int(seed) for seed in _SEEDS.value],
-                           [config.beta], root, _COLLECT_ONLY.value)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"error: {error}")
+  runs = sweeps.run_grid(config, _MODELS.value, cli.parse_numbers(_SEEDS.value, "seeds", int),
+                         [config.beta], root, _COLLECT_ONLY.value)
   if not runs:
-    sys.exit(f"error: no run under {root} has results; run without --collect_only.")
+    raise UserError(f"No run under {root} has results; run without --collect_only.")
   sweeps.write_markdown(root, "tables.md", evaluate.tables_markdown(runs))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config=MST_CONFIG, config_help="The experiment config (default "
+          "configs/mst.py); every run overrides its model and seed.")

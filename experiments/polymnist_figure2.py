@@ -37,7 +37,6 @@ CPU spends a long time on Inception features: `--nofid` skips FID).
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 
@@ -47,11 +46,10 @@ matplotlib.use("Agg")  # files only: no display on a server or in tests
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from crmvae_jax import evaluate, sweeps, tables
-from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax.errors import UserError
 
 FIGURE_MODELS = ("mopoe", "mvtcae", "crmvae")
 FIGURE_FILE = "figure2.png"
@@ -75,10 +73,10 @@ _NOTE_WIDTH = 60
 # model -> subset size k -> per-seed values.
 PerSize = dict[str, dict[int, list[float]]]
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/polymnist.py",
-    "A PolyMNIST or Translated-PolyMNIST config; every run overrides its model and seed.",
-    lock_config=True)
+# The repository's configs/polymnist.py, wherever the script is run from.
+POLYMNIST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "configs", "polymnist.py")
+
 _SETTING = flags.DEFINE_enum(
     "setting", "small", ["small", "full"],
     "small: shrunk to finish on a CPU; full: the config as written.")
@@ -260,15 +258,9 @@ def draw_figure(grouped: Mapping[str, PerSize], path: str, note: str | None = No
   plt.close(figure)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  unknown = sorted(set(_MODELS.value) - set(tables.MODEL_NAMES))
-  if unknown:
-    raise app.UsageError(f"Unknown models {unknown}; known: {', '.join(tables.MODEL_NAMES)}.")
-  config = _CONFIG.value
+def main() -> None:
+  cli.check_names(_MODELS.value, list(tables.MODEL_NAMES), "models")
+  config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_figure2_{_SETTING.value}")
   default_subsets_per_size = -1
   if _SETTING.value == "small":
@@ -279,13 +271,10 @@ def main(argv):
   config = with_fid_by_subset_size(
       config, _FID.value,
       default_subsets_per_size if subsets_per_size is None else subsets_per_size)
-  try:
-    runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), [config.beta],
-                           root, _COLLECT_ONLY.value)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"error: {error}")
+  runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), [config.beta],
+                         root, _COLLECT_ONLY.value)
   if not runs:
-    sys.exit(f"error: no run under {root} has results; run without --collect_only.")
+    raise UserError(f"No run under {root} has results; run without --collect_only.")
   grouped = per_subset_size(runs)
   note = fid_note(runs)
   num_modalities = len(runs[0]["modalities"])
@@ -302,4 +291,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config=POLYMNIST_CONFIG, config_help="A PolyMNIST or Translated-PolyMNIST "
+          "config (default configs/polymnist.py); every run overrides its model and seed.")

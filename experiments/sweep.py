@@ -17,18 +17,14 @@ existing results. A run that was interrupted resumes from its checkpoint.
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from crmvae_jax import objectives, sweeps
-from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax import cli, objectives, sweeps
+from crmvae_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/quickstart.py", "The experiment config.", lock_config=True)
 _MODELS = flags.DEFINE_list("models", ["crmvae", "mvtcae"], "Models, one program each.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every model.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every model.", lower_bound=1)
 _BETAS = flags.DEFINE_list("betas", None, "Betas of the grid; default: the config's beta.")
 _ROOT = flags.DEFINE_string("root", None, "Directory of the runs; default workdirs/<data>_sweep.")
 _SETTING = flags.DEFINE_enum("setting", "small", ["small", "full"],
@@ -37,28 +33,20 @@ _COLLECT_ONLY = flags.DEFINE_bool("collect_only", False,
                                   "Only tabulate the runs that already have results.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  unknown = sorted(set(_MODELS.value) - set(objectives.OBJECTIVES))
-  if unknown:
-    raise app.UsageError(f"Unknown models {unknown}; known: {', '.join(objectives.OBJECTIVES)}.")
-  config = _CONFIG.value
+def main() -> None:
+  cli.check_names(_MODELS.value, list(objectives.OBJECTIVES), "models")
+  config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_sweep")
   if _SETTING.value == "small":
     config = sweeps.small_setting(config, root)
-  betas = [float(beta) for beta in _BETAS.value] if _BETAS.value else [config.beta]
-  try:
-    runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), betas, root,
-                           _COLLECT_ONLY.value)
-  except (DataUnavailableError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"error: {error}")
+  betas = cli.parse_numbers(_BETAS.value, "betas") if _BETAS.value else [config.beta]
+  runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), betas, root,
+                         _COLLECT_ONLY.value)
   if not runs:
-    sys.exit(f"error: no run under {root} has results; run without --collect_only.")
+    raise UserError(f"No run under {root} has results; run without --collect_only.")
   sweeps.write_markdown(root, "sweep.md", sweeps.sweep_markdown(runs))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config=cli.QUICKSTART, config_help="The experiment config; default: the "
+          "offline quick start.")

@@ -12,6 +12,7 @@ import pytest
 from crmvae_jax import classifiers
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import modalities_of
 
 
@@ -84,7 +85,7 @@ def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
 
 def test_missing_classifier_names_the_command(quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
-  with pytest.raises(FileNotFoundError) as error:
+  with pytest.raises(UserError) as error:
     classifiers.load_classifiers(config, modalities, str(tmp_path))
   message = str(error.value)
   assert "No mnist classifier" in message

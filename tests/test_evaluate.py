@@ -15,6 +15,7 @@ from crmvae_jax import classifiers, evaluate, tables, train
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import modalities_of
 
 NUM_PAIRS = 300
@@ -259,11 +260,11 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
 
-  with pytest.raises(FileNotFoundError, match="python -m crmvae_jax.classifiers"):
+  with pytest.raises(UserError, match="python -m crmvae_jax.classifiers"):
     evaluate.evaluate(config, workdir)  # no classifiers yet
   other_model = config.copy_and_resolve_references()
   other_model.model = "mvae"
-  with pytest.raises(ValueError, match="crmvae model on quickstart"):
+  with pytest.raises(UserError, match=r"--config.model='crmvae' \(asked: 'mvae'\)"):
     evaluate.evaluate(other_model, workdir)
 
   accuracies = classifiers.train_classifiers(config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ from crmvae_jax import evaluate_image_text as image_text
 from crmvae_jax import metrics, train
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
 from crmvae_jax.distributions import Gaussian
+from crmvae_jax.errors import UserError
 from experiments import beta_sweep
 
 
@@ -236,7 +238,7 @@ def celeba_run(celeba_dir, tmp_path_factory):
 
 def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   config, workdir = celeba_run
-  with pytest.raises(FileNotFoundError, match="--train_classifier"):
+  with pytest.raises(UserError, match=re.escape(f"--workdir={workdir} --train_classifier")):
     image_text.evaluate_image_text(config, workdir)
   metadata = image_text.train_attribute_classifier(config)
   assert (metadata["network"], metadata["num_classes"], metadata["multi_label"]) == (
