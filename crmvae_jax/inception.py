@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,11 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax.errors import UserError
 
 WEIGHTS_ENV_VAR = "CRMVAE_INCEPTION_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".cache", "crmvae_jax", "inception_fid.npz")
 CONVERT_COMMAND = ("python -m experiments.convert_inception_weights "
                    "--torch_weights=pt_inception-2015-12-05-6726825d.pth")
+# The fix for a weights file that is not pytorch-fid's converted Inception.
+_REMAKE = (f"the file is not pytorch-fid's converted Inception-v3: remake it with "
+           f"`{CONVERT_COMMAND}` or pass another --config.eval.inception_weights.")
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -311,7 +316,8 @@ def variables_from_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str,
     {'params': ..., 'batch_stats': ...} for `FIDInceptionV3().apply`.
 
   Raises:
-    ValueError: a name is missing or unexpected, or a shape differs.
+    UserError: a name is missing or unexpected, or a shape differs (the weights file
+      is not pytorch-fid's converted Inception).
   """
   shapes = _variable_shapes()
   used_names = set()
@@ -321,13 +327,13 @@ def variables_from_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str,
     path = tuple(key.key for key in key_path)
     name = _variable_to_state_dict_name(collection, path)
     if name not in state_dict:
-      raise ValueError(f"Inception weights: '{name}' is missing.")
+      raise UserError(f"Inception weights: '{name}' is missing; {_REMAKE}")
     array = np.asarray(state_dict[name], dtype=np.float32)
     if path[-1] == "kernel":
       array = array.transpose(2, 3, 1, 0)
     if array.shape != shape.shape:
-      raise ValueError(f"Inception weights: '{name}' has shape {array.shape} after "
-                       f"layout conversion, the model needs {shape.shape}.")
+      raise UserError(f"Inception weights: '{name}' has shape {array.shape} after "
+                      f"layout conversion, the model needs {shape.shape}; {_REMAKE}")
     used_names.add(name)
     return jnp.asarray(array)
 
@@ -338,8 +344,8 @@ def variables_from_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str,
   }
   unexpected = sorted(set(state_dict) - used_names)
   if unexpected:
-    raise ValueError(f"Inception weights: unexpected names {unexpected[:5]} "
-                     f"({len(unexpected)} in all).")
+    raise UserError(f"Inception weights: unexpected names {unexpected[:5]} "
+                    f"({len(unexpected)} in all); {_REMAKE}")
   return variables
 
 
@@ -411,10 +417,15 @@ class InceptionFeatures:
 
     Raises:
       DataUnavailableError: no weights file was found.
-      ValueError: the file does not hold pytorch-fid's Inception state dict.
+      UserError: the file does not hold pytorch-fid's Inception state dict.
     """
-    with np.load(find_weights(weights_path)) as state_dict:
-      return cls(variables_from_state_dict(dict(state_dict)))
+    path = find_weights(weights_path)
+    try:
+      with np.load(path) as state_dict:
+        arrays = dict(state_dict)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+      raise UserError(f"Inception weights {path} cannot be read ({error}); {_REMAKE}") from error
+    return cls(variables_from_state_dict(arrays))
 
   def features(self, images: np.ndarray, batch_size: int = 200) -> np.ndarray:
     """Pool3 features of images, computed in batches.

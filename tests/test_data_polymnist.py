@@ -8,6 +8,7 @@ from PIL import Image
 
 from crmvae_jax.data import polymnist
 from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax.errors import UserError
 
 # Modality m's constant background colour in the tests that decode images.
 _COLOURS = np.array([[10, 100, 200], [50, 60, 70], [0, 255, 30], [90, 20, 130],
@@ -81,7 +82,7 @@ def test_tuples_are_shuffled_and_seeded():
 
 
 def test_tuples_need_enough_images_per_digit():
-  with pytest.raises(ValueError, match="digit 1 has only 2"):
+  with pytest.raises(UserError, match="digit 1 has only 2"):
     polymnist.build_tuples(np.array([0, 0, 0, 1, 1]), 3, np.random.default_rng(0))
 
 
@@ -126,7 +127,7 @@ def test_crops_are_random_windows_of_the_background():
 
 
 def test_backgrounds_too_small_are_rejected():
-  with pytest.raises(ValueError, match="at least 28x28"):
+  with pytest.raises(UserError, match="at least 28x28"):
     polymnist.make_modality_images(np.zeros((1, 28, 28), np.uint8),
                                    np.zeros((27, 40, 3), np.uint8),
                                    np.random.default_rng(0), translate=False)
@@ -329,7 +330,7 @@ def test_load_rebuilds_when_the_photos_change(fake_sources, tmp_path):
 def test_load_rejects_bad_config(fake_sources, field, value, message):
   config, _, _ = fake_sources
   config[field] = value
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises(UserError, match=message):
     polymnist.load(config)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from crmvae_jax import inception, metrics
 from crmvae_jax.data.base import DataUnavailableError
+from crmvae_jax.errors import UserError
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -287,13 +288,13 @@ def test_state_dict_is_checked(random_variables):
   state_dict = _torch_state_dict(random_variables)
   missing = dict(state_dict)
   del missing["Mixed_5b.branch1x1.bn.running_var"]
-  with pytest.raises(ValueError, match="Mixed_5b.branch1x1.bn.running_var"):
+  with pytest.raises(UserError, match="Mixed_5b.branch1x1.bn.running_var"):
     inception.variables_from_state_dict(missing)
   wrong_shape = dict(state_dict)
   wrong_shape["Conv2d_1a_3x3.conv.weight"] = np.zeros((32, 3, 5, 5))
-  with pytest.raises(ValueError, match="shape"):
+  with pytest.raises(UserError, match="shape"):
     inception.variables_from_state_dict(wrong_shape)
-  with pytest.raises(ValueError, match="unexpected"):
+  with pytest.raises(UserError, match="unexpected"):
     inception.variables_from_state_dict(
         {**state_dict, "AuxLogits.fc.weight": np.zeros(1)})
 

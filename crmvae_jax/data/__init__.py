@@ -10,6 +10,7 @@ import importlib
 from typing import Callable
 
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset, is_text_array
+from crmvae_jax.errors import UserError
 
 # data.name -> the module whose `load(config_data)` builds it.
 LOADERS = {
@@ -25,7 +26,7 @@ LOADERS = {
 def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
   """The (train, test) data sets that `config_data.name` names."""
   if config_data.name not in LOADERS:
-    raise ValueError(
+    raise UserError(
         f"Unknown data set {config_data.name!r} (--config.data.name); known: "
         f"{', '.join(LOADERS)}.")
   return importlib.import_module(LOADERS[config_data.name]).load(config_data)

@@ -39,6 +39,7 @@ from PIL import Image
 
 from crmvae_jax.data import tfds_arrays
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.errors import UserError
 from crmvae_jax.data.vocabulary import Vocabulary
 
 NAME = "cub"
@@ -131,7 +132,7 @@ def read_captions(captions_dir: str | pathlib.Path,
 
   Raises:
     DataUnavailableError: the directory or an image's caption file is missing.
-    ValueError: a caption file holds fewer than ten non-empty lines.
+    UserError: a caption file holds fewer than ten non-empty lines.
   """
   captions_dir = _existing_captions_dir(captions_dir)
   captions = []
@@ -143,7 +144,9 @@ def read_captions(captions_dir: str | pathlib.Path,
           f"{CAPTIONS_DIR_FLAG} at the complete text_c10 directory.")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(lines) < CAPTIONS_PER_IMAGE:
-      raise ValueError(f"{path} holds {len(lines)} captions, not {CAPTIONS_PER_IMAGE}.")
+      raise UserError(f"CUB caption file {path} holds {len(lines)} captions, not "
+                      f"{CAPTIONS_PER_IMAGE}; point {CAPTIONS_DIR_FLAG} at an intact text_c10 "
+                      "directory.")
     captions.extend(lines[:CAPTIONS_PER_IMAGE])
   return captions
 

@@ -30,6 +30,7 @@ from ml_collections import config_dict
 from PIL import Image
 
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.errors import UserError
 
 MNIST_SIZE = 28
 # round(28 * 0.7) = 20: Translated-PolyMNIST's digit is 70% of its MNIST size.
@@ -194,8 +195,9 @@ def make_modality_images(digits: np.ndarray, background: np.ndarray,
   """
   height, width = background.shape[:2]
   if background.ndim != 3 or background.shape[2] != 3 or min(height, width) < MNIST_SIZE:
-    raise ValueError(f"PolyMNIST backgrounds must be RGB photos of at least "
-                     f"{MNIST_SIZE}x{MNIST_SIZE} pixels, got shape {background.shape}.")
+    raise UserError(f"PolyMNIST backgrounds must be RGB photos of at least "
+                    f"{MNIST_SIZE}x{MNIST_SIZE} pixels, got shape {background.shape}; put larger "
+                    "photos in --config.data.backgrounds.")
   if translate:
     digits = translate_digits(digits, rng)
   num_digits = len(digits)
@@ -231,7 +233,7 @@ def build_tuples(labels: np.ndarray, num_modalities: int,
     image appears once in each column.
 
   Raises:
-    ValueError: a digit has fewer than M images.
+    UserError: a digit has fewer than M images.
   """
   labels = np.asarray(labels)
   tuples = []
@@ -239,8 +241,9 @@ def build_tuples(labels: np.ndarray, num_modalities: int,
     digit_images = np.flatnonzero(labels == digit)
     count = len(digit_images)
     if count < num_modalities:
-      raise ValueError(f"PolyMNIST tuples need {num_modalities} different images of "
-                       f"each digit, but digit {digit} has only {count}.")
+      raise UserError(f"PolyMNIST tuples need {num_modalities} different images of "
+                      f"each digit, but digit {digit} has only {count}; raise "
+                      "--config.data.max_train and --config.data.max_test.")
     shared_permutation = rng.permutation(digit_images)
     shifts = np.concatenate([[0], 1 + rng.choice(count - 1, num_modalities - 1,
                                                  replace=False)])
@@ -295,18 +298,18 @@ def build(images: np.ndarray, labels: np.ndarray, backgrounds: Sequence[np.ndarr
 
 def _validate(config_data: ml_collections.ConfigDict) -> None:
   if config_data.name not in NAMES:
-    raise ValueError(f"data.name must be one of {NAMES}, got {config_data.name!r}.")
+    raise UserError(f"--config.data.name must be one of {NAMES}, got {config_data.name!r}.")
   if not MIN_MODALITIES <= config_data.num_modalities <= MAX_MODALITIES:
-    raise ValueError(f"data.num_modalities must be between {MIN_MODALITIES} and "
-                     f"{MAX_MODALITIES} for {config_data.name}, got "
-                     f"{config_data.num_modalities}.")
+    raise UserError(f"--config.data.num_modalities must be between {MIN_MODALITIES} and "
+                    f"{MAX_MODALITIES} for {config_data.name}, got "
+                    f"{config_data.num_modalities}.")
   if config_data.mnist_source not in MNIST_SOURCES:
-    raise ValueError(f"data.mnist_source must be one of {MNIST_SOURCES}, got "
-                     f"{config_data.mnist_source!r}.")
+    raise UserError(f"--config.data.mnist_source must be one of {MNIST_SOURCES}, got "
+                    f"{config_data.mnist_source!r}.")
   for field in ("max_train", "max_test"):
     size = config_data[field]
     if size is not None and size < 1:
-      raise ValueError(f"data.{field} must be positive or None, got {size}.")
+      raise UserError(f"--config.data.{field} must be positive or None, got {size}.")
 
 
 def _load_mnist(config_data: ml_collections.ConfigDict
@@ -390,7 +393,7 @@ def load(config_data: ml_collections.ConfigDict
     that many MNIST images of each split.
 
   Raises:
-    ValueError: a config field is out of range.
+    UserError: a config field is out of range.
     DataUnavailableError: MNIST or the background photos are missing.
   """
   _validate(config_data)
