@@ -9,8 +9,13 @@ checkpoints it and sweeps vmap it over replicas without special cases.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
+import shutil
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -22,10 +27,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tqdm
+from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, models, objectives, plotting
+from crmvae_jax import input_pipeline, models, objectives, plotting, runs, validation
+from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality, modalities_of
 
 
@@ -44,26 +52,6 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Fails fast, with one sentence, on a config that cannot train."""
-  betas = list(config.sweep.betas) or [config.beta]
-  if any(beta < 0 for beta in betas):
-    raise ValueError(f"--config.beta must be non-negative; got {betas}.")
-  if config.model not in objectives.OBJECTIVES:
-    raise ValueError(
-        f"Unknown model {config.model!r} (--config.model); known models: "
-        f"{', '.join(objectives.OBJECTIVES)}.")
-  if config.mixture_estimator not in ("stratified", "sampled"):
-    raise ValueError(
-        f"--config.mixture_estimator must be 'stratified' or 'sampled'; got "
-        f"{config.mixture_estimator!r}.")
-  for field in ("batch_size", "latent_dim"):
-    if config[field] <= 0:
-      raise ValueError(f"--config.{field} must be positive; got {config[field]}.")
-  if config.learning_rate <= 0:
-    raise ValueError(f"--config.learning_rate must be positive; got {config.learning_rate}.")
 
 
 def replica_grid(config) -> tuple[list[int], list[float]]:
@@ -107,20 +95,49 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
   data_devices = mesh.shape["data"]
   if batch_size % data_devices:
-    raise ValueError(
+    raise UserError(
         f"--config.batch_size={batch_size} must be divisible by the {data_devices} "
         "devices it is split over.")
 
 
-def put_batch(batch: dict, mesh: Mesh) -> dict:
-  """Moves a host batch onto the mesh; with several processes each feeds its own part."""
-  sharding = batch_sharding(mesh)
+def put_global(tree, sharding: NamedSharding):
+  """Places host arrays that every process holds in full as global arrays with `sharding`;
+  with several processes each contributes the parts its own devices hold."""
   if jax.process_count() == 1:
-    return jax.device_put(batch, sharding)
-  # Every process holds the same global batch (same data, same seed): each contributes
-  # the rows of its own devices.
+    return jax.device_put(tree, sharding)
   return jax.tree.map(
-      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), batch)
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), tree)
+
+
+def put_batch(batch: dict, mesh: Mesh) -> dict:
+  """Moves a host batch onto the mesh, split over the data devices."""
+  return put_global(batch, batch_sharding(mesh))
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """A paired data set held on the devices: base arrays and pair indices.
+
+  A batch is gathered inside the jitted step from example ids, so training moves only
+  ids [K, B] from the host, once per K steps (`make_multi_step`).
+
+  Attributes:
+    arrays: modality name -> base array (uint8 images or int32 tokens), replicated.
+    indices: modality name -> int32 [N]; pair i uses arrays[name][indices[name][i]].
+  """
+
+  arrays: dict
+  indices: dict
+
+  @classmethod
+  def create(cls, dataset: data_lib.MultimodalDataset, mesh: Mesh) -> "DeviceData":
+    host = cls(arrays={m: dataset.arrays[m] for m in dataset.modalities},
+               indices={m: dataset.indices[m].astype(np.int32) for m in dataset.modalities})
+    return put_global(host, replicated(mesh))
+
+  def batch(self, ids: jax.Array) -> dict:
+    """The stored arrays of pairs `ids` [B]: {modality: [B, ...]}."""
+    return {name: array[self.indices[name][ids]] for name, array in self.arrays.items()}
 
 
 def create_model(config, train_set) -> models.MultimodalVAE:
@@ -141,7 +158,11 @@ def create_train_state(model, tx, example_batch: dict, seed: int) -> TrainState:
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-  """train_step(state, batch, beta) -> (state, metrics): one Adam update, pure."""
+  """train_step(state, batch, beta) -> (state, metrics): one Adam update, pure.
+
+  The metrics are the loss, its terms and the gradient's global norm (the training
+  health check watches the loss and that norm).
+  """
 
   def train_step(state: TrainState, batch: dict, beta) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
@@ -150,7 +171,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Call
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {"loss": loss, **terms}
+    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **terms}
 
   return train_step
 
@@ -180,6 +201,45 @@ def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformati
   replica = PartitionSpec("replica")
   return jax.shard_map(step, mesh=mesh, in_specs=(replica, PartitionSpec(), replica),
                        out_specs=(replica, replica), axis_names={"replica"}, check_vma=False)
+
+
+def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Callable:
+  """Several train steps in one dispatch, so the host's loop costs once per K steps.
+
+  multi_step(states [R], data, ids [K, B], num_steps, betas [R]) -> (states, metrics,
+  first_non_finite): applies `replicated_step` to the batches ids[0..num_steps-1] (rows
+  past num_steps are ignored; num_steps is traced, so one compilation serves every
+  chunk length). `metrics` [R] are the last step's. `first_non_finite` [R] is the first
+  step whose loss or gradient norm was not finite, or -1; later steps still run, and the
+  caller stops before saving anything.
+
+  The loop body is the same computation whatever the chunk length, so a run resumed at
+  any step equals an uninterrupted one bit for bit.
+  """
+
+  def multi_step(states, data: DeviceData, ids, num_steps, betas):
+
+    def batch_at(index):
+      batch = data.batch(ids[index])
+      return batch if mesh is None else jax.lax.with_sharding_constraint(
+          batch, batch_sharding(mesh))
+
+    metrics_shape = jax.eval_shape(replicated_step, states, batch_at(0), betas)[1]
+    first_non_finite = jnp.full_like(states.step, -1)
+
+    def body(index, carry):
+      states, _, first_non_finite = carry
+      states, metrics = replicated_step(states, batch_at(index), betas)
+      finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+      first_non_finite = jnp.where((first_non_finite < 0) & ~finite, states.step,
+                                   first_non_finite)
+      return states, metrics, first_non_finite
+
+    initial = (states, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape),
+               first_non_finite)
+    return jax.lax.fori_loop(0, num_steps, body, initial)
+
+  return multi_step
 
 
 def make_eval_step(loss_fn: Callable) -> Callable:
@@ -213,13 +273,35 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
                                options=options)
 
 
-def restore_or_keep(manager: ocp.CheckpointManager, state):
-  """The latest checkpoint restored into `state`'s structure, or `state` if none."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
+  """Moves an unreadable checkpoint out of the manager's directory; returns where."""
+  directory = os.path.join(os.path.dirname(str(manager.directory)), "unreadable_checkpoints")
+  os.makedirs(directory, exist_ok=True)
+  destination = os.path.join(directory, f"{step}_{int(time.time())}")
+  shutil.move(os.path.join(str(manager.directory), str(step)), destination)
+  manager.reload()
+  return destination
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract, quarantine: bool = False):
+  """The newest readable checkpoint restored into `abstract`'s structure, or None.
+
+  A checkpoint that cannot be read (a truncated or half-written file) is skipped with
+  a warning and the previous one is tried; with `quarantine` (training), it is also
+  moved to `unreadable_checkpoints/` beside the checkpoints, so training can write that
+  step again.
+  """
+  manager.reload()  # another process may have written or removed steps since it opened
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as error:  # Orbax raises many types; any of them means unreadable.
+      where = f"; moved to {_quarantine(manager, step)}" if quarantine else ""
+      message = (f"warning: checkpoint {step} in {manager.directory} is unreadable "
+                 f"({type(error).__name__}){where}; falling back to the previous one.")
+      logging.warning(message)
+      tqdm.tqdm.write(message)
+  return None
 
 
 def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int = 0):
@@ -234,23 +316,23 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
     (model, params, train_set, test_set, step).
 
   Raises:
-    FileNotFoundError: with the command that trains it, if `workdir` has no checkpoint.
+    UserError: with the command that trains it, if `workdir` has no readable checkpoint.
   """
   train_set, test_set = data_lib.load(config.data)
   model = create_model(config, train_set)
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(
-        f"No checkpoint in {os.path.abspath(workdir)}; train one first with: python -m "
-        f"crmvae_jax.main --config=CONFIG --workdir={workdir}")
   seeds, _ = replica_grid(config)
   if not 0 <= replica < len(seeds):
-    raise ValueError(f"replica must be in 0..{len(seeds) - 1}; got {replica}.")
+    raise UserError(f"replica must be in 0..{len(seeds) - 1}; got {replica}.")
   tx = create_optimizer(config)
   abstract = jax.eval_shape(
       lambda: create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds))
-  states = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+  manager = checkpoint_manager(workdir, config)
+  states = restore_latest(manager, abstract)
   manager.close()
+  if states is None:
+    raise UserError(
+        f"No readable checkpoint in {os.path.abspath(workdir)}; train one first with: "
+        f"python -m crmvae_jax.main --config=CONFIG --workdir={workdir}")
   state = jax.tree.map(lambda x: x[replica], states)
   return model, state.params, train_set, test_set, int(state.step)
 
@@ -271,7 +353,7 @@ def evaluate_loss(eval_step, params, test_set, config, put, betas) -> dict:
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
     count += 1
   if count == 0:
-    raise ValueError(
+    raise UserError(
         f"The test set has {len(test_set)} examples, fewer than one batch of "
         f"{config.batch_size}.")
   return jax.tree.map(lambda total: total / count, sums)
@@ -318,45 +400,194 @@ def _per_replica(metrics, modalities, prefix, num_replicas) -> list[dict[str, fl
           for r in range(num_replicas)]
 
 
+class TrainingDiverged(UserError):
+  """The loss or the gradient norm stopped being finite; nothing non-finite was saved."""
+
+
+class TrainingInterrupted(UserError):
+  """SIGINT or SIGTERM stopped training after saving the current step.
+
+  Attributes:
+    exit_code: 128 + the signal number, the shell's convention for a signalled program.
+  """
+
+  def __init__(self, message: str, signal_number: int):
+    super().__init__(message)
+    self.exit_code = 128 + signal_number
+
+
+class WorkdirLock:
+  """An exclusive lock on a workdir, so two trainings never write one run.
+
+  `fcntl.flock` locks belong to the open file: the kernel releases them when the
+  process dies, even by SIGKILL, so a killed run never leaves a stale lock behind.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "train.lock")
+    self._file = None
+
+  def __enter__(self) -> "WorkdirLock":
+    self._file = open(self.path, "a+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise UserError(
+          f"Another training ({holder}) is running in {os.path.dirname(self.path)}; wait for it "
+          "to finish or pass another --workdir.") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"pid {os.getpid()} on {os.uname().nodename}")
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._file.close()  # releases the lock
+
+
+class StopSignals:
+  """Turns SIGINT and SIGTERM into a request to stop at the next chunk boundary.
+
+  SLURM sends SIGTERM before preempting a job; Ctrl-C sends SIGINT. The first signal
+  only sets `signal_number`, so the loop can finish its steps and save; a second
+  Ctrl-C stops at once. Handlers can only be installed from the main thread; elsewhere
+  this does nothing.
+  """
+
+  def __init__(self):
+    self.signal_number: int | None = None
+    self._previous = {}
+
+  def _handle(self, signal_number, frame):
+    if self.signal_number is not None and signal_number == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal_number = signal_number
+    tqdm.tqdm.write(f"{signal.Signals(signal_number).name}: saving after the current steps "
+                    "(Ctrl-C again stops at once, losing them).")
+
+  def requested(self) -> int | None:
+    """The signal that asked to stop, agreed on by every process (they must stop at
+    the same step, since saving is collective)."""
+    if jax.process_count() == 1:
+      return self.signal_number
+    every = multihost_utils.process_allgather(np.int32(self.signal_number or 0))
+    return int(np.max(every)) or None
+
+  def __enter__(self) -> "StopSignals":
+    if threading.current_thread() is threading.main_thread():
+      for number in (signal.SIGINT, signal.SIGTERM):
+        self._previous[number] = signal.signal(number, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+
+
+def next_stop(step: int, config, num_steps: int) -> int:
+  """The step at which the host must next act: log, evaluate, checkpoint or finish, or
+  at most config.steps_per_dispatch steps on."""
+  def next_multiple(interval):
+    return (step // interval + 1) * interval
+
+  return min(num_steps, step + config.steps_per_dispatch, next_multiple(config.log_every_steps),
+             next_multiple(config.eval_every_steps), next_multiple(config.checkpoint_every_steps))
+
+
+def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> str:
+  replica = int(np.argmax(first_non_finite >= 0))
+  where = f" (replica seed {seeds[replica]}, beta {betas[replica]:g})" if len(seeds) > 1 else ""
+  return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss or gradient "
+          f"norm is not finite; lower --config.learning_rate (now {config.learning_rate:g}) or "
+          "beta; the last finite checkpoint is kept.")
+
+
+def to_host(tree):
+  """Global device arrays as numpy arrays on every process."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a run in `workdir` with a config that changes its model or data."""
+  if not os.path.exists(runs.config_path(workdir)):
+    return
+  saved = runs.load_config(workdir)
+  differences = runs.model_defining_differences(saved, config)
+  if differences:
+    raise UserError(
+        f"{workdir} holds a run trained with "
+        f"{runs.describe_differences(saved, config, differences)}; resume it with those "
+        "values, or pass another --workdir.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
   Every (seed, beta) of the config's sweep grid (`replica_grid`; one replica for a plain
   run) trains at once in one jitted step, vmapped over replicas and sharded over the
-  devices. Resumes from the latest checkpoint in `workdir` if there is one (same step,
-  same data order).
+  devices. The training set lives on the devices, and up to config.steps_per_dispatch
+  steps run per dispatch; the host acts only to log, evaluate, checkpoint and check
+  that the loss and gradient norm are finite.
+
+  Resumes from the newest readable checkpoint in `workdir` (same step, same data
+  order), refusing a config that changes the model or data. SIGINT and SIGTERM save
+  the current step and raise `TrainingInterrupted`; a non-finite loss raises
+  `TrainingDiverged` before anything non-finite is saved.
 
   Returns:
     The last logged train and test metrics of every replica.
   """
-  validate_config(config)
+  validation.validate_config(config)
+  runs.check_workdir(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+  with lock:
+    if has_checkpoints(workdir):
+      check_resumable(workdir, config)
+    if jax.process_index() == 0:
+      runs.save_config(workdir, config)
+    return _train(config, workdir)
+
+
+def has_checkpoints(workdir: str) -> bool:
+  directory = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   seeds, betas = replica_grid(config)
   num_replicas = len(seeds)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
   train_set, test_set = data_lib.load(config.data)
+  validation.check_split_sizes(config, len(train_set), len(test_set))
   model = create_model(config, train_set)
   tx = create_optimizer(config)
   mesh = create_mesh(num_replicas)
   check_batch_divides(config.batch_size, mesh)
-  put = lambda batch: put_batch(batch, mesh)
   loss_fn = models.make_loss_fn(model, config.model, config.mixture_estimator)
 
   states = create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds)
   states = jax.device_put(states, replica_sharding(mesh))
   manager = checkpoint_manager(workdir, config)
-  states = restore_or_keep(manager, states)
-  start_step = int(states.step[0])
+  restored = restore_latest(manager, jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
+                            quarantine=True)
+  states = states if restored is None else restored
+  start_step = int(to_host(states.step)[0])
   num_steps = total_steps(config, len(train_set))
   betas = jax.device_put(jnp.asarray(betas, jnp.float32), replica_sharding(mesh))
 
-  train_step = jax.jit(
-      make_replicated_train_step(loss_fn, tx, mesh),
-      in_shardings=(replica_sharding(mesh), batch_sharding(mesh), replica_sharding(mesh)),
-      out_shardings=(replica_sharding(mesh), replica_sharding(mesh)), donate_argnums=0)
+  data = DeviceData.create(train_set, mesh)
+  rows = min(config.steps_per_dispatch, num_steps)
+  ids_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+  multi_step = jax.jit(
+      make_multi_step(make_replicated_train_step(loss_fn, tx, mesh), mesh),
+      in_shardings=(replica_sharding(mesh), replicated(mesh), ids_sharding, replicated(mesh),
+                    replica_sharding(mesh)),
+      out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=0)
   eval_step = jax.jit(jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)))
 
   outputs = _Outputs(config, workdir, num_replicas)
@@ -365,11 +596,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
       f"{[m.name for m in model.modalities]}, {len(train_set)} train / {len(test_set)} test "
       f"pairs, {num_replicas} replica(s) on a {dict(mesh.shape)} mesh, steps "
       f"{start_step}..{num_steps}, workdir {workdir}")
-  batches = input_pipeline.train_batches(
-      train_set, config.batch_size, config.data.seed, start_step, put)
+  batch_ids = input_pipeline.train_batch_ids(
+      len(train_set), config.batch_size, config.data.seed, start_step)
   last = [{} for _ in range(num_replicas)]
   progress = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
                        disable=config.disable_progress_bar or not outputs.enabled)
+
   def log_train(step, metrics, examples_per_sec):
     train_metrics = _per_replica(metrics, model.modalities, "train", num_replicas)
     for replica_metrics, replica_last in zip(train_metrics, last):
@@ -380,6 +612,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
                          ex_per_s=f"{examples_per_sec:.0f}")
 
   def evaluate_and_draw(step):
+    put = lambda batch: put_batch(batch, mesh)
     test_metrics = _per_replica(
         evaluate_loss(eval_step, states.params, test_set, config, put, betas),
         model.modalities, "test", num_replicas)
@@ -389,30 +622,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     if not outputs.enabled:
       return
     for r in range(num_replicas):
-      save_cross_generation(model, jax.tree.map(lambda x: x[r], states.params), test_set, config,
-                            outputs.figure_path(r, step),
+      save_cross_generation(model, jax.tree.map(lambda x: x[r], to_host(states.params)), test_set,
+                            config, outputs.figure_path(r, step),
                             f"{config.model}, seed {seeds[r]}, beta {betas[r]:g}, step {step}")
     tqdm.tqdm.write(f"step {step}: test loss "
                     + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
                     + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
 
+  def save(step, force=False):
+    if step not in manager.all_steps():
+      manager.save(step, args=ocp.args.StandardSave(states), force=force)
+
   window_start, window_steps = time.perf_counter(), 0
+  step = start_step
   try:
-    with progress:
-      for step in range(start_step + 1, num_steps + 1):
-        states, metrics = train_step(states, next(batches), betas)
-        window_steps += 1
+    with progress, StopSignals() as stop:
+      while step < num_steps:
+        end = next_stop(step, config, num_steps)
+        ids = np.zeros((rows, config.batch_size), np.int32)
+        for row in range(end - step):
+          ids[row] = next(batch_ids)
+        states, metrics, first_non_finite = multi_step(
+            states, data, put_global(ids, ids_sharding),
+            put_global(np.int32(end - step), replicated(mesh)), betas)
+        first_non_finite = np.asarray(to_host(first_non_finite))
+        if np.any(first_non_finite >= 0):
+          raise TrainingDiverged(_divergence_message(first_non_finite, seeds, betas, config))
+        progress.update(end - step)
+        window_steps += end - step
+        step = end
         if step % config.log_every_steps == 0 or step == num_steps:
           log_train(step, metrics, window_steps * config.batch_size
                     / (time.perf_counter() - window_start))
           window_start, window_steps = time.perf_counter(), 0
         if step % config.eval_every_steps == 0 or step == num_steps:
           evaluate_and_draw(step)
-        manager.save(step, args=ocp.args.StandardSave(states), force=step == num_steps)
-        progress.update(1)
+        save(step, force=step == num_steps)
+        signal_number = stop.requested()
+        if signal_number and step < num_steps:
+          save(step, force=True)
+          manager.wait_until_finished()
+          raise TrainingInterrupted(
+              f"{signal.Signals(signal_number).name} stopped training at step {step} of "
+              f"{num_steps} after saving it; the same command resumes it.", signal_number)
   finally:
-    batches.close()
-  manager.wait_until_finished()
-  manager.close()
-  outputs.close()
+    manager.wait_until_finished()
+    manager.close()
+    outputs.close()
   return last

@@ -3,11 +3,16 @@ the quick start, data-parallel equivalence and bad configs."""
 
 from __future__ import annotations
 
+import glob
+import itertools
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +22,8 @@ import pytest
 from configs import mst as mst_config
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import models, objectives, train
+from crmvae_jax import input_pipeline, models, objectives, train
+from crmvae_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,16 +145,17 @@ def test_eight_simulated_devices_match_one_device():
 
 @pytest.mark.parametrize("field, value, message", [
     ("model", "vae", "Unknown model 'vae' (--config.model); known models: mvae, mmvae"),
-    ("beta", -0.5, "--config.beta must be non-negative; got [-0.5]"),
-    ("mixture_estimator", "exact", "--config.mixture_estimator must be"),
-    ("batch_size", 0, "--config.batch_size must be positive"),
+    ("beta", -0.5, "--config.beta must be a finite number >= 0; got -0.5"),
+    ("mixture_estimator", "exact", "(--config.mixture_estimator); known mixture estimators"),
+    ("batch_size", 0, "--config.batch_size must be an integer >= 1"),
 ])
-def test_bad_configs_fail_fast(field, value, message):
+def test_bad_configs_fail_fast(field, value, message, tmp_path):
   config = config_lib.quickstart_config()
   config[field] = value
-  with pytest.raises(ValueError) as error:
-    train.validate_config(config)
+  with pytest.raises(UserError) as error:
+    train.train_and_evaluate(config, str(tmp_path))
   assert message in str(error.value)
+  assert not os.path.exists(tmp_path / "checkpoints")
 
 
 def run_main(*flags):
@@ -173,3 +180,122 @@ def test_main_names_the_missing_data_set_and_the_flag(tmp_path):
   assert "Traceback" not in completed.stderr
   last_line = completed.stderr.strip().splitlines()[-1]
   assert "mnist" in last_line and str(empty) in last_line and "--config.data.data_dir" in last_line
+
+
+def test_device_data_gathers_the_same_batches_as_the_host():
+  config = config_lib.quickstart_config()
+  train_set, _ = data_lib.load(config.data)
+  mesh = train.create_mesh(1)
+  ids = np.array([3, 4000, 17, 17])
+  on_device = jax.jit(lambda data, ids: data.batch(ids))(train.DeviceData.create(train_set, mesh),
+                                                         ids)
+  on_host = train_set.batch(ids)
+  for name in train_set.modalities:
+    np.testing.assert_array_equal(on_device[name], on_host[name])
+
+
+def test_chunks_end_at_every_host_action():
+  config = config_lib.quickstart_config()
+  config.steps_per_dispatch, config.log_every_steps = 7, 10
+  config.eval_every_steps, config.checkpoint_every_steps = 25, 15
+  stops, step = [], 0
+  while step < 40:
+    step = train.next_stop(step, config, 40)
+    stops.append(step)
+  assert stops == [7, 10, 15, 20, 25, 30, 37, 40]
+
+
+def test_a_multi_step_dispatch_equals_single_steps_bit_for_bit():
+  config = config_lib.quickstart_config()
+  train_set, _ = data_lib.load(config.data)
+  model = train.create_model(config, train_set)
+  tx = train.create_optimizer(config)
+  mesh = train.create_mesh(1)
+  step = train.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh)
+  data = train.DeviceData.create(train_set, mesh)
+  ids = np.stack(list(itertools.islice(input_pipeline.train_batch_ids(len(train_set), 16, 0), 4)))
+  betas = jnp.ones(1)
+  fresh = lambda: train.create_replica_states(model, tx, train_set.batch(np.arange(2)), [0])
+  multi_step = jax.jit(train.make_multi_step(step, mesh))
+  chunked = fresh()
+  for start, stop in ((0, 1), (1, 4)):  # as a resumed run would: 1 step, then 3
+    rows = np.zeros_like(ids)
+    rows[:stop - start] = ids[start:stop]
+    chunked, _, first_non_finite = multi_step(chunked, data, rows, stop - start, betas)
+    assert int(first_non_finite[0]) == -1
+  whole, metrics, _ = multi_step(fresh(), data, ids, 4, betas)
+  assert int(whole.step[0]) == int(chunked.step[0]) == 4
+  jax.tree.map(np.testing.assert_array_equal, chunked.params, whole.params)
+  assert np.isfinite(metrics["grad_norm"]).all() and metrics["grad_norm"][0] > 0
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(quickstart_config(10), workdir)
+  config = quickstart_config(30)
+  config.learning_rate = 1e8
+  with pytest.raises(train.TrainingDiverged, match=r"Training diverged at step (1[1-9]|20): .*"
+                     r"lower --config.learning_rate \(now 1e\+08\)"):
+    train.train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
+  _, params, _, _, step = train.load_trained(quickstart_config(10), workdir)
+  assert step == 10 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(quickstart_config(10), workdir)
+  config = quickstart_config(20)
+  config.model, config.latent_dim = "mvae", 16
+  with pytest.raises(UserError, match=r"--config.latent_dim=32 \(asked: 16\), "
+                     r"--config.model='crmvae' \(asked: 'mvae'\)"):
+    train.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["model"] == "crmvae"  # the run's own config is kept
+  train.train_and_evaluate(quickstart_config(20), workdir)  # more steps: allowed
+
+
+def test_a_second_training_on_a_locked_workdir_is_refused(tmp_path):
+  with train.WorkdirLock(str(tmp_path)):
+    with pytest.raises(UserError, match=f"Another training \\(pid {os.getpid()} .*\\) is "
+                       f"running in {tmp_path}"):
+      train.train_and_evaluate(quickstart_config(10), str(tmp_path))
+  train.train_and_evaluate(quickstart_config(10), str(tmp_path))  # released
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(quickstart_config(20), workdir)
+  latest = os.path.join(workdir, "checkpoints", "20")
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(max(0, os.path.getsize(f.name) // 2))
+  _, _, _, _, step = train.load_trained(quickstart_config(20), workdir)
+  assert step == 10
+  [resumed] = train.train_and_evaluate(quickstart_config(20), workdir)
+  assert "checkpoint 20" in capsys.readouterr().out
+  assert os.listdir(os.path.join(workdir, "unreadable_checkpoints"))
+  _, _, _, _, step = train.load_trained(quickstart_config(20), workdir)
+  assert step == 20 and np.isfinite(resumed["train/loss"])
+
+
+def test_sigterm_saves_the_current_step_and_says_how_to_resume(tmp_path):
+  flags = [f"--workdir={tmp_path}", "--config.num_train_steps=100000",
+           "--config.steps_per_dispatch=5", "--config.checkpoint_every_steps=100000",
+           "--config.eval_every_steps=100000", "--config.disable_progress_bar=True"]
+  process = subprocess.Popen([sys.executable, "-m", "crmvae_jax.main", *flags], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and not glob.glob(str(tmp_path / "events.out.tfevents*")):
+    time.sleep(0.5)  # the summary writer opens once training starts
+  time.sleep(3)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM
+  assert "Traceback" not in stderr
+  last_line = stderr.strip().splitlines()[-1]
+  assert re.fullmatch(r"error: SIGTERM stopped training at step \d+ of 100000 after saving it; "
+                      r"the same command resumes it\.", last_line)
+  saved_step = int(re.search(r"step (\d+)", last_line).group(1))
+  assert os.listdir(tmp_path / "checkpoints") == [str(saved_step)]
