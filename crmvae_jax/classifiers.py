@@ -37,7 +37,7 @@ from absl import flags
 
 from crmvae_jax import cli
 from crmvae_jax import data as data_lib
-from crmvae_jax import metrics, networks, validation
+from crmvae_jax import metrics, networks, runs, validation
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality, modalities_of
@@ -347,8 +347,13 @@ def train_classifiers(config: ml_collections.ConfigDict, directory: str | None =
 
   Returns:
     modality name -> test accuracy.
+
+  Raises:
+    UserError: `directory` cannot be written (e.g. it is a file), or the data set is
+      unavailable.
   """
   directory = default_directory(config) if directory is None else directory
+  runs.check_workdir(directory, "--config.eval.classifier_dir")
   train_set, test_set = data_lib.load(config.data)
   modalities = modalities_of(config.data.name, train_set)
   max_examples = config.eval.get("classifier_max_train_examples")

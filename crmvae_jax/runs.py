@@ -48,8 +48,12 @@ def train_command(workdir: str) -> str:
   return f"python -m crmvae_jax.main --config=CONFIG --workdir={workdir}"
 
 
-def check_workdir(workdir: str) -> None:
-  """Refuses a `--workdir` that cannot hold a run, before anything is computed.
+def check_workdir(workdir: str, flag: str = "--workdir") -> None:
+  """Refuses a directory that cannot be written, before anything is computed.
+
+  Args:
+    workdir: the directory (it need not exist yet).
+    flag: the flag that named it, for the message.
 
   Raises:
     UserError: `workdir` (or a directory above it) is a file, or the nearest existing
@@ -61,10 +65,10 @@ def check_workdir(workdir: str) -> None:
   if not os.path.isdir(existing):
     where = ("is a file" if existing == os.path.abspath(workdir) else
              f"is inside {existing}, which is a file")
-    raise UserError(f"--workdir={workdir} {where}; pass a directory (a new one, or one "
-                    "holding a run).")
+    raise UserError(f"{flag}={workdir} {where}; pass a directory (a new one, or one you "
+                    "wrote before).")
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise UserError(f"--workdir={workdir}: {existing} is not writable; pass a directory you "
+    raise UserError(f"{flag}={workdir}: {existing} is not writable; pass a directory you "
                     "can write to.")
 
 

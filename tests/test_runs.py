@@ -135,7 +135,7 @@ def test_check_workdir(tmp_path):
   runs.check_workdir(str(tmp_path))
   a_file = tmp_path / "a_file"
   a_file.write_text("")
-  with pytest.raises(UserError, match=r"a_file is a file; pass a directory"):
+  with pytest.raises(UserError, match=r"--workdir=.*a_file is a file; pass a directory"):
     runs.check_workdir(str(a_file))
   with pytest.raises(UserError, match=r"is inside .*a_file, which is a file"):
     runs.check_workdir(str(a_file / "run"))
