@@ -1,0 +1,277 @@
+r"""Bad inputs and faults on the quick start, each run as a user would, in one table.
+
+    python -m experiments.bad_inputs                # every case, a few minutes on a CPU
+    python -m experiments.bad_inputs --only=nan,lock
+
+Every case runs `python -m ...` as a subprocess in a temporary directory, by default
+`python -m crmvae_jax.main` with `--config.num_train_steps=60
+--config.checkpoint_every_steps=20` and a fresh `--workdir`, and the script prints a
+Markdown table: the input, the exit code, and the last line the user reads on stderr
+(progress bars aside), or 'Traceback: ...' when a traceback appears. A bad input
+should end with a non-zero exit and one line `error: ...` that names the fix; a fault
+during training (a signal, a truncated checkpoint) should end as the case says.
+
+Some cases build on earlier ones (a trained run, classifiers), so they run in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+from absl import flags
+
+from crmvae_jax import cli, runs
+
+QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
+# Evaluation shrunk to a CPU minute; its classifiers are the ones a case trains.
+SMALL_EVAL = ("--config.eval.classifier_dir={tmp}/classifiers", "--config.eval.num_examples=200",
+              "--config.eval.num_prior_samples=200", "--config.eval.probe_train_examples=500")
+TIMEOUT_S = 600
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PROGRESS = re.compile(r"\d+%\|")
+
+_ONLY = flags.DEFINE_list("only", None, "Run only the cases whose input holds one of these.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One bad input or fault.
+
+  Attributes:
+    shown: the input as the table shows it.
+    args: the command line after `python`, with {tmp} (the shared temporary
+      directory) and {workdir} (this case's own fresh directory) filled in.
+    quick: add QUICK (after any --config=FILE) and --workdir={workdir}.
+    run: a custom runner (args -> (exit code, stderr)) for faults that need timing.
+  """
+
+  shown: str
+  args: tuple[str, ...]
+  quick: bool = True
+  run: Callable[[list[str], str], tuple[int, str]] | None = None
+
+
+def main_args(*args: str) -> tuple[str, ...]:
+  return ("-m", "crmvae_jax.main", *args)
+
+
+def _popen(argv: Sequence[str]) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(process: subprocess.Popen, workdir: str, timeout_s: float = 300) -> None:
+  """Waits until the run in `workdir` has written a checkpoint (or has ended)."""
+  deadline = time.monotonic() + timeout_s
+  checkpoints = os.path.join(workdir, "checkpoints")
+  while time.monotonic() < deadline and process.poll() is None:
+    if os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints)):
+      return
+    time.sleep(0.5)
+
+
+def run_with_sigterm(argv: list[str], workdir: str) -> tuple[int, str]:
+  """SIGTERM once the first checkpoint is written, as a cluster's scheduler would."""
+  process = _popen(argv)
+  _wait_for_checkpoint(process, workdir)
+  time.sleep(2)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=TIMEOUT_S)
+  return process.returncode, stderr
+
+
+def run_concurrently(argv: list[str], workdir: str) -> tuple[int, str]:
+  """A second training on the workdir of one still running; the first is then stopped."""
+  first = _popen(argv)
+  try:
+    _wait_for_checkpoint(first, workdir)
+    second = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                            timeout=TIMEOUT_S)
+  finally:
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=TIMEOUT_S)
+  return second.returncode, second.stderr
+
+
+def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Resumes a copy of the trained run {tmp}/run whose latest checkpoint is cut in half."""
+  source = argv[argv.index("--copy_of") + 1]
+  argv = argv[:argv.index("--copy_of")]
+  shutil.rmtree(workdir, ignore_errors=True)
+  shutil.copytree(source, workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  latest = max((name for name in os.listdir(checkpoints) if name.isdigit()), key=int)
+  for root, _, files in os.walk(os.path.join(checkpoints, latest)):
+    for name in files:
+      path = os.path.join(root, name)
+      os.truncate(path, os.path.getsize(path) // 2)
+  completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+  return completed.returncode, completed.stderr
+
+
+def cases() -> list[Case]:
+  """The bad inputs and faults, in the order they run (later ones reuse earlier runs)."""
+  return [
+      # Numbers that cannot train.
+      Case("`--config.beta=nan`", main_args("--config.beta=nan")),
+      Case("`--config.learning_rate=nan`", main_args("--config.learning_rate=nan")),
+      Case("`--config.learning_rate=0`", main_args("--config.learning_rate=0")),
+      Case("`--config.latent_dim=-16`", main_args("--config.latent_dim=-16")),
+      Case("`--config.batch_size=0`", main_args("--config.batch_size=0")),
+      Case("`--config.eval_every_steps=0`", main_args("--config.eval_every_steps=0")),
+      Case("`--config.log_every_steps=0`", main_args("--config.log_every_steps=0")),
+      Case("`--config.checkpoint_every_steps=0`", main_args("--config.checkpoint_every_steps=0")),
+      Case("`--config.num_epochs=0` (no step count)",
+           main_args("--config.num_epochs=0", "--workdir={workdir}"), quick=False),
+      Case("`--config.num_train_steps=0`", main_args("--config.num_train_steps=0")),
+      Case("`--config.sweep.betas='(1.0,nan)'`", main_args("--config.sweep.betas=(1.0,nan)")),
+      Case("`--config.sweep.seeds='(0,1.5)'`", main_args("--config.sweep.seeds=(0,1.5)")),
+      Case("`--config.data.test_fraction=1.5`", main_args("--config.data.test_fraction=1.5")),
+      Case("`--config.batch_size=10000` (more than the 4,500 pairs)",
+           main_args("--config.batch_size=10000")),
+      Case("`--config.batch_size=600` (more than the 500 test pairs)",
+           main_args("--config.batch_size=600")),
+      # Names and flags.
+      Case("`--config.foo=1` (unknown field)", main_args("--config.foo=1")),
+      Case("`--config.lerning_rate=1e-3` (misspelt field)",
+           main_args("--config.lerning_rate=1e-3")),
+      Case("`--config.model=crmvea` (typo)", main_args("--config.model=crmvea")),
+      Case("`--config.mixture_estimator=exact`", main_args("--config.mixture_estimator=exact")),
+      Case("`--config.beta=abc`", main_args("--config.beta=abc")),
+      Case("`--workdr=x` (unknown flag)", main_args("--workdr=x")),
+      Case("a stray argument `extra`", main_args("extra")),
+      # Config files and directories.
+      Case("`--config=configs/msts.py` (missing file)", main_args("--config=configs/msts.py")),
+      Case("a config file with a syntax error", main_args("--config={tmp}/syntax.py")),
+      Case("a config file whose get_config returns a dict", main_args("--config={tmp}/dict.py")),
+      Case("`--config=configs/polymnist.py:tiny`", main_args("--config=configs/polymnist.py:tiny")),
+      Case("MST data not prepared, no download",
+           main_args("--config=configs/mst.py", "--config.data.data_dir={tmp}/no_tfds",
+                     "--config.data.download=False")),
+      Case("`--workdir` that is an existing file",
+           main_args(*QUICK, "--workdir={tmp}/a_file"), quick=False),
+      # Runs that work, and tools on them.
+      Case("`python -m crmvae_jax.main --config.num_train_steps=60` (default config)",
+           main_args(*QUICK, "--workdir={tmp}/run"), quick=False),
+      Case("`--config.latent_dim=16` (trained, for evaluate)",
+           main_args(*QUICK, "--config.latent_dim=16", "--workdir={tmp}/run16"), quick=False),
+      Case("`--config.sweep.seeds='(0,1)'` (trained, for evaluate)",
+           main_args(*QUICK, "--config.sweep.seeds=(0,1)", "--workdir={tmp}/sweep"), quick=False),
+      Case("`evaluate` before the classifiers exist",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", *SMALL_EVAL), quick=False),
+      Case("`python -m crmvae_jax.classifiers --config.eval.classifier_dir=DIR`",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={tmp}/classifiers",
+            "--config.eval.classifier_epochs=1"), quick=False),
+      Case("`classifiers --config.eval.classifier_dir=` an existing file",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={tmp}/a_file"),
+           quick=False),
+      Case("`evaluate --workdir=W` on the `latent_dim=16` run",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", *SMALL_EVAL), quick=False),
+      Case("`evaluate --workdir=W` on the sweep (both replicas)",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/sweep", *SMALL_EVAL), quick=False),
+      Case("`evaluate --workdir=W --config.model=mvae` (another model)",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", "--config.model=mvae"),
+           quick=False),
+      Case("`evaluate --replica=5` on a single run",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", "--replica=5"), quick=False),
+      Case("`evaluate` on an empty workdir",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}"), quick=False),
+      Case("`evaluate` on a workdir with a config but no checkpoint",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/config_only"), quick=False),
+      Case("`evaluate` without `--workdir`", ("-m", "crmvae_jax.evaluate"), quick=False),
+      # Faults during training (crmvae_jax/train.py).
+      Case("`--config.learning_rate=1e8`", main_args("--config.learning_rate=1e8")),
+      Case("resume the crmvae run with `--config.model=mvae`",
+           main_args(*QUICK, "--config.model=mvae", "--workdir={tmp}/run"), quick=False),
+      Case("two trainings on one workdir at once",
+           main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}"), quick=False, run=run_concurrently),
+      Case("truncated latest checkpoint, resumed to step 80",
+           main_args("--config.num_train_steps=80", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}", "--copy_of", "{tmp}/run"),
+           quick=False, run=run_with_truncated_checkpoint),
+      Case("SIGTERM during training",
+           main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}"), quick=False, run=run_with_sigterm),
+  ]
+
+
+def prepare(tmp: str) -> None:
+  """The files some cases point at: broken configs, a plain file, a config-only run."""
+  with open(os.path.join(tmp, "syntax.py"), "w") as f:
+    f.write("def get_config(:\n  return None\n")
+  with open(os.path.join(tmp, "dict.py"), "w") as f:
+    f.write("def get_config():\n  return {'model': 'crmvae'}\n")
+  with open(os.path.join(tmp, "a_file"), "w") as f:
+    f.write("not a directory\n")
+  os.makedirs(os.path.join(tmp, "no_tfds"))
+  from crmvae_jax import config as config_lib
+
+  runs.save_config(os.path.join(tmp, "config_only"), config_lib.quickstart_config())
+
+
+def user_line(stderr: str) -> str:
+  """The last line the user reads on stderr (progress bars aside), or the traceback's."""
+  lines = [line.strip() for line in re.split(r"[\r\n]", stderr)]
+  lines = [line for line in lines if line and not _PROGRESS.search(line)]
+  last = lines[-1] if lines else ""
+  return f"Traceback: {last}" if "Traceback" in stderr else last
+
+
+def run_case(case: Case, tmp: str, index: int) -> tuple[int | str, str]:
+  workdir = os.path.join(tmp, f"case_{index:02d}")
+  module, args = list(case.args[:2]), list(case.args[2:])  # "-m", the module
+  if case.quick:
+    # QUICK after any --config=FILE (overrides must follow it), before the case's own
+    # flags (so that its value wins).
+    files = [arg for arg in args if arg.startswith("--config=")]
+    args = files + list(QUICK) + [arg for arg in args if arg not in files]
+    args.append("--workdir={workdir}")
+  args = module + args
+  args = [arg.format(tmp=tmp, workdir=workdir) for arg in args]
+  try:
+    if case.run is not None:
+      code, stderr = case.run(args, workdir)
+    else:
+      completed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
+                                 text=True, timeout=TIMEOUT_S)
+      code, stderr = completed.returncode, completed.stderr
+  except subprocess.TimeoutExpired:
+    return "timeout", f"no end after {TIMEOUT_S} s"
+  return code, user_line(stderr)
+
+
+def markdown(rows: list[tuple[str, int | str, str]]) -> str:
+  escape = lambda text: str(text).replace("|", "\\|")
+  lines = ["| input | exit code | last line on stderr |", "|---|---|---|"]
+  lines += [f"| {escape(shown)} | {code} | {escape(line)} |" for shown, code, line in rows]
+  return "\n".join(lines)
+
+
+def main() -> None:
+  selected = [case for case in cases()
+              if not _ONLY.value or any(word in case.shown for word in _ONLY.value)]
+  rows = []
+  with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
+    prepare(tmp)
+    for index, case in enumerate(selected):
+      started = time.perf_counter()
+      code, line = run_case(case, tmp, index)
+      print(f"[{index + 1}/{len(selected)}] {case.shown}: exit {code} "
+            f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+      rows.append((case.shown, code, line))
+  print(markdown(rows))
+
+
+if __name__ == "__main__":
+  cli.run(main, config=False)
