@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import difflib
 import glob
-import importlib.util
 import inspect
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Sequence
 
 import ml_collections
@@ -118,9 +118,9 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
   except SyntaxError as error:
     raise UserError(f"Config file {path}, line {error.lineno}: {error.msg}; fix the file or "
                     "pass another --config.") from None
-  spec = importlib.util.spec_from_loader(
-      f"crmvae_config_{os.path.splitext(os.path.basename(path))[0]}", loader=None)
-  module = importlib.util.module_from_spec(spec)
+  # Compiled above and run here, so that only the file's own syntax errors are the
+  # user's one-line error; an exception inside it keeps its traceback.
+  module = types.ModuleType(f"config_{os.path.splitext(os.path.basename(path))[0]}")
   module.__file__ = path
   exec(code, module.__dict__)  # pylint: disable=exec-used
   get_config = getattr(module, "get_config", None)
@@ -152,8 +152,6 @@ class _ConfigParser(flags.ArgumentParser):
     self.argv = list(argv)
 
   def parse(self, argument):
-    if isinstance(argument, ml_collections.ConfigDict):
-      return argument
     config = load_config_file(argument)
     source = "the quick-start config" if argument == QUICKSTART else argument
     check_override_names(config, self.argv, source)
