@@ -12,7 +12,10 @@ All networks are channels-last Flax linen modules:
 Every layer goes through `TorchDense`, `TorchConv` or `TorchConvTranspose`, which
 reproduce PyTorch's padding arithmetic and default initialisation, so the shapes and
 the initial scale of every reference network carry over. Each module's docstring
-lists its layers in PyTorch notation with the channels-last shape after each.
+lists its layers in PyTorch notation with the channels-last shape after each. The two
+convolution layers compute PyTorch's definition (`conv_reference`,
+`conv_transpose_reference`) in a form whose forward and backward passes stay off XLA's
+slow CPU path for input-dilated convolutions (`conv`, `conv_transpose`).
 
 `NETWORKS` maps a network name to its (Encoder, Decoder) classes and `CLASSIFIERS`
 maps the same names to a classifier class.
@@ -20,6 +23,7 @@ maps the same names to a classifier class.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -76,6 +80,216 @@ def _channels_last_dimension_numbers(ndim: int) -> jax.lax.ConvDimensionNumbers:
       batch_feature_spatial, kernel_out_in_spatial, batch_feature_spatial)
 
 
+def conv_reference(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+  """PyTorch's Conv{1,2}d (no bias) as one strided XLA convolution.
+
+  y[o] = sum_j x_pad[o s + j] kernel[j], x_pad being x with p zeros on both sides of
+  every spatial axis. PyTorch's definition, used by the tests and by
+  experiments/layer_timings.py to check and time the fast layers; `conv` computes the
+  same forward pass with this function.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out], the same length k along every spatial axis.
+    stride: stride s.
+    padding: zero padding p on both sides of every spatial axis.
+
+  Returns:
+    [B, *spatial', C_out], spatial' = floor((spatial + 2 p - k) / s) + 1.
+  """
+  num_spatial = x.ndim - 2
+  return jax.lax.conv_general_dilated(
+      x, kernel,
+      window_strides=(stride,) * num_spatial,
+      padding=((padding, padding),) * num_spatial,
+      dimension_numbers=_channels_last_dimension_numbers(x.ndim))
+
+
+def conv_transpose_reference(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+    output_padding: int = 0) -> jax.Array:
+  """PyTorch's ConvTranspose{1,2}d (no bias) as one input-dilated XLA convolution.
+
+  Every input position i scatters kernel-weighted copies to outputs i s - p + j,
+  j = 0..k-1, i.e. y[o] = sum_{i, j: i s - p + j = o} x[i] kernel[j]; this is a stride-1
+  convolution of the s-dilated input, padded (k-1-p, k-1-p+output_padding), with the
+  spatially flipped kernel. PyTorch's definition, used by the tests and by
+  experiments/layer_timings.py to check and time the fast layers. XLA's CPU backend
+  runs this input-dilated convolution, and the window-reversed one that autodiff makes
+  its kernel gradient, on a slow generic loop; `conv_transpose` avoids both.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out]; entry [j, c, o] is PyTorch's weight[c, o, j].
+    stride: stride s.
+    padding: PyTorch's `padding` p (it crops the output).
+    output_padding: PyTorch's `output_padding`, extra length on the far side.
+
+  Returns:
+    [B, *spatial', C_out], spatial' = `transposed_conv_output_size(spatial, k, s, p, op)`.
+  """
+  num_spatial = x.ndim - 2
+  edge = kernel.shape[0] - 1 - padding
+  return jax.lax.conv_general_dilated(
+      x, jnp.flip(kernel, axis=tuple(range(num_spatial))),
+      window_strides=(1,) * num_spatial,
+      padding=((edge, edge + output_padding),) * num_spatial,
+      lhs_dilation=(stride,) * num_spatial,
+      dimension_numbers=_channels_last_dimension_numbers(x.ndim))
+
+
+def _phase_conv_transpose(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+    out_sizes: Sequence[int]) -> jax.Array:
+  """PyTorch's ConvTranspose by phase decomposition: a stride-1 conv, depth-to-space.
+
+  Uncropped output position t = m s + r (block m, phase r) receives
+  sum_q x[m - q] kernel[q s + r], q = 0..ceil(k/s)-1 (taps past k are zero). So all s
+  phases of block m are one stride-1 convolution of x with a ceil(k/s)-tap kernel of
+  s^n C_out channels (the taps flipped, x padded by ceil(k/s)-1 in front), and
+  depth-to-space interleaves them. PyTorch's output o is t = o + p: only blocks
+  floor(p/s) .. ceil((p + out)/s) - 1 are computed, and p mod s phases are cropped in
+  front. For k4 s2 p1 this is a 2x2 convolution with 4 C_out channels per pixel.
+
+  Args:
+    x: input [B, *spatial, C_in].
+    kernel: [*k, C_in, C_out], as for `conv_transpose_reference`.
+    stride: stride s.
+    padding: PyTorch's `padding` p.
+    out_sizes: the output length along each spatial axis (it fixes output_padding).
+
+  Returns:
+    [B, *out_sizes, C_out].
+  """
+  num_spatial = x.ndim - 2
+  size, in_features, features = kernel.shape[0], kernel.shape[-2], kernel.shape[-1]
+  taps = -(-size // stride)
+  first_block = padding // stride
+  end_blocks = [-(-(padding + out) // stride) for out in out_sizes]
+  # Phase kernel: tap j = q s + r goes to [q, r], zero-padded to taps * s taps; flipped
+  # in q (a convolution correlates), phases r move next to the output channels.
+  kernel = jnp.pad(kernel, [(0, taps * stride - size)] * num_spatial + [(0, 0)] * 2)
+  kernel = kernel.reshape((taps, stride) * num_spatial + (in_features, features))
+  q_axes = tuple(range(0, 2 * num_spatial, 2))
+  r_axes = tuple(range(1, 2 * num_spatial, 2))
+  kernel = kernel.transpose(q_axes + (2 * num_spatial,) + r_axes + (2 * num_spatial + 1,))
+  kernel = jnp.flip(kernel, axis=tuple(range(num_spatial))).reshape(
+      (taps,) * num_spatial + (in_features, stride**num_spatial * features))
+  blocks = jax.lax.conv_general_dilated(
+      x, kernel,
+      window_strides=(1,) * num_spatial,
+      padding=[(taps - 1 - first_block, end - length)
+               for end, length in zip(end_blocks, x.shape[1:-1])],
+      dimension_numbers=_channels_last_dimension_numbers(x.ndim))
+  # Depth-to-space: [B, *m, (r_1..r_n, C_out)] -> [B, m_1 s + r_1, ..., C_out].
+  batch, num_blocks = x.shape[0], blocks.shape[1:-1]
+  y = blocks.reshape((batch,) + num_blocks + (stride,) * num_spatial + (features,))
+  interleaved = sum(((1 + axis, 1 + num_spatial + axis) for axis in range(num_spatial)), ())
+  y = y.transpose((0,) + interleaved + (2 * num_spatial + 1,))
+  y = y.reshape((batch,) + tuple(m * stride for m in num_blocks) + (features,))
+  start = padding - first_block * stride
+  return y[(slice(None),) + tuple(slice(start, start + out) for out in out_sizes)]
+
+
+def _swap_channels(kernel: jax.Array) -> jax.Array:
+  """[*k, C_in, C_out] -> [*k, C_out, C_in]: the adjoint layer's kernel."""
+  return jnp.swapaxes(kernel, -1, -2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+  """`conv_reference` with a backward pass that stays on XLA's fast CPU paths.
+
+  The forward pass is the strided convolution itself. Autodiff would write its input
+  gradient as an input-dilated convolution, which XLA's CPU backend runs on a slow
+  generic loop; it is the transposed convolution of the output gradient with the same
+  kernel (channels swapped), so it is computed by `_phase_conv_transpose` instead. The
+  kernel gradient is XLA's own for the strided convolution (a window-dilated one,
+  which is fast). Being a `jax.custom_vjp`, it has reverse-mode derivatives only.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out].
+    stride: stride s.
+    padding: zero padding p on both sides of every spatial axis.
+
+  Returns:
+    [B, *spatial', C_out], equal to `conv_reference(x, kernel, stride, padding)`.
+  """
+  return conv_reference(x, kernel, stride, padding)
+
+
+def _conv_fwd(x, kernel, stride, padding):
+  return conv_reference(x, kernel, stride, padding), (x, kernel)
+
+
+def _conv_bwd(stride, padding, residuals, y_grad):
+  x, kernel = residuals
+  # Input positions past the last window get zero gradient; out_sizes = x's sizes sets
+  # the transposed convolution's output_padding to cover them.
+  x_grad = _phase_conv_transpose(
+      y_grad, _swap_channels(kernel), stride, padding, x.shape[1:-1])
+  _, kernel_vjp = jax.vjp(lambda k: conv_reference(x, k, stride, padding), kernel)
+  return x_grad, kernel_vjp(y_grad)[0]
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _check_output_padding(stride: int, output_padding: int) -> None:
+  """Raises ValueError unless 0 <= output_padding < stride, as PyTorch requires."""
+  if not 0 <= output_padding < stride:
+    raise ValueError(
+        f'output_padding must be in [0, stride); got {output_padding} with stride {stride}.')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_transpose(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+    output_padding: int) -> jax.Array:
+  """`conv_transpose_reference` without input-dilated convolutions.
+
+  XLA's CPU backend runs an input-dilated convolution, and autodiff's kernel gradient
+  of one (a window-reversed convolution), on a slow generic loop. Here the forward
+  pass is `_phase_conv_transpose`: one stride-1 convolution and a depth-to-space. The
+  backward pass uses that a transposed convolution's adjoint is the strided
+  convolution with the same kernel (channels swapped): the input gradient is
+  `conv_reference` of the output gradient, and the kernel gradient is that strided
+  convolution's kernel gradient with x as its output gradient. Being a
+  `jax.custom_vjp`, it has reverse-mode derivatives only.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out]; entry [j, c, o] is PyTorch's weight[c, o, j].
+    stride: stride s.
+    padding: PyTorch's `padding` p.
+    output_padding: PyTorch's `output_padding`, in [0, s).
+
+  Returns:
+    [B, *spatial', C_out], equal to `conv_transpose_reference` with the same arguments.
+  """
+  return _conv_transpose_fwd(x, kernel, stride, padding, output_padding)[0]
+
+
+def _conv_transpose_fwd(x, kernel, stride, padding, output_padding):
+  _check_output_padding(stride, output_padding)
+  out_sizes = [
+      transposed_conv_output_size(length, kernel.shape[0], stride, padding, output_padding)
+      for length in x.shape[1:-1]]
+  return _phase_conv_transpose(x, kernel, stride, padding, out_sizes), (x, kernel)
+
+
+def _conv_transpose_bwd(stride, padding, output_padding, residuals, y_grad):
+  del output_padding  # The strided convolution of y_grad returns exactly x's lengths.
+  x, kernel = residuals
+  x_grad, kernel_vjp = jax.vjp(
+      lambda k: conv_reference(y_grad, k, stride, padding), _swap_channels(kernel))
+  return x_grad, _swap_channels(kernel_vjp(x)[0])
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
 class TorchDense(nn.Module):
   """`torch.nn.Linear(in, features)`: y = x W + b, with PyTorch's initialisation.
 
@@ -101,6 +315,11 @@ class TorchConv(nn.Module):
   2-D one. Output length per axis: floor((in + 2 p - k) / s) + 1. The kernel is
   [*k, C_in, features]; PyTorch's weight [features, C_in, *k] is its transpose.
 
+  Computed by `conv`: the forward pass is one strided convolution; its input gradient,
+  which autodiff would write as an input-dilated convolution (slow on XLA's CPU
+  backend), is a phase-decomposed transposed convolution instead (see
+  `TorchConvTranspose`).
+
   Attributes:
     features: output channels.
     kernel_size: kernel length k, the same along every spatial axis.
@@ -123,23 +342,26 @@ class TorchConv(nn.Module):
         'kernel', torch_uniform(fan_in),
         (self.kernel_size,) * num_spatial + (in_features, self.features))
     bias = self.param('bias', torch_uniform(fan_in), (self.features,))
-    y = jax.lax.conv_general_dilated(
-        x, kernel,
-        window_strides=(self.stride,) * num_spatial,
-        padding=((self.padding, self.padding),) * num_spatial,
-        dimension_numbers=_channels_last_dimension_numbers(x.ndim))
-    return y + bias
+    return conv(x, kernel, self.stride, self.padding) + bias
 
 
 class TorchConvTranspose(nn.Module):
   """`torch.nn.ConvTranspose{1,2}d` on channels-last input, with PyTorch's init.
 
   Output length per axis: (in - 1) s - 2 p + k + output_padding
-  (`transposed_conv_output_size`). Computed as PyTorch defines it: every input
-  position i scatters kernel-weighted copies to outputs i s - p + j, j = 0..k-1, i.e.
+  (`transposed_conv_output_size`). PyTorch's definition: every input position i
+  scatters kernel-weighted copies to outputs i s - p + j, j = 0..k-1, i.e.
   y[o] = sum_{i, j: i s - p + j = o} x[i] kernel[j]. This is a stride-1 convolution
   of the s-dilated input, padded (k-1-p, k-1-p+output_padding), with the spatially
-  flipped kernel.
+  flipped kernel (`conv_transpose_reference`).
+
+  XLA's CPU backend runs input-dilated convolutions on a slow generic loop, so
+  `conv_transpose` computes the same output by phase decomposition: output position
+  m s + r (before the crop by p) only sees kernel taps r, r + s, r + 2 s, ..., so the
+  s^n phases are one stride-1 convolution with a ceil(k/s)-tap kernel and
+  s^n x features output channels (for k4 s2 p1 a 2x2 kernel), followed by
+  depth-to-space and a crop. Its gradients are those of the strided convolution
+  `TorchConv` computes, the transposed convolution's adjoint.
 
   The kernel is [*k, C_in, features]: entry [j, c, o] is PyTorch's weight[c, o, j].
   PyTorch counts fan_in from its weight's dimension 1, so fan_in = features * k^n.
@@ -149,7 +371,8 @@ class TorchConvTranspose(nn.Module):
     kernel_size: kernel length k, the same along every spatial axis.
     stride: stride s.
     padding: PyTorch's `padding` p (it crops the output).
-    output_padding: PyTorch's `output_padding`, extra length added on the far side.
+    output_padding: PyTorch's `output_padding`, extra length added on the far side;
+      0 <= output_padding < stride.
   """
 
   features: int
@@ -168,13 +391,7 @@ class TorchConvTranspose(nn.Module):
         'kernel', torch_uniform(fan_in),
         (self.kernel_size,) * num_spatial + (in_features, self.features))
     bias = self.param('bias', torch_uniform(fan_in), (self.features,))
-    edge = self.kernel_size - 1 - self.padding
-    y = jax.lax.conv_general_dilated(
-        x, jnp.flip(kernel, axis=tuple(range(num_spatial))),
-        window_strides=(1,) * num_spatial,
-        padding=((edge, edge + self.output_padding),) * num_spatial,
-        lhs_dilation=(self.stride,) * num_spatial,
-        dimension_numbers=_channels_last_dimension_numbers(x.ndim))
+    y = conv_transpose(x, kernel, self.stride, self.padding, self.output_padding)
     return y + bias
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -112,6 +113,168 @@ def test_torch_conv_transpose_matches_definition(
   expected = _reference_conv_transpose(
       x[0], np.asarray(p['kernel']), stride, padding, output_padding) + p['bias']
   np.testing.assert_allclose(y[0], expected, rtol=1e-5, atol=1e-5)
+
+
+# Every convolution the networks use, at its real size (batch BATCH):
+# (kind, spatial size, kernel, stride, padding, output_padding, C_in, C_out).
+NETWORK_CONV_LAYERS = {
+    # SvhnEncoder 32 -> 16 -> 8 -> 4 -> 1; the classifiers use the same k4 s2 p1 layers.
+    'svhn_enc_32': ('conv', (32, 32), 4, 2, 1, 0, 3, 32),
+    'svhn_enc_16': ('conv', (16, 16), 4, 2, 1, 0, 32, 64),
+    'svhn_enc_8': ('conv', (8, 8), 4, 2, 1, 0, 64, 64),
+    'svhn_enc_4_p0': ('conv', (4, 4), 4, 2, 0, 0, 64, 128),
+    # SvhnDecoder 1 -> 4 -> 8 -> 16 -> 32.
+    'svhn_dec_1_s1': ('conv_transpose', (1, 1), 4, 1, 0, 0, 128, 64),
+    'svhn_dec_4': ('conv_transpose', (4, 4), 4, 2, 1, 0, 64, 64),
+    'svhn_dec_8': ('conv_transpose', (8, 8), 4, 2, 1, 0, 64, 32),
+    'svhn_dec_16': ('conv_transpose', (16, 16), 4, 2, 1, 0, 32, 3),
+    # Image64Encoder 64 -> 32 -> ... and Image64Decoder's first and last layers.
+    'image64_enc_64': ('conv', (64, 64), 4, 2, 1, 0, 3, 64),
+    'image64_enc_8': ('conv', (8, 8), 4, 2, 1, 0, 256, 512),
+    'image64_dec_1_s1': ('conv_transpose', (1, 1), 4, 1, 0, 0, 64, 512),
+    'image64_dec_32': ('conv_transpose', (32, 32), 4, 2, 1, 0, 64, 3),
+    # MnistClassifier 7 -> 3: the odd length leaves the last input row out of every window.
+    'mnist_clf_7': ('conv', (7, 7), 4, 2, 1, 0, 64, 128),
+    # PolyMnistEncoder 28 -> 14 -> 7 -> 4 and PolyMnistDecoder 4 -> 7 -> 14 -> 28.
+    'polymnist_enc_28': ('conv', (28, 28), 3, 2, 1, 0, 3, 32),
+    'polymnist_enc_14': ('conv', (14, 14), 3, 2, 1, 0, 32, 64),
+    'polymnist_enc_7': ('conv', (7, 7), 3, 2, 1, 0, 64, 128),
+    'polymnist_dec_4': ('conv_transpose', (4, 4), 3, 2, 1, 0, 128, 64),
+    'polymnist_dec_7_op1': ('conv_transpose', (7, 7), 3, 2, 1, 1, 64, 32),
+    'polymnist_dec_14_op1': ('conv_transpose', (14, 14), 3, 2, 1, 1, 32, 3),
+    # MstTextEncoder 8 -> 8 (k1) -> 4 -> 1 and MstTextDecoder 1 -> 4 -> 8 -> 8 (k1).
+    'text_enc_k1': ('conv', (8,), 1, 1, 0, 0, 71, 128),
+    'text_enc_8': ('conv', (8,), 4, 2, 1, 0, 128, 128),
+    'text_enc_4_p0': ('conv', (4,), 4, 2, 0, 0, 128, 128),
+    'text_dec_1_s1': ('conv_transpose', (1,), 4, 1, 0, 0, 128, 128),
+    'text_dec_4': ('conv_transpose', (4,), 4, 2, 1, 0, 128, 128),
+    'text_dec_k1': ('conv', (8,), 1, 1, 0, 0, 128, 71),
+    # CharText / Caption sequence networks: long 1-D chains.
+    'char_enc_256': ('conv', (256,), 4, 2, 1, 0, 128, 128),
+    'char_dec_128': ('conv_transpose', (128,), 4, 2, 1, 0, 128, 128),
+}
+
+
+def _general_conv_layers(seed: int, count: int) -> list[tuple]:
+  """`count` random valid configurations: k 1..5, s 1..3, p 0..k-1, op 0..s-1."""
+  rng = np.random.default_rng(seed)
+  configs = []
+  while len(configs) < count:
+    kind = ('conv', 'conv_transpose')[len(configs) % 2]
+    num_spatial = int(rng.integers(1, 3))
+    kernel_size = int(rng.integers(1, 6))
+    stride = int(rng.integers(1, 4))
+    padding = int(rng.integers(0, kernel_size))
+    output_padding = int(rng.integers(0, stride)) if kind == 'conv_transpose' else 0
+    # Sizes may differ between axes: the gradient's output padding is per axis.
+    sizes = tuple(int(size) for size in rng.integers(1, 9, num_spatial))
+    if kind == 'conv':
+      valid = all(size + 2 * padding >= kernel_size for size in sizes)
+    else:
+      valid = all(networks.transposed_conv_output_size(
+          size, kernel_size, stride, padding, output_padding) > 0 for size in sizes)
+    if valid:
+      configs.append((kind, sizes, kernel_size, stride, padding, output_padding, 3, 5))
+  return configs
+
+
+def _fast_and_reference(config):
+  """The layer for `config` and PyTorch's definition of it as `(params, x) -> y`."""
+  kind, _, kernel_size, stride, padding, output_padding, _, features = config
+  if kind == 'conv':
+    layer = networks.TorchConv(features, kernel_size, stride=stride, padding=padding)
+    reference = functools.partial(networks.conv_reference, stride=stride, padding=padding)
+  else:
+    layer = networks.TorchConvTranspose(
+        features, kernel_size, stride=stride, padding=padding, output_padding=output_padding)
+    reference = functools.partial(
+        networks.conv_transpose_reference, stride=stride, padding=padding,
+        output_padding=output_padding)
+
+  def reference_layer(params, x):
+    return reference(x, params['params']['kernel']) + params['params']['bias']
+
+  return layer, reference_layer
+
+
+def _assert_close(actual, expected, tolerance=1e-5):
+  """Equal to float32 rounding: rtol `tolerance`, atol `tolerance` x the largest |value|."""
+  expected = np.asarray(expected)
+  scale = max(float(np.max(np.abs(expected))), 1.0) if expected.size else 1.0
+  np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+def _assert_layer_matches_reference(config, seed=0):
+  """Outputs and gradients (input, kernel, bias) of the layer equal the reference's."""
+  _, sizes, *_, in_features, _ = config
+  layer, reference_layer = _fast_and_reference(config)
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((BATCH,) + sizes + (in_features,)).astype(np.float32)
+  params = _random_params(layer, x)
+  y_shape = jax.eval_shape(layer.apply, params, x).shape
+  cotangent = rng.standard_normal(y_shape).astype(np.float32)
+
+  @jax.jit
+  def outputs_and_gradients(params, x, cotangent):
+    results = []
+    for apply in (layer.apply, reference_layer):
+      y, vjp = jax.vjp(apply, params, x)
+      results.append((y,) + vjp(cotangent))
+    return results
+
+  fast, reference = outputs_and_gradients(params, x, cotangent)
+  assert fast[0].shape == reference[0].shape == y_shape
+  for actual, expected in zip(jax.tree_util.tree_leaves(fast),
+                              jax.tree_util.tree_leaves(reference)):
+    _assert_close(actual, expected)
+
+
+@pytest.mark.parametrize('name', list(NETWORK_CONV_LAYERS))
+def test_network_conv_layers_match_reference(name):
+  _assert_layer_matches_reference(NETWORK_CONV_LAYERS[name])
+
+
+@pytest.mark.parametrize('config', _general_conv_layers(seed=0, count=16), ids=str)
+def test_general_conv_layers_match_reference(config):
+  _assert_layer_matches_reference(config, seed=1)
+
+
+def test_conv_reference_functions_match_definition():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((1, 5, 6, 3)).astype(np.float32)
+  kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+  _assert_close(networks.conv_reference(x, kernel, 2, 1)[0],
+                _reference_conv(x[0], kernel, 2, 1))
+  _assert_close(networks.conv_transpose_reference(x, kernel, 2, 1, 1)[0],
+                _reference_conv_transpose(x[0], kernel, 2, 1, 1))
+
+
+def test_conv_layers_match_reference_under_vmap():
+  # Sweeps vmap the train step over replicas, i.e. over stacked params.
+  for config in (NETWORK_CONV_LAYERS['svhn_enc_8'], NETWORK_CONV_LAYERS['svhn_dec_4']):
+    _, sizes, *_, in_features, _ = config
+    layer, reference_layer = _fast_and_reference(config)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH,) + sizes + (in_features,)).astype(np.float32)
+    params = jax.tree_util.tree_map(
+        lambda *leaves: np.stack(leaves), _random_params(layer, x),
+        jax.tree_util.tree_map(lambda leaf: 0.5 * leaf, _random_params(layer, x)))
+
+    def loss(apply, params):
+      return jnp.sum(jnp.sin(apply(params, x)))
+
+    fast, reference = [
+        jax.jit(jax.vmap(jax.value_and_grad(functools.partial(loss, apply))))(params)
+        for apply in (layer.apply, reference_layer)]
+    for actual, expected in zip(jax.tree_util.tree_leaves(fast),
+                                jax.tree_util.tree_leaves(reference)):
+      _assert_close(actual, expected)
+
+
+def test_conv_transpose_rejects_output_padding_of_stride():
+  layer = networks.TorchConvTranspose(4, 3, stride=2, padding=1, output_padding=2)
+  with pytest.raises(ValueError, match='output_padding'):
+    layer.init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
 
 
 def _assert_uniform_bound(values, fan_in):
