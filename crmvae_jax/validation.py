@@ -126,8 +126,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_numbers(config, "likelihood_weights", 0.0, example="(1.0,3.0)")
   for field in ("latent_dim", "batch_size", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
-                "figure_examples", "steps_per_dispatch"):
+                "figure_examples"):
     _check_number(config, field, 1, integer=True)
+  # None: chosen for the platform (crmvae_jax.train.steps_per_dispatch_for).
+  _check_number(config, "steps_per_dispatch", 1, integer=True, optional=True)
   _check_number(config, "num_train_steps", 1, integer=True, allowed=(-1,))
   if _get(config, "num_train_steps") == -1:
     # Epochs decide the length only when no step count is given.

@@ -48,6 +48,7 @@ def test_every_shipped_config_is_valid(config):
     ("checkpoints_to_keep", 0, "--config.checkpoints_to_keep"),
     ("eval_batches", 0, "--config.eval_batches"),
     ("figure_examples", 0, "--config.figure_examples"),
+    ("steps_per_dispatch", 0, "--config.steps_per_dispatch"),
     ("num_epochs", 0, "--config.num_epochs"),
     ("num_train_steps", 0, "--config.num_train_steps"),
     ("num_train_steps", -5, "--config.num_train_steps"),
