@@ -22,6 +22,7 @@ import glob
 import inspect
 import os
 import re
+import signal
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -45,8 +46,10 @@ _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 
 
 def exit_with(error: Exception | str) -> None:
-  """Prints `error: <message>` as one line on stderr and exits with status 1."""
-  sys.exit("error: " + " ".join(str(error).split("\n")))
+  """Prints `error: <message>` as one line on stderr and exits with the error's
+  `exit_code` (128 + the signal for a signalled run), else status 1."""
+  print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
+  sys.exit(getattr(error, "exit_code", 1))
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
@@ -249,5 +252,9 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
       main()
     except UserError as error:
       exit_with(error)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+      print("error: interrupted; the same command resumes from the last checkpoint.",
+            file=sys.stderr)
+      sys.exit(128 + signal.SIGINT)
 
   app.run(checked_main, flags_parser=lambda argv: parse_flags(argv, config, config_help))
