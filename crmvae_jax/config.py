@@ -26,9 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixture_estimator = "stratified"  # or "sampled" (mmvae, mopoe, mmjsd)
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
   config.log_every_steps = 100
-  # Train steps per dispatch to the devices: the host's loop and logging cost once per
-  # chunk (chunks also end at every log, eval and checkpoint step).
-  config.steps_per_dispatch = 100
+  # Train steps per dispatch to the devices: the host's loop costs once per chunk (chunks
+  # also end at every log, eval and checkpoint step). None: 1 on CPU, 100 on GPU/TPU
+  # (crmvae_jax.train.steps_per_dispatch_for says why).
+  config.steps_per_dispatch = ml_collections.config_dict.placeholder(int)
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 5000
   config.checkpoints_to_keep = 2

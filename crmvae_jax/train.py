@@ -206,40 +206,51 @@ def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformati
 def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Callable:
   """Several train steps in one dispatch, so the host's loop costs once per K steps.
 
-  multi_step(states [R], data, ids [K, B], num_steps, betas [R]) -> (states, metrics,
-  first_non_finite): applies `replicated_step` to the batches ids[0..num_steps-1] (rows
-  past num_steps are ignored; num_steps is traced, so one compilation serves every
-  chunk length). `metrics` [R] are the last step's. `first_non_finite` [R] is the first
-  step whose loss or gradient norm was not finite, or -1; later steps still run, and the
-  caller stops before saving anything.
+  multi_step(states [R], data, ids [K, B], num_steps, betas [R], first_non_finite [R])
+  -> (states, metrics, first_non_finite): applies `replicated_step` to the batches
+  ids[0..num_steps-1] (rows past num_steps are ignored; num_steps is traced, so one
+  compilation serves every chunk length). `metrics` [R] are the last step's.
+  `first_non_finite` [R] carries, from chunk to chunk on the devices, the first step
+  whose loss or gradient norm was not finite (-1: none yet); later steps still run, and
+  the host checks it before logging or saving anything, without a sync per chunk.
 
-  The loop body is the same computation whatever the chunk length, so a run resumed at
-  any step equals an uninterrupted one bit for bit.
+  With K = 1 there is no loop: XLA's CPU backend runs convolution gradients inside a
+  loop body on a slow path (about 30x slower for a weight gradient, measured), so CPU
+  runs take one step per dispatch (`steps_per_dispatch_for`). The loop body is the same
+  computation whatever the chunk length, so with a given K a run resumed at any step
+  equals an uninterrupted one bit for bit.
   """
 
-  def multi_step(states, data: DeviceData, ids, num_steps, betas):
-
-    def batch_at(index):
-      batch = data.batch(ids[index])
-      return batch if mesh is None else jax.lax.with_sharding_constraint(
-          batch, batch_sharding(mesh))
-
-    metrics_shape = jax.eval_shape(replicated_step, states, batch_at(0), betas)[1]
-    first_non_finite = jnp.full_like(states.step, -1)
+  def multi_step(states, data: DeviceData, ids, num_steps, betas, first_non_finite):
 
     def body(index, carry):
       states, _, first_non_finite = carry
-      states, metrics = replicated_step(states, batch_at(index), betas)
+      batch = data.batch(ids[index])
+      if mesh is not None:
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding(mesh))
+      states, metrics = replicated_step(states, batch, betas)
       finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
       first_non_finite = jnp.where((first_non_finite < 0) & ~finite, states.step,
                                    first_non_finite)
       return states, metrics, first_non_finite
 
+    if ids.shape[0] == 1:
+      return body(0, (states, None, first_non_finite))
+    metrics_shape = jax.eval_shape(body, 0, (states, None, first_non_finite))[1]
     initial = (states, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape),
                first_non_finite)
     return jax.lax.fori_loop(0, num_steps, body, initial)
 
   return multi_step
+
+
+def steps_per_dispatch_for(config) -> int:
+  """config.steps_per_dispatch, or where it is None: 1 on CPU (see `make_multi_step`),
+  100 on accelerators, where a step takes about a millisecond and the host's Python
+  would otherwise dominate."""
+  if config.steps_per_dispatch is not None:
+    return config.steps_per_dispatch
+  return 1 if jax.default_backend() == "cpu" else 100
 
 
 def make_eval_step(loss_fn: Callable) -> Callable:
@@ -489,11 +500,12 @@ class StopSignals:
 
 def next_stop(step: int, config, num_steps: int) -> int:
   """The step at which the host must next act: log, evaluate, checkpoint or finish, or
-  at most config.steps_per_dispatch steps on."""
+  at most `steps_per_dispatch_for(config)` steps on."""
   def next_multiple(interval):
     return (step // interval + 1) * interval
 
-  return min(num_steps, step + config.steps_per_dispatch, next_multiple(config.log_every_steps),
+  return min(num_steps, step + steps_per_dispatch_for(config),
+             next_multiple(config.log_every_steps),
              next_multiple(config.eval_every_steps), next_multiple(config.checkpoint_every_steps))
 
 
@@ -581,13 +593,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   betas = jax.device_put(jnp.asarray(betas, jnp.float32), replica_sharding(mesh))
 
   data = DeviceData.create(train_set, mesh)
-  rows = min(config.steps_per_dispatch, num_steps)
+  rows = min(steps_per_dispatch_for(config), num_steps)
   ids_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
   multi_step = jax.jit(
       make_multi_step(make_replicated_train_step(loss_fn, tx, mesh), mesh),
       in_shardings=(replica_sharding(mesh), replicated(mesh), ids_sharding, replicated(mesh),
-                    replica_sharding(mesh)),
-      out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=0)
+                    replica_sharding(mesh), replica_sharding(mesh)),
+      out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=(0, 5))
   eval_step = jax.jit(jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)))
 
   outputs = _Outputs(config, workdir, num_replicas)
@@ -633,6 +645,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
     if step not in manager.all_steps():
       manager.save(step, args=ocp.args.StandardSave(states), force=force)
 
+  host_intervals = (config.log_every_steps, config.eval_every_steps,
+                    config.checkpoint_every_steps)
+  first_non_finite = jax.device_put(jnp.full(num_replicas, -1, jnp.int32), replica_sharding(mesh))
   window_start, window_steps = time.perf_counter(), 0
   step = start_step
   try:
@@ -644,27 +659,31 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
           ids[row] = next(batch_ids)
         states, metrics, first_non_finite = multi_step(
             states, data, put_global(ids, ids_sharding),
-            put_global(np.int32(end - step), replicated(mesh)), betas)
-        first_non_finite = np.asarray(to_host(first_non_finite))
-        if np.any(first_non_finite >= 0):
-          raise TrainingDiverged(_divergence_message(first_non_finite, seeds, betas, config))
+            put_global(np.int32(end - step), replicated(mesh)), betas, first_non_finite)
         progress.update(end - step)
         window_steps += end - step
         step = end
+        host_action = step == num_steps or any(step % n == 0 for n in host_intervals)
+        # Several processes must agree on stopping (a collective), so they ask only when
+        # the host acts anyway; one process asks after every chunk.
+        stopping = stop.requested() if host_action or jax.process_count() == 1 else None
+        if not (host_action or stopping):
+          continue  # nothing for the host to do: dispatch the next chunk without waiting
+        diverged_at = np.asarray(to_host(first_non_finite))
+        if np.any(diverged_at >= 0):
+          raise TrainingDiverged(_divergence_message(diverged_at, seeds, betas, config))
         if step % config.log_every_steps == 0 or step == num_steps:
           log_train(step, metrics, window_steps * config.batch_size
                     / (time.perf_counter() - window_start))
           window_start, window_steps = time.perf_counter(), 0
         if step % config.eval_every_steps == 0 or step == num_steps:
           evaluate_and_draw(step)
-        save(step, force=step == num_steps)
-        signal_number = stop.requested()
-        if signal_number and step < num_steps:
-          save(step, force=True)
+        save(step, force=step == num_steps or bool(stopping))
+        if stopping and step < num_steps:
           manager.wait_until_finished()
           raise TrainingInterrupted(
-              f"{signal.Signals(signal_number).name} stopped training at step {step} of "
-              f"{num_steps} after saving it; the same command resumes it.", signal_number)
+              f"{signal.Signals(stopping).name} stopped training at step {step} of "
+              f"{num_steps} after saving it; the same command resumes it.", stopping)
   finally:
     manager.wait_until_finished()
     manager.close()

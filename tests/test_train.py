@@ -214,19 +214,25 @@ def test_a_multi_step_dispatch_equals_single_steps_bit_for_bit():
   step = train.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh)
   data = train.DeviceData.create(train_set, mesh)
   ids = np.stack(list(itertools.islice(input_pipeline.train_batch_ids(len(train_set), 16, 0), 4)))
-  betas = jnp.ones(1)
+  betas, healthy = jnp.ones(1), jnp.full(1, -1, jnp.int32)
   fresh = lambda: train.create_replica_states(model, tx, train_set.batch(np.arange(2)), [0])
   multi_step = jax.jit(train.make_multi_step(step, mesh))
   chunked = fresh()
   for start, stop in ((0, 1), (1, 4)):  # as a resumed run would: 1 step, then 3
     rows = np.zeros_like(ids)
     rows[:stop - start] = ids[start:stop]
-    chunked, _, first_non_finite = multi_step(chunked, data, rows, stop - start, betas)
+    chunked, _, first_non_finite = multi_step(chunked, data, rows, stop - start, betas, healthy)
     assert int(first_non_finite[0]) == -1
-  whole, metrics, _ = multi_step(fresh(), data, ids, 4, betas)
+  whole, metrics, _ = multi_step(fresh(), data, ids, 4, betas, healthy)
   assert int(whole.step[0]) == int(chunked.step[0]) == 4
   jax.tree.map(np.testing.assert_array_equal, chunked.params, whole.params)
   assert np.isfinite(metrics["grad_norm"]).all() and metrics["grad_norm"][0] > 0
+
+  one_at_a_time = fresh()  # K = 1, the CPU default: no loop, the plain step
+  for row in ids:
+    one_at_a_time, _, _ = multi_step(one_at_a_time, data, row[None], 1, betas, healthy)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               one_at_a_time.params, whole.params)
 
 
 def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(tmp_path):
