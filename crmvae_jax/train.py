@@ -196,11 +196,21 @@ def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformati
   convolutions that vmap makes of batched kernels, which XLA rejects.)
   """
   step = jax.vmap(make_train_step(loss_fn, tx), in_axes=(0, None, 0))
+  return manual_over_replicas(step, mesh, (True, False, True), (True, True))
+
+
+def manual_over_replicas(function: Callable, mesh: Mesh | None, split_inputs: tuple[bool, ...],
+                         split_outputs: tuple[bool, ...]) -> Callable:
+  """`function` run by each replica device group on its own replicas (shard_map, manual
+  over 'replica' only); inputs and outputs marked True are split over 'replica', the
+  others replicated. Without a mesh, or with one replica group, `function` itself."""
   if mesh is None or mesh.shape["replica"] == 1:
-    return step
-  replica = PartitionSpec("replica")
-  return jax.shard_map(step, mesh=mesh, in_specs=(replica, PartitionSpec(), replica),
-                       out_specs=(replica, replica), axis_names={"replica"}, check_vma=False)
+    return function
+  spec = lambda split: PartitionSpec("replica") if split else PartitionSpec()
+  outputs = tuple(map(spec, split_outputs))
+  return jax.shard_map(function, mesh=mesh, in_specs=tuple(map(spec, split_inputs)),
+                       out_specs=outputs if len(outputs) > 1 else outputs[0],
+                       axis_names={"replica"}, check_vma=False)
 
 
 def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Callable:
@@ -406,7 +416,7 @@ class _Outputs:
 
 
 def _per_replica(metrics, modalities, prefix, num_replicas) -> list[dict[str, float]]:
-  metrics = jax.device_get(metrics)
+  metrics = to_host(metrics)
   return [flat_metrics(jax.tree.map(lambda x: x[r], metrics), modalities, prefix)
           for r in range(num_replicas)]
 
@@ -590,6 +600,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   states = states if restored is None else restored
   start_step = int(to_host(states.step)[0])
   num_steps = total_steps(config, len(train_set))
+  beta_values = list(betas)
   betas = jax.device_put(jnp.asarray(betas, jnp.float32), replica_sharding(mesh))
 
   data = DeviceData.create(train_set, mesh)
@@ -600,7 +611,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
       in_shardings=(replica_sharding(mesh), replicated(mesh), ids_sharding, replicated(mesh),
                     replica_sharding(mesh), replica_sharding(mesh)),
       out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=(0, 5))
-  eval_step = jax.jit(jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)))
+  eval_step = jax.jit(manual_over_replicas(
+      jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)), mesh,
+      (True, False, False, True), (True,)))
 
   outputs = _Outputs(config, workdir, num_replicas)
   tqdm.tqdm.write(
@@ -631,12 +644,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
     for replica_metrics, replica_last in zip(test_metrics, last):
       replica_last.update(replica_metrics)
     outputs.scalars(step, test_metrics)
+    host_params = to_host(states.params)  # a collective: every process must take part
     if not outputs.enabled:
       return
     for r in range(num_replicas):
-      save_cross_generation(model, jax.tree.map(lambda x: x[r], to_host(states.params)), test_set,
+      save_cross_generation(model, jax.tree.map(lambda x: x[r], host_params), test_set,
                             config, outputs.figure_path(r, step),
-                            f"{config.model}, seed {seeds[r]}, beta {betas[r]:g}, step {step}")
+                            f"{config.model}, seed {seeds[r]}, beta {beta_values[r]:g}, step {step}")
     tqdm.tqdm.write(f"step {step}: test loss "
                     + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
                     + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
@@ -671,7 +685,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
           continue  # nothing for the host to do: dispatch the next chunk without waiting
         diverged_at = np.asarray(to_host(first_non_finite))
         if np.any(diverged_at >= 0):
-          raise TrainingDiverged(_divergence_message(diverged_at, seeds, betas, config))
+          raise TrainingDiverged(_divergence_message(diverged_at, seeds, beta_values, config))
         if step % config.log_every_steps == 0 or step == num_steps:
           log_train(step, metrics, window_steps * config.batch_size
                     / (time.perf_counter() - window_start))

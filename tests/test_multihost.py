@@ -140,12 +140,7 @@ def compilation_cache(request, tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("mode, sweep_flags, num_replicas", [
     ("data_parallel", [], 1),
-    pytest.param(
-        "replica_sweep", ["--config.sweep.seeds=(0,1)"], 2, marks=pytest.mark.xfail(
-            strict=True, reason="crmvae_jax/train.py partitions the vmapped eval step over "
-            "replicas, which XLA rejects (even in one process with two devices), and reads "
-            "replica-sharded arrays on the host without a collective (_per_replica's "
-            "jax.device_get; betas[r] in the figure title, on process 0 alone: a hang)")),
+    ("replica_sweep", ["--config.sweep.seeds=(0,1)"], 2),
 ])
 def test_two_processes_equal_one_process_with_two_devices(
     mode, sweep_flags, num_replicas, tmp_path, compilation_cache, record_property):
