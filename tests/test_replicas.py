@@ -9,10 +9,12 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax import config as config_lib
-from crmvae_jax import train
+from crmvae_jax import data as data_lib
+from crmvae_jax import models, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,13 +51,33 @@ def test_replicas_equal_single_runs(tmp_path):
                                rtol=1e-4)
     *_, sweep_params, _ = _params(sweep, tmp_path / "sweep", replica)
     *_, single_params, _ = _params(single, tmp_path / f"single_{replica}", 0)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
-                 sweep_params, single_params)
+    # Adam turns ulp-level differences in a near-zero gradient (grouped convolutions for
+    # stacked kernels against plain ones) into up to 2 x learning rate per step for that
+    # element, so after 8 steps trained parameters are compared tensor by tensor; the
+    # gradient test below checks the replicated computation element by element.
+    jax.tree.map(lambda a, b: np.testing.assert_array_less(
+        np.linalg.norm(a - b), 1e-4 * np.linalg.norm(b)), sweep_params, single_params)
   # Replicas really differ: other seeds and betas give other losses.
   assert len({round(m["test/loss"], 3) for m in sweep_metrics}) == 4
   for replica in range(4):
     assert os.path.exists(tmp_path / "sweep" / f"replica_{replica}" / "figures" /
                           "cross_generation_00000008.png")
+
+
+def test_every_replica_has_the_gradient_of_its_single_run():
+  config = tiny_config()
+  train_set, _ = data_lib.load(config.data)
+  model = train.create_model(config, train_set)
+  loss_fn = models.make_loss_fn(model, config.model)
+  batch = train_set.batch(np.arange(32))
+  seeds, betas = [0, 1, 1], jnp.array([0.5, 0.5, 2.0])
+  states = train.create_replica_states(model, train.create_optimizer(config), batch, seeds)
+  gradient = jax.grad(lambda params, beta: loss_fn(params, batch, jax.random.PRNGKey(3), beta)[0])
+  replicated = jax.jit(jax.vmap(gradient))(states.params, betas)
+  for replica in range(len(seeds)):
+    single = jax.jit(gradient)(jax.tree.map(lambda x: x[replica], states.params), betas[replica])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[replica], b, rtol=1e-4, atol=1e-6),
+                 replicated, single)
 
 
 def _params(config, workdir, replica):
