@@ -662,6 +662,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   host_intervals = (config.log_every_steps, config.eval_every_steps,
                     config.checkpoint_every_steps)
   first_non_finite = jax.device_put(jnp.full(num_replicas, -1, jnp.int32), replica_sharding(mesh))
+  chunk_lengths = {}
   window_start, window_steps = time.perf_counter(), 0
   step = start_step
   try:
@@ -671,9 +672,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
         ids = np.zeros((rows, config.batch_size), np.int32)
         for row in range(end - step):
           ids[row] = next(batch_ids)
+        if end - step not in chunk_lengths:  # a few distinct values: placed once each
+          chunk_lengths[end - step] = put_global(np.int32(end - step), replicated(mesh))
         states, metrics, first_non_finite = multi_step(
-            states, data, put_global(ids, ids_sharding),
-            put_global(np.int32(end - step), replicated(mesh)), betas, first_non_finite)
+            states, data, put_global(ids, ids_sharding), chunk_lengths[end - step], betas,
+            first_non_finite)
         progress.update(end - step)
         window_steps += end - step
         step = end

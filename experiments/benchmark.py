@@ -1,22 +1,37 @@
-"""Training throughput, compile time and memory of every objective, of replicas, and
-against the number of modalities.
+"""Training throughput, compile time and memory of every objective, against the
+PyTorch peer (MultiVae), of replicas, against the number of modalities, and the
+training loop's host overhead.
 
-    python -m experiments.benchmark                      # all three tables
+    python -m experiments.benchmark                      # every table
     python -m experiments.benchmark --sections=objectives --steps=50
 
 Tables (Markdown, on whatever devices JAX sees):
 1. objectives: each of the eight objectives on the MNIST-SVHN-Text networks at
    --batch_size: compile time, examples/s after compilation, and memory (the device's
    peak where it reports one, else XLA's compiled estimate: arguments + temporaries).
+   Mixture objectives are measured with both estimators (`mopoe:sampled`). Where the
+   peer's venv exists (`. ../shared/peer/venv.sh`, or --peer_python), MultiVae's
+   examples/s for crmvae, mvtcae and mopoe (sampled subsets, as MultiVae does) are
+   measured in the same run, one after the other, with the ratio.
 2. replicas: R = 1, 2, 4, 8 replicas (seeds) of one model trained by one jitted step,
    against R single runs one after another: the speedup of one program.
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
+4. loop: the whole training loop (`train.train_and_evaluate`) on a tiny setting (the
+   quick-start data at batch 8), where compute is small: its time per step in its last
+   logging window (the rate it logs, after compilation), against a bare jitted step
+   called in a tight loop on a batch already on the device. The difference is the
+   host's overhead per step. The section only uses what every version of the loop has,
+   so the same script measures an older checkout too.
 
-Data are random arrays of the right shapes: the input pipeline is not measured.
+Data are random arrays of the right shapes (except in the loop section).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import tempfile
 import time
 
 import jax
@@ -25,13 +40,25 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from crmvae_jax import config as config_lib
+from crmvae_jax import data as data_lib
 from crmvae_jax import models, objectives, train
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.modalities import modalities_of
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sections", ["objectives", "replicas", "modalities"], "Tables to print.")
-flags.DEFINE_list("models", list(objectives.OBJECTIVES), "Objectives for the first table.")
+flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "loop"],
+                  "Tables to print.")
+MIXTURE_MODELS = ("mmvae", "mopoe", "mmjsd")
+flags.DEFINE_list(
+    "models", list(objectives.OBJECTIVES) + [f"{name}:sampled" for name in MIXTURE_MODELS],
+    "Objectives for the first table; NAME:sampled uses the sampled mixture estimator.")
+flags.DEFINE_string("peer_python", os.environ.get("PEER_PY", "/tmp/peer/venv/bin/python"),
+                    "Python of the MultiVae peer venv (../shared/peer/venv.sh); skipped if absent.")
+flags.DEFINE_string("peer_script", "../shared/peer/multivae_mst.py", "The peer's benchmark.")
+flags.DEFINE_integer("loop_batch_size", 8, "Batch of the loop section (small: host-bound).")
+flags.DEFINE_integer("loop_steps", 600, "Steps of the loop section's run.")
+flags.DEFINE_integer("loop_window", 200, "Its logging window; the last one is timed.")
 flags.DEFINE_string("replica_model", "crmvae", "Objective of the replica and modality tables.")
 flags.DEFINE_list("replicas", ["1", "2", "4", "8"], "Replica counts R.")
 flags.DEFINE_list("num_modalities", ["2", "3", "4", "5"], "PolyMNIST modality counts M.")
@@ -56,7 +83,7 @@ def random_data(data_name: str, num_modalities: int = 3) -> tuple[str, Multimoda
   return data_name, dataset
 
 
-def random_batch(dataset: MultimodalDataset, batch_size: int) -> dict:
+def device_batch(dataset: MultimodalDataset, batch_size: int) -> dict:
   ids = np.arange(batch_size) % len(dataset)
   return jax.device_put(dataset.batch(ids), train.batch_sharding(train.create_mesh(1)))
 
@@ -71,19 +98,19 @@ def memory_figure(compiled) -> str:
 
 
 def measure(objective: str, data_name: str, num_replicas: int, batch_size: int, steps: int,
-            num_modalities: int = 3) -> dict:
+            num_modalities: int = 3, mixture_estimator: str = "stratified") -> dict:
   """Compile time, seconds per step and memory of one replicated train step."""
   data_name, dataset = random_data(data_name, num_modalities)
   latent_dim = 32 if data_name == "mst" else 512
   model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
   tx = optax.adam(LEARNING_RATE)
   mesh = train.create_mesh(num_replicas)
-  batch = random_batch(dataset, batch_size)
+  batch = device_batch(dataset, batch_size)
   states = jax.device_put(train.create_replica_states(model, tx, batch, list(range(num_replicas))),
                           train.replica_sharding(mesh))
   betas = jax.device_put(jnp.ones(num_replicas), train.replica_sharding(mesh))
-  step = jax.jit(train.make_replicated_train_step(models.make_loss_fn(model, objective), tx, mesh),
-                 donate_argnums=0)
+  loss_fn = models.make_loss_fn(model, objective, mixture_estimator)
+  step = jax.jit(train.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
   start = time.perf_counter()
   compiled = step.lower(states, batch, betas).compile()
   compile_seconds = time.perf_counter() - start
@@ -107,14 +134,42 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print("| " + " | ".join(row) + " |")
 
 
+# Our objective name (with estimator) -> MultiVae's model name in the peer script.
+PEER_MODELS = {"crmvae": "crmvae", "mvtcae": "mvtcae", "mopoe:sampled": "mopoe"}
+
+
+def peer_examples_per_s(names: list[str]) -> dict[str, float]:
+  """MultiVae's examples/s for the peer `names`, or {} where its venv is absent."""
+  if not names or not os.path.exists(FLAGS.peer_python):
+    return {}
+  script = os.path.abspath(FLAGS.peer_script)
+  env = {**os.environ, "BATCH": str(FLAGS.batch_size), "LATENT": "32"}
+  completed = subprocess.run([FLAGS.peer_python, script, *names], capture_output=True,
+                             text=True, env=env, cwd=tempfile.gettempdir(), check=True)
+  return {name: float(figure) for name, figure in
+          re.findall(r"^multivae (\w+) examples/s ([\d.]+)$", completed.stdout, re.MULTILINE)}
+
+
 def objectives_table() -> None:
+  peer_names = [PEER_MODELS[name] for name in FLAGS.models if name in PEER_MODELS]
+  peer = peer_examples_per_s(peer_names)  # first: MultiVae runs alone on the machine
   rows = []
   for name in FLAGS.models:
-    result = measure(name, "mst", 1, FLAGS.batch_size, FLAGS.steps)
-    rows.append([name, f"{result['compile_s']:.1f}", f"{result['examples_per_s']:.0f}",
-                 f"{1e3 * result['step_s']:.1f}", result["memory"]])
-  print_table(f"Objectives, MNIST-SVHN-Text networks, batch {FLAGS.batch_size}",
-              ["model", "compile s", "examples/s", "ms/step", "memory"], rows)
+    objective, _, estimator = name.partition(":")
+    result = measure(objective, "mst", 1, FLAGS.batch_size, FLAGS.steps,
+                     mixture_estimator=estimator or "stratified")
+    row = [name, f"{result['compile_s']:.1f}", f"{result['examples_per_s']:.0f}",
+           f"{1e3 * result['step_s']:.1f}", result["memory"]]
+    peer_figure = peer.get(PEER_MODELS.get(name, ""))
+    if peer:
+      row += ([f"{peer_figure:.0f}", f"{result['examples_per_s'] / peer_figure:.2f}x"]
+              if peer_figure else ["", ""])
+    rows.append(row)
+  header = ["model", "compile s", "examples/s", "ms/step", "memory"]
+  if peer:
+    header += ["MultiVae examples/s", "ratio"]
+  print_table(f"Objectives, MNIST-SVHN-Text networks, batch {FLAGS.batch_size}, latent 32", header,
+              rows)
 
 
 def replicas_table() -> None:
@@ -146,11 +201,59 @@ def modalities_table() -> None:
               ["M", "compile s", "examples/s", "ms/step", "memory"], rows)
 
 
+def loop_seconds_per_step(num_steps: int) -> float:
+  """Seconds per step of a whole quick-start training run at the loop batch, in its last
+  logging window (after compilation, before the final evaluation): the rate the loop
+  itself logs as train/examples_per_sec."""
+  config = config_lib.quickstart_config()
+  config.batch_size = FLAGS.loop_batch_size
+  config.num_train_steps = num_steps
+  config.log_every_steps = FLAGS.loop_window
+  config.eval_every_steps = config.checkpoint_every_steps = num_steps
+  config.eval_batches = 1
+  config.figure_examples = 2
+  config.disable_progress_bar = True
+  with tempfile.TemporaryDirectory() as workdir:
+    [last] = train.train_and_evaluate(config, workdir)
+  return FLAGS.loop_batch_size / last["train/examples_per_sec"]
+
+
+def bare_step_seconds(steps: int = 200) -> float:
+  """Seconds per call of the jitted train step alone, on a batch already on the device."""
+  config = config_lib.quickstart_config()
+  train_set, _ = data_lib.load(config.data)
+  model = train.create_model(config, train_set)
+  tx = train.create_optimizer(config)
+  mesh = train.create_mesh(1)
+  batch = device_batch(train_set, FLAGS.loop_batch_size)
+  states = jax.device_put(train.create_replica_states(model, tx, batch, [0]),
+                          train.replica_sharding(mesh))
+  step = jax.jit(train.make_replicated_train_step(
+      models.make_loss_fn(model, config.model), tx, mesh), donate_argnums=0)
+  betas = jnp.ones(1)
+  states, metrics = step(states, batch, betas)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    states, metrics = step(states, batch, betas)
+  jax.block_until_ready(metrics)
+  return (time.perf_counter() - start) / steps
+
+
+def loop_table() -> None:
+  per_step = loop_seconds_per_step(FLAGS.loop_steps)
+  bare = bare_step_seconds()
+  print_table(f"Training loop on the quick-start data, batch {FLAGS.loop_batch_size}, last "
+              f"{FLAGS.loop_window} of {FLAGS.loop_steps} steps",
+              ["loop ms/step", "bare jitted step ms", "host overhead ms/step"],
+              [[f"{1e3 * per_step:.2f}", f"{1e3 * bare:.2f}", f"{1e3 * (per_step - bare):.2f}"]])
+
+
 def main(argv):
   del argv
   print(f"devices: {jax.devices()}")
   sections = {"objectives": objectives_table, "replicas": replicas_table,
-              "modalities": modalities_table}
+              "modalities": modalities_table, "loop": loop_table}
   for section in FLAGS.sections:
     sections[section]()
 
