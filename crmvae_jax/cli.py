@@ -240,12 +240,11 @@ COMPILATION_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "crmvae_jax"
 def use_compilation_cache() -> None:
   """Turns on JAX's persistent compilation cache at `COMPILATION_CACHE`, unless the
   JAX_COMPILATION_CACHE_DIR environment variable already chose a directory (an empty
-  value turns it off); at most 2 GiB, oldest entries evicted first."""
-  import jax  # here, so that flag errors and --help stay fast
+  value turns it off). It must precede the first compilation of the process."""
+  import jax
 
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
-  jax.config.update("jax_compilation_cache_max_size", 2**31)
 
 
 def run(main: Callable[[], None], config: str | None = QUICKSTART,
@@ -264,7 +263,6 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
       exit_with(f"Unexpected arguments {' '.join(argv[1:])}; flags are written --NAME=VALUE.")
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # Orbax logs every save and restore at INFO
-    use_compilation_cache()
     try:
       main()
     except UserError as error:
@@ -274,4 +272,5 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
             file=sys.stderr)
       sys.exit(128 + signal.SIGINT)
 
+  use_compilation_cache()
   app.run(checked_main, flags_parser=lambda argv: parse_flags(argv, config, config_help))
