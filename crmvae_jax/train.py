@@ -5,6 +5,11 @@ The train step is pure, `(state, batch, beta) -> (state, metrics)`, and jitted w
 the batch split over the data axis of a device mesh and the state replicated, so the
 same code runs on one CPU, one GPU or eight GPUs. The state is one pytree, so Orbax
 checkpoints it and sweeps vmap it over replicas without special cases.
+
+The training set lives on the devices (`DeviceData`) and several steps run per
+dispatch (`make_multi_step`), so the host's Python only acts at log, eval and
+checkpoint intervals; it also guards the run (`WorkdirLock`, `StopSignals`, the
+finiteness check, `restore_latest`'s fallback past unreadable checkpoints).
 """
 
 from __future__ import annotations
