@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network)."""
+"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network), and a
+persistent compilation cache for tests that start training subprocesses."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def mst_data_dir(tmp_path_factory):
     arrays["id"] = np.array([f"{split}_{i}" for i in range(len(arrays["label"]))])
   tfds_arrays.write_arrays("svhn_cropped", data_dir, svhn)
   return data_dir
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(request, tmp_path_factory) -> str:
+  """A persistent compilation cache kept between sessions in .pytest_cache (a fresh
+  one per session with -p no:cacheprovider)."""
+  cache = getattr(request.config, "cache", None)
+  if cache is None:
+    return str(tmp_path_factory.mktemp("jax_compilation_cache"))
+  return str(cache.mkdir("jax_compilation_cache"))

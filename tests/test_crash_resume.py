@@ -18,10 +18,9 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
-import pytest
+
+from training_runs import read_checkpoint, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20261125
@@ -34,21 +33,6 @@ RUN_TIMEOUT_S = 300
 KILLS = ("start-up", "training", "checkpoint write", "random")
 
 
-def subprocess_env(cache_dir: str) -> dict[str, str]:
-  """This environment with one CPU device and the persistent compilation cache."""
-  env = dict(os.environ)
-  flags = [flag for flag in env.get("XLA_FLAGS", "").split()
-           if not flag.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(flags)
-  env.pop("JAX_NUM_CPU_DEVICES", None)
-  env["JAX_PLATFORMS"] = "cpu"
-  env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [env.get("PYTHONPATH")] if p])
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", cache_dir)
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  return env
-
-
 def checkpoint_entries(workdir: str) -> list[str]:
   directory = os.path.join(workdir, "checkpoints")
   return os.listdir(directory) if os.path.isdir(directory) else []
@@ -56,20 +40,6 @@ def checkpoint_entries(workdir: str) -> list[str]:
 
 def committed_steps(workdir: str) -> list[int]:
   return sorted(int(name) for name in checkpoint_entries(workdir) if name.isdigit())
-
-
-def read_checkpoint(workdir: str, step: int) -> dict:
-  """The state saved at `step` as numpy arrays, read with Orbax alone, as
-  {leaf path: array}."""
-  path = os.path.join(workdir, "checkpoints", str(step), "default")
-  checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(path)
-  metadata = getattr(metadata, "item_metadata", None) or metadata
-  tree = getattr(metadata, "tree", metadata)
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-  state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
 
 
 class Run:
@@ -118,19 +88,9 @@ def log_tail(path: str, lines: int = 30) -> str:
     return "".join(f.readlines()[-lines:])
 
 
-@pytest.fixture(scope="module")
-def compilation_cache(request, tmp_path_factory) -> str:
-  """A persistent compilation cache kept between sessions in .pytest_cache (a fresh
-  one per session with -p no:cacheprovider)."""
-  cache = getattr(request.config, "cache", None)
-  if cache is None:
-    return str(tmp_path_factory.mktemp("jax_compilation_cache"))
-  return str(cache.mkdir("jax_compilation_cache"))
-
-
 def test_sigkilled_and_restarted_training_ends_bit_for_bit_like_an_uninterrupted_one(
     tmp_path, compilation_cache, record_property):
-  env = subprocess_env(compilation_cache)
+  env = subprocess_env(1, compilation_cache)
   rng = np.random.default_rng(SEED)
   start = time.perf_counter()
 

@@ -20,10 +20,10 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from training_runs import checkpoint_steps, read_checkpoint, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 540  # per test; a cold cache on two busy cores takes about 4 minutes
@@ -40,21 +40,6 @@ def free_port() -> int:
   with socket.socket() as sock:
     sock.bind(("127.0.0.1", 0))
     return sock.getsockname()[1]
-
-
-def subprocess_env(num_devices: int, cache_dir: str) -> dict[str, str]:
-  """This environment, with `num_devices` CPU devices and the compilation cache."""
-  env = dict(os.environ)
-  flags = [flag for flag in env.get("XLA_FLAGS", "").split()
-           if not flag.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={num_devices}"])
-  env.pop("JAX_NUM_CPU_DEVICES", None)
-  env["JAX_PLATFORMS"] = "cpu"
-  env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [env.get("PYTHONPATH")] if p])
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", cache_dir)
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  return env
 
 
 def run_together(commands: dict[str, tuple[list[str], dict]], log_dir, timeout: float
@@ -95,25 +80,6 @@ def log_tails(log_dir, lines: int = 25) -> str:
   return "\n".join(tails)
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-  directory = os.path.join(workdir, "checkpoints")
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
-
-
-def read_checkpoint(workdir: str, step: int) -> dict:
-  """The state saved at `step` as numpy arrays, read with Orbax alone (any number of
-  devices; no model code), as {leaf path: array}."""
-  path = os.path.join(workdir, "checkpoints", str(step), "default")
-  checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(path)
-  metadata = getattr(metadata, "item_metadata", None) or metadata
-  tree = getattr(metadata, "tree", metadata)
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-  state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
-
-
 def read_scalars(directory: str) -> dict[str, dict[int, float]]:
   """tag -> {step: value} from the one TensorBoard event file in `directory`."""
   from tensorboard.backend.event_processing import event_file_loader
@@ -126,16 +92,6 @@ def read_scalars(directory: str) -> dict[str, dict[int, float]]:
       number = value.tensor.float_val[0] if value.HasField("tensor") else value.simple_value
       scalars.setdefault(value.tag, {})[event.step] = float(number)
   return scalars
-
-
-@pytest.fixture(scope="module")
-def compilation_cache(request, tmp_path_factory) -> str:
-  """A persistent compilation cache kept between sessions in .pytest_cache (a fresh
-  one per session with -p no:cacheprovider)."""
-  cache = getattr(request.config, "cache", None)
-  if cache is None:
-    return str(tmp_path_factory.mktemp("jax_compilation_cache"))
-  return str(cache.mkdir("jax_compilation_cache"))
 
 
 @pytest.mark.parametrize("mode, sweep_flags, num_replicas", [
