@@ -235,24 +235,31 @@ def describe_differences(saved: ml_collections.ConfigDict, new: ml_collections.C
                    f"{shown(flat_new, field)})" for field in fields)
 
 
-def check_same_run(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+def check_same_run(config: ml_collections.ConfigDict, workdir: str,
+                   fix: str = f"leave out --config to use the run's own {CONFIG_FILE}, or "
+                   "pass those values", required: bool = True) -> ml_collections.ConfigDict | None:
   """Refuses to open `workdir`'s run with a config that describes another run.
 
   Args:
     config: the config a tool was given for the run.
     workdir: the run's directory.
+    fix: what the refusal tells the user to do (the tool's own flags).
+    required: whether a workdir without a saved config is refused too; if not, it
+      passes (a new run).
 
   Returns:
-    The run's saved config.
+    The run's saved config, or None for a new run (`required=False`).
 
   Raises:
-    UserError: no saved config in `workdir`, or a model-defining field differs (the
-      message names each field with the run's value).
+    UserError: no saved config in `workdir` (when `required`), or a model-defining
+      field differs (the message names each field with the run's value, then `fix`).
   """
+  if not required and not os.path.isfile(config_path(workdir)):
+    return None
   saved = load_config(workdir)
   differences = model_defining_differences(saved, config)
   if differences:
     raise UserError(
         f"{workdir} was trained with {describe_differences(saved, config, differences)}; "
-        f"leave out --config to use the run's own {CONFIG_FILE}, or pass those values.")
+        f"{fix}.")
   return saved

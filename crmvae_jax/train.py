@@ -539,19 +539,6 @@ def to_host(tree):
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a run in `workdir` with a config that changes its model or data."""
-  if not os.path.exists(runs.config_path(workdir)):
-    return
-  saved = runs.load_config(workdir)
-  differences = runs.model_defining_differences(saved, config)
-  if differences:
-    raise UserError(
-        f"{workdir} holds a run trained with "
-        f"{runs.describe_differences(saved, config, differences)}; resume it with those "
-        "values, or pass another --workdir.")
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
@@ -575,7 +562,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
     if has_checkpoints(workdir):
-      check_resumable(workdir, config)
+      runs.check_same_run(config, workdir, "resume it with those values, or pass another "
+                          "--workdir", required=False)
     if jax.process_index() == 0:
       runs.save_config(workdir, config)
     return _train(config, workdir)

@@ -119,19 +119,6 @@ def model_config(config: ml_collections.ConfigDict, model: str, betas: Sequence[
   return config
 
 
-def _check_trained_grid(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a run trained with another (seed, beta) grid or settings."""
-  if not os.path.isfile(run_files.config_path(workdir)):
-    return
-  saved = run_files.load_config(workdir)
-  differences = run_files.model_defining_differences(saved, config)
-  if differences:
-    raise UserError(
-        f"{workdir} was trained with "
-        f"{run_files.describe_differences(saved, config, differences)}; pass those "
-        f"(--seeds, --betas, --config.FIELD), or another --root.")
-
-
 def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
   """Trains CelebA's attribute classifier unless it is stored."""
   if config.data.name not in image_text.ATTRIBUTE_DATA:
@@ -169,7 +156,8 @@ def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
                  for r in range(num_replicas)]
     results_paths = [os.path.join(d, image_text.RESULTS_FILE) for d in eval_dirs]
     if not collect_only and not all(os.path.isfile(path) for path in results_paths):
-      _check_trained_grid(config_of_model, workdir)
+      run_files.check_same_run(config_of_model, workdir, "pass those (--seeds, --betas, "
+                               "--config.FIELD), or another --root", required=False)
       train.train_and_evaluate(config_of_model, workdir)
       for replica, path in enumerate(results_paths):
         if not os.path.isfile(path):

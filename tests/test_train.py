@@ -254,7 +254,7 @@ def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
   config = quickstart_config(20)
   config.model, config.latent_dim = "mvae", 16
   with pytest.raises(UserError, match=r"--config.latent_dim=32 \(asked: 16\), "
-                     r"--config.model='crmvae' \(asked: 'mvae'\)"):
+                     r"--config.model='crmvae' \(asked: 'mvae'\); resume it with those values"):
     train.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["model"] == "crmvae"  # the run's own config is kept
