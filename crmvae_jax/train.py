@@ -648,9 +648,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
                     + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
                     + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
 
-  def save(step, force=False):
+  def save(step):
+    # The decision is ours (Orbax's default policy would also save the first step it sees).
     if step not in manager.all_steps():
-      manager.save(step, args=ocp.args.StandardSave(states), force=force)
+      manager.save(step, args=ocp.args.StandardSave(states), force=True)
 
   host_intervals = (config.log_every_steps, config.eval_every_steps,
                     config.checkpoint_every_steps)
@@ -688,7 +689,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
           window_start, window_steps = time.perf_counter(), 0
         if step % config.eval_every_steps == 0 or step == num_steps:
           evaluate_and_draw(step)
-        save(step, force=step == num_steps or bool(stopping))
+        if step % config.checkpoint_every_steps == 0 or step == num_steps or stopping:
+          save(step)
         if stopping and step < num_steps:
           manager.wait_until_finished()
           raise TrainingInterrupted(

@@ -248,6 +248,13 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(t
   assert step == 10 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
+def test_checkpoints_are_written_only_at_their_interval_and_the_last_step(tmp_path):
+  config = quickstart_config(13)
+  config.log_every_steps, config.checkpoint_every_steps, config.checkpoints_to_keep = 2, 6, 10
+  train.train_and_evaluate(config, str(tmp_path))  # Orbax alone would also save step 2
+  assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == [6, 12, 13]
+
+
 def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(quickstart_config(10), workdir)
