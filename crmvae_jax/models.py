@@ -8,7 +8,8 @@ business (`make_loss_fn`), so every model of SPEC.md section 2 shares one module
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import functools
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 
 from crmvae_jax import distributions as dist
 from crmvae_jax import networks, objectives
+from crmvae_jax.data import text
 from crmvae_jax.distributions import Gaussian
 from crmvae_jax.modalities import Modality
 
@@ -58,18 +60,33 @@ def init_params(model: MultimodalVAE, rng: jax.Array, batch: dict) -> dict:
   return model.init(rng, model_inputs(model.modalities, batch))["params"]
 
 
-def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: str = "stratified"
+def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: str = "stratified",
+                 readings: Mapping[str, Any] | None = None, redraw_text: bool = False
                  ) -> Callable:
   """loss_fn(params, batch, rng, beta) -> (loss, terms) for the named objective.
 
   The log-likelihood handed to the objective decodes row m of z with decoder m and
   scores it with modality m's likelihood, times lambda_m.
+
+  Args:
+    model: the encoders and decoders.
+    objective_name: a key of `objectives.OBJECTIVES`.
+    mixture_estimator: "stratified" or "sampled" (mixture-based objectives).
+    readings: `config.readings`, the open choices of `objectives.READINGS` (missing:
+      the paper's).
+    redraw_text: write every digit name of the batch at a new random start before
+      encoding (`text.redraw_starts`), as the reference data loader does at every load.
   """
-  objective = objectives.get_objective(objective_name)
+  objective = functools.partial(objectives.get_objective(objective_name),
+                                **objectives.reading_arguments(objective_name, readings))
   modalities = model.modalities
   weights = jnp.array([m.likelihood_weight for m in modalities])
 
   def loss_fn(params, batch, rng, beta):
+    if redraw_text:
+      rng, redraw_rng = jax.random.split(rng)
+      batch = {**batch, **{m.name: text.redraw_starts(batch[m.name], jax.random.fold_in(
+          redraw_rng, index)) for index, m in enumerate(modalities) if m.is_text}}
     variables = {"params": params}
     posteriors = model.apply(variables, model_inputs(modalities, batch), method=model.encode)
 
@@ -91,11 +108,12 @@ def subset_posterior(posteriors: Gaussian, subset: jax.Array, kind: str) -> Gaus
   Args:
     posteriors: unimodal experts [M, B, D].
     subset: booleans [M] (or [M, B]) of the conditioning modalities.
-    kind: "poe" (PoE(S) with the prior) or "moe" (the uniform mixture of q_m, m in S).
+    kind: "poe" (PoE(S) with the prior), "poe_without_prior" or "moe" (the uniform
+      mixture of q_m, m in S); `objectives.subset_posterior_kind`.
   """
   mask = jnp.broadcast_to(subset.reshape(subset.shape[0], -1), posteriors.mean.shape[:2])
-  if kind == "poe":
-    return dist.product_of_experts(posteriors, mask)
+  if kind in ("poe", "poe_without_prior"):
+    return dist.product_of_experts(posteriors, mask, prior_weight=float(kind == "poe"))
   return dist.mixture_of_experts(posteriors, mask)
 
 

@@ -26,12 +26,28 @@ or mixture posterior). With a mask, pi_m = 1/(|S|+1) over the observed set S.
 
 Notation follows SPEC.md: q(z|X) = PoE(all observed) with the prior expert,
 q~_m = PoE({m}) = p q_m, pi_m = 1/(M+1) for m = 0..M.
+
+Readings. Where the paper leaves a choice open and the reference implementations
+differ, the objective takes it as a keyword argument whose default is the paper's
+reading (`READINGS`; `config.readings` sets them, `reading_arguments` picks an
+objective's own):
+
+- `prior_expert` (mvae, mmjsd_poe, mvtcae, mvtcae_rescale, crmvae): the N(0, I) expert
+  inside q(z|X) and q~_m (paper, SPEC.md section 1) or not (MultiVae: q~_m = q_m).
+- `crmvae_reconstruction`: CRMVAE's reconstruction coefficient, "pi" on both terms (the
+  paper's section 4) or "pi/2" (MultiVae's 1/(2(M+1)); the same optimum as beta doubled).
+- `mvtcae_rescale_factor`: "2pi" (the maths of appendix H) or "pi/2" (its text).
+- `mopoe_subset_prior`: the prior expert in "every" subset's PoE (paper) or in the
+  "full_only" set's (the MoPoE authors' code).
+- `mmjsd_prior_in_mixture`: MMJSD's reconstruction mixture over q_1..q_M (paper) or
+  also over the prior, every component weighted pi (the authors' code).
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from typing import Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +70,24 @@ class Objective(Protocol):
       beta: float | jax.Array,
       mask: jax.Array | None = None,
       mixture_estimator: str = "stratified",
+      **readings: Any,
   ) -> tuple[jax.Array, Terms]:
     ...
+
+
+# The paper's reading of every open choice (module docstring), and the alternatives.
+READINGS: dict[str, tuple] = {
+    "prior_expert": (True, False),
+    "crmvae_reconstruction": ("pi", "pi/2"),
+    "mvtcae_rescale_factor": ("2pi", "pi/2"),
+    "mopoe_subset_prior": ("every", "full_only"),
+    "mmjsd_prior_in_mixture": (False, True),
+}
+
+
+def _check_reading(name: str, value) -> None:
+  if value not in READINGS[name]:
+    raise ValueError(f"{name} must be one of {READINGS[name]}; got {value!r}.")
 
 
 def _validated(posteriors: Gaussian, mask: jax.Array | None, beta) -> jax.Array:
@@ -94,6 +126,18 @@ def _prepare(posteriors, log_likelihood_fn, mask, beta):
   mask = _validated(posteriors, mask, beta)
   num_modalities, batch = mask.shape
   return mask, _checked(log_likelihood_fn, num_modalities, batch)
+
+
+def _joint(posteriors: Gaussian, mask: jax.Array, prior_expert: bool) -> Gaussian:
+  """q(z|X) = PoE of the observed experts, with the prior expert or without."""
+  _check_reading("prior_expert", prior_expert)
+  return dist.product_of_experts(posteriors, mask, prior_weight=1.0 if prior_expert else 0.0)
+
+
+def _unimodal(posteriors: Gaussian, prior_expert: bool) -> Gaussian:
+  """q~_m = p q_m with the prior expert, q_m itself without: [M, B, D]."""
+  _check_reading("prior_expert", prior_expert)
+  return dist.unimodal_products(posteriors) if prior_expert else posteriors
 
 
 def _prior_like(posteriors: Gaussian) -> Gaussian:
@@ -143,7 +187,8 @@ def _mixture_reconstruction(mixture, log_likelihood_fn, rng, mask, mixture_estim
   return jnp.where(mask, log_likelihoods, 0.0)
 
 
-def mvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+def mvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified",
+         prior_expert=True):
   """MVAE (Wu & Goodman 2018): the joint ELBO plus every unimodal ELBO.
 
   L = ELBO(X; q(z|X)) + sum_m ELBO(x_m; q~_m),
@@ -155,8 +200,8 @@ def mvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimat
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
   joint_rng, unimodal_rng = jax.random.split(rng)
   prior = _prior_like(posteriors)
-  joint = dist.product_of_experts(posteriors, mask)
-  unimodal = dist.unimodal_products(posteriors)
+  joint = _joint(posteriors, mask, prior_expert)
+  unimodal = _unimodal(posteriors, prior_expert)
   joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
   unimodal_log_likelihoods = _unimodal_reconstruction(
       unimodal, log_likelihood_fn, unimodal_rng, mask)
@@ -180,25 +225,38 @@ def mmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estima
   return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
 
 
-def _subset_mixture(posteriors: Gaussian, mask: jax.Array) -> dist.Mixture:
+def _subset_mixture(posteriors: Gaussian, mask: jax.Array, subset_prior: str = "every"
+                    ) -> dist.Mixture:
   """MoPoE: PoE(S) for every non-empty subset S, weighted uniformly over the subsets
-  of the observed modalities (a subset with a missing member gets weight 0)."""
+  of the observed modalities (a subset with a missing member gets weight 0). The
+  prior expert joins every PoE(S), or (`subset_prior="full_only"`) only the full set's."""
+  _check_reading("mopoe_subset_prior", subset_prior)
   subsets = jnp.asarray(dist.nonempty_subsets(mask.shape[0]))  # [K, M]
-  components = jax.vmap(
-      lambda subset: dist.product_of_experts(posteriors, subset[:, None] & mask))(subsets)
+
+  def component(subset):
+    members = subset[:, None] & mask  # [M, B]
+    # Without the prior, a subset with no observed member would be 0/0; its weight is 0,
+    # so any finite component will do: the prior.
+    with_prior = (subset_prior == "every") | jnp.all(subset) | ~jnp.any(members, axis=0)
+    return dist.product_of_experts(posteriors, members,
+                                   prior_weight=with_prior[:, None].astype(posteriors.mean.dtype))
+
+  components = jax.vmap(component)(subsets)
   observed_subset = jnp.all(~subsets[:, :, None] | mask[None], axis=1)  # [K, B]
   weights = observed_subset / jnp.sum(observed_subset, axis=0, keepdims=True)
   return dist.Mixture(components, weights)
 
 
-def mopoe(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+def mopoe(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified",
+          mopoe_subset_prior="every"):
   """MoPoE-VAE (Sutter et al. 2021): a mixture over the PoEs of every subset.
 
   L = sum_S w_S ( E_{PoE(S)}[sum_m l_m] - beta KL(PoE(S) || p) ),
-  over the 2^M - 1 non-empty subsets S, w_S uniform; PoE(S) includes the prior.
+  over the 2^M - 1 non-empty subsets S, w_S uniform; PoE(S) includes the prior
+  (`mopoe_subset_prior="full_only"`: only the full set's does, as in the authors' code).
   """
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  mixture = _subset_mixture(posteriors, mask)
+  mixture = _subset_mixture(posteriors, mask, mopoe_subset_prior)
   log_likelihoods = _mixture_reconstruction(
       mixture, log_likelihood_fn, rng, mask, mixture_estimator)
   reconstruction = jnp.sum(log_likelihoods, axis=0)
@@ -216,14 +274,27 @@ def _jensen_shannon_kl(posteriors: Gaussian, mask: jax.Array) -> jax.Array:
   return pi * (dist.kl_divergence(prior, dynamic_prior) + jnp.sum(to_experts, axis=0))
 
 
-def mmjsd(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified"):
+def _mixture_with_prior(posteriors: Gaussian, mask: jax.Array) -> dist.Mixture:
+  """sum_{m=0..M} pi_m q_m with q_0 = p: the prior as one more component."""
+  prior = jax.tree.map(lambda a: a[None], _prior_like(posteriors))
+  components = jax.tree.map(lambda p, q: jnp.concatenate([p, q]), prior, posteriors)
+  observed = jnp.concatenate([jnp.ones_like(mask[:1]), mask])
+  return dist.Mixture(components, observed * _pi(mask)[None])
+
+
+def mmjsd(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimator="stratified",
+          mmjsd_prior_in_mixture=False):
   """MMJSD (Sutter et al. 2020): MoE reconstruction, Jensen-Shannon regulariser.
 
   L = E_{MoE(all)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q_m || f),
-  f = the pi-weighted PoE of q_0 = p, q_1..q_M (the "dynamic prior").
+  f = the pi-weighted PoE of q_0 = p, q_1..q_M (the "dynamic prior"). With
+  `mmjsd_prior_in_mixture` (the authors' code) the reconstruction mixture is
+  sum_{m=0..M} pi_m q_m, the prior included.
   """
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  mixture = dist.mixture_of_experts(posteriors, mask)
+  _check_reading("mmjsd_prior_in_mixture", mmjsd_prior_in_mixture)
+  mixture = (_mixture_with_prior(posteriors, mask) if mmjsd_prior_in_mixture
+             else dist.mixture_of_experts(posteriors, mask))
   log_likelihoods = _mixture_reconstruction(
       mixture, log_likelihood_fn, rng, mask, mixture_estimator)
   reconstruction = jnp.sum(log_likelihoods, axis=0)
@@ -232,29 +303,29 @@ def mmjsd(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estima
 
 
 def mmjsd_poe(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
-              mixture_estimator="stratified"):
+              mixture_estimator="stratified", prior_expert=True):
   """MMJSD with the reconstruction under the joint PoE posterior.
 
   L = E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q_m || f).
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  joint = dist.product_of_experts(posteriors, mask)
+  joint = _joint(posteriors, mask, prior_expert)
   log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, rng, mask)
   reconstruction = jnp.sum(log_likelihoods, axis=0)
   kl = _jensen_shannon_kl(posteriors, mask)
   return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
 
 
-def _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask):
-  joint = dist.product_of_experts(posteriors, mask)
-  unimodal = dist.unimodal_products(posteriors)
+def _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask, prior_expert):
+  joint = _joint(posteriors, mask, prior_expert)
+  unimodal = _unimodal(posteriors, prior_expert)
   log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, rng, mask)
   return log_likelihoods, _coordination_kl(joint, unimodal, mask)
 
 
 def mvtcae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
-           mixture_estimator="stratified"):
+           mixture_estimator="stratified", prior_expert=True):
   """MVTCAE (Hwang et al. 2021), in the paper's coordination form.
 
   L = E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m),  q~_0 = p.
@@ -264,41 +335,50 @@ def mvtcae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask)
+  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask, prior_expert)
   reconstruction = jnp.sum(log_likelihoods, axis=0)
   return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
 
 
 def mvtcae_rescale(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
-                   mixture_estimator="stratified"):
+                   mixture_estimator="stratified", prior_expert=True,
+                   mvtcae_rescale_factor="2pi"):
   """MVTCAE with its reconstruction rescaled by 2 pi (paper appendix H).
 
   L = 2 pi E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m):
-  2 pi is the factor by which CRMVAE's pi replaces the 1/2 of Eq. 8.
+  2 pi is the factor by which CRMVAE's pi replaces the 1/2 of Eq. 8
+  (`mvtcae_rescale_factor="pi/2"`: the factor as appendix H's text writes it).
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask)
-  reconstruction = 2.0 * _pi(mask) * jnp.sum(log_likelihoods, axis=0)
+  _check_reading("mvtcae_rescale_factor", mvtcae_rescale_factor)
+  log_likelihoods, kl = _mvtcae_parts(posteriors, log_likelihood_fn, rng, mask, prior_expert)
+  factor = 2.0 if mvtcae_rescale_factor == "2pi" else 0.5
+  reconstruction = factor * _pi(mask) * jnp.sum(log_likelihoods, axis=0)
   return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
 
 
 def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
-           mixture_estimator="stratified"):
+           mixture_estimator="stratified", prior_expert=True, crmvae_reconstruction="pi"):
   """CRMVAE: coordination plus unimodal reconstructions from every q~_m.
 
   L = pi E_{q(z|X)}[sum_m l_m] + sum_{m=1..M} pi_m E_{q~_m}[l_m]
       - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m),  q~_0 = p.
+
+  `crmvae_reconstruction="pi/2"` halves both reconstruction coefficients (MultiVae's
+  1/(2(M+1))), which has the optimum of beta doubled.
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  _check_reading("crmvae_reconstruction", crmvae_reconstruction)
   joint_rng, unimodal_rng = jax.random.split(rng)
-  joint = dist.product_of_experts(posteriors, mask)
-  unimodal = dist.unimodal_products(posteriors)
+  joint = _joint(posteriors, mask, prior_expert)
+  unimodal = _unimodal(posteriors, prior_expert)
   joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
   unimodal_log_likelihoods = _unimodal_reconstruction(
       unimodal, log_likelihood_fn, unimodal_rng, mask)
-  reconstruction = _pi(mask) * jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
+  coefficient = _pi(mask) * (1.0 if crmvae_reconstruction == "pi" else 0.5)
+  reconstruction = coefficient * jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
   kl = _coordination_kl(joint, unimodal, mask)
   return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
 
@@ -317,6 +397,28 @@ OBJECTIVES: dict[str, Objective] = {
 # How each model infers z from a subset of modalities at evaluation (SPEC.md section 6).
 SUBSET_POSTERIOR = {
     name: ("moe" if name in ("mmvae", "mmjsd") else "poe") for name in OBJECTIVES}
+
+
+def reading_arguments(name: str, readings: Mapping[str, Any] | None) -> dict[str, Any]:
+  """The keyword arguments of objective `name` among `readings` (missing: the paper's)."""
+  accepted = inspect.signature(get_objective(name)).parameters
+  readings = dict(readings or {})
+  unknown = set(readings) - set(READINGS)
+  if unknown:
+    raise ValueError(f"Unknown readings {sorted(unknown)}; known: {', '.join(READINGS)}.")
+  return {key: value for key, value in readings.items() if key in accepted}
+
+
+def subset_posterior_kind(name: str, readings: Mapping[str, Any] | None = None) -> str:
+  """How model `name` infers z from a proper subset of modalities at evaluation:
+  'moe', 'poe' (PoE(S) with the prior expert) or 'poe_without_prior', following the
+  readings it was trained with (`prior_expert`, `mopoe_subset_prior`)."""
+  kind = SUBSET_POSTERIOR[name]
+  arguments = reading_arguments(name, readings)
+  if kind == "poe" and (arguments.get("prior_expert", True) is False
+                        or arguments.get("mopoe_subset_prior") == "full_only"):
+    return "poe_without_prior"
+  return kind
 
 
 def get_objective(name: str) -> Objective:

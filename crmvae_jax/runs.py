@@ -33,7 +33,7 @@ _TYPES = {cls.__name__: cls for cls in (tuple, list, str, int, float, bool, dict
 # the order it sees them in (a prefix ending in '.' covers a whole group). A run
 # resumed or evaluated with another value of any of them is another run.
 MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", "batch_size",
-                  "seed", "sweep.seeds", "sweep.betas", "mixture_estimator")
+                  "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.")
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")

@@ -371,10 +371,10 @@ def total_steps(config, num_train_examples: int) -> int:
 
 def evaluate_loss(eval_step, params, test_set, config, put, betas) -> dict:
   """The objective of every replica averaged over (at most config.eval_batches) test
-  batches; metrics [R]."""
+  batches, the same seeded random ones at every step; metrics [R]."""
   sums, count = None, 0
   for index, ids in enumerate(input_pipeline.eval_batch_ids(
-      len(test_set), config.batch_size, config.eval_batches)):
+      len(test_set), config.batch_size, config.eval_batches, seed=config.data.seed)):
     metrics = eval_step(params, put(test_set.batch(ids)), jax.random.PRNGKey(index), betas)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
     count += 1
@@ -386,9 +386,10 @@ def evaluate_loss(eval_step, params, test_set, config, put, betas) -> dict:
 
 
 def save_cross_generation(model, params, test_set, config, path, title) -> None:
-  """Writes the cross-generation grid of the first test examples to `path`."""
-  batch = test_set.batch(np.arange(min(config.figure_examples, len(test_set))))
-  kind = objectives.SUBSET_POSTERIOR[config.model]
+  """Writes the cross-generation grid of seeded random test examples to `path`."""
+  batch = test_set.batch(input_pipeline.sample_ids(len(test_set), config.figure_examples,
+                                                   config.eval.seed))
+  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   plotting.cross_generation_figure(model, params, batch, kind, data_lib.text_decoders(test_set),
                                    path, title=title)
 
@@ -583,7 +584,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   tx = create_optimizer(config)
   mesh = create_mesh(num_replicas)
   check_batch_divides(config.batch_size, mesh)
-  loss_fn = models.make_loss_fn(model, config.model, config.mixture_estimator)
+  loss_fn = models.make_loss_fn(model, config.model, config.mixture_estimator,
+                                config.get("readings"), config.data.get("text_redraw", False))
 
   states = create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds)
   states = jax.device_put(states, replica_sharding(mesh))

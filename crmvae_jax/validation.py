@@ -118,6 +118,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
   _check_choice(config, "mixture_estimator", MIXTURE_ESTIMATORS, "mixture estimator")
   _check_choice(config, "data.name", tuple(data_lib.LOADERS), "data set")
+  for name, choices in objectives.READINGS.items():
+    _check_choice(config, f"readings.{name}", choices, "reading")
   _check_number(config, "beta", 0.0)
   _check_numbers(config, "sweep.betas", 0.0, example="(0.5,1.0,2.0)")
   _check_number(config, "seed", 0, integer=True, maximum=MAX_SEED)
@@ -140,6 +142,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def _check_data(config: ml_collections.ConfigDict) -> None:
   """The data fields that some data configs have (crmvae_jax/data/*.get_data_config)."""
+  _check_choice(config, "data.text_redraw", (False, True), "text_redraw value")
   _check_number(config, "data.seed", 0, integer=True, maximum=MAX_SEED)
   _check_number(config, "data.test_fraction", 0.0, strict=True, maximum=1.0)
   if _get(config, "data.test_fraction") == 1.0:

@@ -32,6 +32,9 @@ def get_data_config() -> ml_collections.ConfigDict:
       "data_dir": config_dict.placeholder(str),
       "download": True,
       "seed": 0,
+      # Redraw each digit name's start at every training step (the reference loader's
+      # augmentation, `text.redraw_starts`) instead of once per pair.
+      "text_redraw": False,
       "multiplication": 20,
       "max_per_digit": 10000,
       # Keep a seeded random subset of the pairs (None: all), for small runs.

@@ -26,6 +26,9 @@ def get_data_config() -> ml_collections.ConfigDict:
       "seed": 0,
       # Fraction of the 5,000 digits held out as the test split.
       "test_fraction": 0.1,
+      # Redraw each digit name's start at every training step (the reference loader's
+      # augmentation, `text.redraw_starts`) instead of once per pair.
+      "text_redraw": False,
   })
 
 

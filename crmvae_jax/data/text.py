@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"\\/|_@#$%^&*~`+-=<>()[]{} \n"
@@ -103,3 +105,31 @@ def digit_texts(labels: np.ndarray, rng: np.random.Generator,
   in_name = (offsets >= 0) & (offsets < name_lengths[:, None])
   name_ids = _DIGIT_NAME_IDS[labels[:, None], np.clip(offsets, 0, _LONGEST_NAME - 1)]
   return np.where(in_name, name_ids, SPACE_ID).astype(np.int32)
+
+
+def redraw_starts(ids: jax.Array, rng: jax.Array) -> jax.Array:
+  """Moves every digit name of `ids` to a new uniformly random start, on the device.
+
+  The reference's data loader writes each name at a fresh start whenever it loads a
+  pair; `digit_texts` draws the start once per pair. Redrawing at every training step
+  (`config.data.text_redraw`) gives the reference's augmentation, so the image encoder
+  cannot learn a pair's fixed text position. Same distribution as `digit_texts`: a
+  name of n characters starts at 0..L-1-n.
+
+  Args:
+    ids: int [B, L] digit texts (one name, spaces around it).
+    rng: PRNG key.
+
+  Returns:
+    int32 [B, L]: the same names, each at its new start, space padded.
+  """
+  length = ids.shape[-1]
+  in_name = ids != SPACE_ID
+  name_lengths = jnp.sum(in_name, axis=-1)
+  old_starts = jnp.argmax(in_name, axis=-1)
+  new_starts = jax.random.randint(rng, name_lengths.shape, 0, length - name_lengths)
+  offsets = jnp.arange(length) - new_starts[:, None]
+  source = jnp.clip(old_starts[:, None] + offsets, 0, length - 1)
+  moved = jnp.take_along_axis(ids, source, axis=-1)
+  inside = (offsets >= 0) & (offsets < name_lengths[:, None])
+  return jnp.where(inside, moved, SPACE_ID).astype(jnp.int32)
