@@ -43,6 +43,7 @@ def trained_mnist(quickstart_data):
   return classifier, metadata, test_examples
 
 
+@pytest.mark.slow
 def test_mnist_classifier_learns_digits(trained_mnist):
   _, metadata, (_, test_labels) = trained_mnist
   assert metadata["num_classes"] == 10 and not metadata["multi_label"]
@@ -51,6 +52,7 @@ def test_mnist_classifier_learns_digits(trained_mnist):
   assert metadata["test_accuracy"] > 0.8  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_classifier_accepts_stored_and_displayed_images(trained_mnist):
   classifier, _, (test_images, _) = trained_mnist
   stored = test_images[:32]
@@ -58,6 +60,7 @@ def test_classifier_accepts_stored_and_displayed_images(trained_mnist):
   np.testing.assert_array_equal(classifier(stored), classifier(displayed))
 
 
+@pytest.mark.slow
 def test_text_classifier_learns_digit_names(quickstart_data):
   _, train_set, test_set, modalities = quickstart_data
   classifier, metadata = classifiers.train_classifier(
@@ -69,6 +72,7 @@ def test_text_classifier_learns_digit_names(quickstart_data):
   np.testing.assert_array_equal(predictions, [7, 2])
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
   classifier, metadata, (test_images, _) = trained_mnist

@@ -58,6 +58,7 @@ def config_files(tmp_path_factory):
   return directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, fragments", [
     (("--config.foo=1",), ("--config.foo is not a field", "did you mean --config.")),
     (("--config.lerning_rate=1e-3",), ("did you mean --config.learning_rate?",)),
@@ -83,6 +84,7 @@ def test_bad_input_is_one_line(tmp_path, args, fragments):
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, fragment", [
     ("syntax.py", "line 1: invalid syntax"),
     ("dict.py", "returned a dict, not an ml_collections.ConfigDict"),
@@ -94,6 +96,7 @@ def test_broken_config_files_are_one_line(config_files, tmp_path, name, fragment
   assert_one_line_error(completed, fragment)
 
 
+@pytest.mark.slow
 def test_workdir_that_is_a_file(tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("")
@@ -101,12 +104,14 @@ def test_workdir_that_is_a_file(tmp_path):
   assert_one_line_error(completed, f"--workdir={a_file} is a file")
 
 
+@pytest.mark.slow
 def test_batch_larger_than_the_training_set(tmp_path):
   completed = run_module("crmvae_jax.main", *QUICK, "--config.batch_size=10000",
                          f"--workdir={tmp_path}")
   assert_one_line_error(completed, "--config.batch_size=10000 is larger than the 4500 training")
 
 
+@pytest.mark.slow
 def test_overrides_apply_to_the_default_config(tmp_path):
   """`python -m crmvae_jax.main --config.FIELD=VALUE` trains the quick start, overridden."""
   completed = run_module(
@@ -150,6 +155,7 @@ def test_load_config_file_reports_in_one_sentence(config_files):
   assert cli.load_config_file("configs/polymnist.py:small").data.mnist_source == "embedded"
 
 
+@pytest.mark.slow
 def test_a_bug_keeps_its_traceback(tmp_path):
   """Only UserError becomes one line: any other exception is a bug and shows where."""
   program = textwrap.dedent(f"""
@@ -171,6 +177,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
   assert "error: a genuine bug" not in completed.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_a_workdir_without_a_run(tmp_path):
   completed = run_module("crmvae_jax.evaluate", f"--workdir={tmp_path}")
   line = assert_one_line_error(completed, "No trained run in", "python -m crmvae_jax.main")
@@ -227,6 +234,7 @@ def suggested_commands(tmp_path, celeba_workdir) -> dict[str, list[str]]:
   return {name: _command(message) for name, message in messages.items()}
 
 
+@pytest.mark.slow
 def test_every_suggested_command_parses(tmp_path, celeba_workdir):
   commands = suggested_commands(tmp_path, celeba_workdir)
   for argv in commands.values():
@@ -258,6 +266,7 @@ def test_every_module_a_message_names_is_covered(tmp_path, celeba_workdir):
   assert _modules_named_in_messages() <= covered, _modules_named_in_messages() - covered
 
 
+@pytest.mark.slow
 def test_quickstart_commands_of_the_readme_parse(tmp_path):
   runs.save_config(str(tmp_path), config_lib.quickstart_config())
   for argv in (["-m", "crmvae_jax.main", "--config.num_train_steps=60"],

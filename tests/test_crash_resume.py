@@ -19,8 +19,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from training_runs import read_checkpoint, subprocess_env
+
+pytestmark = pytest.mark.slow  # every test here trains in subprocesses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20261125

@@ -255,6 +255,7 @@ def _tiny_quickstart_config(tmp_path):
   return config
 
 
+@pytest.mark.slow
 def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")

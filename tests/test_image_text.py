@@ -170,6 +170,7 @@ def cub_sweep(cub_data, tmp_path_factory):
   return config, root, runs, beta_sweep.write_report(runs, str(root))
 
 
+@pytest.mark.slow
 def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
   config, root, runs, _ = cub_sweep
   assert [(run.results["beta"], run.results["seed"]) for run in runs] == [(0.5, 0), (2.0, 0)]
@@ -196,6 +197,7 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
   assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, *params)))
 
 
+@pytest.mark.slow
 def test_cub_sweep_writes_figure_grid_and_table(cub_sweep):
   _, root, runs, markdown = cub_sweep
   for name in (beta_sweep.FIGURE_FILE, beta_sweep.GRID_FILE, beta_sweep.TABLES_FILE):
@@ -208,6 +210,7 @@ def test_cub_sweep_writes_figure_grid_and_table(cub_sweep):
   assert [run.results for run in collected] == [run.results for run in runs]
 
 
+@pytest.mark.slow
 def test_cub_grid_texts_go_through_the_vocabulary(cub_sweep):
   config, *_ = cub_sweep
   train_set, test_set = cub.load(config.data)
@@ -236,6 +239,7 @@ def celeba_run(celeba_dir, tmp_path_factory):
   return config, workdir
 
 
+@pytest.mark.slow
 def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   config, workdir = celeba_run
   with pytest.raises(UserError, match=re.escape(f"--workdir={workdir} --train_classifier")):
@@ -258,6 +262,7 @@ def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   assert os.path.isfile(os.path.join(workdir, "eval", image_text.FIGURE_FILE))
 
 
+@pytest.mark.slow
 def test_celeba_grid_texts_and_generation(celeba_run):
   config, workdir = celeba_run
   model, params, _, test_set, _ = train.load_trained(config, workdir)

@@ -25,6 +25,8 @@ import pytest
 
 from training_runs import checkpoint_steps, read_checkpoint, subprocess_env
 
+pytestmark = pytest.mark.slow  # every test here trains in subprocesses
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 540  # per test; a cold cache on two busy cores takes about 4 minutes
 

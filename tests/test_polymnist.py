@@ -67,6 +67,7 @@ def _abbreviations(num_modalities: int) -> list[str]:
   return [f"M{m}" for m in range(num_modalities)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_modalities", [2, 5])
 def test_training_and_evaluation_run(polymnist_runs, num_modalities):
   config, root, runs = polymnist_runs[num_modalities]
@@ -94,6 +95,7 @@ def test_training_and_evaluation_run(polymnist_runs, num_modalities):
     assert os.path.isfile(sweeps.results_path(grid, workdir, replica))
 
 
+@pytest.mark.slow
 def test_the_figure_of_real_runs_is_drawn(polymnist_runs, tmp_path):
   _, _, runs = polymnist_runs[5]
   grouped = polymnist_figure2.per_subset_size(runs)

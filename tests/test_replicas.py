@@ -11,6 +11,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
@@ -40,6 +41,7 @@ def test_replica_grid_is_seeds_by_betas():
   assert train.replica_grid(tiny_config(seed=3, beta=0.1)) == ([3], [0.1])
 
 
+@pytest.mark.slow
 def test_replicas_equal_single_runs(tmp_path):
   sweep = tiny_config(seeds=(0, 1), betas=(0.5, 2.0))
   sweep_metrics = train.train_and_evaluate(sweep, str(tmp_path / "sweep"))
@@ -117,6 +119,7 @@ EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_replicas_on_eight_simulated_devices_match_one_device():
   completed = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], capture_output=True,
                              text=True, cwd=REPO, check=True)
@@ -127,6 +130,7 @@ def test_replicas_on_eight_simulated_devices_match_one_device():
   assert result["parameters"] < 1e-3  # see test_train: Adam amplifies float noise early
 
 
+@pytest.mark.slow
 def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   from crmvae_jax import sweeps
 

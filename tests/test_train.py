@@ -70,6 +70,7 @@ def quickstart_config(num_steps):
   return config
 
 
+@pytest.mark.slow
 def test_quickstart_trains_checkpoints_and_resumes_exactly(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   [first_leg] = train.train_and_evaluate(quickstart_config(1), resumed)
@@ -132,6 +133,7 @@ EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_eight_simulated_devices_match_one_device():
   completed = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], capture_output=True,
                              text=True, cwd=REPO, check=True)
@@ -163,6 +165,7 @@ def run_main(*flags):
                         text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow
 def test_main_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
   completed = run_main("--config=configs/quickstart.py", "--config.model=vae",
                        f"--workdir={tmp_path}")
@@ -171,6 +174,7 @@ def test_main_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
   assert completed.stderr.strip().splitlines()[-1].startswith("error: Unknown model 'vae'")
 
 
+@pytest.mark.slow
 def test_main_names_the_missing_data_set_and_the_flag(tmp_path):
   empty = tmp_path / "tfds"
   empty.mkdir()
@@ -235,6 +239,7 @@ def test_a_multi_step_dispatch_equals_single_steps_bit_for_bit():
                one_at_a_time.params, whole.params)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(quickstart_config(10), workdir)
@@ -248,6 +253,7 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(t
   assert step == 10 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_checkpoints_are_written_only_at_their_interval_and_the_last_step(tmp_path):
   config = quickstart_config(13)
   config.log_every_steps, config.checkpoint_every_steps, config.checkpoints_to_keep = 2, 6, 10
@@ -255,6 +261,7 @@ def test_checkpoints_are_written_only_at_their_interval_and_the_last_step(tmp_pa
   assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == [6, 12, 13]
 
 
+@pytest.mark.slow
 def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(quickstart_config(10), workdir)
@@ -268,6 +275,7 @@ def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
   train.train_and_evaluate(quickstart_config(20), workdir)  # more steps: allowed
 
 
+@pytest.mark.slow
 def test_a_second_training_on_a_locked_workdir_is_refused(tmp_path):
   with train.WorkdirLock(str(tmp_path)):
     with pytest.raises(UserError, match=f"Another training \\(pid {os.getpid()} .*\\) is "
@@ -276,6 +284,7 @@ def test_a_second_training_on_a_locked_workdir_is_refused(tmp_path):
   train.train_and_evaluate(quickstart_config(10), str(tmp_path))  # released
 
 
+@pytest.mark.slow
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
   workdir = str(tmp_path)
   train.train_and_evaluate(quickstart_config(20), workdir)
@@ -293,6 +302,7 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
   assert step == 20 and np.isfinite(resumed["train/loss"])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_says_how_to_resume(tmp_path):
   flags = [f"--workdir={tmp_path}", "--config.num_train_steps=100000",
            "--config.steps_per_dispatch=5", "--config.checkpoint_every_steps=100000",
