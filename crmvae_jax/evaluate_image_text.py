@@ -17,13 +17,14 @@ of a sweep: `DIR/replica_r/eval/...`). It measures:
   (`networks.CLASSIFIERS['image64']`, one sigmoid per attribute), and the predicted
   attributes are compared with the pair's attributes, averaged over attributes and
   pairs. The same classifier's accuracy on the real test images is its ceiling.
-- FID of images generated from text against the real images of the same pairs,
-  when `config.eval.fid` is set and the Inception weights are found (else skipped
-  with a one-sentence note of which file to provide).
+- FID of images generated from text against the real images of the same pairs
+  (`config.eval.fid_examples` of them, a seeded random choice), when
+  `config.eval.fid` is set and the Inception weights are found (else skipped with a
+  one-sentence note of which file to provide).
 
 The grid shows images generated from chosen texts: `config.eval.generation_texts`
-(the first test texts when unset), one column per text, decoded from the posterior
-mean and from `GRID_SAMPLES` samples. `--train_classifier` first trains the CelebA
+(seeded random test texts when unset), one column per text, decoded from the
+posterior mean and from `GRID_SAMPLES` samples. `--train_classifier` first trains the CelebA
 attribute classifier on the real training images and stores it with Orbax in
 `--config.eval.classifier_dir` (default `classifiers/celeba`), the same place
 `python -m crmvae_jax.classifiers` stores it; with --config=configs/celeba.py and no
@@ -46,8 +47,8 @@ import tqdm
 from absl import flags
 from matplotlib.figure import Figure
 
-from crmvae_jax import classifiers, cli, inception, metrics, models, objectives, runs, train
-from crmvae_jax import validation
+from crmvae_jax import classifiers, cli, inception, input_pipeline, metrics, models
+from crmvae_jax import objectives, runs, train, validation
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
@@ -215,11 +216,12 @@ def text_to_image_scores(
     batch_size: int, rng: jax.Array,
     classifier: Callable[[np.ndarray], np.ndarray] | None = None,
     features_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-    num_fid_examples: int = 0) -> dict[str, float]:
+    fid_ids: np.ndarray | None = None) -> dict[str, float]:
   """Scores images generated from the texts of `dataset`, batch by batch.
 
-  Images are generated and judged a batch at a time, so no more than one batch of
-  them is ever held.
+  Images are generated and judged a batch at a time, so no more than two batches of
+  them are ever held; the FID's images go to `features_fn` in whole batches (and one
+  last partial one), so its network compiles at most twice.
 
   Args:
     generate: texts -> images (`make_image_generator`); z is sampled.
@@ -231,7 +233,8 @@ def text_to_image_scores(
     rng: sampling randomness (folded with the batch index).
     classifier: optional images -> 0/1 attributes [B, K].
     features_fn: optional images -> features [B, F] for FID.
-    num_fid_examples: the first this many pairs enter the FID.
+    fid_ids: the ids of the pairs of `dataset` that enter the FID (e.g. a seeded
+      random choice, `input_pipeline.sample_ids`); None: every pair.
 
   Returns:
     With a classifier, attribute_accuracy (generated images) and
@@ -241,7 +244,22 @@ def text_to_image_scores(
   """
   correct = {"attribute_accuracy": 0, "attribute_accuracy_real": 0}
   features: dict[str, list[np.ndarray]] = {"generated": [], "real": []}
-  num_fid_examples = min(num_fid_examples, len(dataset))
+  # Images of FID pairs not yet turned into features, flushed in whole batches.
+  pending: dict[str, list[np.ndarray]] = {"generated": [], "real": []}
+  in_fid = np.zeros(len(dataset), bool)
+  in_fid[np.arange(len(dataset)) if fid_ids is None else fid_ids] = True
+
+  def flush(chunk: int) -> None:
+    """Features of the pending images, in multiples of `chunk` (1: all of them)."""
+    for kind in pending:
+      if not pending[kind]:
+        continue
+      images = np.concatenate(pending[kind])
+      count = len(images) // chunk * chunk
+      if count:
+        features[kind].append(features_fn(images[:count]))
+      pending[kind] = [images[count:]] if count < len(images) else []
+
   for index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
     batch = dataset.batch(ids)
     generated = generate(batch[text_name], jax.random.fold_in(rng, index))
@@ -250,10 +268,13 @@ def text_to_image_scores(
       correct["attribute_accuracy"] += int(np.sum(classifier(generated)[:num_valid] == labels))
       correct["attribute_accuracy_real"] += int(
           np.sum(classifier(batch[image_name])[:num_valid] == labels))
-    num_fid = min(num_valid, num_fid_examples - index * len(ids))
-    if features_fn is not None and num_fid > 0:
-      features["generated"].append(features_fn(generated[:num_fid]))
-      features["real"].append(features_fn(batch[image_name][:num_fid]))
+    chosen = in_fid[ids[:num_valid]]
+    if features_fn is not None and chosen.any():
+      pending["generated"].append(generated[:num_valid][chosen])
+      pending["real"].append(batch[image_name][:num_valid][chosen])
+      flush(len(ids))
+  if features_fn is not None:
+    flush(1)
   scores = {}
   if classifier is not None:
     num_entries = dataset.labels.size
@@ -429,7 +450,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   modalities = model.modalities
   image_index, text_index = image_and_text_indices(modalities)
   image, text = modalities[image_index], modalities[text_index]
-  kind = objectives.SUBSET_POSTERIOR[config.model]
+  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   seeds, betas = train.replica_grid(config)
   test_pairs = test_set.subset(_choose(len(test_set), config.eval.num_examples,
@@ -468,9 +489,12 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
     else:
       features_fn = lambda images: inception_features.features(images, batch_size)
   generate = make_image_generator(model, params, kind)
+  # A seeded random choice: test pairs stored in class order would give one class.
+  fid_ids = input_pipeline.sample_ids(len(test_pairs), config.eval.fid_examples,
+                                      config.eval.seed)
   results.update(text_to_image_scores(
       generate, test_pairs, image.name, text.name, batch_size, generation_rng, classifier,
-      features_fn, config.eval.fid_examples))
+      features_fn, fid_ids))
 
   eval_dir = os.path.join(train.replica_directory(config, workdir, replica), "eval")
   os.makedirs(eval_dir, exist_ok=True)
@@ -487,8 +511,8 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
 
 def chosen_texts(config: ml_collections.ConfigDict, test_set: MultimodalDataset,
                  text_name: str) -> tuple[list[str], np.ndarray]:
-  """The texts the grid generates from: `config.eval.generation_texts`, or else the
-  first `config.figure_examples` test texts.
+  """The texts the grid generates from: `config.eval.generation_texts`, or else
+  `config.figure_examples` test texts, a seeded random choice (`config.eval.seed`).
 
   Returns:
     (texts as the model reads them back, stored ids [K, L]).
@@ -497,7 +521,8 @@ def chosen_texts(config: ml_collections.ConfigDict, test_set: MultimodalDataset,
   if strings:
     text_ids = encode_texts(test_set, text_name, strings)
   else:
-    text_ids = test_set.batch(np.arange(min(config.figure_examples, len(test_set))))[text_name]
+    text_ids = test_set.batch(input_pipeline.sample_ids(
+        len(test_set), config.figure_examples, config.eval.seed))[text_name]
   decode = data_lib.text_decoders(test_set)[text_name]
   return [s.strip() for s in decode(text_ids)], text_ids
 

@@ -5,6 +5,10 @@ epoch e visits the pairs in the permutation drawn from (seed, e). A run resumed 
 step s therefore sees exactly the batches an uninterrupted run would, and replicas of
 a sweep that share a data seed share their batches. The ids are all the host computes
 during training: the data sets live on the devices (`crmvae_jax.train.DeviceData`).
+
+Test pairs are often stored in order (MNIST-SVHN-Text digit by digit), so whatever
+looks at part of a test set (the training-time test loss, figure examples) takes a
+seeded random sample of it, never its first pairs.
 """
 
 from __future__ import annotations
@@ -40,11 +44,43 @@ def train_batch_ids(num_examples: int, batch_size: int, seed: int, start_step: i
     epoch, position = epoch + 1, 0
 
 
-def eval_batch_ids(num_examples: int, batch_size: int, max_batches: int | None = None
-                   ) -> Iterator[np.ndarray]:
-  """Consecutive full batches of a test set (at most `max_batches`)."""
+def eval_batch_ids(num_examples: int, batch_size: int, max_batches: int | None = None,
+                   seed: int = 0) -> Iterator[np.ndarray]:
+  """Full batches of a test set drawn from one seeded permutation of it.
+
+  The permutation depends on `seed` alone, so every call (every evaluation along
+  training) sees the same batches and the test loss curve is comparable over steps;
+  and a test set stored in label order is still sampled across its labels.
+
+  Args:
+    num_examples: ids run 0..num_examples-1.
+    batch_size: ids per batch; the pairs left over after the last full batch of the
+      permutation are not used.
+    max_batches: at most this many batches; None: every full batch.
+    seed: the permutation's seed (training uses `config.data.seed`).
+
+  Yields:
+    ids [batch_size], distinct across batches.
+  """
   num_batches = num_examples // batch_size
   if max_batches is not None:
     num_batches = min(num_batches, max_batches)
+  permutation = np.random.default_rng(seed).permutation(num_examples)
   for index in range(num_batches):
-    yield np.arange(index * batch_size, (index + 1) * batch_size)
+    yield permutation[index * batch_size:(index + 1) * batch_size]
+
+
+def sample_ids(num_examples: int, num_wanted: int, seed: int) -> np.ndarray:
+  """A seeded random choice of min(num_wanted, num_examples) ids, sorted (-1: all).
+
+  Args:
+    num_examples: ids run 0..num_examples-1.
+    num_wanted: how many to choose; -1, or at least num_examples: all of them.
+    seed: the choice's seed; the same seed gives the same ids.
+
+  Returns:
+    Sorted distinct ids.
+  """
+  if num_wanted < 0 or num_wanted >= num_examples:
+    return np.arange(num_examples)
+  return np.sort(np.random.default_rng(seed).choice(num_examples, num_wanted, replace=False))
