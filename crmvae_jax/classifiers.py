@@ -34,6 +34,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 from absl import flags
+from flax import linen as nn
 
 from crmvae_jax import cli
 from crmvae_jax import data as data_lib
@@ -119,12 +120,36 @@ def predictions_from_logits(logits: jax.Array, multi_label: bool) -> jax.Array:
   return jnp.argmax(logits, axis=-1)
 
 
+def penultimate_features(module, params, inputs: jax.Array) -> jax.Array:
+  """The activations a classifier's last (linear) layer reads: [B, F].
+
+  Every `networks.CLASSIFIERS` network ends in Dropout (the identity at evaluation)
+  and one Dense layer; the Dropout's output is the penultimate layer (the flattened
+  ReLU features of an image classifier, the max-pooled ones of a text classifier).
+
+  Args:
+    module: a `networks.CLASSIFIERS` network.
+    params: its parameters.
+    inputs: what it reads (`network_input`).
+
+  Returns:
+    Features [B, F], float32.
+  """
+  _, state = module.apply({"params": params}, inputs,
+                          capture_intermediates=lambda m, _: isinstance(m, nn.Dropout),
+                          mutable=["intermediates"])
+  (features,) = jax.tree_util.tree_leaves(state["intermediates"])
+  return features.reshape(features.shape[0], -1)
+
+
 class Classifier:
   """A trained classifier of one modality; deterministic (no dropout).
 
   Calling it maps values [B, ...] to predicted labels ([B] classes, or [B, K] 0/1
   attributes). Values are stored uint8 images, displayed float images in [0, 1] or
   token ids [B, L]; one compiled program serves every batch of one shape.
+  `features` maps them to its penultimate-layer activations, the feature space of
+  the classifier-Frechet distance (`crmvae_jax.evaluate.model_classifier_fd`).
 
   Attributes:
     modality: what it classifies.
@@ -140,9 +165,15 @@ class Classifier:
     self.multi_label = multi_label
     self._predict = jax.jit(lambda params, values: predictions_from_logits(
         module.apply({"params": params}, network_input(modality, values)), multi_label))
+    self._features = jax.jit(lambda params, values: penultimate_features(
+        module, params, network_input(modality, values)))
 
   def __call__(self, values: np.ndarray) -> np.ndarray:
     return np.asarray(self._predict(self.params, jnp.asarray(values)))
+
+  def features(self, values: np.ndarray) -> np.ndarray:
+    """Values [B, ...] -> penultimate-layer activations [B, F] (`penultimate_features`)."""
+    return np.asarray(self._features(self.params, jnp.asarray(values)))
 
 
 class DigitNameJudge:

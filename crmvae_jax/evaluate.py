@@ -1,4 +1,5 @@
-"""Evaluation of a trained run: coherence, FID and latent probes (SPEC.md section 6).
+"""Evaluation of a trained run: coherence, FID, classifier-Frechet distance and latent
+probes (SPEC.md section 6).
 
     python -m crmvae_jax.evaluate --workdir=workdirs/mst_crmvae
 
@@ -22,8 +23,20 @@ It computes, on `config.eval.num_examples` test pairs (a seeded random choice; -
   `config.eval.fid_by_subset_size`, from conditioning subsets of every size instead
   (at most `config.eval.fid_subsets_per_size` per size), for Figure 2;
   `by_subset_size` averages any result's columns per subset size.
+- classifier-Frechet distance, always (no weights to fetch): the Frechet distance of
+  the same directions, on the same pairs and the same generated images, in the
+  feature space of the project's own classifier of the target modality (its
+  penultimate layer, `classifiers.Classifier.features`), so Table 2's comparison
+  exists on every machine. Its scale is the classifier's, not Inception's: compare
+  models judged by one set of classifiers, never with the paper's FIDs.
 - latent linear probes (Table 5): logistic regression on the posterior means of every
-  non-empty subset, trained on up to `config.eval.probe_train_examples` training pairs.
+  non-empty subset, trained on up to `config.eval.probe_train_examples` training pairs
+  (default 500, the reference code's setting).
+
+FID and the classifier-Frechet distance use `config.eval.fid_examples` of the
+evaluated pairs, a seeded random choice (`fid_pairs`), and the figure shows
+`config.figure_examples` of them, another: test pairs may be stored in label order
+(MNIST-SVHN-Text's are, digit by digit), where the first pairs all show one digit.
 
 It writes `DIR/eval/results.json`, `DIR/eval/tables.md` (Tables 1, 2 and 5 in the
 paper's layout, with the paper's rows on MNIST-SVHN-Text) and
@@ -49,7 +62,8 @@ import numpy as np
 import tqdm
 from absl import flags
 
-from crmvae_jax import classifiers, cli, evaluate_image_text, inception, metrics, models
+from crmvae_jax import classifiers, cli, evaluate_image_text, inception, input_pipeline
+from crmvae_jax import metrics, models
 from crmvae_jax import objectives, plotting, runs, tables, validation
 from crmvae_jax import data as data_lib
 from crmvae_jax import distributions as dist
@@ -66,6 +80,8 @@ GeneratePrior = Callable[[int, jax.Array], Sequence[np.ndarray]]
 Judge = Callable[[np.ndarray], np.ndarray]
 # stored batch -> posterior means [K, B, D], one row per subset.
 EncodeMeans = Callable[[dict], np.ndarray]
+# images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F].
+Features = Callable[[np.ndarray], np.ndarray]
 
 RESULTS_FILE = "results.json"
 TABLES_FILE = "tables.md"
@@ -232,15 +248,20 @@ def fid_column(source: Sequence[str], target: str) -> str:
   return f"{tables.subset_name(source)}->{target}"
 
 
-def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarray],
+def fid_scores(generate: Generate, features_fn: Features | Mapping[str, Features],
                dataset: MultimodalDataset, modalities: Sequence[Modality], batch_size: int,
                rng: jax.Array, subsets: np.ndarray | None = None) -> dict[str, float]:
   """FID of every image modality generated from every conditioning subset that leaves
   it out (Table 2: the single modalities; Figure 2: subsets of every size).
 
+  The same loop gives the classifier-Frechet distance (`model_classifier_fd`): only
+  the feature space differs, one per target modality.
+
   Args:
     generate: as in `cross_coherence`.
-    features_fn: images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F].
+    features_fn: images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F],
+      one function for every target (Inception), or a mapping from each image
+      modality's name to the function of its own feature space (its classifier).
     dataset: the test pairs; generated images of pair i are compared with the real
       images of the same pairs.
     modalities: the model's modalities, in its order.
@@ -261,11 +282,14 @@ def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarra
                 for subset_index, subset in enumerate(subsets) if not subset[target]]
   generated = {direction: [] for direction in directions}
   real = {target: [] for target in image_targets}
+  features_of = {target: (features_fn[modalities[target].name]
+                          if isinstance(features_fn, Mapping) else features_fn)
+                 for target in image_targets}
   for batch_index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
     batch = dataset.batch(ids)
     # Whole padded batches keep one shape, so the feature network compiles once.
     for target in image_targets:
-      real[target].append(features_fn(batch[modalities[target].name])[:num_valid])
+      real[target].append(features_of[target](batch[modalities[target].name])[:num_valid])
     for subset_index, subset in enumerate(subsets):
       targets = [t for s, t in directions if s == subset_index]
       if not targets:
@@ -273,7 +297,8 @@ def fid_scores(generate: Generate, features_fn: Callable[[np.ndarray], np.ndarra
       outputs = generate(subset, batch, jax.random.fold_in(
           jax.random.fold_in(rng, batch_index), subset_index))
       for target in targets:
-        generated[(subset_index, target)].append(features_fn(outputs[target])[:num_valid])
+        generated[(subset_index, target)].append(
+            features_of[target](outputs[target])[:num_valid])
   scores = {}
   for subset_index, target in directions:
     real_statistics = metrics.gaussian_statistics(np.concatenate(real[target]))
@@ -291,7 +316,7 @@ def _column_subset_size(metric: str, column: str) -> int | None:
     if column == tables.JOINT_COHERENCE_COLUMN:
       return None
     subset = column.split("<-", 1)[1]
-  elif metric == "fid":
+  elif metric in ("fid", "classifier_fd"):
     subset = column.split("->", 1)[0]
   else:
     subset = column
@@ -299,19 +324,22 @@ def _column_subset_size(metric: str, column: str) -> int | None:
 
 
 def by_subset_size(results: Mapping) -> dict[str, dict[int, float]]:
-  """Coherence, FID and latent probes of one evaluation averaged per subset size.
+  """Coherence, FID, classifier-FD and latent probes of one evaluation averaged per
+  subset size.
 
   Args:
-    results: an `evaluate` result (or any dict with 'coherence', 'fid' and 'latent'
-      sections keyed by their columns: 'M0<-M1+M2', 'M1+M2->M0', 'M0+M1').
+    results: an `evaluate` result (or any dict with 'coherence', 'fid',
+      'classifier_fd' and 'latent' sections keyed by their columns: 'M0<-M1+M2',
+      'M1+M2->M0', 'M0+M1').
 
   Returns:
-    metric ('coherence', 'fid', 'latent'; those present and not None) -> {k: mean
+    metric ('coherence', 'fid', 'classifier_fd', 'latent'; those present and not
+    None) -> {k: mean
     over the columns whose conditioning subset has k modalities}, k ascending. Joint
     coherence R has no subset and is left out.
   """
   averages = {}
-  for metric in ("coherence", "fid", "latent"):
+  for metric in ("coherence", "fid", "classifier_fd", "latent"):
     columns = results.get(metric)
     if not columns:
       continue
@@ -435,10 +463,26 @@ def _choose(num_available: int, num_wanted: int, rng: np.random.Generator) -> np
   return np.sort(rng.choice(num_available, num_wanted, replace=False))
 
 
+def fid_pairs(config: ml_collections.ConfigDict, test_pairs: MultimodalDataset
+              ) -> MultimodalDataset:
+  """The pairs FID and the classifier-Frechet distance compare: a seeded random choice
+  (`config.eval.seed`) of `config.eval.fid_examples` of `test_pairs` (all when there
+  are fewer), never the first ones, which on label-sorted data share one label."""
+  return test_pairs.subset(input_pipeline.sample_ids(
+      len(test_pairs), config.eval.fid_examples, config.eval.seed))
+
+
+def _fid_subsets_of(config: ml_collections.ConfigDict, num_modalities: int) -> np.ndarray:
+  """`fid_subsets` of `config.eval` (fid_by_subset_size, fid_subsets_per_size), drawn
+  with `config.eval.seed`."""
+  return fid_subsets(num_modalities, config.eval.fid_by_subset_size,
+                     config.eval.fid_subsets_per_size, np.random.default_rng(config.eval.seed))
+
+
 def model_fid(config: ml_collections.ConfigDict, generate: Generate,
               test_pairs: MultimodalDataset, modalities: Sequence[Modality], rng: jax.Array
               ) -> tuple[dict[str, float] | None, str | None]:
-  """`fid_scores` with Inception features on the first `config.eval.fid_examples` pairs.
+  """`fid_scores` with Inception features on the `fid_pairs` of `test_pairs`.
 
   The conditioning subsets are `fid_subsets` of `config.eval.fid_by_subset_size`
   (default False: single modalities, Table 2) and `config.eval.fid_subsets_per_size`
@@ -460,13 +504,42 @@ def model_fid(config: ml_collections.ConfigDict, generate: Generate,
     note = f"FID skipped: {error}"
     tqdm.tqdm.write(note)
     return None, note
-  fid_pairs = test_pairs.subset(np.arange(min(config.eval.fid_examples, len(test_pairs))))
-  subsets = fid_subsets(len(modalities), config.eval.fid_by_subset_size,
-                        config.eval.fid_subsets_per_size,
-                        np.random.default_rng(config.eval.seed))
   batch_size = config.eval.batch_size
   return fid_scores(generate, lambda images: inception_features.features(images, batch_size),
-                    fid_pairs, modalities, batch_size, rng, subsets), None
+                    fid_pairs(config, test_pairs), modalities, batch_size, rng,
+                    _fid_subsets_of(config, len(modalities))), None
+
+
+def model_classifier_fd(config: ml_collections.ConfigDict, generate: Generate,
+                        judges: Mapping[str, Judge], test_pairs: MultimodalDataset,
+                        modalities: Sequence[Modality], rng: jax.Array
+                        ) -> dict[str, float] | None:
+  """The classifier-Frechet distance: `fid_scores` in the feature space of each target
+  modality's own classifier (`classifiers.Classifier.features`, its penultimate layer).
+
+  The columns, pairs and generated images are FID's (`model_fid` with the same rng):
+  the `fid_pairs` of `test_pairs` and the `fid_subsets` of `config.eval`. It needs no
+  download, so it is computed whether or not FID is (`config.eval.fid` turns only
+  Inception's FID off).
+
+  Args:
+    config: the run's config (`config.eval`: fid_examples, fid_by_subset_size,
+      fid_subsets_per_size, seed).
+    generate: as in `cross_coherence`.
+    judges: modality name -> judge; every image modality's is a `classifiers.Classifier`.
+    test_pairs: the evaluated pairs.
+    modalities: the model's modalities, in its order.
+    rng: sampling randomness (FID's, so both compare the same generated images).
+
+  Returns:
+    Column ('S->M', as `fid_scores`) -> Frechet distance, or None when there is no
+    image modality to generate from another modality.
+  """
+  if len(modalities) < 2 or all(m.is_text for m in modalities):
+    return None
+  features = {m.name: judges[m.name].features for m in modalities if not m.is_text}
+  return fid_scores(generate, features, fid_pairs(config, test_pairs), modalities,
+                    config.eval.batch_size, rng, _fid_subsets_of(config, len(modalities)))
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> dict:
@@ -483,8 +556,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   Returns:
     The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
     (Table 1 columns), text_edit_distance, fid (Table 2 columns, or None with
-    fid_note saying why), latent (Table 5 columns), judges, judge_accuracy and
-    classifier_test_accuracy (per modality), and example counts.
+    fid_note saying why), classifier_fd (the same columns, `model_classifier_fd`;
+    None without an image to generate across), latent (Table 5 columns), judges,
+    judge_accuracy and classifier_test_accuracy (per modality), and example counts
+    (num_test_pairs, num_prior_samples, num_fid_pairs, num_probe_train_pairs).
 
   Raises:
     UserError: no saved config or checkpoint in `workdir`, the config describes
@@ -509,7 +584,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   judges = classifiers.load_judges(config, modalities, text_decoders, directory)
   distance_fns = {name: judge.distances for name, judge in judges.items()
                   if isinstance(judge, classifiers.DigitNameJudge)}
-  kind = objectives.SUBSET_POSTERIOR[config.model]
+  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   choice_rng = np.random.default_rng(config.eval.seed)
   test_pairs = test_set.subset(_choose(len(test_set), config.eval.num_examples, choice_rng))
@@ -528,6 +603,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       batch_size, prior_rng, distance_fns)
   text_edit_distance.update(prior_distance)
   fid, fid_note = model_fid(config, generate, test_pairs, modalities, fid_rng)
+  classifier_fd = model_classifier_fd(config, generate, judges, test_pairs, modalities,
+                                      fid_rng)
 
   results = {
       "model": config.model,
@@ -542,6 +619,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
       "text_edit_distance": text_edit_distance,
       "fid": fid,
+      "classifier_fd": classifier_fd,
+      "num_fid_pairs": len(fid_pairs(config, test_pairs)),
       "latent": latent_probes(make_encode_means(model, params, kind), probe_pairs, test_pairs,
                               modalities, batch_size),
       "judges": {name: ("levenshtein" if name in distance_fns else "classifier")
@@ -561,7 +640,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   markdown = tables_markdown([results])
   with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
     f.write(markdown)
-  figure_ids = np.arange(min(config.figure_examples, len(test_pairs)))
+  figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
+                                        config.eval.seed)
   plotting.cross_generation_figure(
       model, params, test_pairs.batch(figure_ids), kind, text_decoders,
       os.path.join(eval_dir, FIGURE_FILE),
@@ -581,7 +661,8 @@ def _by_model(runs: Sequence[dict], section: str) -> dict[str, dict[str, list[fl
 
 
 def tables_markdown(runs: Sequence[dict]) -> str:
-  """Tables 1, 2 and 5 (and the text edit distances) of evaluation results, in Markdown.
+  """Tables 1, 2 and 5 (and the text edit distances and the classifier-Frechet
+  distances) of evaluation results, in Markdown.
 
   Runs of one model (e.g. three seeds) are shown as mean ± std. On MNIST-SVHN-Text
   the paper's row follows each model it reports.
@@ -612,6 +693,12 @@ def tables_markdown(runs: Sequence[dict]) -> str:
     sections.append(tables.fid_table(fid, columns, paper=paper))
   else:
     sections.append(first["fid_note"] + "\n")
+  classifier_fd = _by_model(runs, "classifier_fd")
+  if classifier_fd:
+    columns = list(next(iter(classifier_fd.values())))
+    sections += ["## Classifier-Frechet distance (lower is better), features of the "
+                 "target's own classifier\n",
+                 tables.fid_table(classifier_fd, columns, decimals=2)]
   sections += ["## Table 5: linear classification of posterior means per input subset\n",
                tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
   judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
