@@ -1,0 +1,325 @@
+r"""The paper's claim, tested at CPU scale: learning curves, tables and an ablation.
+
+Trains CRMVAE, MVTCAE, MoPoE (sampled and stratified mixture estimates) and MVAE, three
+seeds each (one program per model: the seeds are replicas), on data that needs no
+download:
+
+- `mnist_text`: the quick start's 4,500 MNIST digits and their names (configs/quickstart.py);
+- `polymnist3`, `polymnist5`: PolyMNIST with 3 or 5 modalities built from the same
+  embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting.
+
+Every model is evaluated with `crmvae_jax.evaluate` at each budget of its data set's
+schedule (the run resumes exactly from one budget to the next), so coherence is
+measured along training. Then an ablation trains CRMVAE and MVTCAE on `mnist_text`
+with one reading or factor changed at a time (`ABLATIONS`), one seed, at the quick
+start's budget (it runs first: its results chose the quick start's defaults). Everything is resumable: a (run, budget) with results is not redone.
+
+    python -m experiments.reproduce                      # mnist_text and polymnist3, ~1.5 h
+    python -m experiments.reproduce --data=polymnist5 --noablation
+    python -m experiments.reproduce --budget_scale=10    # 10x the budgets (a GPU)
+    python -m experiments.reproduce --collect_only       # tables and figure from results
+
+Writes to --results (default experiments/results/): `reproduce.md` (the tables:
+cross-coherence, joint coherence, classifier-Frechet distance and latent probes at the
+last budget, mean +- std over seeds; the ablation), `learning_curves.png`, and
+`reproduce_curves.json` (every evaluation's headline numbers). Runs and classifiers
+live under --root (default workdirs/reproduce/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+from absl import flags
+
+from crmvae_jax import cli, evaluate, sweeps, tables, train
+from crmvae_jax import config as config_lib
+from crmvae_jax.errors import UserError
+
+from configs import polymnist as polymnist_config
+
+SEEDS = (0, 1, 2)
+# name -> config overrides (dotted fields).
+MODELS = {
+    "crmvae": {"model": "crmvae"},
+    "mvtcae": {"model": "mvtcae"},
+    "mopoe": {"model": "mopoe", "mixture_estimator": "stratified"},
+    "mopoe_sampled": {"model": "mopoe", "mixture_estimator": "sampled"},
+    "mvae": {"model": "mvae"},
+}
+# Per data set: the budgets (steps) where every model is evaluated along training, and
+# the models. PolyMNIST costs about 3x more per step on a CPU, so it runs the paper's
+# Figure 2 models only, for fewer steps.
+SCHEDULES = {
+    "mnist_text": ((525, 1050, 2100), tuple(MODELS)),
+    "polymnist3": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
+    "polymnist5": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
+}
+# One change at a time from the paper's reading, on mnist_text, seed 0, at the quick
+# start's budget.
+ABLATIONS = {
+    "paper's reading": {},
+    "no prior expert (MultiVae)": {"readings.prior_expert": False},
+    "text redrawn every step": {"data.text_redraw": True},
+    "text weight 8 (not 98)": {"likelihood_weights": (1.0, 8.0)},
+}
+ABLATION_MODELS = {  # model -> its own further changes
+    "crmvae": {"reconstruction pi/2 (MultiVae)": {"readings.crmvae_reconstruction": "pi/2"},
+               "beta 0.25": {"beta": 0.25},
+               "half the training pairs": {"data.test_fraction": 0.55}},
+    "mvtcae": {},
+}
+ABLATION_BUDGET = 1050
+CURVES_FILE = "reproduce_curves.json"
+TABLES_FILE = "reproduce.md"
+FIGURE_FILE = "learning_curves.png"
+
+_DATA = flags.DEFINE_list("data", ["mnist_text", "polymnist3"],
+                          f"Data sets, of {', '.join(SCHEDULES)}.")
+_MODELS = flags.DEFINE_list("models", None, f"Models, of {', '.join(MODELS)}; default: each "
+                            "data set's own (SCHEDULES).")
+_SEEDS = flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds (replicas of each model).")
+_SCALE = flags.DEFINE_float("budget_scale", 1.0, "Multiplies every budget (10 on a GPU).")
+_ABLATION = flags.DEFINE_bool("ablation", True, "Run the ablation on mnist_text.")
+_ROOT = flags.DEFINE_string("root", "workdirs/reproduce", "Runs and classifiers.")
+_RESULTS = flags.DEFINE_string("results", "experiments/results", "Tables, figure, curves.")
+_COLLECT_ONLY = flags.DEFINE_bool("collect_only", False, "Only tabulate and draw.")
+
+
+def data_config(name: str) -> ml_collections.ConfigDict:
+  """The CPU-sized config of data set `name` (evaluation sized for many evaluations)."""
+  if name == "mnist_text":
+    config = config_lib.quickstart_config()
+  elif name in ("polymnist3", "polymnist5"):
+    config = polymnist_config.get_config("small")
+    config.data.num_modalities = int(name[-1])
+  else:
+    raise UserError(f"Unknown data set {name!r} (--data); known: {', '.join(SCHEDULES)}.")
+  config.log_every_steps = 25
+  config.disable_progress_bar = True
+  config.eval.num_examples = 1000
+  config.eval.num_prior_samples = 1000
+  config.eval.probe_train_examples = 500
+  config.eval.fid = False  # no Inception weights offline; the classifier-Frechet distance is
+  return config
+
+
+def with_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, object]
+                   ) -> ml_collections.ConfigDict:
+  config = config.copy_and_resolve_references()
+  for field, value in overrides.items():
+    *parents, name = field.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[name] = value
+  return config
+
+
+def headline(results: dict) -> dict:
+  """The numbers a curve or table needs from one `evaluate` result."""
+  cross = [v for c, v in results["coherence"].items() if c != tables.JOINT_COHERENCE_COLUMN]
+  fd = results.get("classifier_fd") or {}
+  return {
+      "step": results["step"], "seed": results["seed"],
+      "cross_coherence": float(np.mean(cross)),
+      "joint_coherence": results["coherence"][tables.JOINT_COHERENCE_COLUMN],
+      "coherence": results["coherence"],
+      "classifier_fd": float(np.mean(list(fd.values()))) if fd else None,
+      "classifier_fd_columns": fd,
+      "latent_probe": float(np.mean(list(results["latent"].values()))),
+  }
+
+
+class Curves:
+  """Every evaluation so far, keyed by run name and step; saved after each one."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.records: list[dict] = []
+    if os.path.isfile(path):
+      with open(path) as f:
+        self.records = json.load(f)
+
+  def has(self, run: str, step: int, seed: int) -> bool:
+    return any(r["run"] == run and r["step"] == step and r["seed"] == seed for r in self.records)
+
+  def add(self, run: str, data: str, model: str, variant: str, record: dict) -> None:
+    self.records.append({"run": run, "data": data, "model": model, "variant": variant,
+                         **record})
+    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+    with open(self.path, "w") as f:
+      json.dump(self.records, f, indent=1)
+
+
+def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
+                curves: Curves, run: str, data: str, model: str, variant: str) -> None:
+  """Trains `config`'s replicas to each budget in turn and evaluates every replica there."""
+  seeds, _ = train.replica_grid(config)
+  for budget in budgets:
+    if all(curves.has(run, budget, seed) for seed in seeds):
+      continue
+    leg = config.copy_and_resolve_references()
+    leg.num_train_steps = budget
+    leg.eval_every_steps = leg.checkpoint_every_steps = budget
+    print(f"== {run}: training to step {budget}")
+    train.train_and_evaluate(leg, workdir)
+    for replica, seed in enumerate(seeds):
+      if not curves.has(run, budget, seed):
+        curves.add(run, data, model, variant, headline(evaluate.evaluate(leg, workdir, replica)))
+
+
+def run_all(data_names, model_names, seeds, scale, ablation, root, curves) -> None:
+  for data in data_names:
+    base = data_config(data)
+    base.eval.classifier_dir = os.path.join(root, "classifiers", data)
+    sweeps.ensure_classifiers(base)
+    if ablation and data == "mnist_text":  # first: it also picks the quick start's defaults
+      budget = max(1, round(ABLATION_BUDGET * scale))
+      for model in ABLATION_MODELS:
+        variants = {**ABLATIONS, **ABLATION_MODELS[model]}
+        for variant, overrides in variants.items():
+          config = with_overrides(base, {**MODELS[model], **overrides})
+          run = f"ablation/{model}/{variant}"
+          train_along(config, os.path.join(root, "ablation", model, _slug(variant)),
+                      [budget], curves, run, data, model, variant)
+    budgets, default_models = SCHEDULES[data]
+    for model in model_names or default_models:
+      config = with_overrides(base, MODELS[model])
+      config.sweep.seeds = tuple(seeds)
+      run = f"{data}/{model}"
+      train_along(config, os.path.join(root, run), [max(1, round(b * scale)) for b in budgets],
+                  curves, run, data, model, "")
+
+
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
+def _mean_std(values: Sequence[float]) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return "-"
+  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def main_records(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+  groups: dict[tuple[str, str], list[dict]] = {}
+  for record in records:
+    if not record["run"].startswith("ablation/"):
+      groups.setdefault((record["data"], record["model"]), []).append(record)
+  return groups
+
+
+def tables_markdown(records: list[dict]) -> str:
+  groups = main_records(records)
+  sections = ["# CPU-scale reproduction (experiments/reproduce.py)\n",
+              "Mean ± std over seeds at each data set's last budget; coherence is the accuracy "
+              "of the data set's own classifier on generated samples (chance 0.1); the "
+              "classifier-Frechet distance (cFD) compares generated and real test images in "
+              "the penultimate features of the target's classifier (lower is better); the "
+              "latent probe is a logistic regression on 500 training encodings.\n"]
+  for data in dict.fromkeys(d for d, _ in groups):
+    last = max(r["step"] for (d, _), rs in groups.items() if d == data for r in rs)
+    columns = None
+    rows = []
+    for (d, model), group in groups.items():
+      if d != data:
+        continue
+      final = [r for r in group if r["step"] == last]
+      columns = columns or [c for c in final[0]["coherence"]
+                            if c != tables.JOINT_COHERENCE_COLUMN]
+      rows.append([model, str(len(final))]
+                  + [_mean_std([r["coherence"][c] for r in final]) for c in columns]
+                  + [_mean_std([r["cross_coherence"] for r in final]),
+                     _mean_std([r["joint_coherence"] for r in final]),
+                     _mean_std([r["classifier_fd"] for r in final]),
+                     _mean_std([r["latent_probe"] for r in final])])
+    sections += [f"## {data}, step {last}\n",
+                 _table(["model", "seeds", *columns, "mean cross", "joint", "cFD", "probe"],
+                        rows) + "\n"]
+    steps = sorted({r["step"] for (d, _), rs in groups.items() if d == data for r in rs})
+    curve_rows = [[model] + [_mean_std([r["cross_coherence"] for r in group if r["step"] == s])
+                             for s in steps]
+                  for (d, model), group in groups.items() if d == data]
+    sections += [f"Mean cross-coherence along training ({data}):\n",
+                 _table(["model", *[f"step {s}" for s in steps]], curve_rows) + "\n"]
+  ablation = [r for r in records if r["run"].startswith("ablation/")]
+  if ablation:
+    rows = [[r["model"], r["variant"], str(r["step"])]
+            + [f"{r['coherence'][c]:.3f}" for c in r["coherence"]
+               if c != tables.JOINT_COHERENCE_COLUMN]
+            + [f"{r['joint_coherence']:.3f}",
+               "-" if r["classifier_fd"] is None else f"{r['classifier_fd']:.2f}"]
+            for r in ablation]
+    columns = [c for c in ablation[0]["coherence"] if c != tables.JOINT_COHERENCE_COLUMN]
+    sections += ["## Ablation on mnist_text (seed 0): one change at a time\n",
+                 _table(["model", "change", "step", *columns, "joint", "cFD"], rows) + "\n"]
+  return "\n".join(sections)
+
+
+def learning_curves_figure(records: list[dict], path: str) -> None:
+  """Mean cross-coherence and joint coherence against steps, a band of one std."""
+  groups = main_records(records)
+  data_names = list(dict.fromkeys(d for d, _ in groups))
+  metrics = (("cross_coherence", "mean cross-coherence"), ("joint_coherence", "joint coherence"),
+             ("classifier_fd", "classifier-Frechet distance"))
+  figure, axes = plt.subplots(len(data_names), len(metrics), squeeze=False,
+                              figsize=(4.2 * len(metrics), 3.2 * len(data_names)))
+  for row, data in enumerate(data_names):
+    for column, (key, label) in enumerate(metrics):
+      ax = axes[row, column]
+      for (d, model), group in groups.items():
+        if d != data or all(r[key] is None for r in group):
+          continue
+        steps = sorted({r["step"] for r in group})
+        values = [[r[key] for r in group if r["step"] == s and r[key] is not None] for s in steps]
+        mean = np.array([np.mean(v) for v in values])
+        std = np.array([np.std(v) for v in values])
+        ax.plot(steps, mean, marker="o", label=model)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+      ax.set_title(f"{data}: {label}", fontsize=9)
+      ax.set_xlabel("training step")
+      if key != "classifier_fd":
+        ax.axhline(0.1, color="grey", linestyle=":", linewidth=1)
+      if row == 0 and column == 0:
+        ax.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+
+
+def main() -> None:
+  unknown = sorted(set(_MODELS.value or ()) - set(MODELS))
+  if unknown:
+    raise UserError(f"Unknown models {unknown} (--models); known: {', '.join(MODELS)}.")
+  curves = Curves(os.path.join(_RESULTS.value, CURVES_FILE))
+  if not _COLLECT_ONLY.value:
+    run_all(_DATA.value, _MODELS.value, [int(s) for s in _SEEDS.value], _SCALE.value,
+            _ABLATION.value, _ROOT.value, curves)
+  if not curves.records:
+    raise UserError(f"No results in {curves.path}; run without --collect_only first.")
+  markdown = tables_markdown(curves.records)
+  with open(os.path.join(_RESULTS.value, TABLES_FILE), "w") as f:
+    f.write(markdown)
+  learning_curves_figure(curves.records, os.path.join(_RESULTS.value, FIGURE_FILE))
+  print(markdown)
+  print(f"Wrote {_RESULTS.value}/{{{TABLES_FILE}, {FIGURE_FILE}, {CURVES_FILE}}}.")
+
+
+if __name__ == "__main__":
+  cli.run(main, config=False)
