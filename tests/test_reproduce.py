@@ -1,0 +1,64 @@
+"""experiments/reproduce.py's pieces on synthetic results: tables, curves, overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crmvae_jax.errors import UserError
+from experiments import reproduce
+
+
+def record(run, model, seed, step, cross, joint, fd, variant=""):
+  return {"run": run, "data": "mnist_text", "model": model, "variant": variant, "seed": seed,
+          "step": step, "cross_coherence": float(np.mean(cross)), "joint_coherence": joint,
+          "coherence": {"R": joint, "M<-T": cross[0], "T<-M": cross[1]},
+          "classifier_fd": fd, "classifier_fd_columns": {"T->M": fd}, "latent_probe": 0.5}
+
+
+def synthetic_records():
+  records = []
+  for seed, offset in enumerate((0.0, 0.1, 0.2)):
+    for step in (10, 20):
+      records.append(record("mnist_text/crmvae", "crmvae", seed, step,
+                            (0.3 + offset, 0.5 + offset), 0.2, 30.0 + seed))
+      records.append(record("mnist_text/mvtcae", "mvtcae", seed, step, (0.4, 0.4), 0.1, 40.0))
+  records.append(record("ablation/crmvae/beta 0.25", "crmvae", 0, 20, (0.9, 0.8), 0.3, 12.5,
+                        variant="beta 0.25"))
+  return records
+
+
+def test_tables_give_mean_and_std_over_seeds_at_the_last_budget():
+  markdown = reproduce.tables_markdown(synthetic_records())
+  # crmvae M<-T over seeds: 0.3, 0.4, 0.5 -> mean 0.4, population std 0.0816
+  assert "| crmvae | 3 | 0.400 ± 0.082 | 0.600 ± 0.082 | 0.500 ± 0.082 | 0.200 ± 0.000 " \
+         "| 31.000 ± 0.816 | 0.500 ± 0.000 |" in markdown
+  assert "## mnist_text, step 20" in markdown
+  assert "| crmvae | 0.500 ± 0.082 | 0.500 ± 0.082 |" in markdown  # the curve, steps 10 and 20
+  assert "| crmvae | beta 0.25 | 20 | 0.900 | 0.800 | 0.300 | 12.50 |" in markdown
+
+
+def test_learning_curves_figure_is_a_png(tmp_path):
+  path = tmp_path / "curves.png"
+  reproduce.learning_curves_figure(synthetic_records(), str(path))
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_are_saved_after_every_evaluation_and_read_back(tmp_path):
+  curves = reproduce.Curves(str(tmp_path / "curves.json"))
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", {"step": 5, "seed": 1})
+  again = reproduce.Curves(str(tmp_path / "curves.json"))
+  assert again.has("mnist_text/crmvae", 5, 1) and not again.has("mnist_text/crmvae", 5, 0)
+
+
+def test_overrides_reach_nested_fields_and_data_sets_are_sized_for_a_cpu():
+  config = reproduce.with_overrides(reproduce.data_config("mnist_text"),
+                                    {"readings.prior_expert": False, "data.text_redraw": True,
+                                     "model": "mvtcae"})
+  assert (config.readings.prior_expert, config.data.text_redraw, config.model) == (
+      False, True, "mvtcae")
+  assert reproduce.data_config("mnist_text").readings.prior_expert  # a copy was changed
+  polymnist = reproduce.data_config("polymnist3")
+  assert polymnist.data.num_modalities == 3 and polymnist.data.mnist_source == "embedded"
+  with pytest.raises(UserError, match="Unknown data set 'svhn'"):
+    reproduce.data_config("svhn")
