@@ -21,15 +21,17 @@ values) with seeds 0, 1, 2:
     python -m experiments.beta_sweep --setting=full --config=configs/celeba.py \
         --root=workdirs/celeba_sweep
 
-For a laptop-sized run of the same config: --config.data.max_train=2000
---config.data.max_test=500 --config.num_epochs=2.
+The CPU-sized setting (`crmvae_jax.config.small`: 5 epochs of batch 128 on at most
+5,000 training and 1,000 test faces; it still needs CelebA's files):
+--config=configs/celeba.py:small.
 """
 
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import celeba
 
 
-def get_config():
+def get_config(setting: str = "full"):
+  """The paper's settings ("full") or the CPU-sized "small" ones."""
   config = config_lib.base_config()
   config.data = celeba.get_data_config()
   config.num_epochs = 200
@@ -44,4 +46,4 @@ def get_config():
       "bangs, brown hair, wavy hair, young",
       "bald, big nose, chubby, double chin, male",
   )
-  return config
+  return config_lib.apply_setting(config, setting, "configs/celeba.py")

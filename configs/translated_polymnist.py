@@ -10,4 +10,5 @@ from configs import polymnist
 
 
 def get_config(setting: str = "full"):
+  """The paper's settings ("full") or the CPU-sized "small" ones."""
   return polymnist.get_config(setting, translated=True)

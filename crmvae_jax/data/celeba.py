@@ -34,7 +34,7 @@ import numpy as np
 from ml_collections import config_dict
 from PIL import Image
 
-from crmvae_jax.data import text, tfds_arrays
+from crmvae_jax.data import text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 
 NAME = "celeba"
@@ -267,6 +267,9 @@ def _tfds_source(split: str, data_dir: str | None, download: bool):
   Preparing and its failures are `tfds_arrays`'s; the message also names the image
   directory, CelebA's other source.
   """
+  # Imported on use, so that loading configs/celeba.py does not import tensorflow_datasets.
+  from crmvae_jax.data import tfds_arrays
+
   try:
     return tfds_arrays.open_source(TFDS_NAME, split, data_dir, download)
   except DataUnavailableError as error:

@@ -34,10 +34,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 from ml_collections import config_dict
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from crmvae_jax.data import tfds_arrays
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.data.vocabulary import Vocabulary
@@ -235,6 +233,11 @@ def read_tfds_split(split: str, data_dir: str | None = None, download: bool = Tr
   Raises:
     DataUnavailableError: TFDS cannot provide the data set.
   """
+  # Imported on use, so that loading configs/cub.py does not import tensorflow_datasets.
+  import tensorflow_datasets as tfds
+
+  from crmvae_jax.data import tfds_arrays
+
   # Segmentation masks are not used: skip decoding one PNG per image.
   source = tfds_arrays.open_source(
       TFDS_NAME, split, data_dir, download,

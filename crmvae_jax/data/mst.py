@@ -18,7 +18,6 @@ from ml_collections import config_dict
 import numpy as np
 
 from crmvae_jax.data import text
-from crmvae_jax.data import tfds_arrays
 from crmvae_jax.data.base import MultimodalDataset
 
 MODALITIES = ("mnist", "svhn", "text")
@@ -90,6 +89,9 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
   Raises:
     DataUnavailableError: if MNIST or SVHN is not prepared and cannot be.
   """
+  # Imported on use, so that loading configs/mst.py does not import tensorflow_datasets.
+  from crmvae_jax.data import tfds_arrays
+
   train_rng, test_rng = np.random.default_rng(config_data.seed).spawn(2)
   splits = []
   for split, rng, max_pairs in (("train", train_rng, config_data.get("max_train_pairs")),
