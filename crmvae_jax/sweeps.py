@@ -17,13 +17,13 @@ import ml_collections
 import numpy as np
 
 from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.modalities import modalities_of
 
-# The small setting: few steps on a few thousand pairs, small evaluation samples.
+# The small setting: `crmvae_jax.config.small` (every data set shrunk the same way) for
+# a fixed number of steps, with small evaluation samples.
 SMALL_TRAIN_STEPS = 200
-SMALL_TRAIN_PAIRS = 20000
-SMALL_TEST_PAIRS = 2000
 SMALL_EVAL_EXAMPLES = 1000
 
 
@@ -31,25 +31,22 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
   """A copy of `config` shrunk to finish on a CPU; its classifiers live under `root`.
 
   Returns:
-    The shrunk copy: SMALL_TRAIN_STEPS steps, at most SMALL_TRAIN_PAIRS training and
-    SMALL_TEST_PAIRS test pairs where the data set can subsample, SMALL_EVAL_EXAMPLES
-    test pairs, prior samples, probe pairs and FID images, 2 classifier epochs.
+    `config_lib.small(config)` (its data, batch, intervals and classifier epochs) run
+    for SMALL_TRAIN_STEPS steps, with 2 classifier epochs on at most
+    `config_lib.SMALL_TRAIN_EXAMPLES` rows, and SMALL_EVAL_EXAMPLES test pairs, prior
+    samples, probe pairs and FID images. FID stays as `config` asks (the sweep tables
+    report it, or why it is missing).
   """
-  config = config.copy_and_resolve_references()
+  fid = config.eval.fid
+  config = config_lib.small(config)
   config.num_train_steps = SMALL_TRAIN_STEPS
-  config.log_every_steps = 50
-  config.eval_every_steps = SMALL_TRAIN_STEPS
-  config.checkpoint_every_steps = SMALL_TRAIN_STEPS
-  config.eval_batches = 4
-  if "max_train_pairs" in config.data:
-    config.data.max_train_pairs = SMALL_TRAIN_PAIRS
-    config.data.max_test_pairs = SMALL_TEST_PAIRS
   config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.eval.classifier_epochs = 2
-  config.eval.classifier_max_train_examples = SMALL_TRAIN_PAIRS
+  config.eval.classifier_max_train_examples = config_lib.SMALL_TRAIN_EXAMPLES
   config.eval.num_examples = SMALL_EVAL_EXAMPLES
   config.eval.num_prior_samples = SMALL_EVAL_EXAMPLES
   config.eval.probe_train_examples = SMALL_EVAL_EXAMPLES
+  config.eval.fid = fid
   config.eval.fid_examples = SMALL_EVAL_EXAMPLES
   return config
 

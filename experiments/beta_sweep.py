@@ -48,6 +48,7 @@ from matplotlib.figure import Figure
 
 from crmvae_jax import evaluate_image_text as image_text
 from crmvae_jax import classifiers, cli, tables, train
+from crmvae_jax import config as config_lib
 from crmvae_jax import runs as run_files
 from crmvae_jax.errors import UserError
 
@@ -84,12 +85,16 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
     root: the sweep's directory.
 
   Returns:
-    The shrunk copy: SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE pairs, at most
+    The small setting of every config (`config_lib.small`) cut down to a check of the
+    pipeline: SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE pairs, at most
     SMALL_TRAIN_IMAGES training and SMALL_TEST_IMAGES test images, SMALL_EVAL_EXAMPLES
-    evaluated test pairs and FID images, a 2-epoch attribute classifier. These
-    fields replace any command-line value.
+    evaluated test pairs and FID images, a 2-epoch attribute classifier. FID stays as
+    `config` asks (the sweep plots it, or says why it is missing). A smaller data size
+    on the command line is kept; every other field here replaces its command-line value.
   """
-  config = config.copy_and_resolve_references()
+  fid = config.eval.fid
+  config = config_lib.small(config)
+  config_lib.limit_data(config, SMALL_TRAIN_IMAGES, SMALL_TEST_IMAGES)
   config.num_train_steps = SMALL_TRAIN_STEPS
   config.batch_size = SMALL_BATCH_SIZE
   config.log_every_steps = 5
@@ -97,14 +102,13 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
   config.checkpoint_every_steps = SMALL_TRAIN_STEPS
   config.eval_batches = 1
   config.figure_examples = 4
-  config.data.max_train = SMALL_TRAIN_IMAGES
-  config.data.max_test = SMALL_TEST_IMAGES
   config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.eval.classifier_epochs = 2
   config.eval.classifier_batch_size = 64
   config.eval.classifier_max_train_examples = SMALL_TRAIN_IMAGES
   config.eval.batch_size = 50
   config.eval.num_examples = SMALL_EVAL_EXAMPLES
+  config.eval.fid = fid
   config.eval.fid_examples = SMALL_EVAL_EXAMPLES
   return config
 

@@ -4,9 +4,9 @@ Full (the config as written: 100 epochs of MNIST-SVHN-Text per run; for GPUs):
 
   python -m experiments.mst_tables --setting=full --root=workdirs/mst_tables
 
-Small (the same pipeline shrunk to finish on a laptop CPU: 200 steps per run on at
-most 20,000 training pairs, evaluation on 1,000 test pairs; offline with the
-quick-start data):
+Small (the same pipeline shrunk to finish on a laptop CPU, `sweeps.small_setting`: 200
+steps per run of the config's small setting, so at most 5,000 training pairs, and
+evaluation on 1,000 test pairs; offline with the quick-start data):
 
   python -m experiments.mst_tables --setting=small --config=configs/quickstart.py
 

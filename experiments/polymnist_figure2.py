@@ -110,14 +110,14 @@ def small_figure_setting(config: ml_collections.ConfigDict, root: str,
     batch_size: tuples per step.
 
   Returns:
-    A copy on the embedded MNIST digits with `train_steps` steps of `batch_size`,
+    A copy on the embedded MNIST digits (the small setting of every config,
+    `crmvae_jax.config.small`) with `train_steps` steps of `batch_size`,
     sampled mixture expectations (MoPoE's stratified estimator would decode all
     2^M - 1 subsets every step), SMALL_CLASSIFIER_EPOCHS classifier epochs in batches
     of SMALL_CLASSIFIER_BATCH_SIZE, and SMALL_EVAL_EXAMPLES test tuples, prior samples
     and probe tuples.
   """
   config = sweeps.small_setting(config, root)
-  config.data.mnist_source = "embedded"
   config.batch_size = batch_size
   config.num_train_steps = train_steps
   config.eval_every_steps = train_steps

@@ -10,7 +10,8 @@ evaluated (`crmvae_jax.evaluate`), and one results table is printed and written 
 `<root>/sweep.md`: per model and beta, mean ± std over seeds of the joint coherence,
 the mean cross-coherence, the mean latent-probe accuracy and the test loss, followed by
 the full coherence tables per beta. `--setting=small` shrinks every run to finish on a
-CPU (e.g. with `--config=configs/quickstart.py`, offline); `--collect_only` tabulates
+CPU (`crmvae_jax.sweeps.small_setting`: 200 steps of the config's small setting; e.g.
+with `--config=configs/quickstart.py`, offline); `--collect_only` tabulates
 existing results. A run that was interrupted resumes from its checkpoint.
 """
 
