@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import tabulate
 
 MODEL_NAMES = ("mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
                "mvtcae_rescale", "crmvae")
@@ -39,6 +40,13 @@ FID_COLUMNS = ("S->M", "M->S")
 
 # Shown for a result or paper value that a table has no number for.
 _MISSING = "-"
+
+# GitHub Markdown as these tables have always been written: cells unpadded, a `|---|`
+# rule under the header (tabulate's own "github" format pads every column to its width).
+_MARKDOWN = tabulate.TableFormat(
+    lineabove=None, linebelowheader=lambda widths, _: "|---" * len(widths) + "|",
+    linebetweenrows=None, linebelow=None, headerrow=tabulate.DataRow("|", "|", "|"),
+    datarow=tabulate.DataRow("|", "|", "|"), padding=1, with_header_hide=None)
 
 Number = float | Sequence[float]
 Results = Mapping[str, Mapping[str, Number]]
@@ -161,6 +169,12 @@ def _ordered_models(models: Sequence[str]) -> list[str]:
   return known + [model for model in models if model not in MODEL_NAMES]
 
 
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """A Markdown table of string cells, '| a | b |' rows, ending in a newline."""
+  return tabulate.tabulate(rows, headers=list(header), tablefmt=_MARKDOWN,
+                           disable_numparse=True, stralign=None, numalign=None) + "\n"
+
+
 def markdown_table(results: Results, columns: Sequence[str],
                    paper_values: Mapping[str, Mapping[str, float]] | None = None,
                    decimals: int = 2) -> str:
@@ -179,17 +193,15 @@ def markdown_table(results: Results, columns: Sequence[str],
   Returns:
     The table, lines joined by newlines, ending in a newline.
   """
-  lines = ["| model | " + " | ".join(columns) + " |",
-           "|---" * (len(columns) + 1) + "|"]
+  rows = []
   for model in _ordered_models(list(results)):
     display_name = DISPLAY_NAMES.get(model, model)
-    cells = [format_value(results[model].get(column), decimals) for column in columns]
-    lines.append(f"| {display_name} | " + " | ".join(cells) + " |")
+    rows.append([display_name] + [format_value(results[model].get(column), decimals)
+                                  for column in columns])
     if paper_values is not None and model in paper_values:
-      paper_cells = [format_value(paper_values[model].get(column), decimals)
-                     for column in columns]
-      lines.append(f"| {display_name} (paper) | " + " | ".join(paper_cells) + " |")
-  return "\n".join(lines) + "\n"
+      rows.append([f"{display_name} (paper)"] + [
+          format_value(paper_values[model].get(column), decimals) for column in columns])
+  return markdown(["model", *columns], rows)
 
 
 def _paper_values_for(paper_table: Mapping[str, Mapping[str, float]],
