@@ -27,6 +27,11 @@ or mixture posterior). With a mask, pi_m = 1/(|S|+1) over the observed set S.
 Notation follows SPEC.md: q(z|X) = PoE(all observed) with the prior expert,
 q~_m = PoE({m}) = p q_m, pi_m = 1/(M+1) for m = 0..M.
 
+The paper's identities that SPEC.md section 2 names: Lemma 1 (`mvtcae` is an ELBO with
+a dynamic prior), Lemma 2 (with a mixture posterior, `mvtcae` >= `mmjsd`), and Eq. 8
+(Appendix D) and Eq. 9 (Appendix E), identities in expectation; Eq. 8's 1/2 on the
+reconstruction is what CRMVAE's pi replaces (`crmvae`, `mvtcae_rescale`).
+
 Readings. Where the paper leaves a choice open and the reference implementations
 differ, the objective takes it as a keyword argument whose default is the paper's
 reading (`READINGS`; `config.readings` sets them, `reading_arguments` picks an
@@ -35,8 +40,10 @@ objective's own):
 - `prior_expert` (mvae, mmjsd_poe, mvtcae, mvtcae_rescale, crmvae): the N(0, I) expert
   inside q(z|X) and q~_m (paper, SPEC.md section 1) or not (MultiVae: q~_m = q_m).
 - `crmvae_reconstruction`: CRMVAE's reconstruction coefficient, "pi" on both terms (the
-  paper's section 4) or "pi/2" (MultiVae's 1/(2(M+1)); the same optimum as beta doubled).
-- `mvtcae_rescale_factor`: "2pi" (the maths of appendix H) or "pi/2" (its text).
+  paper's section 4: from Eq. 8's 1/2 to pi_m) or "pi/2" (MultiVae's 1/(2(M+1)); the
+  same optimum as beta doubled).
+- `mvtcae_rescale_factor`: "2pi" (the maths of appendix H: CRMVAE's reconstruction is 2
+  pi times MVTCAE's in expectation, by Eq. 8) or "pi/2" (its text).
 - `mopoe_subset_prior`: the prior expert in "every" subset's PoE (paper) or in the
   "full_only" set's (the MoPoE authors' code).
 - `mmjsd_prior_in_mixture`: MMJSD's reconstruction mixture over q_1..q_M (paper) or
@@ -346,8 +353,9 @@ def mvtcae_rescale(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   """MVTCAE with its reconstruction rescaled by 2 pi (paper appendix H).
 
   L = 2 pi E_{q(z|X)}[sum_m l_m] - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m):
-  2 pi is the factor by which CRMVAE's pi replaces the 1/2 of Eq. 8
-  (`mvtcae_rescale_factor="pi/2"`: the factor as appendix H's text writes it).
+  2 pi is the factor by which CRMVAE's pi replaces the 1/2 of Eq. 8 (Appendix D), so
+  that in expectation the reconstruction is CRMVAE's (`mvtcae_rescale_factor="pi/2"`:
+  the factor as appendix H's text writes it).
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
@@ -365,6 +373,8 @@ def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   L = pi E_{q(z|X)}[sum_m l_m] + sum_{m=1..M} pi_m E_{q~_m}[l_m]
       - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m),  q~_0 = p.
 
+  The paper's section 4 takes the coefficient from the 1/2 of Eq. 8 (Appendix D, an
+  identity in expectation) to pi_m, on the joint and on every unimodal reconstruction.
   `crmvae_reconstruction="pi/2"` halves both reconstruction coefficients (MultiVae's
   1/(2(M+1))), which has the optimum of beta doubled.
   """
