@@ -13,6 +13,8 @@ every data set.
 
 from __future__ import annotations
 
+import copy
+
 import ml_collections
 
 from crmvae_jax.errors import UserError
@@ -168,7 +170,9 @@ def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   SMALL_TEST_EXAMPLES test examples (`limit_data`). MNIST-SVHN-Text, CUB and CelebA
   still need their downloaded data.
   """
-  config = config.copy_and_resolve_references()
+  # A deep copy keeps the None placeholders' types (copy_and_resolve_references drops
+  # them), so --config.FIELD=VALUE still parses on the small config.
+  config = copy.deepcopy(config)
   config.num_epochs = SMALL_EPOCHS
   config.batch_size = SMALL_BATCH_SIZE
   config.log_every_steps = SMALL_LOG_EVERY_STEPS

@@ -144,3 +144,14 @@ def test_loading_a_config_imports_no_tensorflow_datasets():
                              cwd=REPO, timeout=120)
   assert completed.returncode == 0, completed.stderr
   assert completed.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_small_keeps_the_placeholder_types(config_file):
+  """Unset fields keep their types, so --config.FIELD=VALUE overrides parse on `:small`."""
+  full, small = load(config_file), load(config_file, "small")
+  assert small.eval.get_type("classifier_dir") is str
+  assert small.get_type("likelihood_weights") is tuple
+  for key in full.data.keys():
+    if small.data[key] is None:
+      assert small.data.get_type(key) is full.data.get_type(key), key
