@@ -21,8 +21,8 @@ from crmvae_jax.errors import UserError
 
 SETTINGS = ("full", "small")
 
-# The small setting (`small`): about the size of the quick start, which trains 5 epochs
-# of 4,500 digits in minutes on a laptop CPU.
+# The small setting (`small`): minutes on a laptop CPU, e.g. 5 epochs of the 4,500
+# embedded digits (about 180 steps).
 SMALL_EPOCHS = 5
 SMALL_BATCH_SIZE = 128
 SMALL_LOG_EVERY_STEPS = 20
