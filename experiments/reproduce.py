@@ -82,16 +82,6 @@ CURVES_FILE = "reproduce_curves.json"
 TABLES_FILE = "reproduce.md"
 FIGURE_FILE = "learning_curves.png"
 
-_DATA = flags.DEFINE_list("data", ["mnist_text", "polymnist3"],
-                          f"Data sets, of {', '.join(SCHEDULES)}.")
-_MODELS = flags.DEFINE_list("models", None, f"Models, of {', '.join(MODELS)}; default: each "
-                            "data set's own (SCHEDULES).")
-_SEEDS = flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds (replicas of each model).")
-_SCALE = flags.DEFINE_float("budget_scale", 1.0, "Multiplies every budget (10 on a GPU).")
-_ABLATION = flags.DEFINE_bool("ablation", True, "Run the ablation on mnist_text.")
-_ROOT = flags.DEFINE_string("root", "workdirs/reproduce", "Runs and classifiers.")
-_RESULTS = flags.DEFINE_string("results", "experiments/results", "Tables, figure, curves.")
-_COLLECT_ONLY = flags.DEFINE_bool("collect_only", False, "Only tabulate and draw.")
 
 
 def data_config(name: str) -> ml_collections.ConfigDict:
@@ -303,23 +293,39 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
   plt.close(figure)
 
 
+def define_flags() -> None:
+  """The command line's flags; defined only when run, so importing this module next to
+  other experiments (tests do) defines no clashing --models or --seeds."""
+  flags.DEFINE_list("data", ["mnist_text", "polymnist3"], f"Data sets, of {', '.join(SCHEDULES)}.")
+  flags.DEFINE_list("models", None, f"Models, of {', '.join(MODELS)}; default: each data set's "
+                    "own (SCHEDULES).")
+  flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds (replicas of each model).")
+  flags.DEFINE_float("budget_scale", 1.0, "Multiplies every budget (10 on a GPU).")
+  flags.DEFINE_bool("ablation", True, "Run the ablation on mnist_text.")
+  flags.DEFINE_string("root", "workdirs/reproduce", "Runs and classifiers.")
+  flags.DEFINE_string("results", "experiments/results", "Tables, figure, curves.")
+  flags.DEFINE_bool("collect_only", False, "Only tabulate and draw.")
+
+
 def main() -> None:
-  unknown = sorted(set(_MODELS.value or ()) - set(MODELS))
+  options = flags.FLAGS
+  unknown = sorted(set(options.models or ()) - set(MODELS))
   if unknown:
     raise UserError(f"Unknown models {unknown} (--models); known: {', '.join(MODELS)}.")
-  curves = Curves(os.path.join(_RESULTS.value, CURVES_FILE))
-  if not _COLLECT_ONLY.value:
-    run_all(_DATA.value, _MODELS.value, [int(s) for s in _SEEDS.value], _SCALE.value,
-            _ABLATION.value, _ROOT.value, curves)
+  curves = Curves(os.path.join(options.results, CURVES_FILE))
+  if not options.collect_only:
+    run_all(options.data, options.models, [int(s) for s in options.seeds], options.budget_scale,
+            options.ablation, options.root, curves)
   if not curves.records:
     raise UserError(f"No results in {curves.path}; run without --collect_only first.")
   markdown = tables_markdown(curves.records)
-  with open(os.path.join(_RESULTS.value, TABLES_FILE), "w") as f:
+  with open(os.path.join(options.results, TABLES_FILE), "w") as f:
     f.write(markdown)
-  learning_curves_figure(curves.records, os.path.join(_RESULTS.value, FIGURE_FILE))
+  learning_curves_figure(curves.records, os.path.join(options.results, FIGURE_FILE))
   print(markdown)
-  print(f"Wrote {_RESULTS.value}/{{{TABLES_FILE}, {FIGURE_FILE}, {CURVES_FILE}}}.")
+  print(f"Wrote {options.results}/{{{TABLES_FILE}, {FIGURE_FILE}, {CURVES_FILE}}}.")
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, config=False)
