@@ -251,6 +251,7 @@ def test_preprocess_resizes_and_scales():
   np.testing.assert_allclose(resized[0], resized[-1])
 
 
+@pytest.mark.slow
 def test_inception_features_batches_and_grayscale(random_variables):
   extractor = inception.InceptionFeatures(random_variables)
   gray_images = np.random.default_rng(7).uniform(size=(3, 28, 28, 1)).astype(np.float32)
@@ -265,6 +266,7 @@ def test_inception_features_batches_and_grayscale(random_variables):
   np.testing.assert_allclose(features, direct, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_weights_file_round_trip(random_variables, converter, tmp_path):
   state_dict = _torch_state_dict(random_variables)
   state_dict["fc.weight"] = np.zeros((1008, 2048), np.float32)

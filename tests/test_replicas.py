@@ -66,6 +66,7 @@ def test_replicas_equal_single_runs(tmp_path):
                           "cross_generation_00000008.png")
 
 
+@pytest.mark.slow
 def test_every_replica_has_the_gradient_of_its_single_run():
   config = tiny_config()
   train_set, _ = data_lib.load(config.data)
