@@ -11,7 +11,7 @@ port must give the same 2048-d pool3 features. No torch and no network are neede
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import pathlib
 
@@ -33,13 +33,9 @@ def golden():
 
 @pytest.fixture(scope="module")
 def converter():
-  """experiments/convert_inception_weights.py, imported from its file (it defines absl
-  flags, so a module-scoped import of its own)."""
-  path = _REPO_ROOT / "experiments" / "convert_inception_weights.py"
-  spec = importlib.util.spec_from_file_location("convert_inception_weights_golden", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """experiments/convert_inception_weights.py, the import test_metrics.py shares (the
+  module defines absl flags, which may be defined once per process)."""
+  return importlib.import_module("experiments.convert_inception_weights")
 
 
 def test_golden_file_is_small_and_what_the_generator_writes(golden):

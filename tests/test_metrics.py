@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
-import pathlib
 
 import chex
 import jax
@@ -16,20 +15,13 @@ from crmvae_jax import inception, metrics
 from crmvae_jax.data.base import DataUnavailableError
 from crmvae_jax.errors import UserError
 
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def converter():
-  """experiments/ is a folder of scripts, not a package: import the file itself.
-
-  Imported once per module, since it defines absl flags.
-  """
-  path = _REPO_ROOT / "experiments" / "convert_inception_weights.py"
-  spec = importlib.util.spec_from_file_location("convert_inception_weights", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """experiments/convert_inception_weights.py, imported as a package module: it defines
+  absl flags, so every test file must share one import of it (test_inception_golden.py
+  uses it too; loading the file again would define its flags twice)."""
+  return importlib.import_module("experiments.convert_inception_weights")
 
 
 # ---------------------------------------------------------------------------------
