@@ -14,6 +14,7 @@ from crmvae_jax import evaluate, evaluate_image_text, input_pipeline, train
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.modalities import modalities_of
+from test_evaluate import _pooled_features  # stand-in features [B, 16]
 
 PER_DIGIT = 30
 NUM_PAIRS = 10 * PER_DIGIT
@@ -37,17 +38,6 @@ def sorted_digits():
 
 def _num_digits(labels) -> int:
   return len(np.unique(np.concatenate([np.ravel(l) for l in labels])))
-
-
-def _pooled_features(images: np.ndarray) -> np.ndarray:
-  """Stand-in features: 4x4 average-pooled grey levels [B, 16]."""
-  images = np.asarray(images, np.float64)
-  if images.max() > 1.0:
-    images = images / 255.0
-  grey = images.mean(axis=-1)
-  size = grey.shape[1] // 4 * 4
-  grey = grey[:, :size, :size]
-  return grey.reshape(len(grey), 4, size // 4, 4, size // 4).mean(axis=(2, 4)).reshape(-1, 16)
 
 
 class _RecordingModel:
