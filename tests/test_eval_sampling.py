@@ -11,10 +11,8 @@ import pytest
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import evaluate, evaluate_image_text, input_pipeline, train
-from crmvae_jax.data import quickstart, text
-from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
-from test_evaluate import _pooled_features  # stand-in features [B, 16]
+from crmvae_jax.data import quickstart
+from test_evaluate import _pooled_features, mst_of_digits
 
 PER_DIGIT = 30
 NUM_PAIRS = 10 * PER_DIGIT
@@ -27,13 +25,7 @@ def sorted_digits():
   ids = np.concatenate([np.flatnonzero(labels == digit)[:PER_DIGIT] for digit in range(10)])
   images, labels = images[ids], labels[ids]
   assert np.all(np.diff(labels) >= 0)
-  svhn = np.repeat(np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))), 3, axis=-1)
-  arrays = {"mnist": images, "svhn": svhn,
-            "text": text.digit_texts(labels, np.random.default_rng(0))}
-  dataset = MultimodalDataset(
-      modalities=("mnist", "svhn", "text"), arrays=arrays,
-      indices={name: np.arange(NUM_PAIRS) for name in arrays}, labels=labels)
-  return dataset, modalities_of("mst", dataset)
+  return mst_of_digits(images, labels)
 
 
 def _num_digits(labels) -> int:

@@ -28,13 +28,18 @@ def digits():
   images, labels = quickstart.embedded_mnist()
   # The embedded digits are sorted by class; a random choice balances the classes.
   ids = np.random.default_rng(0).choice(len(labels), NUM_PAIRS, replace=False)
-  images, labels = images[ids], labels[ids]
+  return mst_of_digits(images[ids], labels[ids])
+
+
+def mst_of_digits(images: np.ndarray, labels: np.ndarray):
+  """(dataset, modalities): MNIST-SVHN-Text pairs of `images`, 'svhn' being each digit
+  padded to 32x32x3 and 'text' its name."""
   svhn = np.repeat(np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))), 3, axis=-1)
   arrays = {"mnist": images, "svhn": svhn,
             "text": text.digit_texts(labels, np.random.default_rng(0))}
   dataset = MultimodalDataset(
       modalities=("mnist", "svhn", "text"), arrays=arrays,
-      indices={name: np.arange(NUM_PAIRS) for name in arrays}, labels=labels)
+      indices={name: np.arange(len(labels)) for name in arrays}, labels=labels)
   return dataset, modalities_of("mst", dataset)
 
 
