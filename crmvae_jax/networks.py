@@ -196,8 +196,35 @@ def _swap_channels(kernel: jax.Array) -> jax.Array:
   return jnp.swapaxes(kernel, -1, -2)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+  """`conv_reference` computed on XLA's fast paths, forward and backward.
+
+  Two shapes are matrix products and are computed as one: a 1-tap stride-1 layer
+  (y = x kernel[0] at every position), and a window that covers the whole unpadded input
+  (one output position: y = flatten(x) flatten(kernel), the encoders' last layers).
+  Every other layer is `_general_conv`.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out].
+    stride: stride s.
+    padding: zero padding p on both sides of every spatial axis.
+
+  Returns:
+    [B, *spatial', C_out], equal to `conv_reference(x, kernel, stride, padding)`.
+  """
+  num_spatial = x.ndim - 2
+  size = kernel.shape[0]
+  if size == 1 and stride == 1 and padding == 0:
+    return x @ kernel.reshape(kernel.shape[-2:])
+  if padding == 0 and all(length == size for length in x.shape[1:-1]):
+    y = x.reshape(x.shape[0], -1) @ kernel.reshape(-1, kernel.shape[-1])
+    return y.reshape((x.shape[0],) + (1,) * num_spatial + (kernel.shape[-1],))
+  return _general_conv(x, kernel, stride, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _general_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
   """`conv_reference` with a backward pass that stays on XLA's fast CPU paths.
 
   The forward pass is the strided convolution itself. Autodiff would write its input
@@ -233,7 +260,7 @@ def _conv_bwd(stride, padding, residuals, y_grad):
   return x_grad, kernel_vjp(y_grad)[0]
 
 
-conv.defvjp(_conv_fwd, _conv_bwd)
+_general_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _check_output_padding(stride: int, output_padding: int) -> None:
@@ -243,8 +270,36 @@ def _check_output_padding(stride: int, output_padding: int) -> None:
         f'output_padding must be in [0, stride); got {output_padding} with stride {stride}.')
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv_transpose(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+    output_padding: int) -> jax.Array:
+  """`conv_transpose_reference` on XLA's fast paths, forward and backward.
+
+  A layer with one input position and no padding (the decoders' first layers, 1 -> k)
+  is a matrix product: y[b, j, o] = sum_c x[b, c] kernel[j, c, o]. Every other layer is
+  `_general_conv_transpose`.
+
+  Args:
+    x: input [B, *spatial, C_in], one or two spatial axes.
+    kernel: [*k, C_in, C_out]; entry [j, c, o] is PyTorch's weight[c, o, j].
+    stride: stride s.
+    padding: PyTorch's `padding` p.
+    output_padding: PyTorch's `output_padding`, in [0, s).
+
+  Returns:
+    [B, *spatial', C_out], equal to `conv_transpose_reference` with the same arguments.
+  """
+  _check_output_padding(stride, output_padding)
+  num_spatial = x.ndim - 2
+  if padding == 0 and output_padding == 0 and all(length == 1 for length in x.shape[1:-1]):
+    size, in_features, features = kernel.shape[0], kernel.shape[-2], kernel.shape[-1]
+    y = x.reshape(x.shape[0], in_features) @ jnp.moveaxis(kernel, -2, 0).reshape(in_features, -1)
+    return y.reshape((x.shape[0],) + (size,) * num_spatial + (features,))
+  return _general_conv_transpose(x, kernel, stride, padding, output_padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _general_conv_transpose(
     x: jax.Array, kernel: jax.Array, stride: int, padding: int,
     output_padding: int) -> jax.Array:
   """`conv_transpose_reference` without input-dilated convolutions.
@@ -287,7 +342,7 @@ def _conv_transpose_bwd(stride, padding, output_padding, residuals, y_grad):
   return x_grad, _swap_channels(kernel_vjp(x)[0])
 
 
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+_general_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 class TorchDense(nn.Module):
