@@ -212,19 +212,32 @@ def expected_log_likelihoods(
     [M, B] per-modality log-likelihood estimates.
   """
 
-  def decode_shared(z):  # z [B, D], decoded by every modality
-    return log_likelihood_fn(jnp.broadcast_to(z, (num_modalities,) + z.shape))
+  def shared(z):  # z [..., B, D] -> [..., M, B, D]: decoded by every modality
+    return jnp.broadcast_to(z[..., None, :, :], z.shape[:-2] + (num_modalities,) + z.shape[-2:])
 
   if isinstance(posterior, Gaussian):
-    return decode_shared(posterior.sample(rng))
+    return log_likelihood_fn(shared(posterior.sample(rng)))
   if mixture_estimator == "sampled":
-    return decode_shared(posterior.sample(rng))
+    return log_likelihood_fn(shared(posterior.sample(rng)))
   if mixture_estimator != "stratified":
     raise ValueError(
         f"mixture_estimator must be 'stratified' or 'sampled', got {mixture_estimator!r}.")
   component_samples = posterior.components.sample(rng)  # [K, B, D]
-  per_component = jax.vmap(decode_shared)(component_samples)  # [K, M, B]
+  per_component = decode_stack(log_likelihood_fn, shared(component_samples))  # [K, M, B]
   return jnp.einsum("kb,kmb->mb", posterior.weights, per_component)
+
+
+def decode_stack(log_likelihood_fn: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Array:
+  """`log_likelihood_fn` over a stack of latents: z [K, M, B, D] -> [K, M, B].
+
+  Calls `log_likelihood_fn.stacked(z)` where the function has one (the model's, which
+  folds the K stacks into the batch, so every decoder runs once on K B examples), and
+  otherwise `jax.vmap(log_likelihood_fn)(z)`, which any function of [M, B, D] allows.
+  Both give the same numbers; the fold is the fast one for networks, whose vmapped
+  convolution gradients XLA computes one stack at a time.
+  """
+  stacked = getattr(log_likelihood_fn, "stacked", None)
+  return stacked(z) if stacked is not None else jax.vmap(log_likelihood_fn)(z)
 
 
 def laplace_log_likelihood(x: jax.Array, loc: jax.Array, scale: float = LAPLACE_SCALE) -> jax.Array:

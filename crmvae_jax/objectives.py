@@ -118,14 +118,20 @@ def _validated(posteriors: Gaussian, mask: jax.Array | None, beta) -> jax.Array:
 def _checked(log_likelihood_fn: LogLikelihoodFn, num_modalities: int, batch: int):
   """Wraps log_likelihood_fn so a wrong output shape fails at trace time, by name."""
 
-  def checked_fn(z):
-    log_likelihoods = log_likelihood_fn(z)
-    if jnp.shape(log_likelihoods) != (num_modalities, batch):
+  def checked(fn, z, expected):
+    log_likelihoods = fn(z)
+    if jnp.shape(log_likelihoods) != expected:
       raise ValueError(
-          f"log_likelihood_fn must map latents {jnp.shape(z)} to [M, B] = "
-          f"{(num_modalities, batch)}; got {jnp.shape(log_likelihoods)}.")
+          f"log_likelihood_fn must map latents {jnp.shape(z)} to {expected}; "
+          f"got {jnp.shape(log_likelihoods)}.")
     return log_likelihoods
 
+  def checked_fn(z):
+    return checked(log_likelihood_fn, z, (num_modalities, batch))
+
+  stacked = getattr(log_likelihood_fn, "stacked", None)
+  if stacked is not None:
+    checked_fn.stacked = lambda z: checked(stacked, z, (z.shape[0], num_modalities, batch))
   return checked_fn
 
 
@@ -182,9 +188,18 @@ def _joint_reconstruction(joint: Gaussian, log_likelihood_fn, rng, mask) -> jax.
   return jnp.where(mask, log_likelihoods, 0.0)
 
 
-def _unimodal_reconstruction(unimodal: Gaussian, log_likelihood_fn, rng, mask) -> jax.Array:
-  """l_m(z_m), z_m ~ q~_m: each modality decodes its own sample, masked: [M, B]."""
-  return jnp.where(mask, log_likelihood_fn(unimodal.sample(rng)), 0.0)
+def _joint_and_unimodal_reconstructions(
+    joint: Gaussian, unimodal: Gaussian, log_likelihood_fn, rng, mask
+) -> tuple[jax.Array, jax.Array]:
+  """l_m(z), z ~ q(z|X) shared by every modality, and l_m(z_m), z_m ~ q~_m, each
+  modality decoding its own sample; masked, [M, B] each. Both are decoded in one call
+  (`distributions.decode_stack`)."""
+  joint_rng, unimodal_rng = jax.random.split(rng)
+  z_joint = jnp.broadcast_to(joint.sample(joint_rng), unimodal.mean.shape)
+  z = jnp.stack([z_joint, unimodal.sample(unimodal_rng)])  # [2, M, B, D]
+  joint_log_likelihoods, unimodal_log_likelihoods = jnp.where(
+      mask, dist.decode_stack(log_likelihood_fn, z), 0.0)
+  return joint_log_likelihoods, unimodal_log_likelihoods
 
 
 def _mixture_reconstruction(mixture, log_likelihood_fn, rng, mask, mixture_estimator):
@@ -205,13 +220,11 @@ def mvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None, mixture_estimat
   """
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
-  joint_rng, unimodal_rng = jax.random.split(rng)
   prior = _prior_like(posteriors)
   joint = _joint(posteriors, mask, prior_expert)
   unimodal = _unimodal(posteriors, prior_expert)
-  joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
-  unimodal_log_likelihoods = _unimodal_reconstruction(
-      unimodal, log_likelihood_fn, unimodal_rng, mask)
+  joint_log_likelihoods, unimodal_log_likelihoods = _joint_and_unimodal_reconstructions(
+      joint, unimodal, log_likelihood_fn, rng, mask)
   reconstruction = jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
   kl = dist.kl_divergence(joint, prior) + jnp.sum(
       jnp.where(mask, dist.kl_divergence(unimodal, prior), 0.0), axis=0)
@@ -381,12 +394,10 @@ def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   del mixture_estimator
   mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
   _check_reading("crmvae_reconstruction", crmvae_reconstruction)
-  joint_rng, unimodal_rng = jax.random.split(rng)
   joint = _joint(posteriors, mask, prior_expert)
   unimodal = _unimodal(posteriors, prior_expert)
-  joint_log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, joint_rng, mask)
-  unimodal_log_likelihoods = _unimodal_reconstruction(
-      unimodal, log_likelihood_fn, unimodal_rng, mask)
+  joint_log_likelihoods, unimodal_log_likelihoods = _joint_and_unimodal_reconstructions(
+      joint, unimodal, log_likelihood_fn, rng, mask)
   coefficient = _pi(mask) * (1.0 if crmvae_reconstruction == "pi" else 0.5)
   reconstruction = coefficient * jnp.sum(joint_log_likelihoods + unimodal_log_likelihoods, axis=0)
   kl = _coordination_kl(joint, unimodal, mask)
