@@ -62,3 +62,20 @@ def test_overrides_reach_nested_fields_and_data_sets_are_sized_for_a_cpu():
   assert polymnist.data.num_modalities == 3 and polymnist.data.mnist_source == "embedded"
   with pytest.raises(UserError, match="Unknown data set 'svhn'"):
     reproduce.data_config("svhn")
+
+
+@pytest.mark.parametrize("seeds_in_turn", [False, True])
+def test_seeds_train_as_replicas_or_in_turn(monkeypatch, tmp_path, seeds_in_turn):
+  legs = []
+  monkeypatch.setattr(reproduce.sweeps, "ensure_classifiers", lambda config: None)
+  monkeypatch.setattr(reproduce, "train_along",
+                      lambda config, workdir, budgets, *args: legs.append(
+                          (tuple(config.sweep.seeds), config.model,
+                           workdir.replace(str(tmp_path), ""), budgets)))
+  reproduce.run_all(["polymnist3"], ["crmvae"], [0, 1, 2], 0.5, False, str(tmp_path),
+                    reproduce.Curves(str(tmp_path / "curves.json")), seeds_in_turn)
+  if seeds_in_turn:
+    assert legs == [((seed,), "crmvae", f"/polymnist3/crmvae/seed_{seed}", [150, 300])
+                    for seed in (0, 1, 2)]
+  else:
+    assert legs == [((0, 1, 2), "crmvae", "/polymnist3/crmvae", [150, 300])]
