@@ -1,0 +1,93 @@
+"""Imports flow one way: from the command lines down to the pure core, never back up.
+
+Every module of the package sits in one layer; a module may import modules of its own
+layer or of layers below it. A new module must be given a layer here.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = "crmvae_jax"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
+
+# Lowest first.
+LAYERS = (
+    # Pure functions and plain helpers: no model, data set or flag knowledge.
+    ("foundation", {"errors", "xla_setup", "distributions", "networks", "metrics", "tables",
+                    "input_pipeline", "runs", "data.text", "data.vocabulary"}),
+    ("objectives", {"objectives"}),
+    ("data", {"data", "data.base", "data.tfds_arrays", "data.mst", "data.quickstart",
+              "data.polymnist", "data.cub", "data.celeba"}),
+    ("model", {"modalities", "models", "inception"}),
+    ("configuration", {"config", "validation", "cli"}),
+    ("training", {"train", "classifiers", "plotting"}),
+    ("evaluation", {"evaluate", "evaluate_image_text", "sweeps"}),
+    ("entry points", {"main"}),
+)
+LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def package_modules() -> dict[str, str]:
+  """Dotted name below the package ('data.base', 'models', ...) -> file path."""
+  modules = {}
+  for directory, _, files in os.walk(ROOT):
+    for name in files:
+      if name.endswith(".py"):
+        path = os.path.join(directory, name)
+        relative = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+        relative = relative.removesuffix(".__init__").removesuffix("__init__")
+        if relative:
+          modules[relative] = path
+  return modules
+
+
+def imports_of(path: str, known: set[str]) -> set[str]:
+  """The package's modules that the file at `path` imports."""
+  found = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+      base = node.module[len(PACKAGE) + 1:]
+      for alias in node.names:
+        candidate = f"{base}.{alias.name}" if base else alias.name
+        found.add(candidate if candidate in known else base)
+    elif isinstance(node, ast.Import):
+      for alias in node.names:
+        if alias.name.startswith(PACKAGE + "."):
+          found.add(alias.name[len(PACKAGE) + 1:])
+  return found - {""}
+
+
+def test_every_module_has_a_layer():
+  assert sorted(set(package_modules()) - set(LAYER_OF)) == []
+
+
+def test_no_module_imports_a_higher_layer():
+  modules = package_modules()
+  upward = []
+  for module, path in modules.items():
+    for imported in imports_of(path, set(modules)):
+      if LAYER_OF.get(imported, -1) > LAYER_OF.get(module, -1):
+        upward.append(f"{module} ({LAYERS[LAYER_OF[module]][0]}) imports {imported} "
+                      f"({LAYERS[LAYER_OF[imported]][0]})")
+  assert upward == []
+
+
+@pytest.mark.parametrize("module", ["distributions", "networks", "objectives", "metrics"])
+def test_the_pure_core_imports_no_data_flags_or_io(module):
+  path = package_modules()[module]
+  imported = imports_of(path, set(package_modules()))
+  assert imported <= {"distributions", "errors"}
+  source = open(path).read()
+  for word in ("absl", "orbax", "tensorflow_datasets", "matplotlib", "open("):
+    assert word not in source, f"{module} uses {word}"
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+  # The rule above can fail: a core module importing the training loop is caught.
+  path = tmp_path / "fake.py"
+  path.write_text("from crmvae_jax import train\nimport crmvae_jax.data.base\n")
+  assert imports_of(str(path), set(package_modules())) == {"train", "data.base"}
