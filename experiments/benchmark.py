@@ -12,7 +12,8 @@ Tables (Markdown, on whatever devices JAX sees):
    Mixture objectives are measured with both estimators (`mopoe:sampled`). Where the
    peer's venv exists (`. ../shared/peer/venv.sh`, or --peer_python), MultiVae's
    examples/s for crmvae, mvtcae and mopoe (sampled subsets, as MultiVae does) are
-   measured in the same run, one after the other, with the ratio.
+   measured in the same run, taking turns for --rounds rounds, with the ratio of the
+   medians.
 2. replicas: R = 1, 2, 4, 8 replicas (seeds) of one model trained by one jitted step,
    against R single runs one after another: the speedup of one program.
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
@@ -64,6 +65,8 @@ flags.DEFINE_list("replicas", ["1", "2", "4", "8"], "Replica counts R.")
 flags.DEFINE_list("num_modalities", ["2", "3", "4", "5"], "PolyMNIST modality counts M.")
 flags.DEFINE_integer("batch_size", 256, "Examples per step (per replica).")
 flags.DEFINE_integer("steps", 20, "Timed steps after compilation.")
+flags.DEFINE_integer("rounds", 3, "Objectives table: timed rounds per side, taking turns with "
+                     "MultiVae; medians are reported.")
 
 LEARNING_RATE = 5e-4
 
@@ -97,33 +100,48 @@ def memory_figure(compiled) -> str:
   return f"{total / 2**20:.0f} MiB compiled"
 
 
+class Program:
+  """One replicated train step of `objective`, compiled, with its state: `seconds_per_step`
+  times calls of it (the state carries over, as in training)."""
+
+  def __init__(self, objective: str, data_name: str, num_replicas: int, batch_size: int,
+               num_modalities: int = 3, mixture_estimator: str = "stratified"):
+    data_name, dataset = random_data(data_name, num_modalities)
+    latent_dim = 32 if data_name == "mst" else 512
+    model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
+    tx = optax.adam(LEARNING_RATE)
+    mesh = train.create_mesh(num_replicas)
+    self.batch = device_batch(dataset, batch_size)
+    self.states = jax.device_put(
+        train.create_replica_states(model, tx, self.batch, list(range(num_replicas))),
+        train.replica_sharding(mesh))
+    self.betas = jax.device_put(jnp.ones(num_replicas), train.replica_sharding(mesh))
+    loss_fn = models.make_loss_fn(model, objective, mixture_estimator)
+    step = jax.jit(train.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
+    start = time.perf_counter()
+    self.compiled = step.lower(self.states, self.batch, self.betas).compile()
+    self.compile_seconds = time.perf_counter() - start
+    self.examples_per_step = num_replicas * batch_size
+    self.memory = memory_figure(self.compiled)
+    self.seconds_per_step(1)  # warm-up
+
+  def seconds_per_step(self, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      self.states, metrics = self.compiled(self.states, self.batch, self.betas)
+    jax.block_until_ready(metrics)
+    return (time.perf_counter() - start) / steps
+
+
 def measure(objective: str, data_name: str, num_replicas: int, batch_size: int, steps: int,
             num_modalities: int = 3, mixture_estimator: str = "stratified") -> dict:
   """Compile time, seconds per step and memory of one replicated train step."""
-  data_name, dataset = random_data(data_name, num_modalities)
-  latent_dim = 32 if data_name == "mst" else 512
-  model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
-  tx = optax.adam(LEARNING_RATE)
-  mesh = train.create_mesh(num_replicas)
-  batch = device_batch(dataset, batch_size)
-  states = jax.device_put(train.create_replica_states(model, tx, batch, list(range(num_replicas))),
-                          train.replica_sharding(mesh))
-  betas = jax.device_put(jnp.ones(num_replicas), train.replica_sharding(mesh))
-  loss_fn = models.make_loss_fn(model, objective, mixture_estimator)
-  step = jax.jit(train.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
-  start = time.perf_counter()
-  compiled = step.lower(states, batch, betas).compile()
-  compile_seconds = time.perf_counter() - start
-  states, metrics = compiled(states, batch, betas)  # warm-up
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(steps):
-    states, metrics = compiled(states, batch, betas)
-  jax.block_until_ready(metrics)
-  seconds_per_step = (time.perf_counter() - start) / steps
-  return {"compile_s": compile_seconds, "step_s": seconds_per_step,
-          "examples_per_s": num_replicas * batch_size / seconds_per_step,
-          "memory": memory_figure(compiled)}
+  program = Program(objective, data_name, num_replicas, batch_size, num_modalities,
+                    mixture_estimator)
+  seconds_per_step = program.seconds_per_step(steps)
+  return {"compile_s": program.compile_seconds, "step_s": seconds_per_step,
+          "examples_per_s": program.examples_per_step / seconds_per_step,
+          "memory": program.memory}
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -151,25 +169,46 @@ def peer_examples_per_s(names: list[str]) -> dict[str, float]:
 
 
 def objectives_table() -> None:
+  """Per objective: compile time, examples/s and memory, beside MultiVae's examples/s.
+
+  Both sides are timed --rounds times, taking turns (MultiVae's whole run, then each of
+  ours), so that a change in the machine's load hits both; each figure is the median of
+  its rounds, and the ratio is the ratio of the medians.
+  """
   peer_names = [PEER_MODELS[name] for name in FLAGS.models if name in PEER_MODELS]
-  peer = peer_examples_per_s(peer_names)  # first: MultiVae runs alone on the machine
-  rows = []
+  programs = {}
   for name in FLAGS.models:
     objective, _, estimator = name.partition(":")
-    result = measure(objective, "mst", 1, FLAGS.batch_size, FLAGS.steps,
-                     mixture_estimator=estimator or "stratified")
-    row = [name, f"{result['compile_s']:.1f}", f"{result['examples_per_s']:.0f}",
-           f"{1e3 * result['step_s']:.1f}", result["memory"]]
+    programs[name] = Program(objective, "mst", 1, FLAGS.batch_size,
+                             mixture_estimator=estimator or "stratified")
+  ours = {name: [] for name in FLAGS.models}
+  peer_rounds = {}
+  for _ in range(FLAGS.rounds):
+    for peer_name, figure in peer_examples_per_s(peer_names).items():
+      peer_rounds.setdefault(peer_name, []).append(figure)
+    for name, program in programs.items():
+      ours[name].append(program.examples_per_step / program.seconds_per_step(FLAGS.steps))
+  peer = {name: float(np.median(figures)) for name, figures in peer_rounds.items()}
+  rows = []
+  for name, program in programs.items():
+    examples_per_s = float(np.median(ours[name]))
+    row = [name, f"{program.compile_seconds:.1f}", f"{examples_per_s:.0f}",
+           f"{1e3 * program.examples_per_step / examples_per_s:.1f}", program.memory]
     peer_figure = peer.get(PEER_MODELS.get(name, ""))
     if peer:
-      row += ([f"{peer_figure:.0f}", f"{result['examples_per_s'] / peer_figure:.2f}x"]
+      row += ([f"{peer_figure:.0f}", f"{examples_per_s / peer_figure:.2f}x"]
               if peer_figure else ["", ""])
     rows.append(row)
   header = ["model", "compile s", "examples/s", "ms/step", "memory"]
   if peer:
     header += ["MultiVae examples/s", "ratio"]
-  print_table(f"Objectives, MNIST-SVHN-Text networks, batch {FLAGS.batch_size}, latent 32", header,
-              rows)
+  print_table(f"Objectives, MNIST-SVHN-Text networks, batch {FLAGS.batch_size}, latent 32; "
+              f"medians of {FLAGS.rounds} rounds", header, rows)
+  if peer:
+    print("\nPer round (examples/s): " + "; ".join(
+        f"{name} {' '.join(f'{v:.0f}' for v in figures)}"
+        for name, figures in {**{f"MultiVae {k}": v for k, v in peer_rounds.items()},
+                              **ours}.items()))
 
 
 def replicas_table() -> None:
