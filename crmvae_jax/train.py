@@ -22,7 +22,7 @@ import shutil
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -39,6 +39,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from crmvae_jax import data as data_lib
 from crmvae_jax import input_pipeline, models, objectives, plotting, runs, validation
 from crmvae_jax.errors import UserError
+from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.modalities import Modality, modalities_of
 
 
@@ -330,7 +331,18 @@ def restore_latest(manager: ocp.CheckpointManager, abstract, quarantine: bool = 
   return None
 
 
-def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int = 0):
+class TrainedRun(NamedTuple):
+  """What `load_trained` gives: a trained replica and its data."""
+
+  model: models.MultimodalVAE
+  params: Any
+  train_set: MultimodalDataset
+  test_set: MultimodalDataset
+  step: int
+
+
+def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int = 0
+                 ) -> TrainedRun:
   """The data, model and latest parameters of a run trained in `workdir`.
 
   Args:
@@ -339,7 +351,7 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
     replica: which replica of a sweep (see `replica_grid`); 0 for a single run.
 
   Returns:
-    (model, params, train_set, test_set, step).
+    A `TrainedRun` (model, params, train_set, test_set, step).
 
   Raises:
     UserError: with the command that trains it, if `workdir` has no readable checkpoint.
@@ -360,7 +372,7 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
         f"No readable checkpoint in {os.path.abspath(workdir)}; train one first with: "
         f"python -m crmvae_jax.main --config=CONFIG --workdir={workdir}")
   state = jax.tree.map(lambda x: x[replica], states)
-  return model, state.params, train_set, test_set, int(state.step)
+  return TrainedRun(model, state.params, train_set, test_set, int(state.step))
 
 
 def total_steps(config, num_train_examples: int) -> int:

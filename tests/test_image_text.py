@@ -193,7 +193,7 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
     assert os.path.isfile(os.path.join(run.eval_dir, image_text.FIGURE_FILE))
   # One program trained both betas, into different parameters.
   sweep_config = beta_sweep.model_config(config, "crmvae", [0.5, 2.0], [0])
-  params = [train.load_trained(sweep_config, workdir, replica)[1] for replica in (0, 1)]
+  params = [train.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
   assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, *params)))
 
 

@@ -254,7 +254,8 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(t
                      r"lower --config.learning_rate \(now 1e\+08\)"):
     train.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
-  _, params, _, _, step = train.load_trained(quickstart_config(10), workdir)
+  trained = train.load_trained(quickstart_config(10), workdir)
+  params, step = trained.params, trained.step
   assert step == 10 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
@@ -298,12 +299,12 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(max(0, os.path.getsize(f.name) // 2))
-  _, _, _, _, step = train.load_trained(quickstart_config(20), workdir)
+  step = train.load_trained(quickstart_config(20), workdir).step
   assert step == 10
   [resumed] = train.train_and_evaluate(quickstart_config(20), workdir)
   assert "checkpoint 20" in capsys.readouterr().out
   assert os.listdir(os.path.join(workdir, "unreadable_checkpoints"))
-  _, _, _, _, step = train.load_trained(quickstart_config(20), workdir)
+  step = train.load_trained(quickstart_config(20), workdir).step
   assert step == 20 and np.isfinite(resumed["train/loss"])
 
 
