@@ -70,6 +70,7 @@ from crmvae_jax import distributions as dist
 from crmvae_jax import train
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
+from crmvae_jax.input_pipeline import padded_batches
 from crmvae_jax.modalities import Modality
 
 # (subset mask [M], stored batch, rng) -> displayed outputs, one per modality.
@@ -90,23 +91,6 @@ FIGURE_FILE = "cross_generation.png"
 
 IMAGE_TEXT_DATA = ("cub", "celeba")
 
-
-def padded_batches(num_examples: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-  """Example ids in batches of one size (the last padded by repeating its last id).
-
-  One shape means one compiled program; callers keep the first `num_valid` results.
-
-  Args:
-    num_examples: ids run 0..num_examples-1.
-    batch_size: ids per batch (capped at num_examples).
-
-  Yields:
-    (ids [batch_size], num_valid).
-  """
-  batch_size = max(1, min(batch_size, num_examples))
-  for start in range(0, num_examples, batch_size):
-    ids = np.arange(start, min(start + batch_size, num_examples))
-    yield np.pad(ids, (0, batch_size - len(ids)), mode="edge"), len(ids)
 
 
 def coherence_subsets(num_modalities: int) -> np.ndarray:
@@ -238,7 +222,8 @@ def fid_subsets(num_modalities: int, by_subset_size: bool, subsets_per_size: int
   sizes = subsets.sum(axis=1)
   if not by_subset_size:
     return subsets[sizes == 1]
-  chosen = [subsets[sizes == size][_choose(int(np.sum(sizes == size)), subsets_per_size, rng)]
+  chosen = [subsets[sizes == size][
+                input_pipeline.sample_ids(int(np.sum(sizes == size)), subsets_per_size, rng)]
             for size in range(1, num_modalities)]
   return np.concatenate(chosen)
 
@@ -456,12 +441,6 @@ def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeM
   return encode_means
 
 
-def _choose(num_available: int, num_wanted: int, rng: np.random.Generator) -> np.ndarray:
-  """A seeded random choice of min(num_wanted, num_available) ids (-1: all), sorted."""
-  if num_wanted < 0 or num_wanted >= num_available:
-    return np.arange(num_available)
-  return np.sort(rng.choice(num_available, num_wanted, replace=False))
-
 
 def fid_pairs(config: ml_collections.ConfigDict, test_pairs: MultimodalDataset
               ) -> MultimodalDataset:
@@ -587,9 +566,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   choice_rng = np.random.default_rng(config.eval.seed)
-  test_pairs = test_set.subset(_choose(len(test_set), config.eval.num_examples, choice_rng))
+  test_pairs = test_set.subset(
+      input_pipeline.sample_ids(len(test_set), config.eval.num_examples, choice_rng))
   probe_pairs = train_set.subset(
-      _choose(len(train_set), config.eval.probe_train_examples, choice_rng))
+      input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
   coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
   generate = make_generate(model, params, kind)
 

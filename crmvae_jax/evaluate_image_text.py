@@ -54,6 +54,7 @@ from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.distributions import Gaussian
 from crmvae_jax.errors import UserError
+from crmvae_jax.input_pipeline import padded_batches
 from crmvae_jax.modalities import Modality, modalities_of
 
 IMAGE_TEXT_DATA = ("cub", "celeba")
@@ -196,19 +197,6 @@ def make_image_generator(model: models.MultimodalVAE, params, kind: str) -> Gene
 
   return generate
 
-
-def padded_batches(num_examples: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-  """Example ids in batches of one size (the last padded by repeating its last id).
-
-  One shape means one compiled program; callers keep the first `num_valid` results.
-
-  Yields:
-    (ids [min(batch_size, num_examples)], num_valid).
-  """
-  batch_size = max(1, min(batch_size, num_examples))
-  for start in range(0, num_examples, batch_size):
-    ids = np.arange(start, min(start + batch_size, num_examples))
-    yield np.pad(ids, (0, batch_size - len(ids)), mode="edge"), len(ids)
 
 
 def text_to_image_scores(
@@ -411,12 +399,6 @@ def _load_attribute_classifier(config: ml_collections.ConfigDict, image: Modalit
   return classifiers.load_classifier(config, image, directory), metadata
 
 
-def _choose(num_available: int, num_wanted: int, rng: np.random.Generator) -> np.ndarray:
-  """A seeded random choice of min(num_wanted, num_available) ids (-1: all), sorted."""
-  if num_wanted < 0 or num_wanted >= num_available:
-    return np.arange(num_available)
-  return np.sort(rng.choice(num_available, num_wanted, replace=False))
-
 
 def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
                         replica: int = 0) -> dict:
@@ -453,8 +435,8 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   seeds, betas = train.replica_grid(config)
-  test_pairs = test_set.subset(_choose(len(test_set), config.eval.num_examples,
-                                       np.random.default_rng(config.eval.seed)))
+  test_pairs = test_set.subset(
+      input_pipeline.sample_ids(len(test_set), config.eval.num_examples, config.eval.seed))
   generation_rng, grid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed))
   tqdm.tqdm.write(f"Evaluating {config.model} (seed {seeds[replica]}, beta "
                   f"{betas[replica]:g}) on {config.data.name} at step {step}: "

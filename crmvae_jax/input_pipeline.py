@@ -70,17 +70,38 @@ def eval_batch_ids(num_examples: int, batch_size: int, max_batches: int | None =
     yield permutation[index * batch_size:(index + 1) * batch_size]
 
 
-def sample_ids(num_examples: int, num_wanted: int, seed: int) -> np.ndarray:
+def sample_ids(num_examples: int, num_wanted: int,
+               seed: int | np.random.Generator) -> np.ndarray:
   """A seeded random choice of min(num_wanted, num_examples) ids, sorted (-1: all).
 
   Args:
     num_examples: ids run 0..num_examples-1.
     num_wanted: how many to choose; -1, or at least num_examples: all of them.
-    seed: the choice's seed; the same seed gives the same ids.
+    seed: the choice's seed (the same seed gives the same ids), or a generator to draw
+      from (successive choices from one generator differ).
 
   Returns:
     Sorted distinct ids.
   """
   if num_wanted < 0 or num_wanted >= num_examples:
     return np.arange(num_examples)
-  return np.sort(np.random.default_rng(seed).choice(num_examples, num_wanted, replace=False))
+  rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+  return np.sort(rng.choice(num_examples, num_wanted, replace=False))
+
+
+def padded_batches(num_examples: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+  """Example ids in batches of one size (the last padded by repeating its last id).
+
+  One shape means one compiled program; callers keep the first `num_valid` results.
+
+  Args:
+    num_examples: ids run 0..num_examples-1.
+    batch_size: ids per batch (capped at num_examples).
+
+  Yields:
+    (ids [min(batch_size, num_examples)], num_valid).
+  """
+  batch_size = max(1, min(batch_size, num_examples))
+  for start in range(0, num_examples, batch_size):
+    ids = np.arange(start, min(start + batch_size, num_examples))
+    yield np.pad(ids, (0, batch_size - len(ids)), mode="edge"), len(ids)

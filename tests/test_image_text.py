@@ -22,6 +22,7 @@ from PIL import Image
 from configs import celeba as celeba_config
 from configs import cub as cub_config
 from crmvae_jax import evaluate_image_text as image_text
+from crmvae_jax import input_pipeline
 from crmvae_jax import metrics, train
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
 from crmvae_jax.distributions import Gaussian
@@ -68,7 +69,7 @@ def test_opposite_and_orthogonal_unimodal_means():
 
 
 def test_padded_batches_cover_every_example_once():
-  batches = list(image_text.padded_batches(7, 3))
+  batches = list(input_pipeline.padded_batches(7, 3))
   assert [valid for _, valid in batches] == [3, 3, 1]
   np.testing.assert_array_equal(batches[-1][0], [6, 6, 6])
   np.testing.assert_array_equal(np.concatenate([ids[:n] for ids, n in batches]), np.arange(7))
