@@ -52,6 +52,7 @@ objective's own):
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import numbers
 from typing import Any, Callable, Mapping, Protocol
@@ -404,20 +405,31 @@ def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "mvae": mvae,
-    "mmvae": mmvae,
-    "mopoe": mopoe,
-    "mmjsd": mmjsd,
-    "mmjsd_poe": mmjsd_poe,
-    "mvtcae": mvtcae,
-    "mvtcae_rescale": mvtcae_rescale,
-    "crmvae": crmvae,
-}
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """What a model is, in one place: its objective, how it infers z from a proper subset
+  of the modalities at evaluation (SPEC.md section 6: "poe", PoE(S) with the prior
+  expert, or "moe", the uniform mixture of the q_m in S), and its name in tables."""
 
-# How each model infers z from a subset of modalities at evaluation (SPEC.md section 6).
-SUBSET_POSTERIOR = {
-    name: ("moe" if name in ("mmvae", "mmjsd") else "poe") for name in OBJECTIVES}
+  objective: Objective
+  subset_posterior: str
+  display_name: str
+
+
+# Every model, in the paper's table order.
+MODELS: dict[str, Model] = {
+    "mvae": Model(mvae, "poe", "MVAE"),
+    "mmvae": Model(mmvae, "moe", "MMVAE"),
+    "mopoe": Model(mopoe, "poe", "MoPoE-VAE"),
+    "mmjsd": Model(mmjsd, "moe", "MMJSD"),
+    "mmjsd_poe": Model(mmjsd_poe, "poe", "MMJSD-PoE"),
+    "mvtcae": Model(mvtcae, "poe", "MVTCAE"),
+    "mvtcae_rescale": Model(mvtcae_rescale, "poe", "MVTCAE (rescale)"),
+    "crmvae": Model(crmvae, "poe", "CRMVAE"),
+}
+OBJECTIVES: dict[str, Objective] = {name: model.objective for name, model in MODELS.items()}
+SUBSET_POSTERIOR = {name: model.subset_posterior for name, model in MODELS.items()}
+DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
 
 
 def reading_arguments(name: str, readings: Mapping[str, Any] | None) -> dict[str, Any]:

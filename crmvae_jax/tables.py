@@ -20,19 +20,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tabulate
 
-MODEL_NAMES = ("mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
-               "mvtcae_rescale", "crmvae")
+from crmvae_jax import objectives
 
-DISPLAY_NAMES = {
-    "mvae": "MVAE",
-    "mmvae": "MMVAE",
-    "mopoe": "MoPoE-VAE",
-    "mmjsd": "MMJSD",
-    "mmjsd_poe": "MMJSD-PoE",
-    "mvtcae": "MVTCAE",
-    "mvtcae_rescale": "MVTCAE (rescale)",
-    "crmvae": "CRMVAE",
-}
+# The paper's order and names, from the model registry (`objectives.MODELS`).
+MODEL_NAMES = tuple(objectives.MODELS)
+DISPLAY_NAMES = objectives.DISPLAY_NAMES
 
 MST_MODALITIES = ("M", "S", "T")
 JOINT_COHERENCE_COLUMN = "R"

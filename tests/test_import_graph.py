@@ -17,9 +17,10 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lowest first.
 LAYERS = (
     # Pure functions and plain helpers: no model, data set or flag knowledge.
-    ("foundation", {"errors", "xla_setup", "distributions", "networks", "metrics", "tables",
+    ("foundation", {"errors", "xla_setup", "distributions", "networks", "metrics",
                     "input_pipeline", "runs", "data.text", "data.vocabulary"}),
-    ("objectives", {"objectives"}),
+    # The objectives and the model registry (`objectives.MODELS`); tables name models by it.
+    ("objectives", {"objectives", "tables"}),
     ("data", {"data", "data.base", "data.tfds_arrays", "data.mst", "data.quickstart",
               "data.polymnist", "data.cub", "data.celeba"}),
     ("model", {"modalities", "models", "inception"}),

@@ -14,7 +14,7 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from crmvae_jax import distributions as dist
-from crmvae_jax import objectives
+from crmvae_jax import objectives, tables
 from crmvae_jax.distributions import Gaussian
 
 NAMES = tuple(objectives.OBJECTIVES)
@@ -308,3 +308,16 @@ def test_unknown_objective_lists_known_ones():
   with pytest.raises(ValueError, match="'vae'.*mvae, mmvae, mopoe, mmjsd, mmjsd_poe, mvtcae, "
                                        "mvtcae_rescale, crmvae"):
     objectives.get_objective("vae")
+
+
+def test_the_model_registry_is_the_one_source_of_model_facts():
+  assert list(objectives.MODELS) == ["mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
+                                     "mvtcae_rescale", "crmvae"]
+  assert {name for name, m in objectives.MODELS.items() if m.subset_posterior == "moe"} == {
+      "mmvae", "mmjsd"}
+  assert all(m.subset_posterior in ("poe", "moe") for m in objectives.MODELS.values())
+  assert tables.MODEL_NAMES == tuple(objectives.MODELS)
+  assert tables.DISPLAY_NAMES["mopoe"] == "MoPoE-VAE"
+  for name, m in objectives.MODELS.items():
+    assert objectives.get_objective(name) is m.objective
+    assert objectives.subset_posterior_kind(name) == m.subset_posterior
