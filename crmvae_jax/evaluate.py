@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +90,6 @@ FIGURE_FILE = "cross_generation.png"
 
 
 IMAGE_TEXT_DATA = ("cub", "celeba")
-
 
 
 def coherence_subsets(num_modalities: int) -> np.ndarray:
@@ -439,7 +438,6 @@ def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeM
     return np.asarray(means(params, {m.name: batch[m.name] for m in modalities}))
 
   return encode_means
-
 
 
 def fid_pairs(config: ml_collections.ConfigDict, test_pairs: MultimodalDataset

@@ -37,7 +37,7 @@ import functools
 import json
 import os
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -196,7 +196,6 @@ def make_image_generator(model: models.MultimodalVAE, params, kind: str) -> Gene
     return image_modality.display(jax.device_get(images))
 
   return generate
-
 
 
 def text_to_image_scores(
@@ -397,7 +396,6 @@ def _load_attribute_classifier(config: ml_collections.ConfigDict, image: Modalit
         f"No {image.name} attribute classifier in {os.path.abspath(directory)}; train it "
         f"with: {_classifier_command(config, workdir)}")
   return classifiers.load_classifier(config, image, directory), metadata
-
 
 
 def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
