@@ -10,7 +10,10 @@ Every objective has one calling convention, so training never special-cases a mo
   l_m(z[m]) = lambda_m log p(x_m | z[m]), decoder m applied to its own row of z. A
   joint reconstruction passes the same z in every row; CRMVAE's unimodal
   reconstructions pass each modality its own sample, so no decoder runs more often
-  than it must.
+  than it must. Where several sets of latents are decoded (CRMVAE's and MVAE's joint
+  and unimodal samples, the stratified estimator's components) they go in one call of
+  the function's optional `stacked` attribute, [K, M, B, D] -> [K, M, B]
+  (`distributions.decode_stack`; without it, a vmap).
 - `rng`: PRNG key for the reparameterised samples.
 - `beta`: weight of every KL term; a Python number or a traced array (sweeps vmap it).
 - `mask`: optional booleans [M, B], True where modality m is observed.
