@@ -233,15 +233,7 @@ def _general_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) ->
   kernel (channels swapped), so it is computed by `_phase_conv_transpose` instead. The
   kernel gradient is XLA's own for the strided convolution (a window-dilated one,
   which is fast). Being a `jax.custom_vjp`, it has reverse-mode derivatives only.
-
-  Args:
-    x: input [B, *spatial, C_in], one or two spatial axes.
-    kernel: [*k, C_in, C_out].
-    stride: stride s.
-    padding: zero padding p on both sides of every spatial axis.
-
-  Returns:
-    [B, *spatial', C_out], equal to `conv_reference(x, kernel, stride, padding)`.
+  Arguments and result as for `conv`.
   """
   return conv_reference(x, kernel, stride, padding)
 
@@ -311,17 +303,8 @@ def _general_conv_transpose(
   convolution with the same kernel (channels swapped): the input gradient is
   `conv_reference` of the output gradient, and the kernel gradient is that strided
   convolution's kernel gradient with x as its output gradient. Being a
-  `jax.custom_vjp`, it has reverse-mode derivatives only.
-
-  Args:
-    x: input [B, *spatial, C_in], one or two spatial axes.
-    kernel: [*k, C_in, C_out]; entry [j, c, o] is PyTorch's weight[c, o, j].
-    stride: stride s.
-    padding: PyTorch's `padding` p.
-    output_padding: PyTorch's `output_padding`, in [0, s).
-
-  Returns:
-    [B, *spatial', C_out], equal to `conv_transpose_reference` with the same arguments.
+  `jax.custom_vjp`, it has reverse-mode derivatives only. Arguments and result as for
+  `conv_transpose`.
   """
   return _conv_transpose_fwd(x, kernel, stride, padding, output_padding)[0]
 
