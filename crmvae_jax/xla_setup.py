@@ -31,7 +31,8 @@ KNOWN_VERSIONS = ((0, 8), (0, 12))
 OPT_OUT = "CRMVAE_JAX_KEEP_XLA_FLAGS"
 
 
-def _jaxlib_version() -> tuple[int, int] | None:
+def installed_jaxlib_version() -> tuple[int, int] | None:
+  """(major, minor) of the installed jaxlib, or None where it cannot be read."""
   try:
     from jaxlib import version  # pylint: disable=import-outside-toplevel
   except ImportError:
@@ -41,6 +42,11 @@ def _jaxlib_version() -> tuple[int, int] | None:
     return int(major), int(minor)
   except ValueError:
     return None
+
+
+def option_known(version: tuple[int, int] | None) -> bool:
+  """Whether jaxlib `version` is one of those known to have the option."""
+  return version is not None and KNOWN_VERSIONS[0] <= version < KNOWN_VERSIONS[1]
 
 
 def prefer_eigen_convolutions(environ: dict | None = None,
@@ -55,8 +61,7 @@ def prefer_eigen_convolutions(environ: dict | None = None,
   flags = environ.get("XLA_FLAGS", "")
   if OPTION in flags or environ.get(OPT_OUT):
     return False
-  version = jaxlib_version or _jaxlib_version()
-  if version is None or not KNOWN_VERSIONS[0] <= version < KNOWN_VERSIONS[1]:
+  if not option_known(jaxlib_version or installed_jaxlib_version()):
     return False
   environ["XLA_FLAGS"] = f"{flags} {SETTING}".strip()
   return True
