@@ -66,7 +66,7 @@ MODELS = {
 # the models. PolyMNIST costs about 3x more per step on a CPU, so it runs the paper's
 # Figure 2 models only, for fewer steps.
 SCHEDULES = {
-    "mnist_text": ((525, 1050, 2100), tuple(MODELS)),
+    "mnist_text": ((525, 1050, 2100, 5250, 10500), tuple(MODELS)),
     "polymnist3": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
     "polymnist5": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
 }
@@ -175,7 +175,7 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
-            seeds_in_turn=False) -> None:
+            seeds_in_turn=False, budgets=None) -> None:
   for data in data_names:
     base = data_config(data)
     base.eval.classifier_dir = os.path.join(root, "classifiers", data)
@@ -189,19 +189,20 @@ def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
           run = f"ablation/{model}/{variant}"
           train_along(config, os.path.join(root, "ablation", model, _slug(variant)),
                       [budget], curves, run, data, model, variant)
-    budgets, default_models = SCHEDULES[data]
-    budgets = [max(1, round(b * scale)) for b in budgets]
+    schedule, default_models = SCHEDULES[data]
+    budgets_here = [max(1, round(b * scale)) for b in budgets or schedule]
     for model in model_names or default_models:
       config = with_overrides(base, MODELS[model])
       run = f"{data}/{model}"
       if seeds_in_turn:
         for seed in seeds:
           config.sweep.seeds = (seed,)
-          train_along(config, os.path.join(root, run, f"seed_{seed}"), budgets, curves, run,
-                      data, model, "")
+          train_along(config, os.path.join(root, run, f"seed_{seed}"), budgets_here, curves,
+                      run, data, model, "")
       else:
         config.sweep.seeds = tuple(seeds)
-        train_along(config, os.path.join(root, run), budgets, curves, run, data, model, "")
+        train_along(config, os.path.join(root, run), budgets_here, curves, run, data, model,
+                    "")
 
 
 def _slug(text: str) -> str:
@@ -314,6 +315,8 @@ def define_flags() -> None:
   flags.DEFINE_list("models", None, f"Models, of {', '.join(MODELS)}; default: each data set's "
                     "own (SCHEDULES).")
   flags.DEFINE_list("seeds", [str(s) for s in SEEDS], "Seeds (replicas of each model).")
+  flags.DEFINE_list("budgets", None, "Steps to evaluate at, in place of each data set's "
+                    "schedule (SCHEDULES), e.g. 21000 to carry runs on from their last budget.")
   flags.DEFINE_float("budget_scale", 1.0, "Multiplies every budget (10 on a GPU).")
   flags.DEFINE_bool("ablation", True, "Run the ablation on mnist_text.")
   flags.DEFINE_bool("seeds_in_turn", None, "Train each model's seeds one after another instead "
@@ -335,7 +338,8 @@ def main() -> None:
     if seeds_in_turn is None:
       seeds_in_turn = jax.default_backend() == "cpu"
     run_all(options.data, options.models, [int(s) for s in options.seeds], options.budget_scale,
-            options.ablation, options.root, curves, seeds_in_turn)
+            options.ablation, options.root, curves, seeds_in_turn,
+            [int(b) for b in options.budgets] if options.budgets else None)
   if not curves.records:
     raise UserError(f"No results in {curves.path}; run without --collect_only first.")
   markdown = tables_markdown(curves.records)
