@@ -216,12 +216,6 @@ def _mean_std(values: Sequence[float]) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(row) + " |" for row in rows]
-  return "\n".join(lines)
-
-
 def main_records(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
   groups: dict[tuple[str, str], list[dict]] = {}
   for record in records:
@@ -230,39 +224,62 @@ def main_records(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
   return groups
 
 
+def _full_steps(group: list[dict]) -> set[int]:
+  """The steps at which every seed of one model's records was evaluated."""
+  seeds = {r["seed"] for r in group}
+  return {s for s in {r["step"] for r in group}
+          if {r["seed"] for r in group if r["step"] == s} == seeds}
+
+
+def _results_table(groups, data: str, step_of) -> str:
+  """One row per model of `data` at the step `step_of(records)` of its records: every
+  coherence column, then mean cross-coherence, joint coherence, cFD and probe, mean ±
+  std over the seeds."""
+  columns, rows = None, []
+  for (d, model), group in groups.items():
+    if d != data:
+      continue
+    step = step_of(group)
+    final = [r for r in group if r["step"] == step]
+    columns = columns or [c for c in final[0]["coherence"] if c != tables.JOINT_COHERENCE_COLUMN]
+    rows.append([model, str(len(final)), str(step)]
+                + [_mean_std([r["coherence"][c] for r in final]) for c in columns]
+                + [_mean_std([r["cross_coherence"] for r in final]),
+                   _mean_std([r["joint_coherence"] for r in final]),
+                   _mean_std([r["classifier_fd"] for r in final]),
+                   _mean_std([r["latent_probe"] for r in final])])
+  return tables.markdown(["model", "seeds", "step", *columns, "mean cross", "joint", "cFD",
+                          "probe"], rows)
+
+
 def tables_markdown(records: list[dict]) -> str:
+  """The tables of `reproduce.md`. Per data set: every model at the last budget that all
+  of them reached with all their seeds; where some went on further (fewer models or a
+  later leg), every model again at its own last such budget; the mean cross-coherence
+  along training; then the ablation."""
   groups = main_records(records)
   sections = ["# CPU-scale reproduction (experiments/reproduce.py)\n",
-              "Mean ± std over seeds at each data set's last budget; coherence is the accuracy "
+              "Mean ± std over seeds; coherence is the accuracy "
               "of the data set's own classifier on generated samples (chance 0.1); the "
               "classifier-Frechet distance (cFD) compares generated and real test images in "
               "the penultimate features of the target's classifier (lower is better); the "
               "latent probe is a logistic regression on 500 training encodings.\n"]
   for data in dict.fromkeys(d for d, _ in groups):
-    last = max(r["step"] for (d, _), rs in groups.items() if d == data for r in rs)
-    columns = None
-    rows = []
-    for (d, model), group in groups.items():
-      if d != data:
-        continue
-      final = [r for r in group if r["step"] == last]
-      columns = columns or [c for c in final[0]["coherence"]
-                            if c != tables.JOINT_COHERENCE_COLUMN]
-      rows.append([model, str(len(final))]
-                  + [_mean_std([r["coherence"][c] for r in final]) for c in columns]
-                  + [_mean_std([r["cross_coherence"] for r in final]),
-                     _mean_std([r["joint_coherence"] for r in final]),
-                     _mean_std([r["classifier_fd"] for r in final]),
-                     _mean_std([r["latent_probe"] for r in final])])
-    sections += [f"## {data}, step {last}\n",
-                 _table(["model", "seeds", *columns, "mean cross", "joint", "cFD", "probe"],
-                        rows) + "\n"]
+    full_steps = {model: _full_steps(group) for (d, model), group in groups.items() if d == data}
+    common = set.intersection(*full_steps.values())
+    last_common = max(common) if common else None
+    if last_common is not None:
+      sections += [f"## {data}, step {last_common}\n",
+                   _results_table(groups, data, lambda group: last_common)]
+    if any(max(steps) != last_common for steps in full_steps.values()):
+      sections += [f"## {data}, each model at its last budget\n",
+                   _results_table(groups, data, lambda group: max(_full_steps(group)))]
     steps = sorted({r["step"] for (d, _), rs in groups.items() if d == data for r in rs})
     curve_rows = [[model] + [_mean_std([r["cross_coherence"] for r in group if r["step"] == s])
                              for s in steps]
                   for (d, model), group in groups.items() if d == data]
     sections += [f"Mean cross-coherence along training ({data}):\n",
-                 _table(["model", *[f"step {s}" for s in steps]], curve_rows) + "\n"]
+                 tables.markdown(["model", *[f"step {s}" for s in steps]], curve_rows)]
   ablation = [r for r in records if r["run"].startswith("ablation/")]
   if ablation:
     rows = [[r["model"], r["variant"], str(r["step"])]
@@ -273,7 +290,7 @@ def tables_markdown(records: list[dict]) -> str:
             for r in ablation]
     columns = [c for c in ablation[0]["coherence"] if c != tables.JOINT_COHERENCE_COLUMN]
     sections += ["## Ablation on mnist_text (seed 0): one change at a time\n",
-                 _table(["model", "change", "step", *columns, "joint", "cFD"], rows) + "\n"]
+                 tables.markdown(["model", "change", "step", *columns, "joint", "cFD"], rows)]
   return "\n".join(sections)
 
 
@@ -298,6 +315,7 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
         ax.plot(steps, mean, marker="o", label=model)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
       ax.set_title(f"{data}: {label}", fontsize=9)
+      ax.set_xscale("log")  # budgets grow geometrically
       ax.set_xlabel("training step")
       if key != "classifier_fd":
         ax.axhline(0.1, color="grey", linestyle=":", linewidth=1)
