@@ -101,6 +101,9 @@ def evaluation_config() -> ml_collections.ConfigDict:
   config.batch_size = 250  # generation, classification and encoding at evaluation
   config.num_examples = -1  # test examples to evaluate; -1 = all
   config.num_prior_samples = 10000  # joint coherence
+  # Also cross-coherence decoded from the posteriors' means instead of samples
+  # (results["coherence_from_means"]): a diagnostic of how wide the posteriors are.
+  config.coherence_from_means = False
   # Training pairs of the logistic-regression latent probes (Table 5): 500, the
   # reference code's setting; more points flatter weak representations.
   config.probe_train_examples = 500

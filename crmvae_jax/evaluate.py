@@ -369,7 +369,8 @@ def latent_probes(encode_means: EncodeMeans, train_set: MultimodalDataset,
       for index, subset in enumerate(dist.nonempty_subsets(len(modalities)))}
 
 
-def make_generate(model: models.MultimodalVAE, params, kind: str) -> Generate:
+def make_generate(model: models.MultimodalVAE, params, kind: str,
+                  from_mean: bool = False) -> Generate:
   """The model's cross-generation: z ~ its posterior of a subset, decoded into every
   modality. One compiled program serves every subset (the subset is a traced mask).
 
@@ -377,6 +378,8 @@ def make_generate(model: models.MultimodalVAE, params, kind: str) -> Generate:
     model: a `MultimodalVAE`.
     params: its parameters.
     kind: its subset posterior, 'poe' or 'moe' (`objectives.SUBSET_POSTERIOR`).
+    from_mean: decode the posterior's mean instead of a sample (a diagnostic: how much
+      of a model's incoherence comes from the width of its posteriors).
 
   Returns:
     generate(subset [M] bool, stored batch, rng) -> displayed outputs per modality.
@@ -388,7 +391,8 @@ def make_generate(model: models.MultimodalVAE, params, kind: str) -> Generate:
     variables = {"params": params}
     posteriors = model.apply(variables, models.model_inputs(modalities, stored),
                              method=model.encode)
-    z = models.subset_posterior(posteriors, subset, kind).sample(rng)
+    posterior = models.subset_posterior(posteriors, subset, kind)
+    z = models.posterior_mean(posterior) if from_mean else posterior.sample(rng)
     return model.apply(variables, jnp.broadcast_to(z, (len(modalities),) + z.shape),
                        method=model.decode)
 
@@ -580,6 +584,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       make_generate_prior(model, params), judges, modalities, config.eval.num_prior_samples,
       batch_size, prior_rng, distance_fns)
   text_edit_distance.update(prior_distance)
+  coherence_from_means = None
+  if config.eval.get("coherence_from_means"):
+    coherence_from_means, _ = cross_coherence(
+        make_generate(model, params, kind, from_mean=True), judges, test_pairs, modalities,
+        batch_size, coherence_rng)
   fid, fid_note = model_fid(config, generate, test_pairs, modalities, fid_rng)
   classifier_fd = model_classifier_fd(config, generate, judges, test_pairs, modalities,
                                       fid_rng)
@@ -595,6 +604,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       "num_prior_samples": config.eval.num_prior_samples,
       "num_probe_train_pairs": len(probe_pairs),
       "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
+      "coherence_from_means": coherence_from_means,
       "text_edit_distance": text_edit_distance,
       "fid": fid,
       "classifier_fd": classifier_fd,

@@ -20,7 +20,11 @@ replicas of the PolyMNIST networks run 2x slower there than single runs. On 2 co
 one PolyMNIST run (3 modalities, latent 512, batch 128) trains at about 300
 examples/s, so polymnist3's 600-step schedule takes about 5 minutes per seed.
 
-    python -m experiments.reproduce                      # mnist_text, ~1.5 h on 2 cores
+    python -m experiments.reproduce                      # mnist_text to 10,500 steps
+    python -m experiments.reproduce --models=crmvae,mvtcae,mopoe_sampled --noablation \
+        --budgets=21000                                  # carry three models on to 21,000
+    python -m experiments.reproduce --ablation_models=crmvae --ablation_budget=10500 \
+        --models=crmvae                                  # the ablation at 10x its budget
     python -m experiments.reproduce --data=polymnist3 --noablation   # ~1 h on 2 cores
     python -m experiments.reproduce --budget_scale=10    # 10x the budgets (a GPU)
     python -m experiments.reproduce --collect_only       # tables and figure from results
@@ -28,8 +32,10 @@ examples/s, so polymnist3's 600-step schedule takes about 5 minutes per seed.
 Writes to --results (default experiments/results/): `reproduce.md` (the tables:
 cross-coherence, joint coherence, classifier-Frechet distance and latent probes at the
 last budget, mean +- std over seeds; the ablation), `learning_curves.png`, and
-`reproduce_curves.json` (every evaluation's headline numbers). Runs and classifiers
-live under --root (default workdirs/reproduce/).
+`reproduce_curves.json` (every evaluation's headline numbers). Cross-coherence is also
+measured decoding the conditional posterior's mean instead of a sample ('from means'),
+which shows how much a model's incoherence comes from the width of its posteriors. Runs
+and classifiers live under --root (default workdirs/reproduce/).
 """
 
 from __future__ import annotations
@@ -106,6 +112,7 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   config.eval.num_prior_samples = 1000
   config.eval.probe_train_examples = 500
   config.eval.fid = False  # no Inception weights offline; the classifier-Frechet distance is
+  config.eval.coherence_from_means = True  # how much the posteriors' width costs
   return config
 
 
@@ -124,10 +131,13 @@ def with_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, ob
 def headline(results: dict) -> dict:
   """The numbers a curve or table needs from one `evaluate` result."""
   cross = [v for c, v in results["coherence"].items() if c != tables.JOINT_COHERENCE_COLUMN]
+  from_means = results.get("coherence_from_means")
   fd = results.get("classifier_fd") or {}
   return {
       "step": results["step"], "seed": results["seed"],
       "cross_coherence": float(np.mean(cross)),
+      "cross_coherence_from_means": (float(np.mean(list(from_means.values())))
+                                     if from_means else None),
       "joint_coherence": results["coherence"][tables.JOINT_COHERENCE_COLUMN],
       "coherence": results["coherence"],
       "classifier_fd": float(np.mean(list(fd.values()))) if fd else None,
@@ -175,14 +185,15 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
-            seeds_in_turn=False, budgets=None) -> None:
+            seeds_in_turn=False, budgets=None, ablation_budget=ABLATION_BUDGET,
+            ablation_models=tuple(ABLATION_MODELS)) -> None:
   for data in data_names:
     base = data_config(data)
     base.eval.classifier_dir = os.path.join(root, "classifiers", data)
     sweeps.ensure_classifiers(base)
     if ablation and data == "mnist_text":  # first: it also picks the quick start's defaults
-      budget = max(1, round(ABLATION_BUDGET * scale))
-      for model in ABLATION_MODELS:
+      budget = max(1, round(ablation_budget * scale))
+      for model in ablation_models:
         variants = {**ABLATIONS, **ABLATION_MODELS[model]}
         for variant, overrides in variants.items():
           config = with_overrides(base, {**MODELS[model], **overrides})
@@ -245,11 +256,12 @@ def _results_table(groups, data: str, step_of) -> str:
     rows.append([model, str(len(final)), str(step)]
                 + [_mean_std([r["coherence"][c] for r in final]) for c in columns]
                 + [_mean_std([r["cross_coherence"] for r in final]),
+                   _mean_std([r.get("cross_coherence_from_means") for r in final]),
                    _mean_std([r["joint_coherence"] for r in final]),
                    _mean_std([r["classifier_fd"] for r in final]),
                    _mean_std([r["latent_probe"] for r in final])])
-  return tables.markdown(["model", "seeds", "step", *columns, "mean cross", "joint", "cFD",
-                          "probe"], rows)
+  return tables.markdown(["model", "seeds", "step", *columns, "mean cross", "from means",
+                          "joint", "cFD", "probe"], rows)
 
 
 def tables_markdown(records: list[dict]) -> str:
@@ -260,7 +272,9 @@ def tables_markdown(records: list[dict]) -> str:
   groups = main_records(records)
   sections = ["# CPU-scale reproduction (experiments/reproduce.py)\n",
               "Mean ± std over seeds; coherence is the accuracy "
-              "of the data set's own classifier on generated samples (chance 0.1); the "
+              "of the data set's own classifier on generated samples (chance 0.1), each "
+              "decoded from a sample of the conditional posterior ('from means': decoded from "
+              "its mean instead, a diagnostic of the posteriors' width); the "
               "classifier-Frechet distance (cFD) compares generated and real test images in "
               "the penultimate features of the target's classifier (lower is better); the "
               "latent probe is a logistic regression on 500 training encodings.\n"]
@@ -337,6 +351,9 @@ def define_flags() -> None:
                     "schedule (SCHEDULES), e.g. 21000 to carry runs on from their last budget.")
   flags.DEFINE_float("budget_scale", 1.0, "Multiplies every budget (10 on a GPU).")
   flags.DEFINE_bool("ablation", True, "Run the ablation on mnist_text.")
+  flags.DEFINE_integer("ablation_budget", ABLATION_BUDGET, "Steps of each ablation run.")
+  flags.DEFINE_list("ablation_models", list(ABLATION_MODELS),
+                    f"Models of the ablation, of {', '.join(ABLATION_MODELS)}.")
   flags.DEFINE_bool("seeds_in_turn", None, "Train each model's seeds one after another instead "
                     "of as replicas of one program; default: in turn on a CPU, where vmapped "
                     "replicas of the PolyMNIST networks are 2x slower than runs in turn.")
@@ -350,6 +367,10 @@ def main() -> None:
   unknown = sorted(set(options.models or ()) - set(MODELS))
   if unknown:
     raise UserError(f"Unknown models {unknown} (--models); known: {', '.join(MODELS)}.")
+  unknown = sorted(set(options.ablation_models) - set(ABLATION_MODELS))
+  if unknown:
+    raise UserError(f"Unknown models {unknown} (--ablation_models); known: "
+                    f"{', '.join(ABLATION_MODELS)}.")
   curves = Curves(os.path.join(options.results, CURVES_FILE))
   if not options.collect_only:
     seeds_in_turn = options.seeds_in_turn
@@ -357,7 +378,8 @@ def main() -> None:
       seeds_in_turn = jax.default_backend() == "cpu"
     run_all(options.data, options.models, [int(s) for s in options.seeds], options.budget_scale,
             options.ablation, options.root, curves, seeds_in_turn,
-            [int(b) for b in options.budgets] if options.budgets else None)
+            [int(b) for b in options.budgets] if options.budgets else None,
+            options.ablation_budget, options.ablation_models)
   if not curves.records:
     raise UserError(f"No results in {curves.path}; run without --collect_only first.")
   markdown = tables_markdown(curves.records)
