@@ -367,7 +367,8 @@ def latent_probes(encode_means: EncodeMeans, train_set: MultimodalDataset,
       for index, subset in enumerate(dist.nonempty_subsets(len(modalities)))}
 
 
-def make_generate(model: models.MultimodalVAE, params, kind: str) -> Generate:
+def make_generate(model: models.MultimodalVAE, params,
+                  kind: objectives.SubsetPosteriorKind) -> Generate:
   """The model's cross-generation: z ~ its posterior of a subset, decoded into every
   modality. One compiled program serves every subset (the subset is a traced mask).
 
@@ -415,7 +416,8 @@ def make_generate_prior(model: models.MultimodalVAE, params) -> GeneratePrior:
   return generate_prior
 
 
-def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeMeans:
+def make_encode_means(model: models.MultimodalVAE, params,
+                      kind: objectives.SubsetPosteriorKind) -> EncodeMeans:
   """Posterior means of every non-empty subset, in one compiled program.
 
   Returns:

@@ -88,7 +88,8 @@ def image_and_text_indices(modalities: Sequence[Modality]) -> tuple[int, int]:
   return image_indices[0], text_indices[0]
 
 
-def unimodal_posterior_means(posteriors: Gaussian, kind: str) -> jax.Array:
+def unimodal_posterior_means(posteriors: Gaussian,
+                             kind: objectives.SubsetPosteriorKind) -> jax.Array:
   """Mean of the model's posterior given each single modality.
 
   Args:
@@ -106,14 +107,16 @@ def unimodal_posterior_means(posteriors: Gaussian, kind: str) -> jax.Array:
 # The model is static (hashable): every replica and every call with an equal model
 # reuses one compiled program.
 @functools.partial(jax.jit, static_argnames=("model", "kind"))
-def _unimodal_means(model: models.MultimodalVAE, kind: str, params, stored: dict) -> jax.Array:
+def _unimodal_means(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
+                    stored: dict) -> jax.Array:
   """[M, B, D] unimodal posterior means of a stored batch."""
   posteriors = model.apply({"params": params}, models.model_inputs(model.modalities, stored),
                            method=model.encode)
   return unimodal_posterior_means(posteriors, kind)
 
 
-def encode_unimodal_means(model: models.MultimodalVAE, params, kind: str,
+def encode_unimodal_means(model: models.MultimodalVAE, params,
+                          kind: objectives.SubsetPosteriorKind,
                           dataset: MultimodalDataset, batch_size: int) -> np.ndarray:
   """Unimodal posterior means of every pair of `dataset`.
 
@@ -153,9 +156,9 @@ def latent_cosine_similarity(unimodal_means: np.ndarray, image_index: int,
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "text_index", "image_index",
                                              "sample"))
-def _images_from_text(model: models.MultimodalVAE, kind: str, text_index: int,
-                      image_index: int, sample: bool, params, text_ids: jax.Array,
-                      rng: jax.Array) -> jax.Array:
+def _images_from_text(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind,
+                      text_index: int, image_index: int, sample: bool, params,
+                      text_ids: jax.Array, rng: jax.Array) -> jax.Array:
   """Image decoder means [B, H, W, C] for z from the posterior of the text alone."""
   variables = {"params": params}
   text_modality = model.modalities[text_index]
@@ -172,7 +175,8 @@ def _images_from_text(model: models.MultimodalVAE, kind: str, text_index: int,
 GenerateImages = Callable[[np.ndarray, jax.Array | None], np.ndarray]
 
 
-def make_image_generator(model: models.MultimodalVAE, params, kind: str) -> GenerateImages:
+def make_image_generator(model: models.MultimodalVAE, params,
+                         kind: objectives.SubsetPosteriorKind) -> GenerateImages:
   """Generation of images from texts alone, through the model's text posterior.
 
   Args:
