@@ -12,9 +12,10 @@ Storage: `<directory>/<modality>/params` (an Orbax checkpoint of the parameters)
 The directory is `--config.eval.classifier_dir`, or `classifiers/<data.name>`
 relative to the current directory when that is unset.
 
-Generated digit names (the text of MNIST-SVHN-Text and of the quick start) are not
-judged by the text classifier but, as in the paper, by Levenshtein distance
-(`DigitNameJudge`); the text classifier is still trained, for real text.
+Generated digit names (the text of MNIST-SVHN-Text and of the quick start: the data
+sets with `digit_name_text` in `crmvae_jax.data.registry`) are not judged by the text
+classifier but, as in the paper, by Levenshtein distance (`DigitNameJudge`); the text
+classifier is still trained, for real text.
 
 Every classifier is deterministic at evaluation (no dropout), unlike the reference
 code, which never put its classifiers in evaluation mode (SPEC.md section 7.1).
@@ -39,13 +40,10 @@ from flax import linen as nn
 from crmvae_jax import cli
 from crmvae_jax import data as data_lib
 from crmvae_jax import metrics, networks, runs, validation
+from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.modalities import Modality, modalities_of
-
-# Data sets whose text modality is a digit's English name, judged by Levenshtein
-# distance (SPEC.md section 6).
-DIGIT_TEXT_DATA = ("mst", "quickstart")
 
 METADATA_FILE = "classifier.json"
 PARAMS_DIR = "params"
@@ -59,8 +57,9 @@ def default_directory(config: ml_collections.ConfigDict) -> str:
 def train_command(config: ml_collections.ConfigDict, directory: str) -> str:
   """The command line that trains the classifiers of `config`'s data set into `directory`."""
   command = "python -m crmvae_jax.classifiers"
-  if config.data.name != "quickstart":
-    command += f" --config=configs/{config.data.name}.py"
+  config_file = registry.DATA_SETS[config.data.name].config_file
+  if config_file is not None:
+    command += f" --config={config_file}"
   if os.path.abspath(directory) != os.path.abspath(
       os.path.join("classifiers", config.data.name)):
     command += f" --config.eval.classifier_dir={directory}"
@@ -344,8 +343,9 @@ def load_judges(config: ml_collections.ConfigDict, modalities: Sequence[Modality
                 directory: str | None = None) -> dict[str, Classifier | DigitNameJudge]:
   """What judges each modality at evaluation.
 
-  Digit names (the text of `DIGIT_TEXT_DATA`) are read by Levenshtein distance, as in
-  the paper; every other modality by its trained classifier.
+  Digit names (the text of a data set with `digit_name_text`,
+  `crmvae_jax.data.registry`) are read by Levenshtein distance, as in the paper; every
+  other modality by its trained classifier.
 
   Args:
     config: the run's config.
@@ -360,7 +360,8 @@ def load_judges(config: ml_collections.ConfigDict, modalities: Sequence[Modality
   Raises:
     UserError: a needed classifier is missing; the message names the command.
   """
-  digit_names = [m for m in modalities if m.is_text and config.data.name in DIGIT_TEXT_DATA]
+  digit_names = [m for m in modalities
+                 if m.is_text and config.data.name in registry.names(digit_name_text=True)]
   trained = load_classifiers(config, [m for m in modalities if m not in digit_names], directory)
   return {m.name: DigitNameJudge(text_decoders[m.name]) if m in digit_names else trained[m.name]
           for m in modalities}

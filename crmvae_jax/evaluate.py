@@ -68,6 +68,7 @@ from crmvae_jax import objectives, plotting, runs, tables, validation
 from crmvae_jax import data as data_lib
 from crmvae_jax import distributions as dist
 from crmvae_jax import train
+from crmvae_jax.data import registry
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.input_pipeline import padded_batches
@@ -87,9 +88,6 @@ Features = Callable[[np.ndarray], np.ndarray]
 RESULTS_FILE = "results.json"
 TABLES_FILE = "tables.md"
 FIGURE_FILE = "cross_generation.png"
-
-
-IMAGE_TEXT_DATA = ("cub", "celeba")
 
 
 def coherence_subsets(num_modalities: int) -> np.ndarray:
@@ -369,7 +367,7 @@ def latent_probes(encode_means: EncodeMeans, train_set: MultimodalDataset,
       for index, subset in enumerate(dist.nonempty_subsets(len(modalities)))}
 
 
-def make_generate(model: models.MultimodalVAE, params, kind: str,
+def make_generate(model: models.MultimodalVAE, params, kind: objectives.SubsetPosteriorKind,
                   from_mean: bool = False) -> Generate:
   """The model's cross-generation: z ~ its posterior of a subset, decoded into every
   modality. One compiled program serves every subset (the subset is a traced mask).
@@ -421,7 +419,8 @@ def make_generate_prior(model: models.MultimodalVAE, params) -> GeneratePrior:
   return generate_prior
 
 
-def make_encode_means(model: models.MultimodalVAE, params, kind: str) -> EncodeMeans:
+def make_encode_means(model: models.MultimodalVAE, params,
+                      kind: objectives.SubsetPosteriorKind) -> EncodeMeans:
   """Posterior means of every non-empty subset, in one compiled program.
 
   Returns:
@@ -547,7 +546,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       another run, a value is out of range, a classifier is missing (the message names
       the command that makes it), or the labels are not one class per pair.
   """
-  if config.data.name in IMAGE_TEXT_DATA:
+  if config.data.name in registry.names(evaluation="image_text"):
     # CUB and CelebA have no digit labels: cosine similarity, attributes and FID instead.
     return evaluate_image_text.evaluate_image_text(config, workdir, replica)
   validation.validate_config(config)
@@ -663,7 +662,7 @@ def tables_markdown(runs: Sequence[dict]) -> str:
   """
   first = runs[0]
   abbreviations = list(first["modalities"])
-  paper = first["data"] == "mst"
+  paper = first["data"] in registry.names(paper_tables=True)
   sections = [f"# Evaluation: {first['data']}, "
               f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n",
               "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "

@@ -50,6 +50,7 @@ from matplotlib.figure import Figure
 from crmvae_jax import classifiers, cli, inception, input_pipeline, metrics, models
 from crmvae_jax import objectives, runs, train, validation
 from crmvae_jax import data as data_lib
+from crmvae_jax.data import registry
 from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.distributions import Gaussian
@@ -57,9 +58,6 @@ from crmvae_jax.errors import UserError
 from crmvae_jax.input_pipeline import padded_batches
 from crmvae_jax.modalities import Modality, modalities_of
 
-IMAGE_TEXT_DATA = ("cub", "celeba")
-# Data sets whose labels are attributes [N, K] that images generated from text must show.
-ATTRIBUTE_DATA = ("celeba",)
 RESULTS_FILE = "results.json"
 FIGURE_FILE = "generated_from_text.png"
 # Images decoded from the posterior means of the chosen texts, for the beta sweep's grid.
@@ -90,7 +88,8 @@ def image_and_text_indices(modalities: Sequence[Modality]) -> tuple[int, int]:
   return image_indices[0], text_indices[0]
 
 
-def unimodal_posterior_means(posteriors: Gaussian, kind: str) -> jax.Array:
+def unimodal_posterior_means(posteriors: Gaussian,
+                             kind: objectives.SubsetPosteriorKind) -> jax.Array:
   """Mean of the model's posterior given each single modality.
 
   Args:
@@ -108,14 +107,16 @@ def unimodal_posterior_means(posteriors: Gaussian, kind: str) -> jax.Array:
 # The model is static (hashable): every replica and every call with an equal model
 # reuses one compiled program.
 @functools.partial(jax.jit, static_argnames=("model", "kind"))
-def _unimodal_means(model: models.MultimodalVAE, kind: str, params, stored: dict) -> jax.Array:
+def _unimodal_means(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
+                    stored: dict) -> jax.Array:
   """[M, B, D] unimodal posterior means of a stored batch."""
   posteriors = model.apply({"params": params}, models.model_inputs(model.modalities, stored),
                            method=model.encode)
   return unimodal_posterior_means(posteriors, kind)
 
 
-def encode_unimodal_means(model: models.MultimodalVAE, params, kind: str,
+def encode_unimodal_means(model: models.MultimodalVAE, params,
+                          kind: objectives.SubsetPosteriorKind,
                           dataset: MultimodalDataset, batch_size: int) -> np.ndarray:
   """Unimodal posterior means of every pair of `dataset`.
 
@@ -155,9 +156,9 @@ def latent_cosine_similarity(unimodal_means: np.ndarray, image_index: int,
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "text_index", "image_index",
                                              "sample"))
-def _images_from_text(model: models.MultimodalVAE, kind: str, text_index: int,
-                      image_index: int, sample: bool, params, text_ids: jax.Array,
-                      rng: jax.Array) -> jax.Array:
+def _images_from_text(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind,
+                      text_index: int, image_index: int, sample: bool, params,
+                      text_ids: jax.Array, rng: jax.Array) -> jax.Array:
   """Image decoder means [B, H, W, C] for z from the posterior of the text alone."""
   variables = {"params": params}
   text_modality = model.modalities[text_index]
@@ -174,7 +175,8 @@ def _images_from_text(model: models.MultimodalVAE, kind: str, text_index: int,
 GenerateImages = Callable[[np.ndarray, jax.Array | None], np.ndarray]
 
 
-def make_image_generator(model: models.MultimodalVAE, params, kind: str) -> GenerateImages:
+def make_image_generator(model: models.MultimodalVAE, params,
+                         kind: objectives.SubsetPosteriorKind) -> GenerateImages:
   """Generation of images from texts alone, through the model's text posterior.
 
   Args:
@@ -340,8 +342,9 @@ def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]],
 
 def _classifier_command(config: ml_collections.ConfigDict, workdir: str | None = None) -> str:
   """The command line that trains the attribute classifier `config` looks for: with the
-  config of the run in `workdir` (then evaluates it), or else configs/<data>.py."""
-  source = f"--workdir={workdir}" if workdir else f"--config=configs/{config.data.name}.py"
+  config of the run in `workdir` (then evaluates it), or else its data set's config file."""
+  source = (f"--workdir={workdir}" if workdir
+            else f"--config={registry.DATA_SETS[config.data.name].config_file}")
   command = f"python -m crmvae_jax.evaluate_image_text {source} --train_classifier"
   if config.eval.get("classifier_dir"):
     command += f" --config.eval.classifier_dir={config.eval.classifier_dir}"
@@ -362,9 +365,10 @@ def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
     Its metadata: network, num_classes, multi_label, train_examples, epochs and
     test_accuracy (over all attribute entries of the test images).
   """
-  if config.data.name not in ATTRIBUTE_DATA:
+  attribute_data = registry.names(attributes=True)
+  if config.data.name not in attribute_data:
     raise UserError(f"{config.data.name} has no attributes to classify; --train_classifier "
-                    f"trains the attribute classifier of {', '.join(ATTRIBUTE_DATA)} (e.g. "
+                    f"trains the attribute classifier of {', '.join(attribute_data)} (e.g. "
                     "with --config=configs/celeba.py).")
   train_set, test_set = data_lib.load(config.data)
   data_modalities = modalities_of(config.data.name, train_set)
@@ -421,8 +425,9 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
       another run, (CelebA) no attribute classifier (the message names the command
       that makes it), or the data set is not an image-text one.
   """
-  if config.data.name not in IMAGE_TEXT_DATA:
-    raise UserError(f"evaluate_image_text evaluates {', '.join(IMAGE_TEXT_DATA)}, not "
+  image_text_data = registry.names(evaluation="image_text")
+  if config.data.name not in image_text_data:
+    raise UserError(f"evaluate_image_text evaluates {', '.join(image_text_data)}, not "
                     f"{config.data.name}; use python -m crmvae_jax.evaluate --workdir={workdir}.")
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
@@ -454,7 +459,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
       "fid_from_text": None,
   }
   classifier = None
-  if config.data.name in ATTRIBUTE_DATA:
+  if config.data.name in registry.names(attributes=True):
     classifier, metadata = _load_attribute_classifier(config, image, workdir)
     results["classifier_test_accuracy"] = metadata["test_accuracy"]
   features_fn = None

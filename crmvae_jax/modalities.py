@@ -22,19 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax import distributions as dist
-from crmvae_jax.data import text
+from crmvae_jax.data import registry, text
 from crmvae_jax.data.base import is_text_array
-
-# The network (crmvae_jax.networks.NETWORKS key) of every modality, per data set.
-NETWORK_OF = {
-    "mst": {"mnist": "mnist", "svhn": "svhn", "text": "mst_text"},
-    "quickstart": {"mnist": "mnist", "text": "mst_text"},
-    "cub": {"image": "image64", "caption": "caption"},
-    "celeba": {"image": "image64", "text": "char_text"},
-}
-POLYMNIST_DATA = ("polymnist", "translated_polymnist")
-# Short names for tables and figures (the paper's M, S, T).
-ABBREVIATIONS = {"mnist": "M", "svhn": "S", "text": "T", "image": "I", "caption": "C"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +32,8 @@ class Modality:
 
   Attributes:
     name: the data set's key for it ('mnist', 'svhn', 'text', 'm0', ...).
-    network: its `crmvae_jax.networks.NETWORKS` / `CLASSIFIERS` key.
+    network: its `crmvae_jax.networks.NETWORKS` / `CLASSIFIERS` key, from the data
+      set's entry in `crmvae_jax.data.registry`.
     shape: stored per-example shape: (H, W, C) for images, (L,) for text.
     vocab_size: alphabet or vocabulary size for text, None for images.
     likelihood_weight: lambda_m.
@@ -61,7 +51,7 @@ class Modality:
 
   @property
   def abbreviation(self) -> str:
-    return ABBREVIATIONS.get(self.name, self.name.upper())
+    return registry.ABBREVIATIONS.get(self.name, self.name.upper())
 
   @property
   def size(self) -> int:
@@ -92,12 +82,9 @@ class Modality:
 
 
 def _network_names(data_name: str, names: Sequence[str]) -> list[str]:
-  if data_name in POLYMNIST_DATA:
-    return ["polymnist"] * len(names)
-  if data_name not in NETWORK_OF:
-    raise ValueError(
-        f"Unknown data set {data_name!r}; known: {', '.join([*NETWORK_OF, *POLYMNIST_DATA])}.")
-  return [NETWORK_OF[data_name][name] for name in names]
+  if data_name not in registry.DATA_SETS:
+    raise ValueError(f"Unknown data set {data_name!r}; known: {', '.join(registry.DATA_SETS)}.")
+  return [registry.DATA_SETS[data_name].network_of(name) for name in names]
 
 
 def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] | None = None
@@ -105,7 +92,7 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
   """The modalities of a loaded data set, in its order.
 
   Args:
-    data_name: the config's `data.name`.
+    data_name: the config's `data.name`, a key of `crmvae_jax.data.registry.DATA_SETS`.
     dataset: a `MultimodalDataset`: its arrays give shapes and which modalities are
       text (integer, not uint8), its vocabularies the size of word-level texts.
     likelihood_weights: optional override of the lambda_m rule, one per modality.

@@ -129,7 +129,8 @@ def _repeat(x: jax.Array, copies: int) -> jax.Array:
   return x if copies == 1 else jnp.tile(x, (copies,) + (1,) * (x.ndim - 1))
 
 
-def subset_posterior(posteriors: Gaussian, subset: jax.Array, kind: str) -> Gaussian | dist.Mixture:
+def subset_posterior(posteriors: Gaussian, subset: jax.Array,
+                     kind: objectives.SubsetPosteriorKind) -> Gaussian | dist.Mixture:
   """The model's posterior given the modalities in `subset` (SPEC.md section 6).
 
   Args:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import numbers
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -408,6 +408,12 @@ def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
 
 
+# How a model infers z from a subset S of the modalities at evaluation: "poe", PoE(S)
+# with the prior expert; "poe_without_prior", PoE(S) without it; "moe", the uniform
+# mixture of the q_m in S (`subset_posterior_kind`).
+SubsetPosteriorKind = Literal["poe", "poe_without_prior", "moe"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """What a model is, in one place: its objective, how it infers z from a proper subset
@@ -415,7 +421,7 @@ class Model:
   expert, or "moe", the uniform mixture of the q_m in S), and its name in tables."""
 
   objective: Objective
-  subset_posterior: str
+  subset_posterior: SubsetPosteriorKind
   display_name: str
 
 
@@ -445,7 +451,8 @@ def reading_arguments(name: str, readings: Mapping[str, Any] | None) -> dict[str
   return {key: value for key, value in readings.items() if key in accepted}
 
 
-def subset_posterior_kind(name: str, readings: Mapping[str, Any] | None = None) -> str:
+def subset_posterior_kind(name: str, readings: Mapping[str, Any] | None = None
+                          ) -> SubsetPosteriorKind:
   """How model `name` infers z from a proper subset of modalities at evaluation:
   'moe', 'poe' (PoE(S) with the prior expert) or 'poe_without_prior', following the
   readings it was trained with (`prior_expert`, `mopoe_subset_prior`)."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from crmvae_jax import models
+from crmvae_jax import models, objectives
 
 CELL = 64
 LABEL_WIDTH = 72
@@ -73,7 +73,7 @@ def grid_image(rows: list[tuple[str, list[Image.Image]]]) -> Image.Image:
   return canvas
 
 
-def cross_generation_rows(model, params, batch: dict, kind: str,
+def cross_generation_rows(model, params, batch: dict, kind: objectives.SubsetPosteriorKind,
                           text_decoders: dict[str, Callable]) -> list[tuple[str, list]]:
   """Rows of the cross-generation grid: inputs, then 'target <- source' generations."""
   font = ImageFont.load_default()
@@ -96,7 +96,7 @@ def cross_generation_rows(model, params, batch: dict, kind: str,
   return rows
 
 
-def cross_generation_figure(model, params, batch: dict, kind: str,
+def cross_generation_figure(model, params, batch: dict, kind: objectives.SubsetPosteriorKind,
                             text_decoders: dict[str, Callable], path: str, title: str = "") -> None:
   """Saves the cross-generation grid of `batch` as a PNG at `path`.
 

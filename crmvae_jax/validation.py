@@ -110,14 +110,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     UserError: the first field that cannot train; the message names its flag.
   """
-  # Imported here: objectives pulls in JAX, and the data registry its loaders'
-  # names; neither is needed to import this module.
-  from crmvae_jax import data as data_lib
+  # Imported here: objectives pulls in JAX, and the data package NumPy; neither is
+  # needed to import this module.
   from crmvae_jax import objectives
+  from crmvae_jax.data import registry
 
   _check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
   _check_choice(config, "mixture_estimator", MIXTURE_ESTIMATORS, "mixture estimator")
-  _check_choice(config, "data.name", tuple(data_lib.LOADERS), "data set")
+  _check_choice(config, "data.name", registry.names(), "data set")
   for name, choices in objectives.READINGS.items():
     _check_choice(config, f"readings.{name}", choices, "reading")
   _check_number(config, "beta", 0.0)

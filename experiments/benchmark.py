@@ -41,9 +41,11 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from crmvae_jax import cli
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax import models, objectives, train
+from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.modalities import modalities_of
 
@@ -69,6 +71,8 @@ flags.DEFINE_integer("rounds", 3, "Objectives table: timed rounds per side, taki
                      "MultiVae; medians are reported.")
 
 LEARNING_RATE = 5e-4
+# The repository, wherever the script is run from: the data sets' config files are in it.
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def random_data(data_name: str, num_modalities: int = 3) -> tuple[str, MultimodalDataset]:
@@ -107,7 +111,9 @@ class Program:
   def __init__(self, objective: str, data_name: str, num_replicas: int, batch_size: int,
                num_modalities: int = 3, mixture_estimator: str = "stratified"):
     data_name, dataset = random_data(data_name, num_modalities)
-    latent_dim = 32 if data_name == "mst" else 512
+    # The latent size that the data set's config file trains with.
+    latent_dim = cli.load_config_file(
+        os.path.join(REPOSITORY, registry.DATA_SETS[data_name].config_file)).latent_dim
     model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
     tx = optax.adam(LEARNING_RATE)
     mesh = train.create_mesh(num_replicas)

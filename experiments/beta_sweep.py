@@ -50,6 +50,7 @@ from crmvae_jax import evaluate_image_text as image_text
 from crmvae_jax import classifiers, cli, tables, train
 from crmvae_jax import config as config_lib
 from crmvae_jax import runs as run_files
+from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
 MODELS = ("mvae", "mopoe", "mvtcae", "crmvae")
@@ -66,8 +67,6 @@ SMALL_EVAL_EXAMPLES = 200
 FIGURE_FILE = "metrics_vs_beta.png"
 GRID_FILE = "generated_from_text.png"
 TABLES_FILE = "beta_sweep.md"
-# The paper's figure of each data set.
-PAPER_FIGURES = {"cub": "Figure 3", "celeba": "Figure 4"}
 
 
 class SweepRun(typing.NamedTuple):
@@ -125,7 +124,7 @@ def model_config(config: ml_collections.ConfigDict, model: str, betas: Sequence[
 
 def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
   """Trains CelebA's attribute classifier unless it is stored."""
-  if config.data.name not in image_text.ATTRIBUTE_DATA:
+  if config.data.name not in registry.names(attributes=True):
     return
   directory = classifiers.default_directory(config)
   if classifiers.read_metadata(directory, "image") is None:
@@ -226,7 +225,7 @@ def metrics_figure(runs: Sequence[SweepRun], path: str) -> None:
     axis.grid(alpha=0.3)
   figure.axes[0].legend(fontsize=8)
   figure.suptitle(f"{data_name}: metrics against beta, mean ± std over seeds (the paper's "
-                  f"{PAPER_FIGURES.get(data_name, 'figure')})", fontsize=10)
+                  f"{registry.DATA_SETS[data_name].paper_figure or 'figure'})", fontsize=10)
   figure.tight_layout()
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   figure.savefig(path, dpi=120)
@@ -290,7 +289,7 @@ def write_report(runs: Sequence[SweepRun], root: str) -> str:
 def main() -> None:
   options = flags.FLAGS
   config = options.config
-  if config is None or config.data.name not in image_text.IMAGE_TEXT_DATA:
+  if config is None or config.data.name not in registry.names(evaluation="image_text"):
     raise UserError("Pass --config=configs/cub.py or --config=configs/celeba.py.")
   cli.check_names(options.models, list(tables.MODEL_NAMES), "models")
   betas = cli.parse_numbers(options.betas, "betas")

@@ -28,11 +28,12 @@ import os
 from absl import flags
 
 from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
 # The repository's configs/mst.py, wherever the script is run from.
 MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "configs", "mst.py")
+                          registry.DATA_SETS["mst"].config_file)
 
 _MODELS = flags.DEFINE_list("models", list(tables.MODEL_NAMES), "Models to run.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")

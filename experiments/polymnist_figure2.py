@@ -49,6 +49,7 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
 FIGURE_MODELS = ("mopoe", "mvtcae", "crmvae")
@@ -75,7 +76,7 @@ PerSize = dict[str, dict[int, list[float]]]
 
 # The repository's configs/polymnist.py, wherever the script is run from.
 POLYMNIST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "configs", "polymnist.py")
+                                registry.DATA_SETS["polymnist"].config_file)
 
 _SETTING = flags.DEFINE_enum(
     "setting", "small", ["small", "full"],

@@ -21,8 +21,9 @@ LAYERS = (
                     "input_pipeline", "runs", "data.text", "data.vocabulary"}),
     # The objectives and the model registry (`objectives.MODELS`); tables name models by it.
     ("objectives", {"objectives", "tables"}),
-    ("data", {"data", "data.base", "data.tfds_arrays", "data.mst", "data.quickstart",
-              "data.polymnist", "data.cub", "data.celeba"}),
+    # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
+    ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
+              "data.quickstart", "data.polymnist", "data.cub", "data.celeba"}),
     ("model", {"modalities", "models", "inception"}),
     ("configuration", {"config", "validation", "cli"}),
     ("training", {"train", "classifiers", "plotting"}),

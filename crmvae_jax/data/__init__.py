@@ -1,7 +1,7 @@
 """Data sets as in-memory arrays (SPEC.md section 3).
 
 `load(config.data)` dispatches on `config.data.name` to the loader module of that data
-set; each returns `(train, test)` `MultimodalDataset`s.
+set (`registry.DATA_SETS`); each returns `(train, test)` `MultimodalDataset`s.
 """
 
 from __future__ import annotations
@@ -9,27 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
+from crmvae_jax.data import registry
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset, is_text_array
 from crmvae_jax.errors import UserError
-
-# data.name -> the module whose `load(config_data)` builds it.
-LOADERS = {
-    "quickstart": "crmvae_jax.data.quickstart",
-    "mst": "crmvae_jax.data.mst",
-    "polymnist": "crmvae_jax.data.polymnist",
-    "translated_polymnist": "crmvae_jax.data.polymnist",
-    "cub": "crmvae_jax.data.cub",
-    "celeba": "crmvae_jax.data.celeba",
-}
 
 
 def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
   """The (train, test) data sets that `config_data.name` names."""
-  if config_data.name not in LOADERS:
+  if config_data.name not in registry.DATA_SETS:
     raise UserError(
         f"Unknown data set {config_data.name!r} (--config.data.name); known: "
-        f"{', '.join(LOADERS)}.")
-  return importlib.import_module(LOADERS[config_data.name]).load(config_data)
+        f"{', '.join(registry.DATA_SETS)}.")
+  loader = registry.DATA_SETS[config_data.name].loader
+  return importlib.import_module(loader).load(config_data)
 
 
 def text_decoders(dataset: MultimodalDataset) -> dict[str, Callable]:
