@@ -67,6 +67,8 @@ MODELS = {
     "mopoe": {"model": "mopoe", "mixture_estimator": "stratified"},
     "mopoe_sampled": {"model": "mopoe", "mixture_estimator": "sampled"},
     "mvae": {"model": "mvae"},
+    # CRMVAE with MultiVae's reading: no prior expert in q(z|X) or the q~_m.
+    "crmvae_no_prior": {"model": "crmvae", "readings.prior_expert": False},
 }
 # Per data set: the budgets (steps) where every model is evaluated along training, and
 # the models. PolyMNIST costs about 3x more per step on a CPU, so it runs the paper's
