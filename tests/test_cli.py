@@ -121,7 +121,7 @@ def test_overrides_apply_to_the_default_config(tmp_path):
       "--config.disable_progress_bar=True", f"--workdir={tmp_path}")
   assert completed.returncode == 0, completed.stderr
   saved = runs.load_config(str(tmp_path))
-  assert saved.data.name == "quickstart" and saved.num_epochs == 30
+  assert saved.data.name == "quickstart" and saved.num_epochs == 300
   assert (saved.num_train_steps, saved.batch_size) == (2, 16)
 
 

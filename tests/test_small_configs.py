@@ -155,3 +155,20 @@ def test_small_keeps_the_placeholder_types(config_file):
   for key in full.data.keys():
     if small.data[key] is None:
       assert small.data.get_type(key) is full.data.get_type(key), key
+
+
+def test_the_quick_start_trains_crmvae_10500_steps_with_the_text_weighted_8():
+  """The quick start's budget and weights, chosen by experiments/reproduce.py."""
+  from crmvae_jax import data as data_lib
+  from crmvae_jax import input_pipeline
+  from crmvae_jax.modalities import modalities_of
+
+  config = load("configs/quickstart.py")
+  train_set, _ = data_lib.load(config.data)
+  assert config.model == "crmvae" and config.readings.prior_expert  # the paper's reading
+  assert config.num_epochs * input_pipeline.steps_per_epoch(
+      len(train_set), config.batch_size) == 10500
+  modalities = modalities_of(config.data.name, train_set, config.likelihood_weights)
+  assert [(m.name, m.likelihood_weight) for m in modalities] == [("mnist", 1.0), ("text", 8.0)]
+  assert [m.likelihood_weight for m in modalities_of(config.data.name, train_set)] == [
+      1.0, 98.0]  # the size rule it replaces
