@@ -39,11 +39,12 @@ from flax import linen as nn
 
 from crmvae_jax import cli
 from crmvae_jax import data as data_lib
-from crmvae_jax import metrics, networks, runs, validation
+from crmvae_jax.core import metrics, networks
+from crmvae_jax import runs, validation
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import Modality, modalities_of
+from crmvae_jax.core.modalities import Modality, modalities_of
 
 METADATA_FILE = "classifier.json"
 PARAMS_DIR = "params"
@@ -152,7 +153,7 @@ class Classifier:
 
   Attributes:
     modality: what it classifies.
-    module: its `crmvae_jax.networks.CLASSIFIERS` network.
+    module: its `crmvae_jax.core.networks.CLASSIFIERS` network.
     params: its parameters.
     multi_label: one sigmoid per class instead of one softmax.
   """

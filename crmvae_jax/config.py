@@ -42,7 +42,7 @@ DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_te
 def base_config() -> ml_collections.ConfigDict:
   """Settings of the paper's section 6: Adam, learning rate 5e-4, batch 256."""
   config = ml_collections.ConfigDict()
-  config.model = "crmvae"  # a key of crmvae_jax.objectives.OBJECTIVES
+  config.model = "crmvae"  # a key of crmvae_jax.core.objectives.OBJECTIVES
   config.beta = 1.0
   config.seed = 0  # parameters and sampling; the data order has its own data.seed
   config.latent_dim = 32
@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
 def readings_config() -> ml_collections.ConfigDict:
   """The choices the paper leaves open, each at the paper's reading.
 
-  `crmvae_jax.objectives` (module docstring) says what each one changes and which
+  `crmvae_jax.core.objectives` (module docstring) says what each one changes and which
   reference implementation reads it otherwise; e.g. --config.readings.prior_expert=False
   trains without the prior expert in the PoEs, as MultiVae does.
   """

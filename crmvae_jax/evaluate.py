@@ -62,17 +62,16 @@ import numpy as np
 import tqdm
 from absl import flags
 
-from crmvae_jax import classifiers, cli, evaluate_image_text, inception, input_pipeline
-from crmvae_jax import metrics, models
-from crmvae_jax import objectives, plotting, runs, tables, validation
+from crmvae_jax import classifiers, cli, evaluate_image_text, input_pipeline
+from crmvae_jax import plotting, runs, tables, train, validation
 from crmvae_jax import data as data_lib
-from crmvae_jax import distributions as dist
-from crmvae_jax import train
+from crmvae_jax.core import distributions as dist
+from crmvae_jax.core import inception, metrics, models, objectives
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.input_pipeline import padded_batches
-from crmvae_jax.modalities import Modality
+from crmvae_jax.core.modalities import Modality
 
 # (subset mask [M], stored batch, rng) -> displayed outputs, one per modality.
 Generate = Callable[[np.ndarray, dict, jax.Array], Sequence[np.ndarray]]

@@ -47,16 +47,16 @@ import tqdm
 from absl import flags
 from matplotlib.figure import Figure
 
-from crmvae_jax import classifiers, cli, inception, input_pipeline, metrics, models
-from crmvae_jax import objectives, runs, train, validation
+from crmvae_jax import classifiers, cli, input_pipeline, runs, train, validation
+from crmvae_jax.core import inception, metrics, models, objectives
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
 from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
-from crmvae_jax.distributions import Gaussian
+from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.errors import UserError
 from crmvae_jax.input_pipeline import padded_batches
-from crmvae_jax.modalities import Modality, modalities_of
+from crmvae_jax.core.modalities import Modality, modalities_of
 
 RESULTS_FILE = "results.json"
 FIGURE_FILE = "generated_from_text.png"

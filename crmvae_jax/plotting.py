@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from crmvae_jax import models, objectives
+from crmvae_jax.core import models, objectives
 
 CELL = 64
 LABEL_WIDTH = 72

@@ -19,7 +19,7 @@ import numpy as np
 from crmvae_jax import classifiers, evaluate, tables, train
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 # The small setting: `crmvae_jax.config.small` (every data set shrunk the same way) for
 # a fixed number of steps, with small evaluation samples.

@@ -112,7 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   # Imported here: objectives pulls in JAX, and the data package NumPy; neither is
   # needed to import this module.
-  from crmvae_jax import objectives
+  from crmvae_jax.core import objectives
   from crmvae_jax.data import registry
 
   _check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")

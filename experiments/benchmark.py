@@ -44,10 +44,11 @@ from absl import app, flags
 from crmvae_jax import cli
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import models, objectives, train
+from crmvae_jax.core import models, objectives
+from crmvae_jax import train
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "loop"],

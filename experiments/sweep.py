@@ -21,7 +21,8 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, objectives, sweeps
+from crmvae_jax import cli, sweeps
+from crmvae_jax.core import objectives
 from crmvae_jax.errors import UserError
 
 _MODELS = flags.DEFINE_list("models", ["crmvae", "mvtcae"], "Models, one program each.")

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from test_evaluate import _tiny_quickstart_config
 
-from crmvae_jax import classifiers, evaluate, networks, train
+from crmvae_jax import classifiers, evaluate, train
+from crmvae_jax.core import networks
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from crmvae_jax import classifiers
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")

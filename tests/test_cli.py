@@ -13,7 +13,8 @@ import pytest
 from absl import flags
 
 from configs import celeba as celeba_config
-from crmvae_jax import classifiers, cli, evaluate_image_text, inception, runs
+from crmvae_jax import classifiers, cli, evaluate_image_text, runs
+from crmvae_jax.core import inception
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 

@@ -16,7 +16,7 @@ from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 NUM_PAIRS = 300
 BATCH_SIZE = 64  # 300 pairs: four full batches and one padded one

@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax import evaluate, models
+from crmvae_jax import evaluate
+from crmvae_jax.core import models
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 LATENT_DIM = 4
 

@@ -23,9 +23,10 @@ from configs import celeba as celeba_config
 from configs import cub as cub_config
 from crmvae_jax import evaluate_image_text as image_text
 from crmvae_jax import input_pipeline
-from crmvae_jax import metrics, train
+from crmvae_jax.core import metrics
+from crmvae_jax import train
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
-from crmvae_jax.distributions import Gaussian
+from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.errors import UserError
 from experiments import beta_sweep
 

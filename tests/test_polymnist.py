@@ -15,7 +15,7 @@ from PIL import Image
 from configs import polymnist as polymnist_config
 from crmvae_jax import evaluate, sweeps, tables
 from crmvae_jax.data import polymnist
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 from experiments import polymnist_figure2
 
 # The first 160 embedded training digits hold at least 5 of every digit (M = 5 tuples).

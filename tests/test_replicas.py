@@ -15,7 +15,8 @@ import pytest
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import models, train
+from crmvae_jax.core import models
+from crmvae_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,7 +94,8 @@ EIGHT_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from crmvae_jax import config as config_lib, data, models, train
+    from crmvae_jax import config as config_lib, data, train
+    from crmvae_jax.core import models
 
     config = config_lib.quickstart_config()
     train_set, _ = data.load(config.data)
