@@ -63,7 +63,8 @@ import tqdm
 from absl import flags
 
 from crmvae_jax import classifiers, cli, evaluate_image_text, input_pipeline
-from crmvae_jax import plotting, runs, tables, train, validation
+from crmvae_jax.reporting import plotting, summaries, tables
+from crmvae_jax import runs, train, validation
 from crmvae_jax import data as data_lib
 from crmvae_jax.core import distributions as dist
 from crmvae_jax.core import inception, metrics, models, objectives
@@ -623,7 +624,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   os.makedirs(eval_dir, exist_ok=True)
   with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
     json.dump(results, f, indent=2)
-  markdown = tables_markdown([results])
+  markdown = summaries.tables_markdown([results])
   with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
     f.write(markdown)
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
@@ -635,62 +636,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
   return results
-
-
-def _by_model(runs: Sequence[dict], section: str) -> dict[str, dict[str, list[float]]]:
-  """model -> column -> per-run values of one results section."""
-  grouped: dict[str, dict[str, list[float]]] = {}
-  for run in runs:
-    for column, value in (run.get(section) or {}).items():
-      grouped.setdefault(run["model"], {}).setdefault(column, []).append(value)
-  return grouped
-
-
-def tables_markdown(runs: Sequence[dict]) -> str:
-  """Tables 1, 2 and 5 (and the text edit distances and the classifier-Frechet
-  distances) of evaluation results, in Markdown.
-
-  Runs of one model (e.g. three seeds) are shown as mean ± std. On MNIST-SVHN-Text
-  the paper's row follows each model it reports.
-
-  Args:
-    runs: `evaluate` results of one data set.
-
-  Returns:
-    The Markdown document.
-  """
-  first = runs[0]
-  abbreviations = list(first["modalities"])
-  paper = first["data"] in registry.names(paper_tables=True)
-  sections = [f"# Evaluation: {first['data']}, "
-              f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n",
-              "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "
-              "subset)\n",
-              tables.coherence_table(_by_model(runs, "coherence"), abbreviations, paper=paper)]
-  distances = _by_model(runs, "text_edit_distance")
-  if distances:
-    columns = list(next(iter(distances.values())))
-    sections += ["## Generated text: mean Levenshtein distance to the predicted digit name\n",
-                 tables.markdown_table(distances, columns)]
-  fid = _by_model(runs, "fid")
-  sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
-  if fid:
-    columns = list(tables.FID_COLUMNS) if paper else list(next(iter(fid.values())))
-    sections.append(tables.fid_table(fid, columns, paper=paper))
-  else:
-    sections.append(first["fid_note"] + "\n")
-  classifier_fd = _by_model(runs, "classifier_fd")
-  if classifier_fd:
-    columns = list(next(iter(classifier_fd.values())))
-    sections += ["## Classifier-Frechet distance (lower is better), features of the "
-                 "target's own classifier\n",
-                 tables.fid_table(classifier_fd, columns, decimals=2)]
-  sections += ["## Table 5: linear classification of posterior means per input subset\n",
-               tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
-  judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
-                 f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
-  sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
-  return "\n".join(sections)
 
 
 def main() -> None:

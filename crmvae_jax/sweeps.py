@@ -3,8 +3,8 @@
 `run_grid` trains each model's (seed, beta) replicas at once (`config.sweep`; one jitted
 step, vmapped over replicas and sharded over the devices), models one after another,
 evaluates every replica with `crmvae_jax.evaluate`, and returns their results;
-`sweep_markdown` tabulates them. `experiments/sweep.py` and `experiments/mst_tables.py`
-are its command lines.
+`reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py` and
+`experiments/mst_tables.py` are its command lines.
 """
 
 
@@ -14,9 +14,8 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 
-from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax import classifiers, evaluate, train
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.core.modalities import modalities_of
@@ -119,43 +118,3 @@ def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[i
   if missing:
     print(f"No results in {len(missing)} replica(s): {', '.join(missing)}.")
   return runs
-
-
-def _cross_coherence(run: dict) -> float:
-  return float(np.mean([value for column, value in run["coherence"].items()
-                        if column != tables.JOINT_COHERENCE_COLUMN]))
-
-
-def summary_table(runs: list[dict]) -> str:
-  """One row per (model, beta): mean ± std over seeds of the headline numbers."""
-  groups: dict[tuple[str, float], list[dict]] = {}
-  for run in runs:
-    groups.setdefault((run["model"], run["beta"]), []).append(run)
-  order = {name: i for i, name in enumerate(tables.MODEL_NAMES)}
-  results = {}
-  for (model, beta), group in sorted(groups.items(), key=lambda item: (order[item[0][0]],
-                                                                       item[0][1])):
-    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = {
-        "R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
-        "mean cross-coherence": [_cross_coherence(run) for run in group],
-        "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group],
-    }
-  return tables.markdown_table(results, ["R", "mean cross-coherence", "mean latent probe"])
-
-
-def sweep_markdown(runs: list[dict]) -> str:
-  sections = [f"# Sweep: {runs[0]['data']}, {len(runs)} replica(s)\n", summary_table(runs)]
-  for beta in sorted({run["beta"] for run in runs}):
-    sections += [f"\n# beta = {beta:g}\n",
-                 evaluate.tables_markdown([run for run in runs if run["beta"] == beta])]
-  return "\n".join(sections)
-
-
-def write_markdown(root: str, filename: str, markdown: str) -> None:
-  """Writes `markdown` to root/filename and prints it with the path."""
-  os.makedirs(root, exist_ok=True)
-  path = os.path.join(root, filename)
-  with open(path, "w") as f:
-    f.write(markdown)
-  print(markdown)
-  print(f"Wrote {path}.")

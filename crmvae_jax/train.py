@@ -37,7 +37,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, plotting, runs, validation
+from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax.reporting import plotting
 from crmvae_jax.core import models, objectives
 from crmvae_jax.errors import UserError
 from crmvae_jax.data.base import MultimodalDataset

@@ -47,7 +47,8 @@ from absl import flags
 from matplotlib.figure import Figure
 
 from crmvae_jax import evaluate_image_text as image_text
-from crmvae_jax import classifiers, cli, tables, train
+from crmvae_jax import classifiers, cli, train
+from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax import runs as run_files
 from crmvae_jax.data import registry

@@ -27,7 +27,8 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax import cli, sweeps
+from crmvae_jax.reporting import summaries, tables
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
@@ -56,7 +57,7 @@ def main() -> None:
                          [config.beta], root, _COLLECT_ONLY.value)
   if not runs:
     raise UserError(f"No run under {root} has results; run without --collect_only.")
-  sweeps.write_markdown(root, "tables.md", evaluate.tables_markdown(runs))
+  summaries.write_markdown(root, "tables.md", summaries.tables_markdown(runs))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax import cli, evaluate, sweeps
+from crmvae_jax.reporting import tables
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 

@@ -53,7 +53,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables, train
+from crmvae_jax import cli, evaluate, sweeps, train
+from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 

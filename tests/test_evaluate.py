@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax import classifiers, evaluate, train
+from crmvae_jax.reporting import summaries, tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
@@ -210,7 +211,7 @@ def _mst_results(model: str, coherence: float) -> dict:
 
 def test_tables_have_the_paper_layout():
   runs = [_mst_results("crmvae", 0.5), _mst_results("crmvae", 0.7), _mst_results("mvae", 0.2)]
-  markdown = evaluate.tables_markdown(runs)
+  markdown = summaries.tables_markdown(runs)
   lines = markdown.splitlines()
   assert ("| model | R | M<-S | M<-T | M<-S+T | S<-M | S<-T | S<-M+T | T<-M | T<-S | T<-M+S |"
           in lines)
@@ -230,7 +231,7 @@ def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
          "latent": {"M": 0.9, "T": 1.0, "M+T": 1.0},
          "judges": {"mnist": "classifier", "text": "levenshtein"},
          "judge_accuracy": {"mnist": 0.97, "text": 1.0}}
-  markdown = evaluate.tables_markdown([run])
+  markdown = summaries.tables_markdown([run])
   assert ("| model | R | M<-T | T<-M |\n|---|---|---|---|\n| CRMVAE | 0.20 | 0.30 | 0.40 |"
           in markdown)
   assert "(paper)" not in markdown

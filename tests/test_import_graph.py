@@ -20,9 +20,9 @@ LAYERS = (
     ("foundation", {"errors", "xla_setup", "input_pipeline", "runs", "data.text",
                     "data.vocabulary"}),
     # The pure core: distributions, networks, metrics, the objectives and the model
-    # registry (`core.objectives.MODELS`); tables name models by it.
+    # registry (`core.objectives.MODELS`).
     ("core", {"core", "core.distributions", "core.networks", "core.metrics",
-              "core.objectives", "tables"}),
+              "core.objectives"}),
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
               "data.quickstart", "data.polymnist", "data.cub", "data.celeba"}),
@@ -30,7 +30,10 @@ LAYERS = (
     # VAE over them, and the FID Inception network (whose weights file is data).
     ("core model", {"core.modalities", "core.models", "core.inception"}),
     ("configuration", {"config", "validation", "cli"}),
-    ("training", {"train", "classifiers", "plotting"}),
+    # Tables, Markdown summaries and figures of what the layers below compute.
+    ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
+                   "reporting.plotting"}),
+    ("training", {"train", "classifiers"}),
     ("evaluation", {"evaluate", "evaluate_image_text", "sweeps"}),
     ("entry points", {"main"}),
 )

@@ -15,7 +15,7 @@ from jax.test_util import check_grads
 
 from crmvae_jax.core import distributions as dist
 from crmvae_jax.core import objectives
-from crmvae_jax import tables
+from crmvae_jax.reporting import tables
 from crmvae_jax.core.distributions import Gaussian
 
 NAMES = tuple(objectives.OBJECTIVES)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from configs import polymnist as polymnist_config
-from crmvae_jax import evaluate, sweeps, tables
+from crmvae_jax import evaluate, sweeps
+from crmvae_jax.reporting import tables
 from crmvae_jax.data import polymnist
 from crmvae_jax.core.modalities import modalities_of
 from experiments import polymnist_figure2

@@ -136,6 +136,7 @@ def test_replicas_on_eight_simulated_devices_match_one_device():
 @pytest.mark.slow
 def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   from crmvae_jax import sweeps
+  from crmvae_jax.reporting import summaries
 
   config = tiny_config(num_steps=6)
   config.eval.classifier_dir = str(tmp_path / "classifiers")
@@ -148,7 +149,7 @@ def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   runs = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"))
   assert sorted((run["seed"], run["beta"]) for run in runs) == [
       (0, 0.5), (0, 2.0), (1, 0.5), (1, 2.0)]
-  markdown = sweeps.sweep_markdown(runs)
+  markdown = summaries.sweep_markdown(runs)
   assert "| CRMVAE, beta 0.5, 2 seed(s) |" in markdown
   assert "| CRMVAE, beta 2, 2 seed(s) |" in markdown
   assert markdown.count("## Table 1") == 2  # the full tables, once per beta

@@ -49,7 +49,7 @@ class DataSet:
     attributes: whether its labels are attributes [N, K] that images generated from
       text must show (CelebA's 40), judged by an attribute classifier.
     paper_tables: whether the paper's Tables 1, 2 and 5 report it (their numbers are
-      `crmvae_jax.tables`'), so evaluation tables show the paper's rows.
+      `crmvae_jax.reporting.tables`'), so evaluation tables show the paper's rows.
     paper_figure: the paper's figure of its results, if any.
   """
 
