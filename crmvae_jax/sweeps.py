@@ -2,7 +2,7 @@
 
 `run_grid` trains each model's (seed, beta) replicas at once (`config.sweep`; one jitted
 step, vmapped over replicas and sharded over the devices), models one after another,
-evaluates every replica with `crmvae_jax.evaluate`, and returns their results;
+evaluates every replica with `evaluation.driver.evaluate`, and returns their results;
 `reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py` and
 `experiments/mst_tables.py` are its command lines.
 """
@@ -15,10 +15,11 @@ import os
 
 import ml_collections
 
-from crmvae_jax import classifiers, evaluate, train
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
+from crmvae_jax import train
 from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.evaluation import classifier_training, driver, judges
 
 # The small setting: `crmvae_jax.config.small` (every data set shrunk the same way) for
 # a fixed number of steps, with small evaluation samples.
@@ -67,18 +68,18 @@ def grid_directory(root: str, model: str, seeds: list[int], betas: list[float]) 
 def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
   """Trains the classifiers of `config`'s data set unless every one is stored."""
   train_set, _ = data_lib.load(config.data)
-  directory = classifiers.default_directory(config)
+  directory = judges.default_directory(config)
   missing = [m.name for m in modalities_of(config.data.name, train_set)
-             if classifiers.read_metadata(directory, m.name) is None]
+             if judges.read_metadata(directory, m.name) is None]
   if missing:
     print(f"Training the classifiers of {config.data.name} into {directory} "
           f"(missing: {', '.join(missing)}).")
-    classifiers.train_classifiers(config)
+    classifier_training.train_classifiers(config)
 
 
 def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
   return os.path.join(train.replica_directory(config, workdir, replica), "eval",
-                      evaluate.RESULTS_FILE)
+                      driver.RESULTS_FILE)
 
 
 def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[int],
@@ -107,7 +108,7 @@ def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[i
         os.path.isfile(results_path(model_config, workdir, r)) for r in replicas):
       train.train_and_evaluate(model_config, workdir)
       for replica in replicas:
-        evaluate.evaluate(model_config, workdir, replica=replica)
+        driver.evaluate(model_config, workdir, replica=replica)
     for replica in replicas:
       path = results_path(model_config, workdir, replica)
       if os.path.isfile(path):

@@ -13,11 +13,11 @@ evaluation on 1,000 test pairs; offline with the quick-start data):
 Every model trains its three seeds at once, as replicas of one program
 (`crmvae_jax.sweeps.run_grid`: `train.train_and_evaluate` with `config.sweep.seeds`,
 resumed if it has a checkpoint), and every replica is evaluated with
-`evaluate.evaluate`, unless its `eval/results.json` exists. The classifiers are
-trained first if any is missing (`crmvae_jax.classifiers`; the small setting keeps
-its own under `<root>/classifiers`). Then Tables 1, 2 and 5 are printed and written
-to `<root>/tables.md`: mean ± std over seeds, with the paper's rows on
-MNIST-SVHN-Text. `--collect_only` skips training and evaluation and tabulates the
+`evaluation.driver.evaluate`, unless its `eval/results.json` exists. The classifiers are
+trained first if any is missing (`crmvae_jax.evaluation.classifier_training`; the
+small setting keeps its own under `<root>/classifiers`). Then Tables 1, 2 and 5 are
+printed and written to `<root>/tables.md`: mean ± std over seeds, with the paper's
+rows on MNIST-SVHN-Text. `--collect_only` skips training and evaluation and tabulates the
 runs that have results. Select runs with e.g. `--models=crmvae,mvtcae --seeds=0,1`.
 """
 

@@ -8,8 +8,8 @@ on data that needs no download:
 - `polymnist3`, `polymnist5`: PolyMNIST with 3 or 5 modalities built from the same
   embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting.
 
-Every model is evaluated with `crmvae_jax.evaluate` at each budget of its data set's
-schedule (the run resumes exactly from one budget to the next), so coherence is
+Every model is evaluated with `crmvae_jax.evaluation.driver.evaluate` at each budget of
+its data set's schedule (the run resumes exactly from one budget to the next), so coherence is
 measured along training. An ablation trains CRMVAE and MVTCAE on `mnist_text` with one
 reading or factor changed at a time (`ABLATIONS`), one seed, at the quick start's
 budget; it runs first. Everything is resumable: a (run, budget) with results is not
@@ -53,7 +53,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, train
+from crmvae_jax.evaluation import driver
+from crmvae_jax import cli, sweeps, train
 from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
@@ -182,7 +183,7 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
     train.train_and_evaluate(leg, workdir)
     for replica, seed in enumerate(seeds):
       if not curves.has(run, budget, seed):
-        curves.add(run, data, model, variant, headline(evaluate.evaluate(leg, workdir, replica)))
+        curves.add(run, data, model, variant, headline(driver.evaluate(leg, workdir, replica)))
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,

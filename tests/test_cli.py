@@ -13,7 +13,8 @@ import pytest
 from absl import flags
 
 from configs import celeba as celeba_config
-from crmvae_jax import classifiers, cli, evaluate_image_text, runs
+from crmvae_jax.evaluation import driver, judges
+from crmvae_jax import cli, runs
 from crmvae_jax.core import inception
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
@@ -221,17 +222,17 @@ def suggested_commands(tmp_path, celeba_workdir) -> dict[str, list[str]]:
   mst = config_lib.quickstart_config()
   mst.data.name = "mst"
   messages = {
-      "missing quick-start classifier": classifiers.train_command(quickstart, str(tmp_path)),
-      "missing MST classifier": classifiers.train_command(mst, "classifiers/mst"),
-      "missing attribute classifier": evaluate_image_text._classifier_command(celeba, workdir),
-      "missing attribute classifier, no run": evaluate_image_text._classifier_command(celeba),
+      "missing quick-start classifier": judges.train_command(quickstart, str(tmp_path)),
+      "missing MST classifier": judges.train_command(mst, "classifiers/mst"),
+      "missing attribute classifier": judges.attribute_classifier_command(celeba, workdir),
+      "missing attribute classifier, no run": judges.attribute_classifier_command(celeba),
       "missing Inception weights": inception.CONVERT_COMMAND,
       # The config placeholder is the user's; any config file parses.
       "no trained run": runs.train_command(str(tmp_path)).replace(
           "--config=CONFIG", "--config=configs/quickstart.py"),
   }
   with pytest.raises(UserError) as error:
-    evaluate_image_text.evaluate_image_text(quickstart, workdir)
+    driver.evaluate_image_text(quickstart, workdir)
   messages["not an image-text run"] = str(error.value)
   return {name: _command(message) for name, message in messages.items()}
 

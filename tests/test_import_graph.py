@@ -33,9 +33,14 @@ LAYERS = (
     # Tables, Markdown summaries and figures of what the layers below compute.
     ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
                    "reporting.plotting"}),
-    ("training", {"train", "classifiers"}),
-    ("evaluation", {"evaluate", "evaluate_image_text", "sweeps"}),
-    ("entry points", {"main"}),
+    ("training", {"train"}),
+    # One module per metric, the judges, and the drivers that evaluate a trained run.
+    ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
+                    "evaluation.fid", "evaluation.probes", "evaluation.image_text",
+                    "evaluation.judges", "evaluation.classifier_training",
+                    "evaluation.driver", "sweeps"}),
+    # The command lines: flags and main() only.
+    ("entry points", {"main", "evaluate", "evaluate_image_text", "classifiers"}),
 )
 LAYER_OF = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
 

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 # How a run is evaluated: 'digits', coherence of generated modalities with the class
-# label, judged by trained classifiers (`crmvae_jax.evaluate`); 'image_text', cosine
-# similarity of image and text latents, attributes and FID of images generated from
-# text (`crmvae_jax.evaluate_image_text`).
+# label, judged by trained classifiers (`crmvae_jax.evaluation.driver.evaluate`);
+# 'image_text', cosine similarity of image and text latents, attributes and FID of
+# images generated from text (`crmvae_jax.evaluation.driver.evaluate_image_text`).
 Evaluation = Literal["digits", "image_text"]
 
 # Short names of modalities in tables and figures (the paper's M, S, T); any other

@@ -1,12 +1,12 @@
-"""Evaluation results as Markdown: one run's or one data set's tables (Tables 1, 2 and
-5 of the paper, with its rows on MNIST-SVHN-Text) and a sweep's summary, and writing
-them next to the runs.
+"""Evaluation results summarised: one run's or one data set's tables in Markdown (Tables
+1, 2 and 5 of the paper, with its rows on MNIST-SVHN-Text), a sweep's summary, results
+averaged per conditioning-subset size (Figure 2), and writing Markdown next to the runs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -108,3 +108,46 @@ def write_markdown(root: str, filename: str, markdown: str) -> None:
     f.write(markdown)
   print(markdown)
   print(f"Wrote {path}.")
+
+
+def _column_subset_size(metric: str, column: str) -> int | None:
+  """The number of modalities a results column conditions on (None: 'R')."""
+  if metric == "coherence":
+    if column == tables.JOINT_COHERENCE_COLUMN:
+      return None
+    subset = column.split("<-", 1)[1]
+  elif metric in ("fid", "classifier_fd"):
+    subset = column.split("->", 1)[0]
+  else:
+    subset = column
+  return subset.count("+") + 1
+
+
+def by_subset_size(results: Mapping) -> dict[str, dict[int, float]]:
+  """Coherence, FID, classifier-FD and latent probes of one evaluation averaged per
+  subset size.
+
+  Args:
+    results: an `evaluation.driver.evaluate` result (or any dict with 'coherence', 'fid',
+      'classifier_fd' and 'latent' sections keyed by their columns: 'M0<-M1+M2',
+      'M1+M2->M0', 'M0+M1').
+
+  Returns:
+    metric ('coherence', 'fid', 'classifier_fd', 'latent'; those present and not
+    None) -> {k: mean
+    over the columns whose conditioning subset has k modalities}, k ascending. Joint
+    coherence R has no subset and is left out.
+  """
+  averages = {}
+  for metric in ("coherence", "fid", "classifier_fd", "latent"):
+    columns = results.get(metric)
+    if not columns:
+      continue
+    values_by_size: dict[int, list[float]] = {}
+    for column, value in columns.items():
+      size = _column_subset_size(metric, column)
+      if size is not None:
+        values_by_size.setdefault(size, []).append(value)
+    averages[metric] = {size: float(np.mean(values_by_size[size]))
+                        for size in sorted(values_by_size)}
+  return averages
