@@ -56,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100
   # Train steps per dispatch to the devices: the host's loop costs once per chunk (chunks
   # also end at every log, eval and checkpoint step). None: 1 on CPU, 100 on GPU/TPU
-  # (crmvae_jax.train.steps_per_dispatch_for says why).
+  # (crmvae_jax.training.step.steps_per_dispatch_for says why).
   config.steps_per_dispatch = ml_collections.config_dict.placeholder(int)
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 5000
@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batches = 20  # test batches for the held-out loss during training
   config.figure_examples = 8  # columns of the cross-generation grid
   config.disable_progress_bar = False
-  # Several replicas trained at once by one program (crmvae_jax.train.replica_grid): the
+  # Several replicas trained at once by one program (training.state.replica_grid): the
   # grid seeds x betas; empty means the single config.seed / config.beta.
   config.sweep = ml_collections.ConfigDict({"seeds": (), "betas": ()})
   config.eval = evaluation_config()

@@ -52,13 +52,14 @@ from __future__ import annotations
 
 from absl import flags
 
-from crmvae_jax import cli, train
+from crmvae_jax import cli
+from crmvae_jax.training import state
 from crmvae_jax.evaluation import driver
 
 
 def main() -> None:
   config, workdir, replica = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.replica
-  num_replicas = len(train.replica_grid(config)[0])
+  num_replicas = len(state.replica_grid(config)[0])
   for r in range(num_replicas) if replica is None else [replica]:
     driver.evaluate(config, workdir, r)
 
@@ -67,7 +68,8 @@ if __name__ == "__main__":
   # Defined here, not at import: importing this module defines no flags.
   flags.DEFINE_string("workdir", None, "The training run's directory.")
   flags.DEFINE_integer("replica", None,
-                       "Which replica of a sweep run (train.replica_grid); default: every one.")
+                       "Which replica of a sweep run (training.state.replica_grid); default: "
+                       "every one.")
   flags.mark_flag_as_required("workdir")
   cli.run(main, config=cli.RUN,
           config_help="Default: the config the --workdir run was trained with (its "

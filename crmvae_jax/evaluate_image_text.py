@@ -38,7 +38,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from crmvae_jax import cli, train
+from crmvae_jax import cli
+from crmvae_jax.training import state
 from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation import classifier_training, driver
 
@@ -51,7 +52,7 @@ def main() -> None:
   if flags.FLAGS.train_classifier:
     classifier_training.train_attribute_classifier(config)
   if workdir is not None:
-    for replica in range(len(train.replica_grid(config)[0])):
+    for replica in range(len(state.replica_grid(config)[0])):
       driver.evaluate_image_text(config, workdir, replica)
 
 

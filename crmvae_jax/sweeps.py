@@ -17,7 +17,7 @@ import ml_collections
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import train
+from crmvae_jax.training import loop, state
 from crmvae_jax.core.modalities import modalities_of
 from crmvae_jax.evaluation import classifier_training, driver, judges
 
@@ -78,7 +78,7 @@ def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
 
 
 def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
-  return os.path.join(train.replica_directory(config, workdir, replica), "eval",
+  return os.path.join(state.replica_directory(config, workdir, replica), "eval",
                       driver.RESULTS_FILE)
 
 
@@ -106,7 +106,7 @@ def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[i
     replicas = range(len(seeds) * len(betas))
     if not collect_only and not all(
         os.path.isfile(results_path(model_config, workdir, r)) for r in replicas):
-      train.train_and_evaluate(model_config, workdir)
+      loop.train_and_evaluate(model_config, workdir)
       for replica in replicas:
         driver.evaluate(model_config, workdir, replica=replica)
     for replica in replicas:

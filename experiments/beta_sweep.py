@@ -13,7 +13,7 @@ Small (the same pipeline shrunk to finish on a CPU: 10 steps of batch 8 on at mo
 a few fake images written the way tests/test_image_text.py writes them.
 
 Every model of --models (default MVAE, MoPoE-VAE, MVTCAE and CRMVAE) is trained once
-in `<root>/<model>` with `train.train_and_evaluate`, all of its (seed, beta) pairs
+in `<root>/<model>` with `training.loop.train_and_evaluate`, all of its (seed, beta) pairs
 (--seeds x --betas) at once as replicas of one program, then every replica is
 evaluated with `evaluate_image_text.evaluate_image_text`, unless its results exist.
 CelebA's attribute classifier is trained first if it is missing (the small setting
@@ -48,7 +48,8 @@ from matplotlib.figure import Figure
 
 from crmvae_jax.reporting import plotting
 from crmvae_jax.evaluation import classifier_training, driver, image_text, judges
-from crmvae_jax import cli, train
+from crmvae_jax import cli
+from crmvae_jax.training import loop, state
 from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax import runs as run_files
@@ -156,14 +157,14 @@ def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
   for model in models:
     config_of_model = model_config(config, model, betas, seeds)
     workdir = os.path.join(root, model)
-    num_replicas = len(train.replica_grid(config_of_model)[0])
-    eval_dirs = [os.path.join(train.replica_directory(config_of_model, workdir, r), "eval")
+    num_replicas = len(state.replica_grid(config_of_model)[0])
+    eval_dirs = [os.path.join(state.replica_directory(config_of_model, workdir, r), "eval")
                  for r in range(num_replicas)]
     results_paths = [os.path.join(d, driver.RESULTS_FILE) for d in eval_dirs]
     if not collect_only and not all(os.path.isfile(path) for path in results_paths):
       run_files.check_same_run(config_of_model, workdir, "pass those (--seeds, --betas, "
                                "--config.FIELD), or another --root", required=False)
-      train.train_and_evaluate(config_of_model, workdir)
+      loop.train_and_evaluate(config_of_model, workdir)
       for replica, path in enumerate(results_paths):
         if not os.path.isfile(path):
           driver.evaluate_image_text(config_of_model, workdir, replica)

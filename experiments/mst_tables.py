@@ -11,7 +11,7 @@ evaluation on 1,000 test pairs; offline with the quick-start data):
   python -m experiments.mst_tables --setting=small --config=configs/quickstart.py
 
 Every model trains its three seeds at once, as replicas of one program
-(`crmvae_jax.sweeps.run_grid`: `train.train_and_evaluate` with `config.sweep.seeds`,
+(`crmvae_jax.sweeps.run_grid`: `training.loop.train_and_evaluate` with `config.sweep.seeds`,
 resumed if it has a checkpoint), and every replica is evaluated with
 `evaluation.driver.evaluate`, unless its `eval/results.json` exists. The classifiers are
 trained first if any is missing (`crmvae_jax.evaluation.classifier_training`; the

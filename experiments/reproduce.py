@@ -54,7 +54,8 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax.evaluation import driver
-from crmvae_jax import cli, sweeps, train
+from crmvae_jax import cli, sweeps
+from crmvae_jax.training import loop, state
 from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
@@ -172,7 +173,7 @@ class Curves:
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
                 curves: Curves, run: str, data: str, model: str, variant: str) -> None:
   """Trains `config`'s replicas to each budget in turn and evaluates every replica there."""
-  seeds, _ = train.replica_grid(config)
+  seeds, _ = state.replica_grid(config)
   for budget in budgets:
     if all(curves.has(run, budget, seed) for seed in seeds):
       continue
@@ -180,7 +181,7 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
     leg.num_train_steps = budget
     leg.eval_every_steps = leg.checkpoint_every_steps = budget
     print(f"== {run}: training to step {budget}")
-    train.train_and_evaluate(leg, workdir)
+    loop.train_and_evaluate(leg, workdir)
     for replica, seed in enumerate(seeds):
       if not curves.has(run, budget, seed):
         curves.add(run, data, model, variant, headline(driver.evaluate(leg, workdir, replica)))

@@ -16,7 +16,7 @@ from test_evaluate import _tiny_quickstart_config
 from crmvae_jax.reporting import summaries
 from crmvae_jax.evaluation import classifier_training, driver, fid
 from crmvae_jax.evaluation import judges as judges_lib
-from crmvae_jax import train
+from crmvae_jax.training import loop
 from crmvae_jax.core import networks
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
@@ -116,7 +116,7 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
 def test_a_tiny_evaluation_reports_the_classifier_fd(tmp_path):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   classifier_training.train_classifiers(config)
   results = driver.evaluate(config, workdir)
 

@@ -163,12 +163,13 @@ def test_a_bug_keeps_its_traceback(tmp_path):
   """Only UserError becomes one line: any other exception is a bug and shows where."""
   program = textwrap.dedent(f"""
       import sys
-      from crmvae_jax import cli, main, train
+      from crmvae_jax import cli, main
+      from crmvae_jax.training import loop
 
       def broken(config, workdir):
         raise ValueError("a genuine bug")
 
-      train.train_and_evaluate = broken
+      loop.train_and_evaluate = broken
       sys.argv = ["main", "--config.num_train_steps=60", "--workdir={tmp_path}"]
       cli.run(main.main)
   """)

@@ -12,7 +12,8 @@ import pytest
 from crmvae_jax.evaluation import driver, image_text
 from crmvae_jax.evaluation import fid as fid_lib
 from crmvae_jax import config as config_lib
-from crmvae_jax import input_pipeline, train
+from crmvae_jax import input_pipeline
+from crmvae_jax.training import loop
 from crmvae_jax.data import quickstart
 from test_evaluate import _pooled_features, mst_of_digits
 
@@ -160,13 +161,13 @@ def test_fid_scores_take_one_feature_function_per_target(sorted_digits):
 def test_training_figure_examples_are_a_seeded_random_sample(monkeypatch, sorted_digits):
   dataset, _ = sorted_digits
   shown = []
-  monkeypatch.setattr(train.plotting, "cross_generation_figure",
+  monkeypatch.setattr(loop.plotting, "cross_generation_figure",
                       lambda model, params, batch, *args, **kwargs: shown.append(batch["label"]))
   config = config_lib.quickstart_config()
   config.figure_examples = 8
   for seed in (0, 0, 1):
     config.eval.seed = seed
-    train.save_cross_generation(None, None, dataset, config, "unused.png", "title")
+    loop.save_cross_generation(None, None, dataset, config, "unused.png", "title")
   assert len(shown[0]) == 8 and _num_digits([shown[0]]) >= 4
   np.testing.assert_array_equal(shown[0], shown[1])
   assert not np.array_equal(shown[0], shown[2])

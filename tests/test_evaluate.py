@@ -14,7 +14,7 @@ import pytest
 from crmvae_jax.evaluation import classifier_training, driver, fid, probes
 from crmvae_jax.evaluation import coherence as coherence_lib
 from crmvae_jax.evaluation import judges as judges_lib
-from crmvae_jax import train
+from crmvae_jax.training import loop
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
@@ -268,7 +268,7 @@ def _tiny_quickstart_config(tmp_path):
 def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
 
   with pytest.raises(UserError, match="python -m crmvae_jax.classifiers"):
     driver.evaluate(config, workdir)  # no classifiers yet

@@ -24,7 +24,7 @@ from configs import cub as cub_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
 from crmvae_jax import input_pipeline
 from crmvae_jax.core import metrics
-from crmvae_jax import train
+from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
 from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.errors import UserError
@@ -195,7 +195,7 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
     assert os.path.isfile(os.path.join(run.eval_dir, driver.TEXT_FIGURE_FILE))
   # One program trained both betas, into different parameters.
   sweep_config = beta_sweep.model_config(config, "crmvae", [0.5, 2.0], [0])
-  params = [train.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
+  params = [checkpoints.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
   assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, *params)))
 
 
@@ -237,7 +237,7 @@ def celeba_run(celeba_dir, tmp_path_factory):
   config = _shrink(config, root)
   config.eval.fid = False
   workdir = str(root / "crmvae")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return config, workdir
 
 
@@ -267,7 +267,7 @@ def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
 @pytest.mark.slow
 def test_celeba_grid_texts_and_generation(celeba_run):
   config, workdir = celeba_run
-  model, params, _, test_set, _ = train.load_trained(config, workdir)
+  model, params, _, test_set, _ = checkpoints.load_trained(config, workdir)
   texts, ids = driver.chosen_texts(config, test_set, "text")
   assert texts == [t[:64].strip() for t in config.eval.generation_texts]
   assert ids.shape == (5, 64) and text.decode(ids)[2].startswith("eyeglasses, gray hair, male ")

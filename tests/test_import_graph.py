@@ -33,7 +33,9 @@ LAYERS = (
     # Tables, Markdown summaries and figures of what the layers below compute.
     ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
                    "reporting.plotting"}),
-    ("training", {"train"}),
+    # The run's state, the sharded steps, checkpoints and the loop.
+    ("training", {"training", "training.state", "training.step", "training.checkpoints",
+                  "training.loop"}),
     # One module per metric, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text",
@@ -104,5 +106,5 @@ def test_the_pure_core_imports_no_data_flags_or_io(module):
 def test_the_checker_sees_an_upward_import(tmp_path):
   # The rule above can fail: a core module importing the training loop is caught.
   path = tmp_path / "fake.py"
-  path.write_text("from crmvae_jax import train\nimport crmvae_jax.data.base\n")
-  assert imports_of(str(path), set(package_modules())) == {"train", "data.base"}
+  path.write_text("from crmvae_jax.training import loop\nimport crmvae_jax.data.base\n")
+  assert imports_of(str(path), set(package_modules())) == {"training.loop", "data.base"}

@@ -24,7 +24,8 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, runs, train, validation
+from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax.training import checkpoints, state
 from crmvae_jax.core import objectives
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
@@ -49,7 +50,7 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
                 replica: int) -> dict:
   """What every results file starts with: model, data, seed, beta, step and modalities
   (abbreviation -> name) of the evaluated replica."""
-  seeds, betas = train.replica_grid(config)
+  seeds, betas = state.replica_grid(config)
   return {"model": config.model, "data": config.data.name, "seed": seeds[replica],
           "beta": betas[replica], "step": step,
           "modalities": {m.abbreviation: m.name for m in modalities}}
@@ -58,7 +59,7 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
 def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int,
                    results: dict) -> str:
   """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
-  eval_dir = os.path.join(train.replica_directory(config, workdir, replica), "eval")
+  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
   os.makedirs(eval_dir, exist_ok=True)
   with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
     json.dump(results, f, indent=2)
@@ -73,7 +74,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     config: the config the run was trained with (`runs.load_config(workdir)`, whose
       eval.* fields may be changed); `config.eval` holds the evaluation settings.
     workdir: the training run's directory.
-    replica: which (seed, beta) replica of a sweep run (`train.replica_grid`); its
+    replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`); its
       files go to DIR/replica_<r>/eval/.
 
   Returns:
@@ -94,7 +95,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     return evaluate_image_text(config, workdir, replica)
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
-  model, params, train_set, test_set, step = train.load_trained(config, workdir, replica)
+  model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
   if test_set.labels.ndim != 1:
     raise UserError(
@@ -183,7 +184,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
       settings (num_examples, batch_size, seed, fid, fid_examples, inception_weights,
       classifier_dir, generation_texts).
     workdir: the run's directory.
-    replica: which (seed, beta) replica of a sweep run (`train.replica_grid`).
+    replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`).
 
   Returns:
     The results written to `<run directory>/eval/results.json`: model, data, seed,
@@ -203,7 +204,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
                     f"{config.data.name}; use python -m crmvae_jax.evaluate --workdir={workdir}.")
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
-  model, params, _, test_set, step = train.load_trained(config, workdir, replica)
+  model, params, _, test_set, step = checkpoints.load_trained(config, workdir, replica)
   modalities = model.modalities
   image_index, text_index = image_text.image_and_text_indices(modalities)
   image, text = modalities[image_index], modalities[text_index]
