@@ -42,7 +42,7 @@ DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_te
 def base_config() -> ml_collections.ConfigDict:
   """Settings of the paper's section 6: Adam, learning rate 5e-4, batch 256."""
   config = ml_collections.ConfigDict()
-  config.model = "crmvae"  # a key of crmvae_jax.objectives.OBJECTIVES
+  config.model = "crmvae"  # a key of crmvae_jax.core.objectives.OBJECTIVES
   config.beta = 1.0
   config.seed = 0  # parameters and sampling; the data order has its own data.seed
   config.latent_dim = 32
@@ -56,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100
   # Train steps per dispatch to the devices: the host's loop costs once per chunk (chunks
   # also end at every log, eval and checkpoint step). None: 1 on CPU, 100 on GPU/TPU
-  # (crmvae_jax.train.steps_per_dispatch_for says why).
+  # (crmvae_jax.training.step.steps_per_dispatch_for says why).
   config.steps_per_dispatch = ml_collections.config_dict.placeholder(int)
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 5000
@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batches = 20  # test batches for the held-out loss during training
   config.figure_examples = 8  # columns of the cross-generation grid
   config.disable_progress_bar = False
-  # Several replicas trained at once by one program (crmvae_jax.train.replica_grid): the
+  # Several replicas trained at once by one program (training.state.replica_grid): the
   # grid seeds x betas; empty means the single config.seed / config.beta.
   config.sweep = ml_collections.ConfigDict({"seeds": (), "betas": ()})
   config.eval = evaluation_config()
@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
 def readings_config() -> ml_collections.ConfigDict:
   """The choices the paper leaves open, each at the paper's reading.
 
-  `crmvae_jax.objectives` (module docstring) says what each one changes and which
+  `crmvae_jax.core.objectives` (module docstring) says what each one changes and which
   reference implementation reads it otherwise; e.g. --config.readings.prior_expert=False
   trains without the prior expert in the PoEs, as MultiVae does.
   """

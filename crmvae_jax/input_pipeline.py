@@ -4,7 +4,7 @@ The order of training examples is a pure function of the data seed and the step:
 epoch e visits the pairs in the permutation drawn from (seed, e). A run resumed at
 step s therefore sees exactly the batches an uninterrupted run would, and replicas of
 a sweep that share a data seed share their batches. The ids are all the host computes
-during training: the data sets live on the devices (`crmvae_jax.train.DeviceData`).
+during training: the data sets live on the devices (`crmvae_jax.training.step.DeviceData`).
 
 Test pairs are often stored in order (MNIST-SVHN-Text digit by digit), so whatever
 looks at part of a test set (the training-time test loss, figure examples) takes a

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from crmvae_jax import cli, runs, train, validation
+from crmvae_jax import cli, runs, validation
+from crmvae_jax.training import loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None,
@@ -48,7 +49,7 @@ def main() -> None:
   if FLAGS.multihost:
     initialize_distributed()
   logging.info("workdir: %s", workdir)
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

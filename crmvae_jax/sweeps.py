@@ -2,9 +2,9 @@
 
 `run_grid` trains each model's (seed, beta) replicas at once (`config.sweep`; one jitted
 step, vmapped over replicas and sharded over the devices), models one after another,
-evaluates every replica with `crmvae_jax.evaluate`, and returns their results;
-`sweep_markdown` tabulates them. `experiments/sweep.py` and `experiments/mst_tables.py`
-are its command lines.
+evaluates every replica with `evaluation.driver.evaluate`, and returns their results;
+`reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py` and
+`experiments/mst_tables.py` are its command lines.
 """
 
 
@@ -14,12 +14,12 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 
-from crmvae_jax import classifiers, evaluate, tables, train
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.training import loop, state
+from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.evaluation import classifier_training, driver, judges
 
 # The small setting: `crmvae_jax.config.small` (every data set shrunk the same way) for
 # a fixed number of steps, with small evaluation samples.
@@ -68,18 +68,18 @@ def grid_directory(root: str, model: str, seeds: list[int], betas: list[float]) 
 def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
   """Trains the classifiers of `config`'s data set unless every one is stored."""
   train_set, _ = data_lib.load(config.data)
-  directory = classifiers.default_directory(config)
+  directory = judges.default_directory(config)
   missing = [m.name for m in modalities_of(config.data.name, train_set)
-             if classifiers.read_metadata(directory, m.name) is None]
+             if judges.read_metadata(directory, m.name) is None]
   if missing:
     print(f"Training the classifiers of {config.data.name} into {directory} "
           f"(missing: {', '.join(missing)}).")
-    classifiers.train_classifiers(config)
+    classifier_training.train_classifiers(config)
 
 
 def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
-  return os.path.join(train.replica_directory(config, workdir, replica), "eval",
-                      evaluate.RESULTS_FILE)
+  return os.path.join(state.replica_directory(config, workdir, replica), "eval",
+                      driver.RESULTS_FILE)
 
 
 def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[int],
@@ -106,9 +106,9 @@ def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[i
     replicas = range(len(seeds) * len(betas))
     if not collect_only and not all(
         os.path.isfile(results_path(model_config, workdir, r)) for r in replicas):
-      train.train_and_evaluate(model_config, workdir)
+      loop.train_and_evaluate(model_config, workdir)
       for replica in replicas:
-        evaluate.evaluate(model_config, workdir, replica=replica)
+        driver.evaluate(model_config, workdir, replica=replica)
     for replica in replicas:
       path = results_path(model_config, workdir, replica)
       if os.path.isfile(path):
@@ -119,43 +119,3 @@ def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[i
   if missing:
     print(f"No results in {len(missing)} replica(s): {', '.join(missing)}.")
   return runs
-
-
-def _cross_coherence(run: dict) -> float:
-  return float(np.mean([value for column, value in run["coherence"].items()
-                        if column != tables.JOINT_COHERENCE_COLUMN]))
-
-
-def summary_table(runs: list[dict]) -> str:
-  """One row per (model, beta): mean ± std over seeds of the headline numbers."""
-  groups: dict[tuple[str, float], list[dict]] = {}
-  for run in runs:
-    groups.setdefault((run["model"], run["beta"]), []).append(run)
-  order = {name: i for i, name in enumerate(tables.MODEL_NAMES)}
-  results = {}
-  for (model, beta), group in sorted(groups.items(), key=lambda item: (order[item[0][0]],
-                                                                       item[0][1])):
-    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = {
-        "R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
-        "mean cross-coherence": [_cross_coherence(run) for run in group],
-        "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group],
-    }
-  return tables.markdown_table(results, ["R", "mean cross-coherence", "mean latent probe"])
-
-
-def sweep_markdown(runs: list[dict]) -> str:
-  sections = [f"# Sweep: {runs[0]['data']}, {len(runs)} replica(s)\n", summary_table(runs)]
-  for beta in sorted({run["beta"] for run in runs}):
-    sections += [f"\n# beta = {beta:g}\n",
-                 evaluate.tables_markdown([run for run in runs if run["beta"] == beta])]
-  return "\n".join(sections)
-
-
-def write_markdown(root: str, filename: str, markdown: str) -> None:
-  """Writes `markdown` to root/filename and prints it with the path."""
-  os.makedirs(root, exist_ok=True)
-  path = os.path.join(root, filename)
-  with open(path, "w") as f:
-    f.write(markdown)
-  print(markdown)
-  print(f"Wrote {path}.")

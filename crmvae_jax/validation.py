@@ -112,7 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   # Imported here: objectives pulls in JAX, and the data package NumPy; neither is
   # needed to import this module.
-  from crmvae_jax import objectives
+  from crmvae_jax.core import objectives
   from crmvae_jax.data import registry
 
   _check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
@@ -130,7 +130,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
                 "figure_examples"):
     _check_number(config, field, 1, integer=True)
-  # None: chosen for the platform (crmvae_jax.train.steps_per_dispatch_for).
+  # None: chosen for the platform (crmvae_jax.training.step.steps_per_dispatch_for).
   _check_number(config, "steps_per_dispatch", 1, integer=True, optional=True)
   _check_number(config, "num_train_steps", 1, integer=True, allowed=(-1,))
   if _get(config, "num_train_steps") == -1:

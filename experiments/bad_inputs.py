@@ -189,7 +189,7 @@ def cases() -> list[Case]:
       Case("`evaluate` on a workdir with a config but no checkpoint",
            ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/config_only"), quick=False),
       Case("`evaluate` without `--workdir`", ("-m", "crmvae_jax.evaluate"), quick=False),
-      # Faults during training (crmvae_jax/train.py).
+      # Faults during training (crmvae_jax/training/loop.py).
       Case("`--config.learning_rate=1e8`", main_args("--config.learning_rate=1e8")),
       Case("resume the crmvae run with `--config.model=mvae`",
            main_args(*QUICK, "--config.model=mvae", "--workdir={tmp}/run"), quick=False),

@@ -17,7 +17,7 @@ Tables (Markdown, on whatever devices JAX sees):
 2. replicas: R = 1, 2, 4, 8 replicas (seeds) of one model trained by one jitted step,
    against R single runs one after another: the speedup of one program.
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
-4. loop: the whole training loop (`train.train_and_evaluate`) on a tiny setting (the
+4. loop: the whole training loop (`training.loop.train_and_evaluate`) on a tiny setting (the
    quick-start data at batch 8), where compute is small: its time per step in its last
    logging window (the rate it logs, after compilation), against a bare jitted step
    called in a tight loop on a batch already on the device. The difference is the
@@ -44,10 +44,13 @@ from absl import app, flags
 from crmvae_jax import cli
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import models, objectives, train
+from crmvae_jax.core import models, objectives
+from crmvae_jax.training import loop
+from crmvae_jax.training import state as state_lib
+from crmvae_jax.training import step as step_lib
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "loop"],
@@ -92,7 +95,7 @@ def random_data(data_name: str, num_modalities: int = 3) -> tuple[str, Multimoda
 
 def device_batch(dataset: MultimodalDataset, batch_size: int) -> dict:
   ids = np.arange(batch_size) % len(dataset)
-  return jax.device_put(dataset.batch(ids), train.batch_sharding(train.create_mesh(1)))
+  return jax.device_put(dataset.batch(ids), step_lib.batch_sharding(step_lib.create_mesh(1)))
 
 
 def memory_figure(compiled) -> str:
@@ -116,14 +119,14 @@ class Program:
         os.path.join(REPOSITORY, registry.DATA_SETS[data_name].config_file)).latent_dim
     model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
     tx = optax.adam(LEARNING_RATE)
-    mesh = train.create_mesh(num_replicas)
+    mesh = step_lib.create_mesh(num_replicas)
     self.batch = device_batch(dataset, batch_size)
     self.states = jax.device_put(
-        train.create_replica_states(model, tx, self.batch, list(range(num_replicas))),
-        train.replica_sharding(mesh))
-    self.betas = jax.device_put(jnp.ones(num_replicas), train.replica_sharding(mesh))
+        state_lib.create_replica_states(model, tx, self.batch, list(range(num_replicas))),
+        step_lib.replica_sharding(mesh))
+    self.betas = jax.device_put(jnp.ones(num_replicas), step_lib.replica_sharding(mesh))
     loss_fn = models.make_loss_fn(model, objective, mixture_estimator)
-    step = jax.jit(train.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
+    step = jax.jit(step_lib.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
     start = time.perf_counter()
     self.compiled = step.lower(self.states, self.batch, self.betas).compile()
     self.compile_seconds = time.perf_counter() - start
@@ -259,7 +262,7 @@ def loop_seconds_per_step(num_steps: int) -> float:
   config.figure_examples = 2
   config.disable_progress_bar = True
   with tempfile.TemporaryDirectory() as workdir:
-    [last] = train.train_and_evaluate(config, workdir)
+    [last] = loop.train_and_evaluate(config, workdir)
   return FLAGS.loop_batch_size / last["train/examples_per_sec"]
 
 
@@ -267,13 +270,13 @@ def bare_step_seconds(steps: int = 200) -> float:
   """Seconds per call of the jitted train step alone, on a batch already on the device."""
   config = config_lib.quickstart_config()
   train_set, _ = data_lib.load(config.data)
-  model = train.create_model(config, train_set)
-  tx = train.create_optimizer(config)
-  mesh = train.create_mesh(1)
+  model = state_lib.create_model(config, train_set)
+  tx = state_lib.create_optimizer(config)
+  mesh = step_lib.create_mesh(1)
   batch = device_batch(train_set, FLAGS.loop_batch_size)
-  states = jax.device_put(train.create_replica_states(model, tx, batch, [0]),
-                          train.replica_sharding(mesh))
-  step = jax.jit(train.make_replicated_train_step(
+  states = jax.device_put(state_lib.create_replica_states(model, tx, batch, [0]),
+                          step_lib.replica_sharding(mesh))
+  step = jax.jit(step_lib.make_replicated_train_step(
       models.make_loss_fn(model, config.model), tx, mesh), donate_argnums=0)
   betas = jnp.ones(1)
   states, metrics = step(states, batch, betas)

@@ -13,7 +13,7 @@ Small (the same pipeline shrunk to finish on a CPU: 10 steps of batch 8 on at mo
 a few fake images written the way tests/test_image_text.py writes them.
 
 Every model of --models (default MVAE, MoPoE-VAE, MVTCAE and CRMVAE) is trained once
-in `<root>/<model>` with `train.train_and_evaluate`, all of its (seed, beta) pairs
+in `<root>/<model>` with `training.loop.train_and_evaluate`, all of its (seed, beta) pairs
 (--seeds x --betas) at once as replicas of one program, then every replica is
 evaluated with `evaluate_image_text.evaluate_image_text`, unless its results exist.
 CelebA's attribute classifier is trained first if it is missing (the small setting
@@ -46,8 +46,11 @@ import numpy as np
 from absl import flags
 from matplotlib.figure import Figure
 
-from crmvae_jax import evaluate_image_text as image_text
-from crmvae_jax import classifiers, cli, tables, train
+from crmvae_jax.reporting import plotting
+from crmvae_jax.evaluation import classifier_training, driver, image_text, judges
+from crmvae_jax import cli
+from crmvae_jax.training import loop, state
+from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax import runs as run_files
 from crmvae_jax.data import registry
@@ -126,10 +129,10 @@ def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
   """Trains CelebA's attribute classifier unless it is stored."""
   if config.data.name not in registry.names(attributes=True):
     return
-  directory = classifiers.default_directory(config)
-  if classifiers.read_metadata(directory, "image") is None:
+  directory = judges.default_directory(config)
+  if judges.read_metadata(directory, "image") is None:
     print(f"Training the attribute classifier of {config.data.name} into {directory}.")
-    image_text.train_attribute_classifier(config)
+    classifier_training.train_attribute_classifier(config)
 
 
 def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
@@ -154,17 +157,17 @@ def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
   for model in models:
     config_of_model = model_config(config, model, betas, seeds)
     workdir = os.path.join(root, model)
-    num_replicas = len(train.replica_grid(config_of_model)[0])
-    eval_dirs = [os.path.join(train.replica_directory(config_of_model, workdir, r), "eval")
+    num_replicas = len(state.replica_grid(config_of_model)[0])
+    eval_dirs = [os.path.join(state.replica_directory(config_of_model, workdir, r), "eval")
                  for r in range(num_replicas)]
-    results_paths = [os.path.join(d, image_text.RESULTS_FILE) for d in eval_dirs]
+    results_paths = [os.path.join(d, driver.RESULTS_FILE) for d in eval_dirs]
     if not collect_only and not all(os.path.isfile(path) for path in results_paths):
       run_files.check_same_run(config_of_model, workdir, "pass those (--seeds, --betas, "
                                "--config.FIELD), or another --root", required=False)
-      train.train_and_evaluate(config_of_model, workdir)
+      loop.train_and_evaluate(config_of_model, workdir)
       for replica, path in enumerate(results_paths):
         if not os.path.isfile(path):
-          image_text.evaluate_image_text(config_of_model, workdir, replica)
+          driver.evaluate_image_text(config_of_model, workdir, replica)
     for eval_dir, path in zip(eval_dirs, results_paths):
       if os.path.isfile(path):
         with open(path) as f:
@@ -248,12 +251,12 @@ def generation_grid(runs: Sequence[SweepRun], path: str) -> None:
     chosen = sorted((run for run in runs if run.results["model"] == model
                      and run.results["seed"] == first_seed), key=lambda run: run.results["beta"])
     for run in chosen:
-      with np.load(os.path.join(run.eval_dir, image_text.GENERATED_FILE)) as generated:
+      with np.load(os.path.join(run.eval_dir, driver.GENERATED_FILE)) as generated:
         texts = [str(t) for t in generated["texts"]] if texts is None else texts
         rows.append((f"{tables.DISPLAY_NAMES.get(model, model)}\nbeta {run.results['beta']:g}",
                      generated["images"]))
-  image_text.save_text_grid(texts, rows, path,
-                            f"{runs[0].results['data']}: images from text (seed {first_seed})")
+  plotting.save_text_grid(texts, rows, path,
+                          f"{runs[0].results['data']}: images from text (seed {first_seed})")
 
 
 def sweep_tables(runs: Sequence[SweepRun]) -> str:

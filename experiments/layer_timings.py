@@ -37,7 +37,7 @@ import numpy as np
 from absl import app, flags
 from flax import linen as nn
 
-from crmvae_jax import networks
+from crmvae_jax.core import networks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 256, "Examples per call.")

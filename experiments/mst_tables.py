@@ -11,13 +11,13 @@ evaluation on 1,000 test pairs; offline with the quick-start data):
   python -m experiments.mst_tables --setting=small --config=configs/quickstart.py
 
 Every model trains its three seeds at once, as replicas of one program
-(`crmvae_jax.sweeps.run_grid`: `train.train_and_evaluate` with `config.sweep.seeds`,
+(`crmvae_jax.sweeps.run_grid`: `training.loop.train_and_evaluate` with `config.sweep.seeds`,
 resumed if it has a checkpoint), and every replica is evaluated with
-`evaluate.evaluate`, unless its `eval/results.json` exists. The classifiers are
-trained first if any is missing (`crmvae_jax.classifiers`; the small setting keeps
-its own under `<root>/classifiers`). Then Tables 1, 2 and 5 are printed and written
-to `<root>/tables.md`: mean ± std over seeds, with the paper's rows on
-MNIST-SVHN-Text. `--collect_only` skips training and evaluation and tabulates the
+`evaluation.driver.evaluate`, unless its `eval/results.json` exists. The classifiers are
+trained first if any is missing (`crmvae_jax.evaluation.classifier_training`; the
+small setting keeps its own under `<root>/classifiers`). Then Tables 1, 2 and 5 are
+printed and written to `<root>/tables.md`: mean ± std over seeds, with the paper's
+rows on MNIST-SVHN-Text. `--collect_only` skips training and evaluation and tabulates the
 runs that have results. Select runs with e.g. `--models=crmvae,mvtcae --seeds=0,1`.
 """
 
@@ -27,7 +27,8 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax import cli, sweeps
+from crmvae_jax.reporting import summaries, tables
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
@@ -56,7 +57,7 @@ def main() -> None:
                          [config.beta], root, _COLLECT_ONLY.value)
   if not runs:
     raise UserError(f"No run under {root} has results; run without --collect_only.")
-  sweeps.write_markdown(root, "tables.md", evaluate.tables_markdown(runs))
+  summaries.write_markdown(root, "tables.md", summaries.tables_markdown(runs))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ r"""The paper's Figure 2: coherence and FID against the number of input modaliti
 MoPoE-VAE, MVTCAE and CRMVAE on PolyMNIST (or Translated-PolyMNIST), three seeds each.
 For every number k = 1..M-1 of input modalities, coherence is the mean over every
 target modality and every conditioning subset of k other modalities
-(`evaluate.by_subset_size`), and FID likewise over the image targets and the
+(`reporting.summaries.by_subset_size`), and FID likewise over the image targets and the
 conditioning subsets FID is computed for; each point is the mean over seeds, with a
 band of one standard deviation.
 
@@ -25,7 +25,7 @@ chance (0.1); `--small_train_steps` and `--small_batch_size` train longer.
 
 Every model trains its seeds at once, as replicas of one program
 (`crmvae_jax.sweeps.run_grid`, resumed from a checkpoint if one exists), and every
-replica is evaluated with `evaluate.evaluate` (FID by subset size:
+replica is evaluated with `evaluation.driver.evaluate` (FID by subset size:
 `config.eval.fid_by_subset_size`), unless its `eval/results.json` exists; the
 classifiers are trained first if any is missing. The table is printed and written
 to `<root>/figure2.md`, the figure to `<root>/figure2.png`. Without the Inception
@@ -48,7 +48,9 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables
+from crmvae_jax.reporting import summaries
+from crmvae_jax import cli, sweeps
+from crmvae_jax.reporting import tables
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
@@ -166,7 +168,7 @@ def per_subset_size(runs: Sequence[Mapping]) -> dict[str, PerSize]:
   """
   grouped: dict[str, PerSize] = {metric: {} for metric in METRICS}
   for run in runs:
-    for metric, means in evaluate.by_subset_size(run).items():
+    for metric, means in summaries.by_subset_size(run).items():
       if metric not in grouped:
         continue
       for size, value in means.items():

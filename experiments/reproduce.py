@@ -8,8 +8,8 @@ on data that needs no download:
 - `polymnist3`, `polymnist5`: PolyMNIST with 3 or 5 modalities built from the same
   embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting.
 
-Every model is evaluated with `crmvae_jax.evaluate` at each budget of its data set's
-schedule (the run resumes exactly from one budget to the next), so coherence is
+Every model is evaluated with `crmvae_jax.evaluation.driver.evaluate` at each budget of
+its data set's schedule (the run resumes exactly from one budget to the next), so coherence is
 measured along training. An ablation trains CRMVAE and MVTCAE on `mnist_text` with one
 reading or factor changed at a time (`ABLATIONS`), one seed, at the quick start's
 budget; it runs first. Everything is resumable: a (run, budget) with results is not
@@ -53,7 +53,10 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli, evaluate, sweeps, tables, train
+from crmvae_jax.evaluation import driver
+from crmvae_jax import cli, sweeps
+from crmvae_jax.training import loop, state
+from crmvae_jax.reporting import tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 
@@ -177,7 +180,7 @@ class Curves:
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
                 curves: Curves, run: str, data: str, model: str, variant: str) -> None:
   """Trains `config`'s replicas to each budget in turn and evaluates every replica there."""
-  seeds, _ = train.replica_grid(config)
+  seeds, _ = state.replica_grid(config)
   for budget in budgets:
     if all(curves.has(run, budget, seed) for seed in seeds):
       continue
@@ -185,10 +188,10 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
     leg.num_train_steps = budget
     leg.eval_every_steps = leg.checkpoint_every_steps = budget
     print(f"== {run}: training to step {budget}")
-    train.train_and_evaluate(leg, workdir)
+    loop.train_and_evaluate(leg, workdir)
     for replica, seed in enumerate(seeds):
       if not curves.has(run, budget, seed):
-        curves.add(run, data, model, variant, headline(evaluate.evaluate(leg, workdir, replica)))
+        curves.add(run, data, model, variant, headline(driver.evaluate(leg, workdir, replica)))
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,

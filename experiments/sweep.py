@@ -21,7 +21,9 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, objectives, sweeps
+from crmvae_jax import cli, sweeps
+from crmvae_jax.core import objectives
+from crmvae_jax.reporting import summaries
 from crmvae_jax.errors import UserError
 
 _MODELS = flags.DEFINE_list("models", ["crmvae", "mvtcae"], "Models, one program each.")
@@ -45,7 +47,7 @@ def main() -> None:
                          _COLLECT_ONLY.value)
   if not runs:
     raise UserError(f"No run under {root} has results; run without --collect_only.")
-  sweeps.write_markdown(root, "sweep.md", sweeps.sweep_markdown(runs))
+  summaries.write_markdown(root, "sweep.md", summaries.sweep_markdown(runs))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 from test_evaluate import _tiny_quickstart_config
 
-from crmvae_jax import classifiers, evaluate, networks, train
+from crmvae_jax.reporting import summaries
+from crmvae_jax.evaluation import classifier_training, driver, fid
+from crmvae_jax.evaluation import judges as judges_lib
+from crmvae_jax.training import loop
+from crmvae_jax.core import networks
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +45,13 @@ def test_classifier_features_are_what_the_last_layer_reads(network, shape, num_f
                   if m.network == network)
   module = networks.CLASSIFIERS[network](num_classes=10)
   images = np.random.default_rng(0).integers(0, 256, (5,) + shape, dtype=np.uint8)
-  inputs = classifiers.network_input(modality, jnp.asarray(images))
+  inputs = judges_lib.network_input(modality, jnp.asarray(images))
   # Random parameters of the network's shapes (`module.init` compiles for many seconds).
   rng = np.random.default_rng(1)
   params = jax.tree.map(
       lambda leaf: rng.uniform(-0.05, 0.05, leaf.shape).astype(leaf.dtype),
       jax.eval_shape(module.init, jax.random.PRNGKey(0), inputs)["params"])
-  classifier = classifiers.Classifier(modality, module, params)
+  classifier = judges_lib.Classifier(modality, module, params)
   features = classifier.features(images)
   assert features.shape == (5, num_features) and features.dtype == np.float32
   assert np.all(features >= 0.0)  # ReLU activations
@@ -81,7 +85,7 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
   train_ids, test_ids = ids[:2000], np.sort(ids[2000:2300])
   settings = ml_collections.ConfigDict({"classifier_epochs": 2, "classifier_batch_size": 64,
                                         "classifier_learning_rate": 1e-3})
-  classifier, metadata = classifiers.train_classifier(
+  classifier, metadata = classifier_training.train_classifier(
       image, (dataset.arrays["mnist"][train_ids], dataset.labels[train_ids]),
       (dataset.arrays["mnist"][test_ids], dataset.labels[test_ids]), settings, seed=0,
       disable_progress_bar=True)
@@ -93,8 +97,8 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
   judges = {"mnist": classifier}
 
   def score(generate):
-    return evaluate.model_classifier_fd(config, generate, judges, test_pairs, modalities,
-                                        jax.random.PRNGKey(0))
+    return fid.model_classifier_fd(config, generate, judges, test_pairs, modalities,
+                                   jax.random.PRNGKey(0))
 
   real = score(lambda subset, batch, rng: [batch["mnist"] / 255.0, batch["text"]])
   assert list(real) == ["T->M"] and abs(real["T->M"]) < 1e-6
@@ -112,9 +116,9 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
 def test_a_tiny_evaluation_reports_the_classifier_fd(tmp_path):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
-  classifiers.train_classifiers(config)
-  results = evaluate.evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
+  classifier_training.train_classifiers(config)
+  results = driver.evaluate(config, workdir)
 
   # Inception's FID is skipped (no weights); the classifier's is always there, with
   # the columns FID reports.
@@ -122,7 +126,7 @@ def test_a_tiny_evaluation_reports_the_classifier_fd(tmp_path):
   assert list(results["classifier_fd"]) == ["T->M"]
   assert np.isfinite(results["classifier_fd"]["T->M"]) and results["classifier_fd"]["T->M"] > 0
   assert results["num_fid_pairs"] == min(config.eval.fid_examples, results["num_test_pairs"])
-  assert evaluate.by_subset_size(results)["classifier_fd"] == {
+  assert summaries.by_subset_size(results)["classifier_fd"] == {
       1: pytest.approx(results["classifier_fd"]["T->M"])}
   eval_dir = os.path.join(workdir, "eval")
   with open(os.path.join(eval_dir, "results.json")) as f:

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from crmvae_jax import classifiers
+from crmvae_jax.evaluation import classifier_training, judges
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,9 @@ def trained_mnist(quickstart_data):
   """An MNIST classifier trained for two epochs on 1,500 embedded digits."""
   _, train_set, test_set, modalities = quickstart_data
   rng = np.random.default_rng(0)
-  train_examples = classifiers.classifier_examples(train_set, "mnist", 1500, rng)
-  test_examples = classifiers.classifier_examples(test_set, "mnist")
-  classifier, metadata = classifiers.train_classifier(
+  train_examples = classifier_training.classifier_examples(train_set, "mnist", 1500, rng)
+  test_examples = classifier_training.classifier_examples(test_set, "mnist")
+  classifier, metadata = classifier_training.train_classifier(
       modalities[0], train_examples, test_examples, _eval_config(epochs=2), seed=0,
       disable_progress_bar=True)
   return classifier, metadata, test_examples
@@ -63,9 +63,9 @@ def test_classifier_accepts_stored_and_displayed_images(trained_mnist):
 @pytest.mark.slow
 def test_text_classifier_learns_digit_names(quickstart_data):
   _, train_set, test_set, modalities = quickstart_data
-  classifier, metadata = classifiers.train_classifier(
-      modalities[1], classifiers.classifier_examples(train_set, "text"),
-      classifiers.classifier_examples(test_set, "text"), _eval_config(), seed=0,
+  classifier, metadata = classifier_training.train_classifier(
+      modalities[1], classifier_training.classifier_examples(train_set, "text"),
+      classifier_training.classifier_examples(test_set, "text"), _eval_config(), seed=0,
       disable_progress_bar=True)
   assert metadata["test_accuracy"] > 0.9
   predictions = classifier(text.encode(["seven   ", "  two   "]))
@@ -76,12 +76,12 @@ def test_text_classifier_learns_digit_names(quickstart_data):
 def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
   classifier, metadata, (test_images, _) = trained_mnist
-  folder = classifiers.save_classifier(str(tmp_path), classifier, metadata)
+  folder = classifier_training.save_classifier(str(tmp_path), classifier, metadata)
   assert folder == os.path.join(str(tmp_path), "mnist")
-  with open(os.path.join(folder, classifiers.METADATA_FILE)) as f:
+  with open(os.path.join(folder, judges.METADATA_FILE)) as f:
     assert json.load(f)["test_accuracy"] == metadata["test_accuracy"]
 
-  loaded = classifiers.load_classifiers(config, modalities[:1], str(tmp_path))["mnist"]
+  loaded = judges.load_classifiers(config, modalities[:1], str(tmp_path))["mnist"]
   np.testing.assert_array_equal(loaded(test_images), classifier(test_images))
   # Deterministic at evaluation: no dropout, the same answer twice.
   np.testing.assert_array_equal(loaded(test_images), loaded(test_images))
@@ -90,7 +90,7 @@ def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
 def test_missing_classifier_names_the_command(quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
   with pytest.raises(UserError) as error:
-    classifiers.load_classifiers(config, modalities, str(tmp_path))
+    judges.load_classifiers(config, modalities, str(tmp_path))
   message = str(error.value)
   assert "No mnist classifier" in message
   assert (f"python -m crmvae_jax.classifiers --config.eval.classifier_dir={tmp_path}"
@@ -100,15 +100,15 @@ def test_missing_classifier_names_the_command(quickstart_data, tmp_path):
 def test_train_command_for_mst_and_default_directory():
   config = config_lib.quickstart_config()
   config.data.name = "mst"
-  assert classifiers.default_directory(config) == os.path.join("classifiers", "mst")
-  assert (classifiers.train_command(config, classifiers.default_directory(config))
+  assert judges.default_directory(config) == os.path.join("classifiers", "mst")
+  assert (judges.train_command(config, judges.default_directory(config))
           == "python -m crmvae_jax.classifiers --config=configs/mst.py")
 
 
 def test_classifier_examples_are_distinct_rows_of_the_split(quickstart_data):
   _, train_set, test_set, _ = quickstart_data
   doubled = train_set.subset(np.concatenate([np.arange(100), np.arange(100)]))
-  images, labels = classifiers.classifier_examples(doubled, "mnist")
+  images, labels = classifier_training.classifier_examples(doubled, "mnist")
   assert len(images) == 100
   # The quick-start splits share one base array; a split's rows never leak into the other.
   assert not set(train_set.indices["mnist"]) & set(test_set.indices["mnist"])
@@ -117,7 +117,7 @@ def test_classifier_examples_are_distinct_rows_of_the_split(quickstart_data):
 
 
 def test_digit_name_judge_reads_misspelled_names():
-  judge = classifiers.DigitNameJudge(text.decode)
+  judge = judges.DigitNameJudge(text.decode)
   ids = text.encode(["  seven ", " sevn   ", "fine    ", "eihgt   "])
   np.testing.assert_array_equal(judge(ids), [7, 7, 5, 8])
   np.testing.assert_array_equal(judge.distances(ids), [0, 1, 1, 2])
@@ -126,6 +126,6 @@ def test_digit_name_judge_reads_misspelled_names():
 def test_multi_label_predictions_threshold_logits():
   logits = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, -0.1]])
   np.testing.assert_array_equal(
-      classifiers.predictions_from_logits(logits, multi_label=True), [[1, 0, 1], [0, 1, 0]])
+      judges.predictions_from_logits(logits, multi_label=True), [[1, 0, 1], [0, 1, 0]])
   np.testing.assert_array_equal(
-      classifiers.predictions_from_logits(logits, multi_label=False), [0, 1])
+      judges.predictions_from_logits(logits, multi_label=False), [0, 1])

@@ -13,7 +13,9 @@ import pytest
 from absl import flags
 
 from configs import celeba as celeba_config
-from crmvae_jax import classifiers, cli, evaluate_image_text, inception, runs
+from crmvae_jax.evaluation import driver, judges
+from crmvae_jax import cli, runs
+from crmvae_jax.core import inception
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 
@@ -161,12 +163,13 @@ def test_a_bug_keeps_its_traceback(tmp_path):
   """Only UserError becomes one line: any other exception is a bug and shows where."""
   program = textwrap.dedent(f"""
       import sys
-      from crmvae_jax import cli, main, train
+      from crmvae_jax import cli, main
+      from crmvae_jax.training import loop
 
       def broken(config, workdir):
         raise ValueError("a genuine bug")
 
-      train.train_and_evaluate = broken
+      loop.train_and_evaluate = broken
       sys.argv = ["main", "--config.num_train_steps=60", "--workdir={tmp_path}"]
       cli.run(main.main)
   """)
@@ -220,17 +223,17 @@ def suggested_commands(tmp_path, celeba_workdir) -> dict[str, list[str]]:
   mst = config_lib.quickstart_config()
   mst.data.name = "mst"
   messages = {
-      "missing quick-start classifier": classifiers.train_command(quickstart, str(tmp_path)),
-      "missing MST classifier": classifiers.train_command(mst, "classifiers/mst"),
-      "missing attribute classifier": evaluate_image_text._classifier_command(celeba, workdir),
-      "missing attribute classifier, no run": evaluate_image_text._classifier_command(celeba),
+      "missing quick-start classifier": judges.train_command(quickstart, str(tmp_path)),
+      "missing MST classifier": judges.train_command(mst, "classifiers/mst"),
+      "missing attribute classifier": judges.attribute_classifier_command(celeba, workdir),
+      "missing attribute classifier, no run": judges.attribute_classifier_command(celeba),
       "missing Inception weights": inception.CONVERT_COMMAND,
       # The config placeholder is the user's; any config file parses.
       "no trained run": runs.train_command(str(tmp_path)).replace(
           "--config=CONFIG", "--config=configs/quickstart.py"),
   }
   with pytest.raises(UserError) as error:
-    evaluate_image_text.evaluate_image_text(quickstart, workdir)
+    driver.evaluate_image_text(quickstart, workdir)
   messages["not an image-text run"] = str(error.value)
   return {name: _command(message) for name, message in messages.items()}
 

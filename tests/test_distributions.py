@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crmvae_jax import distributions as dist
-from crmvae_jax.distributions import Gaussian
+from crmvae_jax.core import distributions as dist
+from crmvae_jax.core.distributions import Gaussian
 
 GRID = np.linspace(-12.0, 12.0, 48001)
 

@@ -9,8 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+from crmvae_jax.evaluation import driver, image_text
+from crmvae_jax.evaluation import fid as fid_lib
 from crmvae_jax import config as config_lib
-from crmvae_jax import evaluate, evaluate_image_text, input_pipeline, train
+from crmvae_jax import input_pipeline
+from crmvae_jax.training import loop
 from crmvae_jax.data import quickstart
 from test_evaluate import _pooled_features, mst_of_digits
 
@@ -66,10 +69,10 @@ def _config(seed: int = 0, fid_examples: int = 40):
 
 def _fid_labels(monkeypatch, dataset, modalities, config):
   """The labels of the pairs `model_fid` generated from, and its scores."""
-  monkeypatch.setattr(evaluate.inception.InceptionFeatures, "load",
+  monkeypatch.setattr(fid_lib.inception.InceptionFeatures, "load",
                       lambda path=None: _StandInInception())
   model = _RecordingModel()
-  scores, note = evaluate.model_fid(config, model, dataset, modalities, jax.random.PRNGKey(0))
+  scores, note = fid_lib.model_fid(config, model, dataset, modalities, jax.random.PRNGKey(0))
   assert note is None
   return np.concatenate(model.labels), scores
 
@@ -109,7 +112,7 @@ def test_fid_pairs_are_a_seeded_random_sample(monkeypatch, sorted_digits):
   np.testing.assert_array_equal(labels, again)
   other, _ = _fid_labels(monkeypatch, dataset, modalities, _config(seed=1))
   assert not np.array_equal(labels, other)
-  chosen = evaluate.fid_pairs(_config(seed=0), dataset)
+  chosen = fid_lib.fid_pairs(_config(seed=0), dataset)
   assert len(chosen) == 40 and _num_digits([chosen.labels]) >= 8
 
 
@@ -121,8 +124,8 @@ def test_classifier_fd_has_the_fid_columns_on_the_same_pairs(monkeypatch, sorted
     config.eval.fid_by_subset_size = by_subset_size
     fid_labels, fid = _fid_labels(monkeypatch, dataset, modalities, config)
     model = _RecordingModel()
-    classifier_fd = evaluate.model_classifier_fd(config, model, judges, dataset, modalities,
-                                                 jax.random.PRNGKey(0))
+    classifier_fd = fid_lib.model_classifier_fd(config, model, judges, dataset, modalities,
+                                                jax.random.PRNGKey(0))
     assert list(classifier_fd) == list(fid)
     np.testing.assert_array_equal(np.concatenate(model.labels), fid_labels)
     assert all(abs(value) < 1e-6 for value in classifier_fd.values())  # true inputs
@@ -146,11 +149,11 @@ def test_fid_scores_take_one_feature_function_per_target(sorted_digits):
     return [generator.uniform(size=(size, 28, 28, 1)), generator.uniform(size=(size, 32, 32, 3)),
             batch["text"]]
 
-  per_target = evaluate.fid_scores(
+  per_target = fid_lib.fid_scores(
       noise, {"mnist": features_for("mnist", 28), "svhn": features_for("svhn", 32)}, dataset,
       modalities, 64, jax.random.PRNGKey(0))
-  shared = evaluate.fid_scores(noise, _pooled_features, dataset, modalities, 64,
-                               jax.random.PRNGKey(0))
+  shared = fid_lib.fid_scores(noise, _pooled_features, dataset, modalities, 64,
+                              jax.random.PRNGKey(0))
   assert set(calls) == {"mnist", "svhn"}
   assert per_target == shared  # one function for every target: FID as before
 
@@ -158,13 +161,13 @@ def test_fid_scores_take_one_feature_function_per_target(sorted_digits):
 def test_training_figure_examples_are_a_seeded_random_sample(monkeypatch, sorted_digits):
   dataset, _ = sorted_digits
   shown = []
-  monkeypatch.setattr(train.plotting, "cross_generation_figure",
+  monkeypatch.setattr(loop.plotting, "cross_generation_figure",
                       lambda model, params, batch, *args, **kwargs: shown.append(batch["label"]))
   config = config_lib.quickstart_config()
   config.figure_examples = 8
   for seed in (0, 0, 1):
     config.eval.seed = seed
-    train.save_cross_generation(None, None, dataset, config, "unused.png", "title")
+    loop.save_cross_generation(None, None, dataset, config, "unused.png", "title")
   assert len(shown[0]) == 8 and _num_digits([shown[0]]) >= 4
   np.testing.assert_array_equal(shown[0], shown[1])
   assert not np.array_equal(shown[0], shown[2])
@@ -185,7 +188,7 @@ def test_image_text_fid_and_grid_texts_are_seeded_random_samples(sorted_digits):
   def generate(text_ids, rng):
     return np.random.default_rng(0).uniform(size=(len(text_ids), 28, 28, 1))
 
-  scores = evaluate_image_text.text_to_image_scores(
+  scores = image_text.text_to_image_scores(
       generate, dataset, "mnist", "text", batch_size, jax.random.PRNGKey(0),
       features_fn=features, fid_ids=fid_ids)
   assert scores["fid_from_text"] > 0.0
@@ -195,5 +198,5 @@ def test_image_text_fid_and_grid_texts_are_seeded_random_samples(sorted_digits):
 
   config = config_lib.quickstart_config()
   config.figure_examples = 8
-  texts, ids = evaluate_image_text.chosen_texts(config, dataset, "text")
+  texts, ids = driver.chosen_texts(config, dataset, "text")
   assert ids.shape == (8, 8) and len(set(texts)) >= 4

@@ -11,12 +11,16 @@ import jax
 import numpy as np
 import pytest
 
-from crmvae_jax import classifiers, evaluate, tables, train
+from crmvae_jax.evaluation import classifier_training, driver, fid, probes
+from crmvae_jax.evaluation import coherence as coherence_lib
+from crmvae_jax.evaluation import judges as judges_lib
+from crmvae_jax.training import loop
+from crmvae_jax.reporting import summaries, tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 NUM_PAIRS = 300
 BATCH_SIZE = 64  # 300 pairs: four full batches and one padded one
@@ -61,7 +65,7 @@ class LookupJudge:
 
 
 def _judges(dataset):
-  text_judge = classifiers.DigitNameJudge(text.decode)
+  text_judge = judges_lib.DigitNameJudge(text.decode)
   judges = {name: LookupJudge(dataset.arrays[name], dataset.labels) for name in ("mnist", "svhn")}
   return {**judges, "text": text_judge}, {"text": text_judge.distances}
 
@@ -82,7 +86,7 @@ def _noise(subset, batch, rng):
 def test_coherence_of_the_true_input_is_one(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
-  accuracy, distance = evaluate.cross_coherence(
+  accuracy, distance = coherence_lib.cross_coherence(
       _true_inputs, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
   # Table 1's columns, in its order, each exactly 1.
   assert list(accuracy) == tables.coherence_columns(("M", "S", "T"))[1:]
@@ -93,7 +97,7 @@ def test_coherence_of_the_true_input_is_one(digits):
 def test_coherence_of_noise_is_near_chance(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
-  accuracy, distance = evaluate.cross_coherence(
+  accuracy, distance = coherence_lib.cross_coherence(
       _noise, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
   assert len(accuracy) == 9
   for column, value in accuracy.items():
@@ -112,7 +116,7 @@ def test_misspelled_text_is_judged_by_edit_distance(digits):
     typos = [("x" + word[1:]).ljust(8) for word in words]
     return outputs[:2] + [text.encode(typos)]
 
-  accuracy, distance = evaluate.cross_coherence(
+  accuracy, distance = coherence_lib.cross_coherence(
       one_typo, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
   assert accuracy["T<-M"] > 0.9
   np.testing.assert_allclose(distance["T<-M"], 1.0)
@@ -129,10 +133,10 @@ def test_joint_coherence_of_agreeing_and_of_noisy_samples(digits):
   def noisy_prior(num_samples, rng):
     return _noise(None, {"label": np.zeros(num_samples)}, rng)
 
-  coherence, distance = evaluate.joint_coherence(
+  coherence, distance = coherence_lib.joint_coherence(
       agreeing_prior, judges, modalities, 100, 32, jax.random.PRNGKey(0), distance_fns)
   assert coherence == 1.0 and distance == {"T<-prior": 0.0}
-  coherence, _ = evaluate.joint_coherence(
+  coherence, _ = coherence_lib.joint_coherence(
       noisy_prior, judges, modalities, 200, 32, jax.random.PRNGKey(0), distance_fns)
   assert coherence < 0.1
 
@@ -150,12 +154,12 @@ def _pooled_features(images: np.ndarray) -> np.ndarray:
 
 def test_fid_of_true_inputs_is_zero_and_of_noise_large(digits):
   dataset, modalities = digits
-  scores = evaluate.fid_scores(_true_inputs, _pooled_features, dataset, modalities, BATCH_SIZE,
-                               jax.random.PRNGKey(0))
+  scores = fid.fid_scores(_true_inputs, _pooled_features, dataset, modalities, BATCH_SIZE,
+                          jax.random.PRNGKey(0))
   assert list(scores) == ["S->M", "T->M", "M->S", "T->S"]
   assert all(abs(value) < 1e-6 for value in scores.values())
-  noise_scores = evaluate.fid_scores(_noise, _pooled_features, dataset, modalities, BATCH_SIZE,
-                                     jax.random.PRNGKey(0))
+  noise_scores = fid.fid_scores(_noise, _pooled_features, dataset, modalities, BATCH_SIZE,
+                                jax.random.PRNGKey(0))
   assert all(value > 1.0 for value in noise_scores.values())
 
 
@@ -164,17 +168,17 @@ def test_fid_without_inception_weights_is_skipped_with_the_file_to_provide(digit
   config = config_lib.quickstart_config()
   config.eval.fid = True
   config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
-  scores, note = evaluate.model_fid(config, _true_inputs, dataset, modalities,
-                                    jax.random.PRNGKey(0))
+  scores, note = fid.model_fid(config, _true_inputs, dataset, modalities,
+                               jax.random.PRNGKey(0))
   assert scores is None
   # The note is inception.find_weights' sentence: where it looked and what to pass.
   assert note.startswith("FID skipped: ")
   assert str(tmp_path / "inception_fid.npz") in note
   assert "--config.eval.inception_weights=" in note
   config.eval.fid = False
-  assert evaluate.model_fid(config, _true_inputs, dataset, modalities,
-                            jax.random.PRNGKey(0)) == (
-                                None, "FID not computed (--config.eval.fid=False).")
+  assert fid.model_fid(config, _true_inputs, dataset, modalities,
+                       jax.random.PRNGKey(0)) == (
+                           None, "FID not computed (--config.eval.fid=False).")
 
 
 def test_latent_probes_of_separable_and_random_latents(digits):
@@ -189,10 +193,10 @@ def test_latent_probes_of_separable_and_random_latents(digits):
   def random(batch):
     return np.random.default_rng(len(batch["label"])).normal(size=(7, len(batch["label"]), 10))
 
-  accuracy = evaluate.latent_probes(separable, train_set, test_set, modalities, BATCH_SIZE)
+  accuracy = probes.latent_probes(separable, train_set, test_set, modalities, BATCH_SIZE)
   assert list(accuracy) == tables.latent_columns(("M", "S", "T"))
   assert all(value == 1.0 for value in accuracy.values())
-  accuracy = evaluate.latent_probes(random, train_set, test_set, modalities, BATCH_SIZE)
+  accuracy = probes.latent_probes(random, train_set, test_set, modalities, BATCH_SIZE)
   assert all(value < 0.3 for value in accuracy.values())
 
 
@@ -210,7 +214,7 @@ def _mst_results(model: str, coherence: float) -> dict:
 
 def test_tables_have_the_paper_layout():
   runs = [_mst_results("crmvae", 0.5), _mst_results("crmvae", 0.7), _mst_results("mvae", 0.2)]
-  markdown = evaluate.tables_markdown(runs)
+  markdown = summaries.tables_markdown(runs)
   lines = markdown.splitlines()
   assert ("| model | R | M<-S | M<-T | M<-S+T | S<-M | S<-T | S<-M+T | T<-M | T<-S | T<-M+S |"
           in lines)
@@ -230,7 +234,7 @@ def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
          "latent": {"M": 0.9, "T": 1.0, "M+T": 1.0},
          "judges": {"mnist": "classifier", "text": "levenshtein"},
          "judge_accuracy": {"mnist": 0.97, "text": 1.0}}
-  markdown = evaluate.tables_markdown([run])
+  markdown = summaries.tables_markdown([run])
   assert ("| model | R | M<-T | T<-M |\n|---|---|---|---|\n| CRMVAE | 0.20 | 0.30 | 0.40 |"
           in markdown)
   assert "(paper)" not in markdown
@@ -264,18 +268,18 @@ def _tiny_quickstart_config(tmp_path):
 def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
 
   with pytest.raises(UserError, match="python -m crmvae_jax.classifiers"):
-    evaluate.evaluate(config, workdir)  # no classifiers yet
+    driver.evaluate(config, workdir)  # no classifiers yet
   other_model = config.copy_and_resolve_references()
   other_model.model = "mvae"
   with pytest.raises(UserError, match=r"--config.model='crmvae' \(asked: 'mvae'\)"):
-    evaluate.evaluate(other_model, workdir)
+    driver.evaluate(other_model, workdir)
 
-  accuracies = classifiers.train_classifiers(config)
+  accuracies = classifier_training.train_classifiers(config)
   assert set(accuracies) == {"mnist", "text"}
-  results = evaluate.evaluate(config, workdir)
+  results = driver.evaluate(config, workdir)
 
   eval_dir = os.path.join(workdir, "eval")
   with open(os.path.join(eval_dir, "results.json")) as f:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import crmvae_jax  # noqa: F401  (sets XLA_FLAGS first)
-from crmvae_jax import distributions as dist
-from crmvae_jax import models, objectives, xla_setup
+from crmvae_jax.core import distributions as dist
+from crmvae_jax.core import models, objectives
+from crmvae_jax import xla_setup
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 
 def _mnist_text_model():

@@ -21,11 +21,12 @@ from PIL import Image
 
 from configs import celeba as celeba_config
 from configs import cub as cub_config
-from crmvae_jax import evaluate_image_text as image_text
+from crmvae_jax.evaluation import classifier_training, driver, image_text
 from crmvae_jax import input_pipeline
-from crmvae_jax import metrics, train
+from crmvae_jax.core import metrics
+from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
-from crmvae_jax.distributions import Gaussian
+from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.errors import UserError
 from experiments import beta_sweep
 
@@ -179,7 +180,7 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
   for replica, run in enumerate(runs):
     results = run.results
     assert run.eval_dir == os.path.join(workdir, f"replica_{replica}", "eval")
-    with open(os.path.join(run.eval_dir, image_text.RESULTS_FILE)) as f:
+    with open(os.path.join(run.eval_dir, driver.RESULTS_FILE)) as f:
       assert json.load(f) == results
     assert results["step"] == 2 and results["model"] == "crmvae"
     assert results["modalities"] == {"I": "image", "C": "caption"}
@@ -188,13 +189,13 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
     assert results["fid_from_text"] is None
     assert "FID skipped" in results["fid_note"] and "no_inception.npz" in results["fid_note"]
     assert "attribute_accuracy" not in results  # CUB has no attributes
-    generated = np.load(os.path.join(run.eval_dir, image_text.GENERATED_FILE))
+    generated = np.load(os.path.join(run.eval_dir, driver.GENERATED_FILE))
     assert generated["images"].shape == (5, 64, 64, 3)
     assert len(generated["texts"]) == len(config.eval.generation_texts)
-    assert os.path.isfile(os.path.join(run.eval_dir, image_text.FIGURE_FILE))
+    assert os.path.isfile(os.path.join(run.eval_dir, driver.TEXT_FIGURE_FILE))
   # One program trained both betas, into different parameters.
   sweep_config = beta_sweep.model_config(config, "crmvae", [0.5, 2.0], [0])
-  params = [train.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
+  params = [checkpoints.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
   assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, *params)))
 
 
@@ -215,7 +216,7 @@ def test_cub_sweep_writes_figure_grid_and_table(cub_sweep):
 def test_cub_grid_texts_go_through_the_vocabulary(cub_sweep):
   config, *_ = cub_sweep
   train_set, test_set = cub.load(config.data)
-  texts, ids = image_text.chosen_texts(config, test_set, "caption")
+  texts, ids = driver.chosen_texts(config, test_set, "caption")
   assert ids.shape == (5, 8)
   # Only the words the fake captions hold survive; the rest are unknown.
   assert texts[0] == "<unk> bird <unk> a red crown <unk>"  # cut to 7 words and <eos>
@@ -236,7 +237,7 @@ def celeba_run(celeba_dir, tmp_path_factory):
   config = _shrink(config, root)
   config.eval.fid = False
   workdir = str(root / "crmvae")
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return config, workdir
 
 
@@ -244,12 +245,12 @@ def celeba_run(celeba_dir, tmp_path_factory):
 def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   config, workdir = celeba_run
   with pytest.raises(UserError, match=re.escape(f"--workdir={workdir} --train_classifier")):
-    image_text.evaluate_image_text(config, workdir)
-  metadata = image_text.train_attribute_classifier(config)
+    driver.evaluate_image_text(config, workdir)
+  metadata = classifier_training.train_attribute_classifier(config)
   assert (metadata["network"], metadata["num_classes"], metadata["multi_label"]) == (
       "image64", 40, True)
-  results = image_text.evaluate_image_text(config, workdir)
-  with open(os.path.join(workdir, "eval", image_text.RESULTS_FILE)) as f:
+  results = driver.evaluate_image_text(config, workdir)
+  with open(os.path.join(workdir, "eval", driver.RESULTS_FILE)) as f:
     assert json.load(f) == results
   assert results["step"] == 2 and results["modalities"] == {"I": "image", "T": "text"}
   assert results["num_test_pairs"] == 4  # all four test faces (num_examples is 6)
@@ -260,14 +261,14 @@ def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
     assert results[name] * 160 == pytest.approx(round(results[name] * 160))
   assert results["classifier_test_accuracy"] == metadata["test_accuracy"]
   assert results["fid_from_text"] is None and "fid=False" in results["fid_note"]
-  assert os.path.isfile(os.path.join(workdir, "eval", image_text.FIGURE_FILE))
+  assert os.path.isfile(os.path.join(workdir, "eval", driver.TEXT_FIGURE_FILE))
 
 
 @pytest.mark.slow
 def test_celeba_grid_texts_and_generation(celeba_run):
   config, workdir = celeba_run
-  model, params, _, test_set, _ = train.load_trained(config, workdir)
-  texts, ids = image_text.chosen_texts(config, test_set, "text")
+  model, params, _, test_set, _ = checkpoints.load_trained(config, workdir)
+  texts, ids = driver.chosen_texts(config, test_set, "text")
   assert texts == [t[:64].strip() for t in config.eval.generation_texts]
   assert ids.shape == (5, 64) and text.decode(ids)[2].startswith("eyeglasses, gray hair, male ")
   generate = image_text.make_image_generator(model, params, "poe")

@@ -13,9 +13,12 @@ import pytest
 from PIL import Image
 
 from configs import polymnist as polymnist_config
-from crmvae_jax import evaluate, sweeps, tables
+from crmvae_jax.reporting import summaries
+from crmvae_jax.evaluation import fid
+from crmvae_jax import sweeps
+from crmvae_jax.reporting import tables
 from crmvae_jax.data import polymnist
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 from experiments import polymnist_figure2
 
 # The first 160 embedded training digits hold at least 5 of every digit (M = 5 tuples).
@@ -81,7 +84,7 @@ def test_training_and_evaluation_run(polymnist_runs, num_modalities):
     assert list(run["coherence"]) == tables.coherence_columns(abbreviations)
     assert len(run["coherence"]) == 1 + num_modalities * (2 ** (num_modalities - 1) - 1)
     assert all(0.0 <= value <= 1.0 for value in run["coherence"].values())
-    sizes = evaluate.by_subset_size(run)
+    sizes = summaries.by_subset_size(run)
     assert list(sizes["coherence"]) == list(range(1, num_modalities))
     assert list(sizes["latent"]) == list(range(1, num_modalities + 1))
     assert list(run["latent"]) == tables.latent_columns(abbreviations)
@@ -127,18 +130,18 @@ def _pooled_features(images: np.ndarray) -> np.ndarray:
 
 def test_fid_subsets_by_size():
   rng = np.random.default_rng(0)
-  single = evaluate.fid_subsets(5, False, -1, rng)
+  single = fid.fid_subsets(5, False, -1, rng)
   np.testing.assert_array_equal(single, np.eye(5, dtype=bool))
-  every = evaluate.fid_subsets(5, True, -1, rng)
+  every = fid.fid_subsets(5, True, -1, rng)
   assert every.shape == (30, 5)
   np.testing.assert_array_equal(np.bincount(every.sum(axis=1)), [0, 5, 10, 10, 5])
   assert len({row.tobytes() for row in every}) == 30
-  one_per_size = evaluate.fid_subsets(5, True, 1, rng)
+  one_per_size = fid.fid_subsets(5, True, 1, rng)
   np.testing.assert_array_equal(one_per_size.sum(axis=1), [1, 2, 3, 4])
-  two_per_size = evaluate.fid_subsets(5, True, 2, np.random.default_rng(1))
+  two_per_size = fid.fid_subsets(5, True, 2, np.random.default_rng(1))
   np.testing.assert_array_equal(two_per_size.sum(axis=1), [1, 1, 2, 2, 3, 3, 4, 4])
   np.testing.assert_array_equal(  # seeded
-      two_per_size, evaluate.fid_subsets(5, True, 2, np.random.default_rng(1)))
+      two_per_size, fid.fid_subsets(5, True, 2, np.random.default_rng(1)))
 
 
 def test_fid_by_subset_size_of_true_inputs_and_of_noise():
@@ -151,21 +154,21 @@ def test_fid_by_subset_size_of_true_inputs_and_of_noise():
     generator = np.random.default_rng(np.asarray(rng).tolist())
     return [0.2 * generator.uniform(size=batch[m.name].shape) for m in modalities]
 
-  subsets = evaluate.fid_subsets(3, True, -1, np.random.default_rng(0))
-  scores = evaluate.fid_scores(true_inputs, _pooled_features, dataset, modalities, 16,
-                               jax.random.PRNGKey(0), subsets)
+  subsets = fid.fid_subsets(3, True, -1, np.random.default_rng(0))
+  scores = fid.fid_scores(true_inputs, _pooled_features, dataset, modalities, 16,
+                          jax.random.PRNGKey(0), subsets)
   # Per target, every subset of the other two modalities, singles first.
   assert list(scores) == ["M1->M0", "M2->M0", "M1+M2->M0", "M0->M1", "M2->M1", "M0+M2->M1",
                           "M0->M2", "M1->M2", "M0+M1->M2"]
   assert all(abs(value) < 1e-6 for value in scores.values())
-  noise_scores = evaluate.fid_scores(dark_noise, _pooled_features, dataset, modalities, 16,
-                                     jax.random.PRNGKey(0), subsets)
+  noise_scores = fid.fid_scores(dark_noise, _pooled_features, dataset, modalities, 16,
+                                jax.random.PRNGKey(0), subsets)
   assert all(value > 1.0 for value in noise_scores.values())
   # Without subsets: Table 2's single sources.
-  assert list(evaluate.fid_scores(true_inputs, _pooled_features, dataset, modalities, 16,
-                                  jax.random.PRNGKey(0))) == [
-                                      "M1->M0", "M2->M0", "M0->M1", "M2->M1", "M0->M2",
-                                      "M1->M2"]
+  assert list(fid.fid_scores(true_inputs, _pooled_features, dataset, modalities, 16,
+                             jax.random.PRNGKey(0))) == [
+                                 "M1->M0", "M2->M0", "M0->M1", "M2->M1", "M0->M2",
+                                 "M1->M2"]
 
 
 def test_by_subset_size_of_hand_made_results():
@@ -175,13 +178,13 @@ def test_by_subset_size_of_hand_made_results():
       "fid": {"M1->M0": 10.0, "M2->M0": 30.0, "M1+M2->M0": 4.0, "M0+M2->M1": 8.0},
       "latent": {"M0": 0.5, "M1": 0.7, "M0+M1": 0.8, "M0+M1+M2": 1.0},
   }
-  sizes = evaluate.by_subset_size(results)
+  sizes = summaries.by_subset_size(results)
   assert sizes.keys() == {"coherence", "fid", "latent"}
   assert sizes["coherence"] == pytest.approx({1: 0.3, 2: 0.8})  # R has no subset
   assert sizes["fid"] == pytest.approx({1: 20.0, 2: 6.0})
   assert sizes["latent"] == pytest.approx({1: 0.6, 2: 0.8, 3: 1.0})
   assert list(sizes["coherence"]) == [1, 2]
-  assert "fid" not in evaluate.by_subset_size({**results, "fid": None})
+  assert "fid" not in summaries.by_subset_size({**results, "fid": None})
 
 
 def _hand_made_run(model: str, seed: int, with_fid: bool) -> dict:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from crmvae_jax import config as config_lib
-from crmvae_jax import models, objectives, validation
+from crmvae_jax.core import models, objectives
+from crmvae_jax import validation
 from crmvae_jax.data import text
-from crmvae_jax.distributions import Gaussian
+from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.errors import UserError
 from test_objectives import _expected_l, _kl, _poe, problem, quadratic_log_likelihood
 

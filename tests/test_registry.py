@@ -16,13 +16,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from crmvae_jax import cli, networks, validation
+from crmvae_jax import cli, validation
+from crmvae_jax.core import networks
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.modalities import modalities_of
+from crmvae_jax.core.modalities import modalities_of
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = list(registry.DATA_SETS)

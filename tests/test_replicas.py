@@ -15,7 +15,9 @@ import pytest
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import models, train
+from crmvae_jax.core import models
+from crmvae_jax.training import checkpoints, loop, state
+from crmvae_jax.training import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,19 +38,19 @@ def tiny_config(num_steps=8, seeds=(), betas=(), seed=0, beta=1.0):
 
 
 def test_replica_grid_is_seeds_by_betas():
-  assert train.replica_grid(tiny_config(seeds=(0, 1), betas=(0.5, 2.0))) == (
+  assert state.replica_grid(tiny_config(seeds=(0, 1), betas=(0.5, 2.0))) == (
       [0, 0, 1, 1], [0.5, 2.0, 0.5, 2.0])
-  assert train.replica_grid(tiny_config(seed=3, beta=0.1)) == ([3], [0.1])
+  assert state.replica_grid(tiny_config(seed=3, beta=0.1)) == ([3], [0.1])
 
 
 @pytest.mark.slow
 def test_replicas_equal_single_runs(tmp_path):
   sweep = tiny_config(seeds=(0, 1), betas=(0.5, 2.0))
-  sweep_metrics = train.train_and_evaluate(sweep, str(tmp_path / "sweep"))
+  sweep_metrics = loop.train_and_evaluate(sweep, str(tmp_path / "sweep"))
   assert len(sweep_metrics) == 4
   for replica, (seed, beta) in ((3, (1, 2.0)), (0, (0, 0.5))):
     single = tiny_config(seed=seed, beta=beta)
-    [single_metrics] = train.train_and_evaluate(single, str(tmp_path / f"single_{replica}"))
+    [single_metrics] = loop.train_and_evaluate(single, str(tmp_path / f"single_{replica}"))
     np.testing.assert_allclose(sweep_metrics[replica]["test/loss"], single_metrics["test/loss"],
                                rtol=1e-4)
     *_, sweep_params, _ = _params(sweep, tmp_path / "sweep", replica)
@@ -70,11 +72,11 @@ def test_replicas_equal_single_runs(tmp_path):
 def test_every_replica_has_the_gradient_of_its_single_run():
   config = tiny_config()
   train_set, _ = data_lib.load(config.data)
-  model = train.create_model(config, train_set)
+  model = state.create_model(config, train_set)
   loss_fn = models.make_loss_fn(model, config.model)
   batch = train_set.batch(np.arange(32))
   seeds, betas = [0, 1, 1], jnp.array([0.5, 0.5, 2.0])
-  states = train.create_replica_states(model, train.create_optimizer(config), batch, seeds)
+  states = state.create_replica_states(model, state.create_optimizer(config), batch, seeds)
   gradient = jax.grad(lambda params, beta: loss_fn(params, batch, jax.random.PRNGKey(3), beta)[0])
   replicated = jax.jit(jax.vmap(gradient))(states.params, betas)
   for replica in range(len(seeds)):
@@ -84,7 +86,7 @@ def test_every_replica_has_the_gradient_of_its_single_run():
 
 
 def _params(config, workdir, replica):
-  model, params, _, _, step = train.load_trained(config, str(workdir), replica)
+  model, params, _, _, step = checkpoints.load_trained(config, str(workdir), replica)
   return model, params, step
 
 
@@ -93,24 +95,27 @@ EIGHT_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from crmvae_jax import config as config_lib, data, models, train
+    from crmvae_jax import config as config_lib, data
+    from crmvae_jax.training import state
+    from crmvae_jax.training import step as step_lib
+    from crmvae_jax.core import models
 
     config = config_lib.quickstart_config()
     train_set, _ = data.load(config.data)
-    model = train.create_model(config, train_set)
-    tx = train.create_optimizer(config)
+    model = state.create_model(config, train_set)
+    tx = state.create_optimizer(config)
     batch = train_set.batch(np.arange(32))
     seeds, betas = [0, 1, 2, 3], jnp.array([0.5, 1.0, 2.0, 4.0])
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-      mesh = train.create_mesh(len(seeds), devices)
-      states = jax.device_put(train.create_replica_states(model, tx, batch, seeds),
-                              train.replica_sharding(mesh))
-      step = jax.jit(train.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh),
-                     in_shardings=(train.replica_sharding(mesh), train.batch_sharding(mesh),
-                                   train.replica_sharding(mesh)))
+      mesh = step_lib.create_mesh(len(seeds), devices)
+      states = jax.device_put(state.create_replica_states(model, tx, batch, seeds),
+                              step_lib.replica_sharding(mesh))
+      step = jax.jit(step_lib.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh),
+                     in_shardings=(step_lib.replica_sharding(mesh), step_lib.batch_sharding(mesh),
+                                   step_lib.replica_sharding(mesh)))
       for _ in range(3):
-        states, metrics = step(states, train.put_batch(batch, mesh), betas)
+        states, metrics = step(states, step_lib.put_batch(batch, mesh), betas)
       results.append((dict(mesh.shape), np.asarray(metrics["loss"]).tolist(),
                       jax.device_get(states.params)))
     (_, losses_1, params_1), (mesh_8, losses_8, params_8) = results
@@ -134,6 +139,7 @@ def test_replicas_on_eight_simulated_devices_match_one_device():
 @pytest.mark.slow
 def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   from crmvae_jax import sweeps
+  from crmvae_jax.reporting import summaries
 
   config = tiny_config(num_steps=6)
   config.eval.classifier_dir = str(tmp_path / "classifiers")
@@ -146,7 +152,7 @@ def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   runs = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"))
   assert sorted((run["seed"], run["beta"]) for run in runs) == [
       (0, 0.5), (0, 2.0), (1, 0.5), (1, 2.0)]
-  markdown = sweeps.sweep_markdown(runs)
+  markdown = summaries.sweep_markdown(runs)
   assert "| CRMVAE, beta 0.5, 2 seed(s) |" in markdown
   assert "| CRMVAE, beta 2, 2 seed(s) |" in markdown
   assert markdown.count("## Table 1") == 2  # the full tables, once per beta

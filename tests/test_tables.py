@@ -1,10 +1,10 @@
-"""Tests for crmvae_jax.tables: the paper's numbers and the Markdown layouts."""
+"""Tests for crmvae_jax.reporting.tables: the paper's numbers and the Markdown layouts."""
 
 from __future__ import annotations
 
 import pytest
 
-from crmvae_jax import tables
+from crmvae_jax.reporting import tables
 
 TABLE_1_HEADER = ("| model | R | M<-S | M<-T | M<-S+T | S<-M | S<-T | S<-M+T | T<-M | "
                   "T<-S | T<-M+S |")

@@ -22,7 +22,11 @@ import pytest
 from configs import mst as mst_config
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, models, objectives, train
+from crmvae_jax import input_pipeline
+from crmvae_jax.training import checkpoints, loop
+from crmvae_jax.training import state as state_lib
+from crmvae_jax.training import step as step_lib
+from crmvae_jax.core import models, objectives
 from crmvae_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,14 +50,14 @@ def tiny_mst_config(data_dir, model="crmvae"):
 def test_one_train_step_on_mst_networks(name, mst_data_dir):
   config = tiny_mst_config(mst_data_dir, name)
   train_set, _ = data_lib.load(config.data)
-  model = train.create_model(config, train_set)
+  model = state_lib.create_model(config, train_set)
   assert [m.network for m in model.modalities] == ["mnist", "svhn", "mst_text"]
   np.testing.assert_allclose([m.likelihood_weight for m in model.modalities],
                              [3072 / 784, 1.0, 384.0])
-  tx = train.create_optimizer(config)
+  tx = state_lib.create_optimizer(config)
   batch = train_set.batch(np.arange(8))
-  state = train.create_train_state(model, tx, batch, seed=0)
-  step = jax.jit(train.make_train_step(models.make_loss_fn(model, name), tx))
+  state = state_lib.create_train_state(model, tx, batch, seed=0)
+  step = jax.jit(step_lib.make_train_step(models.make_loss_fn(model, name), tx))
   new_state, metrics = step(state, batch, jnp.float32(1.0))
   assert int(new_state.step) == 1
   assert np.isfinite(float(metrics["loss"])) and metrics["log_likelihoods"].shape == (3,)
@@ -77,9 +81,9 @@ def quickstart_config(num_steps):
 @pytest.mark.slow
 def test_quickstart_trains_checkpoints_and_resumes_exactly(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  [first_leg] = train.train_and_evaluate(quickstart_config(1), resumed)
-  [second_leg] = train.train_and_evaluate(quickstart_config(30), resumed)
-  [uninterrupted] = train.train_and_evaluate(quickstart_config(30), straight)
+  [first_leg] = loop.train_and_evaluate(quickstart_config(1), resumed)
+  [second_leg] = loop.train_and_evaluate(quickstart_config(30), resumed)
+  [uninterrupted] = loop.train_and_evaluate(quickstart_config(30), straight)
 
   assert second_leg["test/loss"] < 0.8 * first_leg["test/loss"]  # it learns
   np.testing.assert_allclose(second_leg["test/loss"], uninterrupted["test/loss"], rtol=1e-5)
@@ -97,7 +101,7 @@ def test_quickstart_trains_checkpoints_and_resumes_exactly(tmp_path):
 
 
 def _trained(workdir):
-  model, params, _, _, step = train.load_trained(quickstart_config(30), workdir)
+  model, params, _, _, step = checkpoints.load_trained(quickstart_config(30), workdir)
   return model, params, step
 
 
@@ -106,21 +110,24 @@ EIGHT_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from crmvae_jax import config as config_lib, data, models, train
+    from crmvae_jax import config as config_lib, data
+    from crmvae_jax.training import state as state_lib
+    from crmvae_jax.training import step as step_lib
+    from crmvae_jax.core import models
 
     config = config_lib.quickstart_config()
     train_set, _ = data.load(config.data)
-    model = train.create_model(config, train_set)
-    tx = train.create_optimizer(config)
+    model = state_lib.create_model(config, train_set)
+    tx = state_lib.create_optimizer(config)
     batch = train_set.batch(np.arange(32))
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-      mesh = train.create_mesh(1, devices)
-      state = jax.device_put(train.create_train_state(model, tx, batch, 0), train.replicated(mesh))
-      step = jax.jit(train.make_train_step(models.make_loss_fn(model, "crmvae"), tx),
-                     in_shardings=(train.replicated(mesh), train.batch_sharding(mesh),
-                                   train.replicated(mesh)))
-      sharded_batch = jax.device_put(batch, train.batch_sharding(mesh))
+      mesh = step_lib.create_mesh(1, devices)
+      state = jax.device_put(state_lib.create_train_state(model, tx, batch, 0), step_lib.replicated(mesh))
+      step = jax.jit(step_lib.make_train_step(models.make_loss_fn(model, "crmvae"), tx),
+                     in_shardings=(step_lib.replicated(mesh), step_lib.batch_sharding(mesh),
+                                   step_lib.replicated(mesh)))
+      sharded_batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
       assert len(sharded_batch["mnist"].sharding.device_set) == len(devices)
       loss_fn = models.make_loss_fn(model, "crmvae")
       grads = jax.jit(jax.grad(lambda p: loss_fn(p, sharded_batch, jax.random.PRNGKey(1), 1.0)[0]))(
@@ -159,7 +166,7 @@ def test_bad_configs_fail_fast(field, value, message, tmp_path):
   config = config_lib.quickstart_config()
   config[field] = value
   with pytest.raises(UserError) as error:
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   assert message in str(error.value)
   assert not os.path.exists(tmp_path / "checkpoints")
 
@@ -193,9 +200,9 @@ def test_main_names_the_missing_data_set_and_the_flag(tmp_path):
 def test_device_data_gathers_the_same_batches_as_the_host():
   config = config_lib.quickstart_config()
   train_set, _ = data_lib.load(config.data)
-  mesh = train.create_mesh(1)
+  mesh = step_lib.create_mesh(1)
   ids = np.array([3, 4000, 17, 17])
-  on_device = jax.jit(lambda data, ids: data.batch(ids))(train.DeviceData.create(train_set, mesh),
+  on_device = jax.jit(lambda data, ids: data.batch(ids))(step_lib.DeviceData.create(train_set, mesh),
                                                          ids)
   on_host = train_set.batch(ids)
   for name in train_set.modalities:
@@ -208,7 +215,7 @@ def test_chunks_end_at_every_host_action():
   config.eval_every_steps, config.checkpoint_every_steps = 25, 15
   stops, step = [], 0
   while step < 40:
-    step = train.next_stop(step, config, 40)
+    step = loop.next_stop(step, config, 40)
     stops.append(step)
   assert stops == [7, 10, 15, 20, 25, 30, 37, 40]
 
@@ -217,15 +224,15 @@ def test_chunks_end_at_every_host_action():
 def test_a_multi_step_dispatch_equals_single_steps_bit_for_bit():
   config = config_lib.quickstart_config()
   train_set, _ = data_lib.load(config.data)
-  model = train.create_model(config, train_set)
-  tx = train.create_optimizer(config)
-  mesh = train.create_mesh(1)
-  step = train.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh)
-  data = train.DeviceData.create(train_set, mesh)
+  model = state_lib.create_model(config, train_set)
+  tx = state_lib.create_optimizer(config)
+  mesh = step_lib.create_mesh(1)
+  step = step_lib.make_replicated_train_step(models.make_loss_fn(model, "crmvae"), tx, mesh)
+  data = step_lib.DeviceData.create(train_set, mesh)
   ids = np.stack(list(itertools.islice(input_pipeline.train_batch_ids(len(train_set), 16, 0), 4)))
   betas, healthy = jnp.ones(1), jnp.full(1, -1, jnp.int32)
-  fresh = lambda: train.create_replica_states(model, tx, train_set.batch(np.arange(2)), [0])
-  multi_step = jax.jit(train.make_multi_step(step, mesh))
+  fresh = lambda: state_lib.create_replica_states(model, tx, train_set.batch(np.arange(2)), [0])
+  multi_step = jax.jit(step_lib.make_multi_step(step, mesh))
   chunked = fresh()
   for start, stop in ((0, 1), (1, 4)):  # as a resumed run would: 1 step, then 3
     rows = np.zeros_like(ids)
@@ -247,14 +254,14 @@ def test_a_multi_step_dispatch_equals_single_steps_bit_for_bit():
 @pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(tmp_path):
   workdir = str(tmp_path)
-  train.train_and_evaluate(quickstart_config(10), workdir)
+  loop.train_and_evaluate(quickstart_config(10), workdir)
   config = quickstart_config(30)
   config.learning_rate = 1e8
-  with pytest.raises(train.TrainingDiverged, match=r"Training diverged at step (1[1-9]|20): .*"
+  with pytest.raises(loop.TrainingDiverged, match=r"Training diverged at step (1[1-9]|20): .*"
                      r"lower --config.learning_rate \(now 1e\+08\)"):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
-  trained = train.load_trained(quickstart_config(10), workdir)
+  trained = checkpoints.load_trained(quickstart_config(10), workdir)
   params, step = trained.params, trained.step
   assert step == 10 and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
@@ -263,48 +270,48 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_its_finite_checkpoint(t
 def test_checkpoints_are_written_only_at_their_interval_and_the_last_step(tmp_path):
   config = quickstart_config(13)
   config.log_every_steps, config.checkpoint_every_steps, config.checkpoints_to_keep = 2, 6, 10
-  train.train_and_evaluate(config, str(tmp_path))  # Orbax alone would also save step 2
+  loop.train_and_evaluate(config, str(tmp_path))  # Orbax alone would also save step 2
   assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == [6, 12, 13]
 
 
 @pytest.mark.slow
 def test_resuming_with_another_model_or_latent_size_is_refused(tmp_path):
   workdir = str(tmp_path)
-  train.train_and_evaluate(quickstart_config(10), workdir)
+  loop.train_and_evaluate(quickstart_config(10), workdir)
   config = quickstart_config(20)
   config.model, config.latent_dim = "mvae", 16
   with pytest.raises(UserError, match=r"--config.latent_dim=32 \(asked: 16\), "
                      r"--config.model='crmvae' \(asked: 'mvae'\); resume it with those values"):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["model"] == "crmvae"  # the run's own config is kept
-  train.train_and_evaluate(quickstart_config(20), workdir)  # more steps: allowed
+  loop.train_and_evaluate(quickstart_config(20), workdir)  # more steps: allowed
 
 
 @pytest.mark.slow
 def test_a_second_training_on_a_locked_workdir_is_refused(tmp_path):
-  with train.WorkdirLock(str(tmp_path)):
+  with loop.WorkdirLock(str(tmp_path)):
     with pytest.raises(UserError, match=f"Another training \\(pid {os.getpid()} .*\\) is "
                        f"running in {tmp_path}"):
-      train.train_and_evaluate(quickstart_config(10), str(tmp_path))
-  train.train_and_evaluate(quickstart_config(10), str(tmp_path))  # released
+      loop.train_and_evaluate(quickstart_config(10), str(tmp_path))
+  loop.train_and_evaluate(quickstart_config(10), str(tmp_path))  # released
 
 
 @pytest.mark.slow
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
   workdir = str(tmp_path)
-  train.train_and_evaluate(quickstart_config(20), workdir)
+  loop.train_and_evaluate(quickstart_config(20), workdir)
   latest = os.path.join(workdir, "checkpoints", "20")
   for root, _, files in os.walk(latest):
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(max(0, os.path.getsize(f.name) // 2))
-  step = train.load_trained(quickstart_config(20), workdir).step
+  step = checkpoints.load_trained(quickstart_config(20), workdir).step
   assert step == 10
-  [resumed] = train.train_and_evaluate(quickstart_config(20), workdir)
+  [resumed] = loop.train_and_evaluate(quickstart_config(20), workdir)
   assert "checkpoint 20" in capsys.readouterr().out
   assert os.listdir(os.path.join(workdir, "unreadable_checkpoints"))
-  step = train.load_trained(quickstart_config(20), workdir).step
+  step = checkpoints.load_trained(quickstart_config(20), workdir).step
   assert step == 20 and np.isfinite(resumed["train/loss"])
 
 

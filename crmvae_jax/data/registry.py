@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 # How a run is evaluated: 'digits', coherence of generated modalities with the class
-# label, judged by trained classifiers (`crmvae_jax.evaluate`); 'image_text', cosine
-# similarity of image and text latents, attributes and FID of images generated from
-# text (`crmvae_jax.evaluate_image_text`).
+# label, judged by trained classifiers (`crmvae_jax.evaluation.driver.evaluate`);
+# 'image_text', cosine similarity of image and text latents, attributes and FID of
+# images generated from text (`crmvae_jax.evaluation.driver.evaluate_image_text`).
 Evaluation = Literal["digits", "image_text"]
 
 # Short names of modalities in tables and figures (the paper's M, S, T); any other
@@ -40,7 +40,7 @@ class DataSet:
     config_file: the config file, relative to the repository, that a command names
       with --config to run it; None for the quick start, the package's default config
       (`crmvae_jax/config.py`), which a command runs with no --config.
-    networks: modality name -> its `crmvae_jax.networks.NETWORKS` (and `CLASSIFIERS`)
+    networks: modality name -> its `crmvae_jax.core.networks.NETWORKS` (and `CLASSIFIERS`)
       key; empty when `shared_network` is set.
     shared_network: the key of every modality when all share one network and their
       number is a setting (PolyMNIST's m0, m1, ..., `data.num_modalities`).
@@ -49,7 +49,7 @@ class DataSet:
     attributes: whether its labels are attributes [N, K] that images generated from
       text must show (CelebA's 40), judged by an attribute classifier.
     paper_tables: whether the paper's Tables 1, 2 and 5 report it (their numbers are
-      `crmvae_jax.tables`'), so evaluation tables show the paper's rows.
+      `crmvae_jax.reporting.tables`'), so evaluation tables show the paper's rows.
     paper_figure: the paper's figure of its results, if any.
   """
 

@@ -15,11 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from crmvae_jax import distributions as dist
-from crmvae_jax import networks, objectives
+from crmvae_jax.core import distributions as dist
+from crmvae_jax.core import networks, objectives
 from crmvae_jax.data import text
-from crmvae_jax.distributions import Gaussian
-from crmvae_jax.modalities import Modality
+from crmvae_jax.core.distributions import Gaussian
+from crmvae_jax.core.modalities import Modality
 
 
 class MultimodalVAE(nn.Module):

@@ -1,282 +1,44 @@
 """Training: config -> data -> model -> objective -> optax update -> metrics/checkpoints.
 
-`train_and_evaluate(config, workdir)` is the one entry point, as in Flax's examples.
-The train step is pure, `(state, batch, beta) -> (state, metrics)`, and jitted with
-the batch split over the data axis of a device mesh and the state replicated, so the
-same code runs on one CPU, one GPU or eight GPUs. The state is one pytree, so Orbax
-checkpoints it and sweeps vmap it over replicas without special cases.
-
-The training set lives on the devices (`DeviceData`) and several steps run per
-dispatch (`make_multi_step`), so the host's Python only acts at log, eval and
-checkpoint intervals; it also guards the run (`WorkdirLock`, `StopSignals`, the
-finiteness check, `restore_latest`'s fallback past unreadable checkpoints).
+`train_and_evaluate(config, workdir)` is the one entry point, as in Flax's examples: it
+builds the state (`state`), runs the jitted multi-step (`step`) and checkpoints
+(`checkpoints`). The host's Python only acts at log, eval and checkpoint intervals; it
+also guards the run (`WorkdirLock`, `StopSignals`, the finiteness check,
+`restore_latest`'s fallback past unreadable checkpoints).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
-import shutil
 import signal
 import threading
 import time
-from typing import Any, Callable, NamedTuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import tqdm
-from absl import logging
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, models, objectives, plotting, runs, validation
+from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax.core import models, objectives
+from crmvae_jax.core.modalities import Modality
 from crmvae_jax.errors import UserError
-from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.modalities import Modality, modalities_of
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a run carries from step to step.
-
-  Attributes:
-    step: int32 scalar, the number of updates applied.
-    params: the model's parameters.
-    opt_state: optax state.
-    rng: raw uint32 PRNG key [2]; step t's randomness is fold_in(rng, t).
-  """
-
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  rng: jax.Array
-
-
-def replica_grid(config) -> tuple[list[int], list[float]]:
-  """The (seed, beta) of every replica: the grid config.sweep.seeds x config.sweep.betas.
-
-  An empty list means the single value config.seed (or config.beta), so a plain run is
-  the grid of one replica.
-  """
-  seeds = list(config.sweep.seeds) or [config.seed]
-  betas = list(config.sweep.betas) or [config.beta]
-  return ([seed for seed in seeds for _ in betas], [float(beta) for _ in seeds for beta in betas])
-
-
-def create_mesh(num_replicas: int = 1, devices=None) -> Mesh:
-  """A ('replica', 'data') mesh over `devices` (default: every device JAX sees).
-
-  Replicas are spread over as many devices as divide both their number and the device
-  count; the remaining factor splits the batch. One replica: every device is a data
-  device.
-  """
-  devices = np.asarray(jax.devices() if devices is None else devices)
-  replica_devices = math.gcd(num_replicas, devices.size)
-  return Mesh(devices.reshape(replica_devices, devices.size // replica_devices),
-              ("replica", "data"))
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """The batch axis split over the data devices, the same on every replica device."""
-  return NamedSharding(mesh, PartitionSpec("data"))
-
-
-def replica_sharding(mesh: Mesh) -> NamedSharding:
-  """A leading replica axis split over the replica devices (states, betas, metrics)."""
-  return NamedSharding(mesh, PartitionSpec("replica"))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
-
-
-def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
-  data_devices = mesh.shape["data"]
-  if batch_size % data_devices:
-    raise UserError(
-        f"--config.batch_size={batch_size} must be divisible by the {data_devices} "
-        "devices it is split over.")
-
-
-def put_global(tree, sharding: NamedSharding):
-  """Places host arrays that every process holds in full as global arrays with `sharding`;
-  with several processes each contributes the parts its own devices hold."""
-  if jax.process_count() == 1:
-    return jax.device_put(tree, sharding)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), tree)
-
-
-def put_batch(batch: dict, mesh: Mesh) -> dict:
-  """Moves a host batch onto the mesh, split over the data devices."""
-  return put_global(batch, batch_sharding(mesh))
-
-
-@flax.struct.dataclass
-class DeviceData:
-  """A paired data set held on the devices: base arrays and pair indices.
-
-  A batch is gathered inside the jitted step from example ids, so training moves only
-  ids [K, B] from the host, once per K steps (`make_multi_step`).
-
-  Attributes:
-    arrays: modality name -> base array (uint8 images or int32 tokens), replicated.
-    indices: modality name -> int32 [N]; pair i uses arrays[name][indices[name][i]].
-  """
-
-  arrays: dict
-  indices: dict
-
-  @classmethod
-  def create(cls, dataset: data_lib.MultimodalDataset, mesh: Mesh) -> "DeviceData":
-    host = cls(arrays={m: dataset.arrays[m] for m in dataset.modalities},
-               indices={m: dataset.indices[m].astype(np.int32) for m in dataset.modalities})
-    return put_global(host, replicated(mesh))
-
-  def batch(self, ids: jax.Array) -> dict:
-    """The stored arrays of pairs `ids` [B]: {modality: [B, ...]}."""
-    return {name: array[self.indices[name][ids]] for name, array in self.arrays.items()}
-
-
-def create_model(config, train_set) -> models.MultimodalVAE:
-  modalities = modalities_of(config.data.name, train_set, config.get("likelihood_weights"))
-  return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim)
-
-
-def create_optimizer(config) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate)
-
-
-def create_train_state(model, tx, example_batch: dict, seed: int) -> TrainState:
-  """A fresh state: parameters from PRNGKey(seed), the step rng from it too."""
-  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
-  params = models.init_params(model, init_rng, example_batch)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=tx.init(params), rng=step_rng)
-
-
-def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-  """train_step(state, batch, beta) -> (state, metrics): one Adam update, pure.
-
-  The metrics are the loss, its terms and the gradient's global norm (the training
-  health check watches the loss and that norm).
-  """
-
-  def train_step(state: TrainState, batch: dict, beta) -> tuple[TrainState, dict]:
-    rng = jax.random.fold_in(state.rng, state.step)
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, batch, rng, beta)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **terms}
-
-  return train_step
-
-
-def create_replica_states(model, tx, example_batch: dict, seeds: list[int]) -> TrainState:
-  """States of every replica stacked on a leading axis [R]; replica r is exactly the
-  state `create_train_state(..., seeds[r])` of a single run."""
-  # One compiled initialisation, instead of one small compile per parameter.
-  initialise = jax.jit(jax.vmap(lambda seed: create_train_state(model, tx, example_batch, seed)))
-  return initialise(jnp.asarray(seeds, jnp.uint32))
-
-
-def make_replicated_train_step(loss_fn: Callable, tx: optax.GradientTransformation,
-                               mesh: Mesh | None = None) -> Callable:
-  """step(states [R], batch, betas [R]) -> (states, metrics [R]): every replica takes
-  its own update on the shared batch.
-
-  With a mesh, each replica device group runs the vmapped step for its own replicas
-  (manual over 'replica'), while the batch stays split over 'data' automatically, so
-  the sampling noise is the same whatever the number of devices. (Letting the SPMD
-  partitioner split the vmapped replica axis instead would split the grouped
-  convolutions that vmap makes of batched kernels, which XLA rejects.)
-  """
-  step = jax.vmap(make_train_step(loss_fn, tx), in_axes=(0, None, 0))
-  return manual_over_replicas(step, mesh, (True, False, True), (True, True))
-
-
-def manual_over_replicas(function: Callable, mesh: Mesh | None, split_inputs: tuple[bool, ...],
-                         split_outputs: tuple[bool, ...]) -> Callable:
-  """`function` run by each replica device group on its own replicas (shard_map, manual
-  over 'replica' only); inputs and outputs marked True are split over 'replica', the
-  others replicated. Without a mesh, or with one replica group, `function` itself."""
-  if mesh is None or mesh.shape["replica"] == 1:
-    return function
-  spec = lambda split: PartitionSpec("replica") if split else PartitionSpec()
-  outputs = tuple(map(spec, split_outputs))
-  return jax.shard_map(function, mesh=mesh, in_specs=tuple(map(spec, split_inputs)),
-                       out_specs=outputs if len(outputs) > 1 else outputs[0],
-                       axis_names={"replica"}, check_vma=False)
-
-
-def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Callable:
-  """Several train steps in one dispatch, so the host's loop costs once per K steps.
-
-  multi_step(states [R], data, ids [K, B], num_steps, betas [R], first_non_finite [R])
-  -> (states, metrics, first_non_finite): applies `replicated_step` to the batches
-  ids[0..num_steps-1] (rows past num_steps are ignored; num_steps is traced, so one
-  compilation serves every chunk length). `metrics` [R] are the last step's.
-  `first_non_finite` [R] carries, from chunk to chunk on the devices, the first step
-  whose loss or gradient norm was not finite (-1: none yet); later steps still run, and
-  the host checks it before logging or saving anything, without a sync per chunk.
-
-  With K = 1 there is no loop: XLA's CPU backend runs convolution gradients inside a
-  loop body on a slow path (about 30x slower for a weight gradient, measured), so CPU
-  runs take one step per dispatch (`steps_per_dispatch_for`). The loop body is the same
-  computation whatever the chunk length, so with a given K a run resumed at any step
-  equals an uninterrupted one bit for bit.
-  """
-
-  def multi_step(states, data: DeviceData, ids, num_steps, betas, first_non_finite):
-
-    def body(index, carry):
-      states, _, first_non_finite = carry
-      batch = data.batch(ids[index])
-      if mesh is not None:
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharding(mesh))
-      states, metrics = replicated_step(states, batch, betas)
-      finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-      first_non_finite = jnp.where((first_non_finite < 0) & ~finite, states.step,
-                                   first_non_finite)
-      return states, metrics, first_non_finite
-
-    if ids.shape[0] == 1:
-      return body(0, (states, None, first_non_finite))
-    metrics_shape = jax.eval_shape(body, 0, (states, None, first_non_finite))[1]
-    initial = (states, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape),
-               first_non_finite)
-    return jax.lax.fori_loop(0, num_steps, body, initial)
-
-  return multi_step
-
-
-def steps_per_dispatch_for(config) -> int:
-  """config.steps_per_dispatch, or where it is None: 1 on CPU (see `make_multi_step`),
-  100 on accelerators, where a step takes about a millisecond and the host's Python
-  would otherwise dominate."""
-  if config.steps_per_dispatch is not None:
-    return config.steps_per_dispatch
-  return 1 if jax.default_backend() == "cpu" else 100
-
-
-def make_eval_step(loss_fn: Callable) -> Callable:
-  """eval_step(params, batch, rng, beta) -> metrics (the objective on held-out data)."""
-
-  def eval_step(params, batch, rng, beta):
-    loss, terms = loss_fn(params, batch, rng, beta)
-    return {"loss": loss, **terms}
-
-  return eval_step
+from crmvae_jax.reporting import plotting
+from crmvae_jax.training.checkpoints import checkpoint_manager, has_checkpoints, restore_latest
+from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
+                                       replica_directory, replica_grid)
+from crmvae_jax.training.step import (DeviceData, check_batch_divides, create_mesh,
+                                      make_eval_step, make_multi_step,
+                                      make_replicated_train_step, manual_over_replicas,
+                                      put_batch, put_global, replica_sharding, replicated,
+                                      steps_per_dispatch_for, to_host)
 
 
 def flat_metrics(metrics: dict, modalities: tuple[Modality, ...], prefix: str) -> dict[str, float]:
@@ -290,89 +52,6 @@ def flat_metrics(metrics: dict, modalities: tuple[Modality, ...], prefix: str) -
     else:
       flat[f"{prefix}/{name}"] = float(value)
   return flat
-
-
-def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.get("checkpoints_to_keep", 2),
-      save_interval_steps=config.checkpoint_every_steps)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
-
-
-def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
-  """Moves an unreadable checkpoint out of the manager's directory; returns where."""
-  directory = os.path.join(os.path.dirname(str(manager.directory)), "unreadable_checkpoints")
-  os.makedirs(directory, exist_ok=True)
-  destination = os.path.join(directory, f"{step}_{int(time.time())}")
-  shutil.move(os.path.join(str(manager.directory), str(step)), destination)
-  manager.reload()
-  return destination
-
-
-def restore_latest(manager: ocp.CheckpointManager, abstract, quarantine: bool = False):
-  """The newest readable checkpoint restored into `abstract`'s structure, or None.
-
-  A checkpoint that cannot be read (a truncated or half-written file) is skipped with
-  a warning and the previous one is tried; with `quarantine` (training), it is also
-  moved to `unreadable_checkpoints/` beside the checkpoints, so training can write that
-  step again.
-  """
-  manager.reload()  # another process may have written or removed steps since it opened
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as error:  # Orbax raises many types; any of them means unreadable.
-      where = f"; moved to {_quarantine(manager, step)}" if quarantine else ""
-      message = (f"warning: checkpoint {step} in {manager.directory} is unreadable "
-                 f"({type(error).__name__}){where}; falling back to the previous one.")
-      logging.warning(message)
-      tqdm.tqdm.write(message)
-  return None
-
-
-class TrainedRun(NamedTuple):
-  """What `load_trained` gives: a trained replica and its data."""
-
-  model: models.MultimodalVAE
-  params: Any
-  train_set: MultimodalDataset
-  test_set: MultimodalDataset
-  step: int
-
-
-def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int = 0
-                 ) -> TrainedRun:
-  """The data, model and latest parameters of a run trained in `workdir`.
-
-  Args:
-    config: the run's config (its sweep grid says how many replicas were trained).
-    workdir: the run's directory.
-    replica: which replica of a sweep (see `replica_grid`); 0 for a single run.
-
-  Returns:
-    A `TrainedRun` (model, params, train_set, test_set, step).
-
-  Raises:
-    UserError: with the command that trains it, if `workdir` has no readable checkpoint.
-  """
-  train_set, test_set = data_lib.load(config.data)
-  model = create_model(config, train_set)
-  seeds, _ = replica_grid(config)
-  if not 0 <= replica < len(seeds):
-    raise UserError(f"replica must be in 0..{len(seeds) - 1}; got {replica}.")
-  tx = create_optimizer(config)
-  abstract = jax.eval_shape(
-      lambda: create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds))
-  manager = checkpoint_manager(workdir, config)
-  states = restore_latest(manager, abstract)
-  manager.close()
-  if states is None:
-    raise UserError(
-        f"No readable checkpoint in {os.path.abspath(workdir)}; train one first with: "
-        f"python -m crmvae_jax.main --config=CONFIG --workdir={workdir}")
-  state = jax.tree.map(lambda x: x[replica], states)
-  return TrainedRun(model, state.params, train_set, test_set, int(state.step))
 
 
 def total_steps(config, num_train_examples: int) -> int:
@@ -404,13 +83,6 @@ def save_cross_generation(model, params, test_set, config, path, title) -> None:
   kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   plotting.cross_generation_figure(model, params, batch, kind, data_lib.text_decoders(test_set),
                                    path, title=title)
-
-
-def replica_directory(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> str:
-  """Where one replica writes summaries, figures and evaluations: `workdir` itself for a
-  single run, `workdir/replica_<r>` for replica r of a sweep."""
-  num_replicas = len(replica_grid(config)[0])
-  return workdir if num_replicas == 1 else os.path.join(workdir, f"replica_{replica}")
 
 
 class _Outputs:
@@ -545,13 +217,6 @@ def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> s
           "beta; the last finite checkpoint is kept.")
 
 
-def to_host(tree):
-  """Global device arrays as numpy arrays on every process."""
-  if jax.process_count() == 1:
-    return jax.device_get(tree)
-  return multihost_utils.process_allgather(tree, tiled=True)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
@@ -580,11 +245,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     if jax.process_index() == 0:
       runs.save_config(workdir, config)
     return _train(config, workdir)
-
-
-def has_checkpoints(workdir: str) -> bool:
-  directory = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:

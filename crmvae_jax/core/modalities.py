@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax import distributions as dist
+from crmvae_jax.core import distributions as dist
 from crmvae_jax.data import registry, text
 from crmvae_jax.data.base import is_text_array
 
@@ -32,7 +32,7 @@ class Modality:
 
   Attributes:
     name: the data set's key for it ('mnist', 'svhn', 'text', 'm0', ...).
-    network: its `crmvae_jax.networks.NETWORKS` / `CLASSIFIERS` key, from the data
+    network: its `crmvae_jax.core.networks.NETWORKS` / `CLASSIFIERS` key, from the data
       set's entry in `crmvae_jax.data.registry`.
     shape: stored per-example shape: (H, W, C) for images, (L,) for text.
     vocab_size: alphabet or vocabulary size for text, None for images.

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from crmvae_jax import models, objectives
+from crmvae_jax.core import models, objectives
 
 CELL = 64
 LABEL_WIDTH = 72
 TEXT_COLUMNS = 10
+# Characters per line of a text written above its grid column.
+_GRID_TEXT_WIDTH = 24
 
 
 def summary_writer(workdir: str):
@@ -116,3 +119,38 @@ def cross_generation_figure(model, params, batch: dict, kind: objectives.SubsetP
   canvas.paste(grid, (0, 16))
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   canvas.save(path)
+
+
+def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]], path: str,
+                   title: str = "") -> None:
+  """Saves a grid of images generated from texts: one column per text.
+
+  Args:
+    texts: K texts, each written above its column.
+    rows: (label, images [K, H, W, C] in [0, 1]) per row.
+    path: the PNG to write (its directory is created).
+    title: a line above the grid.
+  """
+  num_columns = len(texts)
+  figure = Figure(figsize=(1.2 + 1.6 * num_columns, 1.0 + 1.6 * len(rows)))
+  grid = figure.add_gridspec(len(rows) + 1, num_columns + 1,
+                             width_ratios=[0.6] + [1.0] * num_columns,
+                             height_ratios=[0.7] + [1.0] * len(rows))
+  for column, string in enumerate(texts):
+    axis = figure.add_subplot(grid[0, column + 1])
+    axis.axis("off")
+    axis.text(0.5, 0.0, textwrap.fill(" ".join(string.split()), _GRID_TEXT_WIDTH),
+              ha="center", va="bottom", fontsize=6, wrap=True)
+  for row, (label, images) in enumerate(rows):
+    label_axis = figure.add_subplot(grid[row + 1, 0])
+    label_axis.axis("off")
+    label_axis.text(1.0, 0.5, label, ha="right", va="center", fontsize=7)
+    for column, image in enumerate(images):
+      axis = figure.add_subplot(grid[row + 1, column + 1])
+      axis.imshow(np.clip(image, 0.0, 1.0))
+      axis.set_xticks([])
+      axis.set_yticks([])
+  if title:
+    figure.suptitle(title, fontsize=9)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  figure.savefig(path, dpi=100, bbox_inches="tight")

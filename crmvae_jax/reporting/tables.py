@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tabulate
 
-from crmvae_jax import objectives
+from crmvae_jax.core import objectives
 
 # The paper's order and names, from the model registry (`objectives.MODELS`).
 MODEL_NAMES = tuple(objectives.MODELS)
@@ -266,3 +266,11 @@ def latent_table(results: Results, modalities: Sequence[str] = MST_MODALITIES,
   return markdown_table(
       results, columns, _paper_values_for(PAPER_LATENT, columns, "latent_table", paper),
       decimals)
+
+
+def accuracy_table(accuracies: dict[str, float]) -> str:
+  """A Markdown table of classifier test accuracies, one column per modality."""
+  return ("| classifier | " + " | ".join(accuracies) + " |\n"
+          + "|---" * (len(accuracies) + 1) + "|\n"
+          + "| test accuracy | " + " | ".join(f"{a:.4f}" for a in accuracies.values())
+          + " |\n")

@@ -1,0 +1,218 @@
+"""Training of the judges: one classifier per modality on the real training examples of
+that modality (labels: the data set's labels, e.g. the digit; CelebA's 40 attributes),
+its test accuracy, and its storage where `judges` loads it from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from crmvae_jax import data as data_lib
+from crmvae_jax import runs
+from crmvae_jax.core import metrics, networks
+from crmvae_jax.core.modalities import Modality, modalities_of
+from crmvae_jax.data import registry
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.errors import UserError
+from crmvae_jax.evaluation.image_text import image_and_text_indices
+from crmvae_jax.evaluation.judges import (METADATA_FILE, PARAMS_DIR, Classifier,
+                                          default_directory, network_input, predict_in_batches)
+
+def classifier_examples(dataset: MultimodalDataset, name: str, max_examples: int | None = None,
+                        rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """The distinct real examples of one modality that a split uses, with their labels.
+
+  Pairing repeats base rows (MST's data multiplication), so a classifier trains on
+  each distinct row once; and only rows the split indexes count, so a test row that
+  shares a base array with the training split never leaks into training.
+
+  Args:
+    dataset: a split.
+    name: the modality.
+    max_examples: keep at most this many rows (a seeded random choice); None keeps all.
+    rng: the generator for that choice (needed when it applies).
+
+  Returns:
+    (stored [N, ...] uint8 images or int tokens, labels [N] or [N, K]).
+  """
+  rows, first_pair = np.unique(dataset.indices[name], return_index=True)
+  if max_examples is not None and len(rows) > max_examples:
+    keep = np.sort(rng.choice(len(rows), max_examples, replace=False))
+    rows, first_pair = rows[keep], first_pair[keep]
+  return dataset.arrays[name][rows], dataset.labels[first_pair]
+
+
+def _labels_kind(labels: np.ndarray) -> tuple[int, bool]:
+  """(number of classes, multi_label) of an int label array [N] or 0/1 array [N, K]."""
+  if labels.ndim == 2:
+    return labels.shape[1], True
+  return int(labels.max()) + 1, False
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array, multi_label: bool) -> jax.Array:
+  """Mean softmax cross-entropy (one class each) or sigmoid cross-entropy (attributes)."""
+  if multi_label:
+    return optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.ndarray],
+                     test_examples: tuple[np.ndarray, np.ndarray],
+                     config_eval: ml_collections.ConfigDict, seed: int,
+                     disable_progress_bar: bool = False) -> tuple[Classifier, dict]:
+  """Trains one modality's classifier with Adam and measures its test accuracy.
+
+  Args:
+    modality: what it classifies; `modality.network` picks the network.
+    train_examples: (stored values [N, ...], labels [N] or [N, K]).
+    test_examples: the same for the test split.
+    config_eval: `config.eval` (classifier_epochs, classifier_batch_size,
+      classifier_learning_rate).
+    seed: initialisation, dropout and the order of examples.
+    disable_progress_bar: hide the tqdm bar.
+
+  Returns:
+    (classifier, metadata): metadata holds network, num_classes, multi_label,
+    train_examples, epochs and test_accuracy.
+  """
+  train_values, train_labels = train_examples
+  test_values, test_labels = test_examples
+  num_classes, multi_label = _labels_kind(np.concatenate([train_labels, test_labels]))
+  module = networks.CLASSIFIERS[modality.network](num_classes=num_classes)
+  batch_size = min(config_eval.classifier_batch_size, len(train_values))
+  init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
+  params = module.init(init_rng, network_input(modality, jnp.asarray(train_values[:1])))["params"]
+  tx = optax.adam(config_eval.classifier_learning_rate)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def train_step(params, opt_state, values, labels, rng):
+    def loss_fn(params):
+      logits = module.apply({"params": params}, network_input(modality, values), train=True,
+                            rngs={"dropout": rng})
+      return classification_loss(logits, labels, multi_label)
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  order_rng = np.random.default_rng(seed)
+  steps_per_epoch = len(train_values) // batch_size
+  progress = tqdm.tqdm(total=config_eval.classifier_epochs * steps_per_epoch, unit="step",
+                       desc=f"classifier {modality.name}", dynamic_ncols=True,
+                       disable=disable_progress_bar)
+  with progress:
+    for epoch in range(config_eval.classifier_epochs):
+      permutation = order_rng.permutation(len(train_values))
+      for index in range(steps_per_epoch):
+        ids = permutation[index * batch_size:(index + 1) * batch_size]
+        params, opt_state, loss = train_step(
+            params, opt_state, train_values[ids], train_labels[ids],
+            jax.random.fold_in(dropout_rng, epoch * steps_per_epoch + index))
+        progress.update(1)
+      progress.set_postfix(loss=f"{float(loss):.3f}")
+
+  classifier = Classifier(modality, module, params, multi_label)
+  test_accuracy = metrics.accuracy(
+      predict_in_batches(classifier, test_values, config_eval.classifier_batch_size), test_labels)
+  metadata = {"modality": modality.name, "network": modality.network, "num_classes": num_classes,
+              "multi_label": multi_label, "train_examples": len(train_values),
+              "epochs": config_eval.classifier_epochs, "test_accuracy": test_accuracy}
+  return classifier, metadata
+
+
+def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> str:
+  """Writes `<directory>/<modality>/{params, classifier.json}`; returns that folder."""
+  folder = os.path.abspath(os.path.join(directory, classifier.modality.name))
+  os.makedirs(folder, exist_ok=True)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(folder, PARAMS_DIR), classifier.params, force=True)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  with open(os.path.join(folder, METADATA_FILE), "w") as f:
+    json.dump(metadata, f, indent=2)
+  return folder
+
+
+def train_classifiers(config: ml_collections.ConfigDict, directory: str | None = None
+                      ) -> dict[str, float]:
+  """Trains, evaluates and stores one classifier per modality of `config.data`.
+
+  Args:
+    config: a training config; `config.data` picks the data set, `config.eval` the
+      classifier settings (classifier_epochs, classifier_batch_size,
+      classifier_learning_rate, classifier_max_train_examples, seed).
+    directory: where to store them; default `default_directory(config)`.
+
+  Returns:
+    modality name -> test accuracy.
+
+  Raises:
+    UserError: `directory` cannot be written (e.g. it is a file), or the data set is
+      unavailable.
+  """
+  directory = default_directory(config) if directory is None else directory
+  runs.check_workdir(directory, "--config.eval.classifier_dir")
+  train_set, test_set = data_lib.load(config.data)
+  modalities = modalities_of(config.data.name, train_set)
+  max_examples = config.eval.get("classifier_max_train_examples")
+  accuracies = {}
+  for index, modality in enumerate(modalities):
+    rng = np.random.default_rng([config.eval.seed, index])
+    train_examples = classifier_examples(train_set, modality.name, max_examples, rng)
+    test_examples = classifier_examples(test_set, modality.name, max_examples, rng)
+    classifier, metadata = train_classifier(
+        modality, train_examples, test_examples, config.eval, seed=config.eval.seed + index,
+        disable_progress_bar=config.get("disable_progress_bar", False))
+    folder = save_classifier(directory, classifier, metadata)
+    tqdm.tqdm.write(f"{modality.name} classifier: test accuracy "
+                    f"{metadata['test_accuracy']:.4f} on {len(test_examples[1])} examples; "
+                    f"stored in {folder}")
+    accuracies[modality.name] = metadata["test_accuracy"]
+  return accuracies
+
+
+def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
+  """Trains, evaluates and stores the attribute classifier of the image modality.
+
+  It is the image classifier `python -m crmvae_jax.classifiers` would train (same
+  network, examples and seed): `networks.CLASSIFIERS['image64']` with one sigmoid per
+  attribute, trained with Adam on binary cross-entropy (`config.eval.classifier_*`).
+
+  Args:
+    config: a CelebA config.
+
+  Returns:
+    Its metadata: network, num_classes, multi_label, train_examples, epochs and
+    test_accuracy (over all attribute entries of the test images).
+  """
+  attribute_data = registry.names(attributes=True)
+  if config.data.name not in attribute_data:
+    raise UserError(f"{config.data.name} has no attributes to classify; --train_classifier "
+                    f"trains the attribute classifier of {', '.join(attribute_data)} (e.g. "
+                    "with --config=configs/celeba.py).")
+  train_set, test_set = data_lib.load(config.data)
+  data_modalities = modalities_of(config.data.name, train_set)
+  image_index, _ = image_and_text_indices(data_modalities)
+  image = data_modalities[image_index]
+  # The same example choice and seed as train_classifiers.
+  rng = np.random.default_rng([config.eval.seed, image_index])
+  max_examples = config.eval.get("classifier_max_train_examples")
+  classifier, metadata = train_classifier(
+      image, classifier_examples(train_set, image.name, max_examples, rng),
+      classifier_examples(test_set, image.name, max_examples, rng), config.eval,
+      seed=config.eval.seed + image_index,
+      disable_progress_bar=config.get("disable_progress_bar", False))
+  folder = save_classifier(default_directory(config), classifier, metadata)
+  tqdm.tqdm.write(f"{image.name} attribute classifier: test accuracy "
+                  f"{metadata['test_accuracy']:.4f}; stored in {folder}")
+  return metadata

@@ -1,0 +1,291 @@
+"""The evaluation drivers: a trained run's latest checkpoint evaluated with every metric
+its data set calls for, the results written beside the run (SPEC.md section 6).
+
+`evaluate` (digit-labelled data sets: MNIST-SVHN-Text, PolyMNIST, the quick start)
+computes coherence (`coherence`), FID and the classifier-Frechet distance (`fid`) and
+latent probes (`probes`), and writes `DIR/eval/results.json`, `DIR/eval/tables.md`
+and `DIR/eval/cross_generation.png`; `evaluate_image_text` (CUB, CelebA; `evaluate`
+hands them to it) computes cosine similarity, attribute accuracy and FID from text
+(`image_text`), and writes `DIR/eval/results.json`, `DIR/eval/generated_from_text.png`
+and `DIR/eval/generated_from_text.npz`. Replica r of a sweep writes to
+`DIR/replica_r/eval/`. `crmvae_jax/evaluate.py` and `crmvae_jax/evaluate_image_text.py`
+are their command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from crmvae_jax import data as data_lib
+from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax.training import checkpoints, state
+from crmvae_jax.core import objectives
+from crmvae_jax.core.modalities import Modality
+from crmvae_jax.data import registry
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.errors import UserError
+from crmvae_jax.evaluation import coherence as coherence_lib
+from crmvae_jax.evaluation import fid, generation, image_text, probes
+from crmvae_jax.evaluation import judges as judges_lib
+from crmvae_jax.reporting import plotting, summaries, tables
+
+RESULTS_FILE = "results.json"
+TABLES_FILE = "tables.md"
+FIGURE_FILE = "cross_generation.png"
+# The image-text grid: images generated from chosen texts.
+TEXT_FIGURE_FILE = "generated_from_text.png"
+# Images decoded from the posterior means of the chosen texts, for the beta sweep's grid.
+GENERATED_FILE = "generated_from_text.npz"
+GRID_SAMPLES = 4
+
+
+def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality], step: int,
+                replica: int) -> dict:
+  """What every results file starts with: model, data, seed, beta, step and modalities
+  (abbreviation -> name) of the evaluated replica."""
+  seeds, betas = state.replica_grid(config)
+  return {"model": config.model, "data": config.data.name, "seed": seeds[replica],
+          "beta": betas[replica], "step": step,
+          "modalities": {m.abbreviation: m.name for m in modalities}}
+
+
+def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int,
+                   results: dict) -> str:
+  """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
+  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+  with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
+    json.dump(results, f, indent=2)
+  return eval_dir
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> dict:
+  """Evaluates the latest checkpoint in `workdir`; writes DIR/eval/{results.json,
+  tables.md, cross_generation.png} and prints the tables.
+
+  Args:
+    config: the config the run was trained with (`runs.load_config(workdir)`, whose
+      eval.* fields may be changed); `config.eval` holds the evaluation settings.
+    workdir: the training run's directory.
+    replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`); its
+      files go to DIR/replica_<r>/eval/.
+
+  Returns:
+    The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
+    (Table 1 columns), text_edit_distance, fid (Table 2 columns, or None with
+    fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
+    None without an image to generate across), latent (Table 5 columns), judges,
+    judge_accuracy and classifier_test_accuracy (per modality), and example counts
+    (num_test_pairs, num_prior_samples, num_fid_pairs, num_probe_train_pairs).
+
+  Raises:
+    UserError: no saved config or checkpoint in `workdir`, the config describes
+      another run, a value is out of range, a classifier is missing (the message names
+      the command that makes it), or the labels are not one class per pair.
+  """
+  if config.data.name in registry.names(evaluation="image_text"):
+    # CUB and CelebA have no digit labels: cosine similarity, attributes and FID instead.
+    return evaluate_image_text(config, workdir, replica)
+  validation.validate_config(config)
+  runs.check_same_run(config, workdir)
+  model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  header = _run_header(config, model.modalities, step, replica)
+  if test_set.labels.ndim != 1:
+    raise UserError(
+        f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
+        f"{test_set.labels.shape[1:]} per pair, so evaluate it with python -m "
+        f"crmvae_jax.evaluate_image_text --workdir={workdir}.")
+  modalities = model.modalities
+  directory = judges_lib.default_directory(config)
+  text_decoders = data_lib.text_decoders(test_set)
+  judges = judges_lib.load_judges(config, modalities, text_decoders, directory)
+  distance_fns = {name: judge.distances for name, judge in judges.items()
+                  if isinstance(judge, judges_lib.DigitNameJudge)}
+  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
+  batch_size = config.eval.batch_size
+  choice_rng = np.random.default_rng(config.eval.seed)
+  test_pairs = test_set.subset(
+      input_pipeline.sample_ids(len(test_set), config.eval.num_examples, choice_rng))
+  probe_pairs = train_set.subset(
+      input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
+  coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
+  generate = generation.make_generate(model, params, kind)
+
+  tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
+                  f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
+                  f"samples, {len(probe_pairs)} probe training pairs.")
+  coherence, text_edit_distance = coherence_lib.cross_coherence(
+      generate, judges, test_pairs, modalities, batch_size, coherence_rng, distance_fns)
+  joint, prior_distance = coherence_lib.joint_coherence(
+      generation.make_generate_prior(model, params), judges, modalities,
+      config.eval.num_prior_samples, batch_size, prior_rng, distance_fns)
+  text_edit_distance.update(prior_distance)
+  coherence_from_means = None
+  if config.eval.get("coherence_from_means"):
+    coherence_from_means, _ = coherence_lib.cross_coherence(
+        generation.make_generate(model, params, kind, from_mean=True), judges, test_pairs,
+        modalities, batch_size, coherence_rng)
+  fid_results, fid_note = fid.model_fid(config, generate, test_pairs, modalities, fid_rng)
+  classifier_fd = fid.model_classifier_fd(config, generate, judges, test_pairs, modalities,
+                                          fid_rng)
+
+  results = {
+      **header,
+      "num_test_pairs": len(test_pairs),
+      "num_prior_samples": config.eval.num_prior_samples,
+      "num_probe_train_pairs": len(probe_pairs),
+      "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
+      "coherence_from_means": coherence_from_means,
+      "text_edit_distance": text_edit_distance,
+      "fid": fid_results,
+      "classifier_fd": classifier_fd,
+      "num_fid_pairs": len(fid.fid_pairs(config, test_pairs)),
+      "latent": probes.latent_probes(generation.make_encode_means(model, params, kind),
+                                     probe_pairs, test_pairs, modalities, batch_size),
+      "judges": {name: ("levenshtein" if name in distance_fns else "classifier")
+                 for name in judges},
+      "judge_accuracy": coherence_lib.judge_accuracy(judges, test_pairs, modalities,
+                                                     batch_size),
+      "classifier_test_accuracy": {
+          m.name: (judges_lib.read_metadata(directory, m.name) or {}).get("test_accuracy")
+          for m in modalities if m.name not in distance_fns},
+  }
+  if fid_note:
+    results["fid_note"] = fid_note
+
+  eval_dir = _write_results(config, workdir, replica, results)
+  markdown = summaries.tables_markdown([results])
+  with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
+    f.write(markdown)
+  figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
+                                         config.eval.seed)
+  plotting.cross_generation_figure(
+      model, params, test_pairs.batch(figure_ids), kind, text_decoders,
+      os.path.join(eval_dir, FIGURE_FILE),
+      title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
+  print(markdown)
+  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
+  return results
+
+
+def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
+                        replica: int = 0) -> dict:
+  """Evaluates the latest checkpoint of a CUB or CelebA run (module docstring).
+
+  Args:
+    config: the config the run was trained with; `config.eval` holds the evaluation
+      settings (num_examples, batch_size, seed, fid, fid_examples, inception_weights,
+      classifier_dir, generation_texts).
+    workdir: the run's directory.
+    replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`).
+
+  Returns:
+    The results written to `<run directory>/eval/results.json`: model, data, seed,
+    beta, step, modalities (abbreviation -> name), num_test_pairs,
+    cosine_similarity, fid_from_text (None, with fid_note saying why, when not
+    computed), and for CelebA attribute_accuracy, attribute_accuracy_real (the
+    classifier on the real images) and classifier_test_accuracy.
+
+  Raises:
+    UserError: no saved config or checkpoint in `workdir`, the config describes
+      another run, (CelebA) no attribute classifier (the message names the command
+      that makes it), or the data set is not an image-text one.
+  """
+  image_text_data = registry.names(evaluation="image_text")
+  if config.data.name not in image_text_data:
+    raise UserError(f"evaluate_image_text evaluates {', '.join(image_text_data)}, not "
+                    f"{config.data.name}; use python -m crmvae_jax.evaluate --workdir={workdir}.")
+  validation.validate_config(config)
+  runs.check_same_run(config, workdir)
+  model, params, _, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  modalities = model.modalities
+  image_index, text_index = image_text.image_and_text_indices(modalities)
+  image, text = modalities[image_index], modalities[text_index]
+  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
+  batch_size = config.eval.batch_size
+  header = _run_header(config, modalities, step, replica)
+  test_pairs = test_set.subset(
+      input_pipeline.sample_ids(len(test_set), config.eval.num_examples, config.eval.seed))
+  generation_rng, grid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed))
+  tqdm.tqdm.write(f"Evaluating {config.model} (seed {header['seed']}, beta "
+                  f"{header['beta']:g}) on {config.data.name} at step {step}: "
+                  f"{len(test_pairs)} test pairs.")
+
+  results = {
+      **header,
+      "num_test_pairs": len(test_pairs),
+      "cosine_similarity": image_text.latent_cosine_similarity(
+          image_text.encode_unimodal_means(model, params, kind, test_pairs, batch_size),
+          image_index, text_index),
+      "fid_from_text": None,
+  }
+  classifier = None
+  if config.data.name in registry.names(attributes=True):
+    classifier, metadata = judges_lib.load_attribute_classifier(config, image, workdir)
+    results["classifier_test_accuracy"] = metadata["test_accuracy"]
+  features_fn, fid_note = fid.inception_features(config)
+  if fid_note:
+    results["fid_note"] = fid_note
+  generate = image_text.make_image_generator(model, params, kind)
+  # A seeded random choice: test pairs stored in class order would give one class.
+  fid_ids = input_pipeline.sample_ids(len(test_pairs), config.eval.fid_examples,
+                                      config.eval.seed)
+  results.update(image_text.text_to_image_scores(
+      generate, test_pairs, image.name, text.name, batch_size, generation_rng, classifier,
+      features_fn, fid_ids))
+
+  eval_dir = _write_results(config, workdir, replica, results)
+  texts, text_ids = chosen_texts(config, test_set, text.name)
+  save_generation_grid(generate, texts, text_ids, eval_dir, grid_rng,
+                       f"{config.model}, beta {header['beta']:g}, seed {header['seed']}, "
+                       f"step {step}")
+  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TEXT_FIGURE_FILE}, {GENERATED_FILE}}}:\n"
+                  + json.dumps(results, indent=2))
+  return results
+
+
+def chosen_texts(config: ml_collections.ConfigDict, test_set: MultimodalDataset,
+                 text_name: str) -> tuple[list[str], np.ndarray]:
+  """The texts the grid generates from: `config.eval.generation_texts`, or else
+  `config.figure_examples` test texts, a seeded random choice (`config.eval.seed`).
+
+  Returns:
+    (texts as the model reads them back, stored ids [K, L]).
+  """
+  strings = config.eval.get("generation_texts")
+  if strings:
+    text_ids = image_text.encode_texts(test_set, text_name, strings)
+  else:
+    text_ids = test_set.batch(input_pipeline.sample_ids(
+        len(test_set), config.figure_examples, config.eval.seed))[text_name]
+  decode = data_lib.text_decoders(test_set)[text_name]
+  return [s.strip() for s in decode(text_ids)], text_ids
+
+
+def save_generation_grid(generate: image_text.GenerateImages, texts: Sequence[str],
+                         text_ids: np.ndarray, eval_dir: str, rng: jax.Array, title: str
+                         ) -> None:
+  """Writes `TEXT_FIGURE_FILE` (images from the posterior mean and from `GRID_SAMPLES`
+  samples, one column per text) and `GENERATED_FILE` (texts and mean images).
+
+  Args:
+    generate: texts -> images (`image_text.make_image_generator`).
+    texts: K texts, as headers.
+    text_ids: their stored ids [K, L].
+    eval_dir: the directory written into.
+    rng: sampling randomness.
+    title: a line above the grid.
+  """
+  mean_images = generate(text_ids, None)
+  rows = [("mean", mean_images)] + [
+      (f"sample {i + 1}", generate(text_ids, jax.random.fold_in(rng, i)))
+      for i in range(GRID_SAMPLES)]
+  plotting.save_text_grid(texts, rows, os.path.join(eval_dir, TEXT_FIGURE_FILE), title)
+  np.savez(os.path.join(eval_dir, GENERATED_FILE), texts=np.array(texts), images=mean_images)

@@ -1,0 +1,263 @@
+"""The judges of evaluation: the trained classifiers of each modality, and Levenshtein
+distance for generated digit names.
+
+Storage: `<directory>/<modality>/params` (an Orbax checkpoint of the parameters) and
+`<directory>/<modality>/classifier.json` (network, number of classes, test accuracy).
+The directory is `--config.eval.classifier_dir`, or `classifiers/<data.name>`
+relative to the current directory when that is unset (`classifier_training` writes it).
+
+Generated digit names (the text of MNIST-SVHN-Text and of the quick start: the data
+sets with `digit_name_text` in `crmvae_jax.data.registry`) are not judged by the text
+classifier but, as in the paper, by Levenshtein distance (`DigitNameJudge`).
+
+Every classifier is deterministic at evaluation (no dropout), unlike the reference
+code, which never put its classifiers in evaluation mode (SPEC.md section 7.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import linen as nn
+
+from crmvae_jax.core import metrics, networks
+from crmvae_jax.core.modalities import Modality
+from crmvae_jax.data import registry
+from crmvae_jax.errors import UserError
+
+METADATA_FILE = "classifier.json"
+PARAMS_DIR = "params"
+
+
+def default_directory(config: ml_collections.ConfigDict) -> str:
+  """`config.eval.classifier_dir`, or `classifiers/<data.name>` (relative to the cwd)."""
+  return config.eval.get("classifier_dir") or os.path.join("classifiers", config.data.name)
+
+
+def train_command(config: ml_collections.ConfigDict, directory: str) -> str:
+  """The command line that trains the classifiers of `config`'s data set into `directory`."""
+  command = "python -m crmvae_jax.classifiers"
+  config_file = registry.DATA_SETS[config.data.name].config_file
+  if config_file is not None:
+    command += f" --config={config_file}"
+  if os.path.abspath(directory) != os.path.abspath(
+      os.path.join("classifiers", config.data.name)):
+    command += f" --config.eval.classifier_dir={directory}"
+  return command
+
+
+def attribute_classifier_command(config: ml_collections.ConfigDict,
+                                 workdir: str | None = None) -> str:
+  """The command line that trains the attribute classifier `config` looks for: with the
+  config of the run in `workdir` (then evaluates it), or else its data set's config file."""
+  source = (f"--workdir={workdir}" if workdir
+            else f"--config={registry.DATA_SETS[config.data.name].config_file}")
+  command = f"python -m crmvae_jax.evaluate_image_text {source} --train_classifier"
+  if config.eval.get("classifier_dir"):
+    command += f" --config.eval.classifier_dir={config.eval.classifier_dir}"
+  return command
+
+
+def network_input(modality: Modality, values: jax.Array) -> jax.Array:
+  """What a classifier sees: stored uint8 images or displayed floats in [0, 1] give
+  float images; token ids give one-hot text."""
+  if modality.is_text or values.dtype == jnp.uint8:
+    return modality.inputs(values)
+  return values.astype(jnp.float32)
+
+
+def predictions_from_logits(logits: jax.Array, multi_label: bool) -> jax.Array:
+  """Class indices [B] (argmax), or 0/1 attributes [B, K] (logit > 0)."""
+  if multi_label:
+    return (logits > 0).astype(jnp.int32)
+  return jnp.argmax(logits, axis=-1)
+
+
+def penultimate_features(module, params, inputs: jax.Array) -> jax.Array:
+  """The activations a classifier's last (linear) layer reads: [B, F].
+
+  Every `networks.CLASSIFIERS` network ends in Dropout (the identity at evaluation)
+  and one Dense layer; the Dropout's output is the penultimate layer (the flattened
+  ReLU features of an image classifier, the max-pooled ones of a text classifier).
+
+  Args:
+    module: a `networks.CLASSIFIERS` network.
+    params: its parameters.
+    inputs: what it reads (`network_input`).
+
+  Returns:
+    Features [B, F], float32.
+  """
+  _, state = module.apply({"params": params}, inputs,
+                          capture_intermediates=lambda m, _: isinstance(m, nn.Dropout),
+                          mutable=["intermediates"])
+  (features,) = jax.tree_util.tree_leaves(state["intermediates"])
+  return features.reshape(features.shape[0], -1)
+
+
+class Classifier:
+  """A trained classifier of one modality; deterministic (no dropout).
+
+  Calling it maps values [B, ...] to predicted labels ([B] classes, or [B, K] 0/1
+  attributes). Values are stored uint8 images, displayed float images in [0, 1] or
+  token ids [B, L]; one compiled program serves every batch of one shape.
+  `features` maps them to its penultimate-layer activations, the feature space of
+  the classifier-Frechet distance (`crmvae_jax.evaluation.fid.model_classifier_fd`).
+
+  Attributes:
+    modality: what it classifies.
+    module: its `crmvae_jax.core.networks.CLASSIFIERS` network.
+    params: its parameters.
+    multi_label: one sigmoid per class instead of one softmax.
+  """
+
+  def __init__(self, modality: Modality, module, params, multi_label: bool = False):
+    self.modality = modality
+    self.module = module
+    self.params = params
+    self.multi_label = multi_label
+    self._predict = jax.jit(lambda params, values: predictions_from_logits(
+        module.apply({"params": params}, network_input(modality, values)), multi_label))
+    self._features = jax.jit(lambda params, values: penultimate_features(
+        module, params, network_input(modality, values)))
+
+  def __call__(self, values: np.ndarray) -> np.ndarray:
+    return np.asarray(self._predict(self.params, jnp.asarray(values)))
+
+  def features(self, values: np.ndarray) -> np.ndarray:
+    """Values [B, ...] -> penultimate-layer activations [B, F] (`penultimate_features`)."""
+    return np.asarray(self._features(self.params, jnp.asarray(values)))
+
+
+class DigitNameJudge:
+  """Reads the digit a generated text names, by least Levenshtein distance.
+
+  Token ids are decoded to strings, spaces stripped, and the digit whose English
+  name is at least edit distance is the prediction (`metrics.text_to_digit`).
+
+  Attributes:
+    decode: ids [B, L] -> B strings.
+  """
+
+  def __init__(self, decode: Callable[[np.ndarray], list[str]]):
+    self.decode = decode
+
+  def __call__(self, ids: np.ndarray) -> np.ndarray:
+    """Token ids [B, L] -> predicted digits [B]."""
+    return metrics.text_to_digit(self.decode(np.asarray(ids)))[0]
+
+  def distances(self, ids: np.ndarray) -> np.ndarray:
+    """Token ids [B, L] -> edit distance [B] of each text to its predicted digit's name."""
+    return metrics.text_to_digit(self.decode(np.asarray(ids)))[1]
+
+
+def predict_in_batches(classifier: Callable[[np.ndarray], np.ndarray], values: np.ndarray,
+                       batch_size: int) -> np.ndarray:
+  """`classifier` over all of `values`, in batches padded to one shape (one compile)."""
+  batch_size = max(1, min(batch_size, len(values)))
+  predictions = []
+  for start in range(0, len(values), batch_size):
+    batch = values[start:start + batch_size]
+    padding = [(0, batch_size - len(batch))] + [(0, 0)] * (batch.ndim - 1)
+    predictions.append(classifier(np.pad(batch, padding))[:len(batch)])
+  return np.concatenate(predictions)
+
+
+def read_metadata(directory: str, modality_name: str) -> dict | None:
+  """The stored `classifier.json` of one modality, or None if there is none."""
+  path = os.path.join(directory, modality_name, METADATA_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
+                    directory: str) -> Classifier:
+  """Restores the classifier of one modality from `<directory>/<modality>`.
+
+  Raises:
+    UserError: with the command that trains it, if it was never stored.
+  """
+  metadata = read_metadata(directory, modality.name)
+  params_path = os.path.abspath(os.path.join(directory, modality.name, PARAMS_DIR))
+  if metadata is None or not os.path.isdir(params_path):
+    raise UserError(
+        f"No {modality.name} classifier in {os.path.abspath(directory)}; train it with: "
+        f"{train_command(config, directory)}")
+  module = networks.CLASSIFIERS[metadata["network"]](num_classes=metadata["num_classes"])
+  example = jnp.zeros((1,) + modality.shape, jnp.int32 if modality.is_text else jnp.uint8)
+  abstract_params = jax.eval_shape(
+      lambda: module.init(jax.random.PRNGKey(0), network_input(modality, example))["params"])
+  checkpointer = ocp.StandardCheckpointer()
+  params = checkpointer.restore(params_path, abstract_params)
+  checkpointer.close()
+  return Classifier(modality, module, params, metadata["multi_label"])
+
+
+def load_classifiers(config: ml_collections.ConfigDict, modalities: Sequence[Modality],
+                     directory: str | None = None) -> dict[str, Classifier]:
+  """Restores the classifiers of `modalities`.
+
+  Args:
+    config: the run's config (its data set names the command in error messages).
+    modalities: which classifiers to load.
+    directory: where they are stored; default `default_directory(config)`.
+
+  Returns:
+    modality name -> `Classifier` (values -> predicted labels).
+
+  Raises:
+    UserError: a classifier is missing; the message names the command that trains it.
+  """
+  directory = default_directory(config) if directory is None else directory
+  return {m.name: load_classifier(config, m, directory) for m in modalities}
+
+
+def load_judges(config: ml_collections.ConfigDict, modalities: Sequence[Modality],
+                text_decoders: dict[str, Callable[[np.ndarray], list[str]]],
+                directory: str | None = None) -> dict[str, Classifier | DigitNameJudge]:
+  """What judges each modality at evaluation.
+
+  Digit names (the text of a data set with `digit_name_text`,
+  `crmvae_jax.data.registry`) are read by Levenshtein distance, as in the paper; every
+  other modality by its trained classifier.
+
+  Args:
+    config: the run's config.
+    modalities: the model's modalities.
+    text_decoders: text modality name -> decode(ids) -> strings
+      (`crmvae_jax.data.text_decoders`).
+    directory: where the classifiers are stored; default `default_directory(config)`.
+
+  Returns:
+    modality name -> judge (values -> predicted labels).
+
+  Raises:
+    UserError: a needed classifier is missing; the message names the command.
+  """
+  digit_names = [m for m in modalities
+                 if m.is_text and config.data.name in registry.names(digit_name_text=True)]
+  trained = load_classifiers(config, [m for m in modalities if m not in digit_names], directory)
+  return {m.name: DigitNameJudge(text_decoders[m.name]) if m in digit_names else trained[m.name]
+          for m in modalities}
+
+
+def load_attribute_classifier(config: ml_collections.ConfigDict, image: Modality,
+                              workdir: str) -> tuple[Classifier, dict]:
+  """The stored attribute classifier and its metadata, or the command that makes it
+  (with the config of the run in `workdir`)."""
+  directory = default_directory(config)
+  metadata = read_metadata(directory, image.name)
+  if metadata is None:
+    raise UserError(
+        f"No {image.name} attribute classifier in {os.path.abspath(directory)}; train it "
+        f"with: {attribute_classifier_command(config, workdir)}")
+  return load_classifier(config, image, directory), metadata

@@ -1,0 +1,153 @@
+"""Evaluation results summarised: one run's or one data set's tables in Markdown (Tables
+1, 2 and 5 of the paper, with its rows on MNIST-SVHN-Text), a sweep's summary, results
+averaged per conditioning-subset size (Figure 2), and writing Markdown next to the runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from crmvae_jax.data import registry
+from crmvae_jax.reporting import tables
+
+
+def _by_model(runs: Sequence[dict], section: str) -> dict[str, dict[str, list[float]]]:
+  """model -> column -> per-run values of one results section."""
+  grouped: dict[str, dict[str, list[float]]] = {}
+  for run in runs:
+    for column, value in (run.get(section) or {}).items():
+      grouped.setdefault(run["model"], {}).setdefault(column, []).append(value)
+  return grouped
+
+
+def tables_markdown(runs: Sequence[dict]) -> str:
+  """Tables 1, 2 and 5 (and the text edit distances and the classifier-Frechet
+  distances) of evaluation results, in Markdown.
+
+  Runs of one model (e.g. three seeds) are shown as mean ± std. On MNIST-SVHN-Text
+  the paper's row follows each model it reports.
+
+  Args:
+    runs: `evaluate` results of one data set.
+
+  Returns:
+    The Markdown document.
+  """
+  first = runs[0]
+  abbreviations = list(first["modalities"])
+  paper = first["data"] in registry.names(paper_tables=True)
+  sections = [f"# Evaluation: {first['data']}, "
+              f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n",
+              "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "
+              "subset)\n",
+              tables.coherence_table(_by_model(runs, "coherence"), abbreviations, paper=paper)]
+  distances = _by_model(runs, "text_edit_distance")
+  if distances:
+    columns = list(next(iter(distances.values())))
+    sections += ["## Generated text: mean Levenshtein distance to the predicted digit name\n",
+                 tables.markdown_table(distances, columns)]
+  fid = _by_model(runs, "fid")
+  sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
+  if fid:
+    columns = list(tables.FID_COLUMNS) if paper else list(next(iter(fid.values())))
+    sections.append(tables.fid_table(fid, columns, paper=paper))
+  else:
+    sections.append(first["fid_note"] + "\n")
+  classifier_fd = _by_model(runs, "classifier_fd")
+  if classifier_fd:
+    columns = list(next(iter(classifier_fd.values())))
+    sections += ["## Classifier-Frechet distance (lower is better), features of the "
+                 "target's own classifier\n",
+                 tables.fid_table(classifier_fd, columns, decimals=2)]
+  sections += ["## Table 5: linear classification of posterior means per input subset\n",
+               tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
+  judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
+                 f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
+  sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
+  return "\n".join(sections)
+
+
+def _cross_coherence(run: dict) -> float:
+  return float(np.mean([value for column, value in run["coherence"].items()
+                        if column != tables.JOINT_COHERENCE_COLUMN]))
+
+
+def summary_table(runs: list[dict]) -> str:
+  """One row per (model, beta): mean ± std over seeds of the headline numbers."""
+  groups: dict[tuple[str, float], list[dict]] = {}
+  for run in runs:
+    groups.setdefault((run["model"], run["beta"]), []).append(run)
+  order = {name: i for i, name in enumerate(tables.MODEL_NAMES)}
+  results = {}
+  for (model, beta), group in sorted(groups.items(), key=lambda item: (order[item[0][0]],
+                                                                       item[0][1])):
+    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = {
+        "R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
+        "mean cross-coherence": [_cross_coherence(run) for run in group],
+        "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group],
+    }
+  return tables.markdown_table(results, ["R", "mean cross-coherence", "mean latent probe"])
+
+
+def sweep_markdown(runs: list[dict]) -> str:
+  sections = [f"# Sweep: {runs[0]['data']}, {len(runs)} replica(s)\n", summary_table(runs)]
+  for beta in sorted({run["beta"] for run in runs}):
+    sections += [f"\n# beta = {beta:g}\n",
+                 tables_markdown([run for run in runs if run["beta"] == beta])]
+  return "\n".join(sections)
+
+
+def write_markdown(root: str, filename: str, markdown: str) -> None:
+  """Writes `markdown` to root/filename and prints it with the path."""
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, filename)
+  with open(path, "w") as f:
+    f.write(markdown)
+  print(markdown)
+  print(f"Wrote {path}.")
+
+
+def _column_subset_size(metric: str, column: str) -> int | None:
+  """The number of modalities a results column conditions on (None: 'R')."""
+  if metric == "coherence":
+    if column == tables.JOINT_COHERENCE_COLUMN:
+      return None
+    subset = column.split("<-", 1)[1]
+  elif metric in ("fid", "classifier_fd"):
+    subset = column.split("->", 1)[0]
+  else:
+    subset = column
+  return subset.count("+") + 1
+
+
+def by_subset_size(results: Mapping) -> dict[str, dict[int, float]]:
+  """Coherence, FID, classifier-FD and latent probes of one evaluation averaged per
+  subset size.
+
+  Args:
+    results: an `evaluation.driver.evaluate` result (or any dict with 'coherence', 'fid',
+      'classifier_fd' and 'latent' sections keyed by their columns: 'M0<-M1+M2',
+      'M1+M2->M0', 'M0+M1').
+
+  Returns:
+    metric ('coherence', 'fid', 'classifier_fd', 'latent'; those present and not
+    None) -> {k: mean
+    over the columns whose conditioning subset has k modalities}, k ascending. Joint
+    coherence R has no subset and is left out.
+  """
+  averages = {}
+  for metric in ("coherence", "fid", "classifier_fd", "latent"):
+    columns = results.get(metric)
+    if not columns:
+      continue
+    values_by_size: dict[int, list[float]] = {}
+    for column, value in columns.items():
+      size = _column_subset_size(metric, column)
+      if size is not None:
+        values_by_size.setdefault(size, []).append(value)
+    averages[metric] = {size: float(np.mean(values_by_size[size]))
+                        for size in sorted(values_by_size)}
+  return averages

@@ -1,0 +1,80 @@
+"""A run's state and what makes it: the model, the optimiser, the training state of one
+replica or of every replica of a sweep grid (seeds x betas) stacked on a leading axis.
+
+The state is one pytree (`TrainState`), so Orbax checkpoints it and sweeps vmap it over
+replicas without special cases.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from crmvae_jax.core import models
+from crmvae_jax.core.modalities import modalities_of
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run carries from step to step.
+
+  Attributes:
+    step: int32 scalar, the number of updates applied.
+    params: the model's parameters.
+    opt_state: optax state.
+    rng: raw uint32 PRNG key [2]; step t's randomness is fold_in(rng, t).
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def replica_grid(config) -> tuple[list[int], list[float]]:
+  """The (seed, beta) of every replica: the grid config.sweep.seeds x config.sweep.betas.
+
+  An empty list means the single value config.seed (or config.beta), so a plain run is
+  the grid of one replica.
+  """
+  seeds = list(config.sweep.seeds) or [config.seed]
+  betas = list(config.sweep.betas) or [config.beta]
+  return ([seed for seed in seeds for _ in betas], [float(beta) for _ in seeds for beta in betas])
+
+
+def replica_directory(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> str:
+  """Where one replica writes summaries, figures and evaluations: `workdir` itself for a
+  single run, `workdir/replica_<r>` for replica r of a sweep."""
+  num_replicas = len(replica_grid(config)[0])
+  return workdir if num_replicas == 1 else os.path.join(workdir, f"replica_{replica}")
+
+
+def create_model(config, train_set) -> models.MultimodalVAE:
+  modalities = modalities_of(config.data.name, train_set, config.get("likelihood_weights"))
+  return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim)
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate)
+
+
+def create_train_state(model, tx, example_batch: dict, seed: int) -> TrainState:
+  """A fresh state: parameters from PRNGKey(seed), the step rng from it too."""
+  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
+  params = models.init_params(model, init_rng, example_batch)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params), rng=step_rng)
+
+
+def create_replica_states(model, tx, example_batch: dict, seeds: list[int]) -> TrainState:
+  """States of every replica stacked on a leading axis [R]; replica r is exactly the
+  state `create_train_state(..., seeds[r])` of a single run."""
+  # One compiled initialisation, instead of one small compile per parameter.
+  initialise = jax.jit(jax.vmap(lambda seed: create_train_state(model, tx, example_batch, seed)))
+  return initialise(jnp.asarray(seeds, jnp.uint32))
