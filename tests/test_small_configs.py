@@ -161,7 +161,7 @@ def test_the_quick_start_trains_crmvae_10500_steps_with_the_text_weighted_8():
   """The quick start's budget and weights, chosen by experiments/reproduce.py."""
   from crmvae_jax import data as data_lib
   from crmvae_jax import input_pipeline
-  from crmvae_jax.modalities import modalities_of
+  from crmvae_jax.core.modalities import modalities_of
 
   config = load("configs/quickstart.py")
   train_set, _ = data_lib.load(config.data)
