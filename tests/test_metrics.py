@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import math
 
 import chex
@@ -336,6 +336,12 @@ def test_weights_search_order(tmp_path, monkeypatch):
   assert inception.find_weights(str(explicit)) == str(explicit)
 
 
+# Skipped before its fixtures are set up where pytorch-fid is missing: the random weights
+# take seconds to draw.
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None
+        for name in ("torch", "torchvision", "pytorch_fid")),
+    reason="needs torch, torchvision and pytorch-fid")
 def test_matches_pytorch_fid(random_variables, converter, tmp_path, monkeypatch):
   """Runs only where torch, torchvision and pytorch-fid are installed."""
   torch = pytest.importorskip("torch")
