@@ -70,6 +70,8 @@ def _quadratic_log_likelihood_fn(calls):
   return fn
 
 
+# With the objective tests that run op by op: they share compiled primitives.
+@pytest.mark.xdist_group("objective_values")
 @pytest.mark.parametrize("name,estimator", [
     ("crmvae", "stratified"), ("mvae", "stratified"), ("mopoe", "stratified"),
     ("mmvae", "stratified"), ("mopoe", "sampled")])
@@ -100,6 +102,7 @@ def test_objectives_decode_once_with_the_same_value_as_without_stacking(name, es
     assert stacked_calls == expected[name]
 
 
+@pytest.mark.xdist_group("objective_values")
 def test_stacked_output_of_the_wrong_shape_is_named():
   fn = _quadratic_log_likelihood_fn([])
   fn.stacked = lambda z: jnp.zeros(z.shape[:2])

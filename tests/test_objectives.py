@@ -97,6 +97,12 @@ def problem(seed=0, num_modalities=3, dim=3):
   return means, logvars, observed, a, c
 
 
+# Op-by-op dispatch compiles each primitive once per process and shape: the tests that
+# run the float32 objectives outside jit share one worker, and so those compilations.
+objective_values = pytest.mark.xdist_group("objective_values")
+
+
+@objective_values
 class MonteCarloConvergenceTest(chex.TestCase, parameterized.TestCase):
   """Each objective's Monte Carlo value converges to the exact value of its formula."""
 
@@ -127,6 +133,7 @@ class MonteCarloConvergenceTest(chex.TestCase, parameterized.TestCase):
     self.assertLess(abs(estimate + exact), 5 * standard_error + 1e-3 * abs(exact))
 
 
+@objective_values
 @pytest.mark.parametrize("name", NAMES)
 def test_beta_may_be_traced_and_vmapped(name):
   means, logvars, observed, a, c = problem(seed=1)
@@ -142,6 +149,7 @@ def test_beta_may_be_traced_and_vmapped(name):
   np.testing.assert_allclose(vmapped[2] - vmapped[0], 4 * (vmapped[1] - vmapped[0]), rtol=1e-4)
 
 
+@objective_values
 @pytest.mark.parametrize("name", NAMES)
 def test_terms_are_named_batch_means(name):
   means, logvars, observed, a, c = problem(seed=2)
@@ -179,6 +187,9 @@ def likelihood_problem():
   return means, logvars, weights, log_likelihood_fn_for
 
 
+# One worker runs every gradient check: op-by-op dispatch (the without_jit variants)
+# compiles each primitive once per process, and the objectives share most of theirs.
+@pytest.mark.xdist_group("objective_gradients")
 class GradientTest(chex.TestCase, parameterized.TestCase):
   """Numerical gradient checks w.r.t. means, log-variances and decoder parameters."""
 
@@ -199,6 +210,7 @@ class GradientTest(chex.TestCase, parameterized.TestCase):
                   atol=1e-4, rtol=1e-4)
 
 
+@objective_values
 def test_masked_modality_is_the_same_as_an_absent_one():
   means, logvars, _, a, c = problem(seed=5)
   posteriors = Gaussian(jnp.asarray(means, jnp.float32), jnp.asarray(logvars, jnp.float32))
