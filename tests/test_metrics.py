@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import math
 
 import chex
@@ -220,8 +220,17 @@ def random_variables():
   return _random_variables(seed=0)
 
 
-def test_inception_has_pytorch_fids_layers(random_variables):
-  state_dict = _torch_state_dict(random_variables)
+@pytest.fixture(scope="module")
+def zero_variables():
+  """The Inception's variables as zeros: for checks of names and shapes only (drawing
+  the 21.8M random numbers takes seconds)."""
+  shapes = jax.eval_shape(inception.FIDInceptionV3().init, jax.random.key(0),
+                          jnp.zeros((1, 75, 75, 3)))
+  return jax.tree.map(lambda shape: np.zeros(shape.shape, np.float32), shapes)
+
+
+def test_inception_has_pytorch_fids_layers(zero_variables):
+  state_dict = _torch_state_dict(zero_variables)
   # 94 BasicConv2d layers (conv weight + 4 BatchNorm arrays each), 21.8M numbers.
   assert len(state_dict) == 94 * 5
   assert state_dict["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
@@ -232,12 +241,14 @@ def test_inception_has_pytorch_fids_layers(random_variables):
 
 def test_preprocess_resizes_and_scales():
   images = jnp.stack([jnp.zeros((28, 28, 1)), jnp.ones((28, 28, 1))])
-  processed = inception.preprocess(images)
+  # Jitted: op by op, every primitive of the resize compiles apart.
+  preprocess = jax.jit(inception.preprocess, static_argnames="size")
+  processed = preprocess(images)
   assert processed.shape == (2, 299, 299, 3)
   np.testing.assert_allclose(processed[0], -1.0, atol=1e-6)
   np.testing.assert_allclose(processed[1], 1.0, atol=1e-6)
   gradient = jnp.broadcast_to(jnp.linspace(0.0, 1.0, 32)[None, :, None], (32, 32, 3))
-  resized = inception.preprocess(gradient[None], size=64)[0]
+  resized = preprocess(gradient[None], size=64)[0]
   # Bilinear upsampling of a horizontal ramp stays a monotone ramp, constant in rows.
   assert np.all(np.diff(np.asarray(resized[0, :, 0])) >= 0)
   np.testing.assert_allclose(resized[0], resized[-1])
@@ -278,8 +289,8 @@ def test_weights_file_round_trip(random_variables, converter, tmp_path):
                                 apply(random_variables, images))
 
 
-def test_state_dict_is_checked(random_variables):
-  state_dict = _torch_state_dict(random_variables)
+def test_state_dict_is_checked(zero_variables):
+  state_dict = _torch_state_dict(zero_variables)
   missing = dict(state_dict)
   del missing["Mixed_5b.branch1x1.bn.running_var"]
   with pytest.raises(UserError, match="Mixed_5b.branch1x1.bn.running_var"):
@@ -325,6 +336,12 @@ def test_weights_search_order(tmp_path, monkeypatch):
   assert inception.find_weights(str(explicit)) == str(explicit)
 
 
+# Skipped before its fixtures are set up where pytorch-fid is missing: the random weights
+# take seconds to draw.
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None
+        for name in ("torch", "torchvision", "pytorch_fid")),
+    reason="needs torch, torchvision and pytorch-fid")
 def test_matches_pytorch_fid(random_variables, converter, tmp_path, monkeypatch):
   """Runs only where torch, torchvision and pytorch-fid are installed."""
   torch = pytest.importorskip("torch")

@@ -98,6 +98,12 @@ def problem(seed=0, num_modalities=3, dim=3):
   return means, logvars, observed, a, c
 
 
+# Op-by-op dispatch compiles each primitive once per process and shape: the tests that
+# run the float32 objectives outside jit share one worker, and so those compilations.
+objective_values = pytest.mark.xdist_group("objective_values")
+
+
+@objective_values
 class MonteCarloConvergenceTest(chex.TestCase, parameterized.TestCase):
   """Each objective's Monte Carlo value converges to the exact value of its formula."""
 
@@ -128,6 +134,7 @@ class MonteCarloConvergenceTest(chex.TestCase, parameterized.TestCase):
     self.assertLess(abs(estimate + exact), 5 * standard_error + 1e-3 * abs(exact))
 
 
+@objective_values
 @pytest.mark.parametrize("name", NAMES)
 def test_beta_may_be_traced_and_vmapped(name):
   means, logvars, observed, a, c = problem(seed=1)
@@ -143,6 +150,7 @@ def test_beta_may_be_traced_and_vmapped(name):
   np.testing.assert_allclose(vmapped[2] - vmapped[0], 4 * (vmapped[1] - vmapped[0]), rtol=1e-4)
 
 
+@objective_values
 @pytest.mark.parametrize("name", NAMES)
 def test_terms_are_named_batch_means(name):
   means, logvars, observed, a, c = problem(seed=2)
@@ -180,6 +188,9 @@ def likelihood_problem():
   return means, logvars, weights, log_likelihood_fn_for
 
 
+# One worker runs every gradient check: op-by-op dispatch (the without_jit variants)
+# compiles each primitive once per process, and the objectives share most of theirs.
+@pytest.mark.xdist_group("objective_gradients")
 class GradientTest(chex.TestCase, parameterized.TestCase):
   """Numerical gradient checks w.r.t. means, log-variances and decoder parameters."""
 
@@ -200,6 +211,7 @@ class GradientTest(chex.TestCase, parameterized.TestCase):
                   atol=1e-4, rtol=1e-4)
 
 
+@objective_values
 def test_masked_modality_is_the_same_as_an_absent_one():
   means, logvars, _, a, c = problem(seed=5)
   posteriors = Gaussian(jnp.asarray(means, jnp.float32), jnp.asarray(logvars, jnp.float32))
@@ -215,7 +227,9 @@ def test_masked_modality_is_the_same_as_an_absent_one():
 
 
 class LemmaTest(parameterized.TestCase):
-  """The paper's identities, checked on random experts."""
+  """The paper's identities, checked on random experts (each computed in one jitted
+  function: the identities are about the values, and op-by-op dispatch of the 10^5-draw
+  estimates would compile every primitive separately)."""
 
   def test_lemma1_mvtcae_is_the_elbo_with_the_dynamic_prior(self):
     # Pointwise: sum_{m=0..M} pi log q~_m(z) = log f(z) + log Z, f the normalised
@@ -223,8 +237,10 @@ class LemmaTest(parameterized.TestCase):
     # E_q[log q - sum_m pi log q~_m] = KL(q || f) - log Z exactly, and MVTCAE's objective
     # is the ELBO with the (unnormalised) geometric-mean prior prod_m q~_m^pi.
     means, logvars, _, a, c = problem(seed=6)
-    with jax.enable_x64(True):
-      posteriors = Gaussian(jnp.asarray(means), jnp.asarray(logvars))
+
+    @jax.jit
+    def lemma1(means, logvars, a, c):
+      posteriors = Gaussian(means, logvars)
       num_modalities = means.shape[0]
       pi = 1.0 / (num_modalities + 1)
       joint = dist.product_of_experts(posteriors)
@@ -237,16 +253,23 @@ class LemmaTest(parameterized.TestCase):
 
       z = jax.vmap(joint.sample)(jax.random.split(jax.random.key(0), 50_000))  # [S, B, D]
       log_geometric_mean = pi * jnp.sum(experts.log_prob(z[:, None]), axis=1)
-      np.testing.assert_allclose(
-          log_geometric_mean, dynamic_prior.log_prob(z) + log_normaliser, rtol=1e-9)
-
       _, terms = objectives.mvtcae(posteriors, quadratic_log_likelihood(a, c),
                                    jax.random.key(1), beta=1.0)
-      monte_carlo_kl = jnp.mean(joint.log_prob(z) - log_geometric_mean)
-      np.testing.assert_allclose(terms["kl"], monte_carlo_kl, rtol=5e-3)
-      np.testing.assert_allclose(
-          terms["kl"], jnp.mean(dist.kl_divergence(joint, dynamic_prior) - log_normaliser),
-          rtol=1e-9)
+      return {
+          "log_geometric_mean": log_geometric_mean,
+          "normalised_dynamic_prior": dynamic_prior.log_prob(z) + log_normaliser,
+          "kl": terms["kl"],
+          "monte_carlo_kl": jnp.mean(joint.log_prob(z) - log_geometric_mean),
+          "closed_form_kl": jnp.mean(dist.kl_divergence(joint, dynamic_prior) - log_normaliser),
+      }
+
+    with jax.enable_x64(True):
+      values = lemma1(*map(jnp.asarray, (means, logvars, a, c)))
+    self.assertEqual(values["kl"].dtype, jnp.float64)
+    np.testing.assert_allclose(
+        values["log_geometric_mean"], values["normalised_dynamic_prior"], rtol=1e-9)
+    np.testing.assert_allclose(values["kl"], values["monte_carlo_kl"], rtol=5e-3)
+    np.testing.assert_allclose(values["kl"], values["closed_form_kl"], rtol=1e-9)
 
   @parameterized.parameters(0, 1, 2)
   def test_lemma2_with_a_mixture_posterior_mvtcae_bounds_mmjsd(self, seed):
@@ -256,21 +279,30 @@ class LemmaTest(parameterized.TestCase):
     # L_mvtcae >= L_mmjsd for the same reconstruction and beta >= 0.
     means, logvars, _, a, c = problem(seed=seed)
     with jax.enable_x64(True):
-      posteriors = Gaussian(jnp.asarray(means), jnp.asarray(logvars))
-      prior = dist.standard_normal(posteriors.mean.shape[1:], posteriors.mean.dtype)
-      experts = jax.tree.map(lambda p, q: jnp.concatenate([p[None], q]), prior, posteriors)
-      pi = jnp.full(experts.mean.shape[:-1], 1.0 / experts.mean.shape[0])
-      mixture = dist.Mixture(experts, pi)
-      z = jax.vmap(mixture.sample)(jax.random.split(jax.random.key(seed), 100_000))
-      mvtcae_kl = jnp.mean(
-          mixture.log_prob(z) - jnp.sum(pi * experts.log_prob(z[:, None]), axis=1))
-      _, mmjsd_terms = objectives.mmjsd(posteriors, quadratic_log_likelihood(a, c),
-                                        jax.random.key(0), beta=1.0)
-      log_normaliser = jnp.mean(dist.weighted_product_log_normaliser(experts, pi))
-      mmjsd_kl = mmjsd_terms["kl"] - log_normaliser
-      self.assertLess(float(mvtcae_kl), float(mmjsd_kl))
-      # The gap is KL-convexity's, not Monte Carlo noise: it is well above it.
-      self.assertGreater(float(mmjsd_kl - mvtcae_kl), 0.05)
+      mvtcae_kl, mmjsd_kl = _lemma2_regularisers(
+          *map(jnp.asarray, (means, logvars, a, c)), jax.random.key(seed))
+    self.assertEqual(mvtcae_kl.dtype, jnp.float64)
+    self.assertLess(float(mvtcae_kl), float(mmjsd_kl))
+    # The gap is KL-convexity's, not Monte Carlo noise: it is well above it.
+    self.assertGreater(float(mmjsd_kl - mvtcae_kl), 0.05)
+
+
+@jax.jit
+def _lemma2_regularisers(means, logvars, a, c, rng):
+  """Lemma 2's two regularisers (both less the same log Z): MVTCAE's, by Monte Carlo
+  under the mixture posterior, and MMJSD's, in closed form."""
+  posteriors = Gaussian(means, logvars)
+  prior = dist.standard_normal(posteriors.mean.shape[1:], posteriors.mean.dtype)
+  experts = jax.tree.map(lambda p, q: jnp.concatenate([p[None], q]), prior, posteriors)
+  pi = jnp.full(experts.mean.shape[:-1], 1.0 / experts.mean.shape[0])
+  mixture = dist.Mixture(experts, pi)
+  z = jax.vmap(mixture.sample)(jax.random.split(rng, 100_000))
+  mvtcae_kl = jnp.mean(
+      mixture.log_prob(z) - jnp.sum(pi * experts.log_prob(z[:, None]), axis=1))
+  _, mmjsd_terms = objectives.mmjsd(posteriors, quadratic_log_likelihood(a, c),
+                                    jax.random.key(0), beta=1.0)
+  log_normaliser = jnp.mean(dist.weighted_product_log_normaliser(experts, pi))
+  return mvtcae_kl, mmjsd_terms["kl"] - log_normaliser
 
 
 def valid_arguments():
