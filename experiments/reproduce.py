@@ -324,6 +324,8 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
   data_names = list(dict.fromkeys(d for d, _ in groups))
   metrics = (("cross_coherence", "mean cross-coherence"), ("joint_coherence", "joint coherence"),
              ("classifier_fd", "classifier-Frechet distance"))
+  # One colour per model in every panel, so a row's legend reads the same everywhere.
+  colours = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(m for _, m in groups))}
   figure, axes = plt.subplots(len(data_names), len(metrics), squeeze=False,
                               figsize=(4.2 * len(metrics), 3.2 * len(data_names)))
   for row, data in enumerate(data_names):
@@ -336,14 +338,14 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
         values = [[r[key] for r in group if r["step"] == s and r[key] is not None] for s in steps]
         mean = np.array([np.mean(v) for v in values])
         std = np.array([np.std(v) for v in values])
-        ax.plot(steps, mean, marker="o", label=model)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.plot(steps, mean, marker="o", label=model, color=colours[model])
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colours[model])
       ax.set_title(f"{data}: {label}", fontsize=9)
       ax.set_xscale("log")  # budgets grow geometrically
       ax.set_xlabel("training step")
       if key != "classifier_fd":
         ax.axhline(0.1, color="grey", linestyle=":", linewidth=1)
-      if row == 0 and column == 0:
+      if column == 0:
         ax.legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=110)
