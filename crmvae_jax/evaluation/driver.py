@@ -79,7 +79,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
 
   Returns:
     The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
-    (Table 1 columns), text_edit_distance, fid (Table 2 columns, or None with
+    (Table 1 columns), coherence_from_means (the cross-coherence columns decoded from
+    the posteriors' means with `config.eval.coherence_from_means`, else None),
+    text_edit_distance, fid (Table 2 columns, or None with
     fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
     None without an image to generate across), latent (Table 5 columns), judges,
     judge_accuracy and classifier_test_accuracy (per modality), and example counts
