@@ -142,8 +142,8 @@ def test_stratified_expectation_is_the_weighted_sum_of_component_expectations():
   rngs = jax.random.split(jax.random.key(3), 100_000)
   exact = 0.25 * -(1 + 0.5) / 2 + 0.75 * -(4 + 2) / 2
   for estimator in ("stratified", "sampled"):
-    estimates = jax.vmap(lambda r: dist.expected_log_likelihoods(
-        mixture, log_likelihood_fn, r, 2, estimator))(rngs)
+    estimates = jax.jit(jax.vmap(lambda r: dist.expected_log_likelihoods(
+        mixture, log_likelihood_fn, r, 2, estimator)))(rngs)
     assert estimates.shape == (100_000, 2, 1)
     np.testing.assert_allclose(estimates.mean(), exact, rtol=0.01)
   with pytest.raises(ValueError, match="mixture_estimator"):
