@@ -225,6 +225,8 @@ def test_masked_modality_is_the_same_as_an_absent_one():
     np.testing.assert_allclose(masked, absent, rtol=1e-5)
 
 
+# One worker: the three Lemma 2 cases share one compiled function.
+@pytest.mark.xdist_group("objective_lemmas")
 class LemmaTest(parameterized.TestCase):
   """The paper's identities, checked on random experts (each computed in one jitted
   function: the identities are about the values, and op-by-op dispatch of the 10^5-draw
