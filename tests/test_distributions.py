@@ -14,6 +14,10 @@ from scipy import stats
 from crmvae_jax import distributions as dist
 from crmvae_jax.distributions import Gaussian
 
+# One worker for the module: its checks run the distributions op by op, and the
+# primitives they compile are largely the same.
+pytestmark = pytest.mark.xdist_group("distributions")
+
 GRID = np.linspace(-12.0, 12.0, 48001)
 
 
