@@ -1,12 +1,30 @@
 """Shared fixtures: tiny prepared TFDS data sets written by the tests (no network), and a
-persistent compilation cache for tests that start training subprocesses."""
+persistent compilation cache for tests that start training subprocesses, which the
+tests' own compilations use too."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
 from crmvae_jax.data import tfds_arrays
+
+
+def pytest_configure(config):
+  """JAX's persistent compilation cache for every compilation of the session: the
+  directory in .pytest_cache that the training subprocesses use (`compilation_cache`).
+  Almost all of the unit tier's time is XLA compiling small programs and single
+  primitives, so a second session reads them back instead. Entries are keyed by the
+  program, the XLA flags and the jaxlib version. Without the cache provider
+  (-p no:cacheprovider) every session compiles everything, as CI's fresh checkout
+  does."""
+  cache = getattr(config, "cache", None)
+  if cache is None:
+    return
+  jax.config.update("jax_compilation_cache_dir", str(cache.mkdir("jax_compilation_cache")))
+  # Op by op, every primitive is a program of its own that compiles in tens of ms.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _random_split(rng, size, shape):

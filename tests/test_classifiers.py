@@ -87,6 +87,7 @@ def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
   np.testing.assert_array_equal(loaded(test_images), loaded(test_images))
 
 
+@pytest.mark.xdist_group("quickstart_data")  # one load of the data per session
 def test_missing_classifier_names_the_command(quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
   with pytest.raises(UserError) as error:
@@ -105,6 +106,7 @@ def test_train_command_for_mst_and_default_directory():
           == "python -m crmvae_jax.classifiers --config=configs/mst.py")
 
 
+@pytest.mark.xdist_group("quickstart_data")  # one load of the data per session
 def test_classifier_examples_are_distinct_rows_of_the_split(quickstart_data):
   _, train_set, test_set, _ = quickstart_data
   doubled = train_set.subset(np.concatenate([np.arange(100), np.arange(100)]))

@@ -261,6 +261,7 @@ def test_mst_load_without_data_names_mnist(tmp_path, no_download):
 # Quick start.
 
 
+@pytest.mark.xdist_group("quickstart_data")  # one load of the embedded digits
 def test_quickstart_load_splits_embedded_mnist_with_matching_texts():
   images, labels = quickstart.embedded_mnist()
   assert images.shape == (5000, 28, 28, 1) and images.dtype == np.uint8

@@ -334,6 +334,7 @@ def test_load_rejects_bad_config(fake_sources, field, value, message):
     polymnist.load(config)
 
 
+@pytest.mark.xdist_group("quickstart_data")  # one load of the embedded digits
 def test_load_embedded_mnist_with_default_photos(tmp_path):
   config = polymnist.get_data_config(translated=True)
   config.update(num_modalities=2, mnist_source="embedded", cache_dir=str(tmp_path))

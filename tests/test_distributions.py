@@ -14,6 +14,10 @@ from scipy import stats
 from crmvae_jax.core import distributions as dist
 from crmvae_jax.core.distributions import Gaussian
 
+# One worker for the module: its checks run the distributions op by op, and the
+# primitives they compile are largely the same.
+pytestmark = pytest.mark.xdist_group("distributions")
+
 GRID = np.linspace(-12.0, 12.0, 48001)
 
 
@@ -142,8 +146,8 @@ def test_stratified_expectation_is_the_weighted_sum_of_component_expectations():
   rngs = jax.random.split(jax.random.key(3), 100_000)
   exact = 0.25 * -(1 + 0.5) / 2 + 0.75 * -(4 + 2) / 2
   for estimator in ("stratified", "sampled"):
-    estimates = jax.vmap(lambda r: dist.expected_log_likelihoods(
-        mixture, log_likelihood_fn, r, 2, estimator))(rngs)
+    estimates = jax.jit(jax.vmap(lambda r: dist.expected_log_likelihoods(
+        mixture, log_likelihood_fn, r, 2, estimator)))(rngs)
     assert estimates.shape == (100_000, 2, 1)
     np.testing.assert_allclose(estimates.mean(), exact, rtol=0.01)
   with pytest.raises(ValueError, match="mixture_estimator"):

@@ -26,6 +26,11 @@ NUM_PAIRS = 300
 BATCH_SIZE = 64  # 300 pairs: four full batches and one padded one
 
 
+# The tests of the `digits` fixture run on the worker that loads the embedded digits for
+# the other unit tests (test_classifiers, test_train, test_data_*): one load, one fixture.
+quickstart_data = pytest.mark.xdist_group("quickstart_data")
+
+
 @pytest.fixture(scope="module")
 def digits():
   """MNIST-SVHN-Text of real digits: 'svhn' is the MNIST digit padded to 32x32x3."""
@@ -83,6 +88,7 @@ def _noise(subset, batch, rng):
           noise.integers(0, len(text.ALPHABET), size=(size, 8))]
 
 
+@quickstart_data
 def test_coherence_of_the_true_input_is_one(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
@@ -94,6 +100,7 @@ def test_coherence_of_the_true_input_is_one(digits):
   assert distance == {"T<-M": 0.0, "T<-S": 0.0, "T<-M+S": 0.0}
 
 
+@quickstart_data
 def test_coherence_of_noise_is_near_chance(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
@@ -105,6 +112,7 @@ def test_coherence_of_noise_is_near_chance(digits):
   assert all(value > 2.0 for value in distance.values())  # random strings are far from names
 
 
+@quickstart_data
 def test_misspelled_text_is_judged_by_edit_distance(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
@@ -122,6 +130,7 @@ def test_misspelled_text_is_judged_by_edit_distance(digits):
   np.testing.assert_allclose(distance["T<-M"], 1.0)
 
 
+@quickstart_data
 def test_joint_coherence_of_agreeing_and_of_noisy_samples(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
@@ -152,6 +161,7 @@ def _pooled_features(images: np.ndarray) -> np.ndarray:
   return grey.reshape(len(grey), 4, height // 4, 4, height // 4).mean(axis=(2, 4)).reshape(-1, 16)
 
 
+@quickstart_data
 def test_fid_of_true_inputs_is_zero_and_of_noise_large(digits):
   dataset, modalities = digits
   scores = fid.fid_scores(_true_inputs, _pooled_features, dataset, modalities, BATCH_SIZE,
@@ -163,6 +173,7 @@ def test_fid_of_true_inputs_is_zero_and_of_noise_large(digits):
   assert all(value > 1.0 for value in noise_scores.values())
 
 
+@quickstart_data
 def test_fid_without_inception_weights_is_skipped_with_the_file_to_provide(digits, tmp_path):
   dataset, modalities = digits
   config = config_lib.quickstart_config()
@@ -181,6 +192,7 @@ def test_fid_without_inception_weights_is_skipped_with_the_file_to_provide(digit
                            None, "FID not computed (--config.eval.fid=False).")
 
 
+@quickstart_data
 def test_latent_probes_of_separable_and_random_latents(digits):
   dataset, modalities = digits
   train_set, test_set = dataset.subset(np.arange(200)), dataset.subset(np.arange(200, 300))

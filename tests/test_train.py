@@ -67,6 +67,8 @@ def _assert_one_jitted_step_updates_every_parameter(config, train_set, name, num
 
 # The unit tier's one jitted train step: the quick start's small networks (an MNIST
 # MLP and the MST text convolutions), the whole path from config to updated state.
+# (On the worker that loads the quick-start data for the other unit tests.)
+@pytest.mark.xdist_group("quickstart_data")
 def test_one_train_step_on_quickstart_networks():
   config = config_lib.quickstart_config()
   config.batch_size = 8
@@ -218,6 +220,7 @@ def test_main_names_the_missing_data_set_and_the_flag(tmp_path):
   assert "mnist" in last_line and str(empty) in last_line and "--config.data.data_dir" in last_line
 
 
+@pytest.mark.xdist_group("quickstart_data")
 def test_device_data_gathers_the_same_batches_as_the_host():
   config = config_lib.quickstart_config()
   train_set, _ = data_lib.load(config.data)
