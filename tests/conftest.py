@@ -27,6 +27,34 @@ def pytest_configure(config):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def pytest_collection_modifyitems(config, items):
+  """The op-by-op variants of chex-variant tests (`..._without_jit`) join the slow tier:
+  run eagerly, every distinct primitive compiles as a program of its own (tens of ms
+  each), so they cost seconds apiece while checking the same maths as their jitted
+  twins, which stay in the unit tier."""
+  del config
+  for item in items:
+    if item.name.endswith("__without_jit") or "__without_jit[" in item.name:
+      item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_compile_without_most_optimizations(request):
+  """Unit tests run on tiny arrays, where XLA's compile time is nearly all of a test's
+  time and its optimisations save nothing, so they compile with
+  `jax_disable_most_optimizations` (the same programs and arithmetic, without the
+  expensive LLVM passes). End-to-end tests (marked slow) run real training steps and
+  keep the optimising compiler."""
+  if request.node.get_closest_marker("slow") is not None:
+    yield
+    return
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", False)
+
+
 def _random_split(rng, size, shape):
   return {"image": rng.integers(0, 256, (size, *shape), dtype=np.uint8),
           "label": np.tile(np.arange(10), size // 10)}
