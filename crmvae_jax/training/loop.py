@@ -217,6 +217,151 @@ def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> s
           "beta; the last finite checkpoint is kept.")
 
 
+class _Run:
+  """What the loop of one training shares between its chunks of steps and the host's
+  actions: the data, model, mesh and jitted steps, the replicas' states (restored from
+  the newest readable checkpoint), the checkpoint manager, the outputs and the last
+  logged metrics of every replica.
+
+  Building it loads the data, restores the states, opens the summary writers and
+  announces the run; `close` waits for the last checkpoint and closes the writers.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.seeds, self.beta_values = replica_grid(config)
+    self.num_replicas = len(self.seeds)
+    self.train_set, self.test_set = data_lib.load(config.data)
+    validation.check_split_sizes(config, len(self.train_set), len(self.test_set))
+    self.model = create_model(config, self.train_set)
+    tx = create_optimizer(config)
+    self.mesh = create_mesh(self.num_replicas)
+    check_batch_divides(config.batch_size, self.mesh)
+    loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
+                                  config.get("readings"), config.data.get("text_redraw", False))
+    self._restore(tx, workdir)
+    self.num_steps = total_steps(config, len(self.train_set))
+    self.betas = jax.device_put(jnp.asarray(self.beta_values, jnp.float32),
+                                replica_sharding(self.mesh))
+    self._jit_steps(loss_fn, tx)
+    self.outputs = _Outputs(config, workdir, self.num_replicas)
+    tqdm.tqdm.write(
+        f"{config.model} on {config.data.name}: modalities "
+        f"{[m.name for m in self.model.modalities]}, {len(self.train_set)} train / "
+        f"{len(self.test_set)} test pairs, {self.num_replicas} replica(s) on a "
+        f"{dict(self.mesh.shape)} mesh, steps {self.start_step}..{self.num_steps}, workdir "
+        f"{workdir}")
+    self.batch_ids = input_pipeline.train_batch_ids(
+        len(self.train_set), config.batch_size, config.data.seed, self.start_step)
+    self.last = [{} for _ in range(self.num_replicas)]
+    self.progress = tqdm.tqdm(
+        total=self.num_steps, initial=self.start_step, unit="step", dynamic_ncols=True,
+        disable=config.disable_progress_bar or not self.outputs.enabled)
+    self.first_non_finite = jax.device_put(jnp.full(self.num_replicas, -1, jnp.int32),
+                                           replica_sharding(self.mesh))
+    self.chunk_lengths = {}
+    self.metrics = None
+    self.window_start, self.window_steps = time.perf_counter(), 0
+
+  def _restore(self, tx, workdir: str) -> None:
+    """Fresh states of every replica, replaced by the newest readable checkpoint's."""
+    states = create_replica_states(self.model, tx, self.train_set.batch(np.arange(2)),
+                                   self.seeds)
+    states = jax.device_put(states, replica_sharding(self.mesh))
+    self.manager = checkpoint_manager(workdir, self.config)
+    restored = restore_latest(self.manager,
+                              jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
+                              quarantine=True)
+    self.states = states if restored is None else restored
+    self.start_step = int(to_host(self.states.step)[0])
+
+  def _jit_steps(self, loss_fn, tx) -> None:
+    """The training set on the devices, the jitted multi-step and eval step."""
+    mesh = self.mesh
+    self.data = DeviceData.create(self.train_set, mesh)
+    self.rows = min(steps_per_dispatch_for(self.config), self.num_steps)
+    self.ids_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    self.multi_step = jax.jit(
+        make_multi_step(make_replicated_train_step(loss_fn, tx, mesh), mesh),
+        in_shardings=(replica_sharding(mesh), replicated(mesh), self.ids_sharding,
+                      replicated(mesh), replica_sharding(mesh), replica_sharding(mesh)),
+        out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=(0, 5))
+    self.eval_step = jax.jit(manual_over_replicas(
+        jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)), mesh,
+        (True, False, False, True), (True,)))
+
+  def due(self, step: int, interval: int) -> bool:
+    """Whether an action every `interval` steps (and at the last step) is due."""
+    return step % interval == 0 or step == self.num_steps
+
+  def dispatch(self, step: int, end: int) -> None:
+    """Runs steps step..end-1 in one dispatch, without waiting for them."""
+    ids = np.zeros((self.rows, self.config.batch_size), np.int32)
+    for row in range(end - step):
+      ids[row] = next(self.batch_ids)
+    if end - step not in self.chunk_lengths:  # a few distinct values: placed once each
+      self.chunk_lengths[end - step] = put_global(np.int32(end - step), replicated(self.mesh))
+    self.states, self.metrics, self.first_non_finite = self.multi_step(
+        self.states, self.data, put_global(ids, self.ids_sharding),
+        self.chunk_lengths[end - step], self.betas, self.first_non_finite)
+    self.progress.update(end - step)
+    self.window_steps += end - step
+
+  def check_finite(self) -> None:
+    """Raises `TrainingDiverged` if any step so far had a non-finite loss or gradient norm."""
+    diverged_at = np.asarray(to_host(self.first_non_finite))
+    if np.any(diverged_at >= 0):
+      raise TrainingDiverged(
+          _divergence_message(diverged_at, self.seeds, self.beta_values, self.config))
+
+  def log_train(self, step: int) -> None:
+    """Logs the last step's train metrics and the throughput since the last log."""
+    examples_per_sec = (self.window_steps * self.config.batch_size
+                        / (time.perf_counter() - self.window_start))
+    train_metrics = _per_replica(self.metrics, self.model.modalities, "train", self.num_replicas)
+    for replica_metrics, replica_last in zip(train_metrics, self.last):
+      replica_metrics["train/examples_per_sec"] = examples_per_sec
+      replica_last.update(replica_metrics)
+    self.outputs.scalars(step, train_metrics)
+    self.progress.set_postfix(loss=f"{train_metrics[0]['train/loss']:.2f}",
+                              ex_per_s=f"{examples_per_sec:.0f}")
+    self.window_start, self.window_steps = time.perf_counter(), 0
+
+  def evaluate_and_draw(self, step: int) -> None:
+    """Logs the test loss of every replica and draws its cross-generations."""
+    config, model, mesh = self.config, self.model, self.mesh
+    put = lambda batch: put_batch(batch, mesh)
+    test_metrics = _per_replica(
+        evaluate_loss(self.eval_step, self.states.params, self.test_set, config, put, self.betas),
+        model.modalities, "test", self.num_replicas)
+    for replica_metrics, replica_last in zip(test_metrics, self.last):
+      replica_last.update(replica_metrics)
+    self.outputs.scalars(step, test_metrics)
+    host_params = to_host(self.states.params)  # a collective: every process must take part
+    if not self.outputs.enabled:
+      return
+    for r in range(self.num_replicas):
+      save_cross_generation(
+          model, jax.tree.map(lambda x: x[r], host_params), self.test_set, config,
+          self.outputs.figure_path(r, step),
+          f"{config.model}, seed {self.seeds[r]}, beta {self.beta_values[r]:g}, step {step}")
+    figures = os.path.dirname(self.outputs.figure_path(0, step))
+    tqdm.tqdm.write(f"step {step}: test loss "
+                    + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
+                    + f"; cross-generations in {figures}")
+
+  def save(self, step: int) -> None:
+    """Checkpoints the states at `step` unless that step is saved already."""
+    # The decision is ours (Orbax's default policy would also save the first step it sees).
+    if step not in self.manager.all_steps():
+      self.manager.save(step, args=ocp.args.StandardSave(self.states), force=True)
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+    self.outputs.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
@@ -248,130 +393,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
-  seeds, betas = replica_grid(config)
-  num_replicas = len(seeds)
-  train_set, test_set = data_lib.load(config.data)
-  validation.check_split_sizes(config, len(train_set), len(test_set))
-  model = create_model(config, train_set)
-  tx = create_optimizer(config)
-  mesh = create_mesh(num_replicas)
-  check_batch_divides(config.batch_size, mesh)
-  loss_fn = models.make_loss_fn(model, config.model, config.mixture_estimator,
-                                config.get("readings"), config.data.get("text_redraw", False))
-
-  states = create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds)
-  states = jax.device_put(states, replica_sharding(mesh))
-  manager = checkpoint_manager(workdir, config)
-  restored = restore_latest(manager, jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
-                            quarantine=True)
-  states = states if restored is None else restored
-  start_step = int(to_host(states.step)[0])
-  num_steps = total_steps(config, len(train_set))
-  beta_values = list(betas)
-  betas = jax.device_put(jnp.asarray(betas, jnp.float32), replica_sharding(mesh))
-
-  data = DeviceData.create(train_set, mesh)
-  rows = min(steps_per_dispatch_for(config), num_steps)
-  ids_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
-  multi_step = jax.jit(
-      make_multi_step(make_replicated_train_step(loss_fn, tx, mesh), mesh),
-      in_shardings=(replica_sharding(mesh), replicated(mesh), ids_sharding, replicated(mesh),
-                    replica_sharding(mesh), replica_sharding(mesh)),
-      out_shardings=(replica_sharding(mesh),) * 3, donate_argnums=(0, 5))
-  eval_step = jax.jit(manual_over_replicas(
-      jax.vmap(make_eval_step(loss_fn), in_axes=(0, None, None, 0)), mesh,
-      (True, False, False, True), (True,)))
-
-  outputs = _Outputs(config, workdir, num_replicas)
-  tqdm.tqdm.write(
-      f"{config.model} on {config.data.name}: modalities "
-      f"{[m.name for m in model.modalities]}, {len(train_set)} train / {len(test_set)} test "
-      f"pairs, {num_replicas} replica(s) on a {dict(mesh.shape)} mesh, steps "
-      f"{start_step}..{num_steps}, workdir {workdir}")
-  batch_ids = input_pipeline.train_batch_ids(
-      len(train_set), config.batch_size, config.data.seed, start_step)
-  last = [{} for _ in range(num_replicas)]
-  progress = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                       disable=config.disable_progress_bar or not outputs.enabled)
-
-  def log_train(step, metrics, examples_per_sec):
-    train_metrics = _per_replica(metrics, model.modalities, "train", num_replicas)
-    for replica_metrics, replica_last in zip(train_metrics, last):
-      replica_metrics["train/examples_per_sec"] = examples_per_sec
-      replica_last.update(replica_metrics)
-    outputs.scalars(step, train_metrics)
-    progress.set_postfix(loss=f"{train_metrics[0]['train/loss']:.2f}",
-                         ex_per_s=f"{examples_per_sec:.0f}")
-
-  def evaluate_and_draw(step):
-    put = lambda batch: put_batch(batch, mesh)
-    test_metrics = _per_replica(
-        evaluate_loss(eval_step, states.params, test_set, config, put, betas),
-        model.modalities, "test", num_replicas)
-    for replica_metrics, replica_last in zip(test_metrics, last):
-      replica_last.update(replica_metrics)
-    outputs.scalars(step, test_metrics)
-    host_params = to_host(states.params)  # a collective: every process must take part
-    if not outputs.enabled:
-      return
-    for r in range(num_replicas):
-      save_cross_generation(model, jax.tree.map(lambda x: x[r], host_params), test_set,
-                            config, outputs.figure_path(r, step),
-                            f"{config.model}, seed {seeds[r]}, beta {beta_values[r]:g}, step {step}")
-    tqdm.tqdm.write(f"step {step}: test loss "
-                    + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
-                    + f"; cross-generations in {os.path.dirname(outputs.figure_path(0, step))}")
-
-  def save(step):
-    # The decision is ours (Orbax's default policy would also save the first step it sees).
-    if step not in manager.all_steps():
-      manager.save(step, args=ocp.args.StandardSave(states), force=True)
-
-  host_intervals = (config.log_every_steps, config.eval_every_steps,
-                    config.checkpoint_every_steps)
-  first_non_finite = jax.device_put(jnp.full(num_replicas, -1, jnp.int32), replica_sharding(mesh))
-  chunk_lengths = {}
-  window_start, window_steps = time.perf_counter(), 0
-  step = start_step
+  """The loop: chunks of jitted steps, and between them the host's actions at their
+  intervals (log, evaluate, checkpoint), the finiteness check and the stop signals."""
+  run = _Run(config, workdir)
+  step, num_steps = run.start_step, run.num_steps
   try:
-    with progress, StopSignals() as stop:
+    with run.progress, StopSignals() as stop:
       while step < num_steps:
         end = next_stop(step, config, num_steps)
-        ids = np.zeros((rows, config.batch_size), np.int32)
-        for row in range(end - step):
-          ids[row] = next(batch_ids)
-        if end - step not in chunk_lengths:  # a few distinct values: placed once each
-          chunk_lengths[end - step] = put_global(np.int32(end - step), replicated(mesh))
-        states, metrics, first_non_finite = multi_step(
-            states, data, put_global(ids, ids_sharding), chunk_lengths[end - step], betas,
-            first_non_finite)
-        progress.update(end - step)
-        window_steps += end - step
+        run.dispatch(step, end)
         step = end
-        host_action = step == num_steps or any(step % n == 0 for n in host_intervals)
+        host_action = any(run.due(step, interval) for interval in (
+            config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps))
         # Several processes must agree on stopping (a collective), so they ask only when
         # the host acts anyway; one process asks after every chunk.
         stopping = stop.requested() if host_action or jax.process_count() == 1 else None
         if not (host_action or stopping):
           continue  # nothing for the host to do: dispatch the next chunk without waiting
-        diverged_at = np.asarray(to_host(first_non_finite))
-        if np.any(diverged_at >= 0):
-          raise TrainingDiverged(_divergence_message(diverged_at, seeds, beta_values, config))
-        if step % config.log_every_steps == 0 or step == num_steps:
-          log_train(step, metrics, window_steps * config.batch_size
-                    / (time.perf_counter() - window_start))
-          window_start, window_steps = time.perf_counter(), 0
-        if step % config.eval_every_steps == 0 or step == num_steps:
-          evaluate_and_draw(step)
-        if step % config.checkpoint_every_steps == 0 or step == num_steps or stopping:
-          save(step)
+        run.check_finite()
+        if run.due(step, config.log_every_steps):
+          run.log_train(step)
+        if run.due(step, config.eval_every_steps):
+          run.evaluate_and_draw(step)
+        if run.due(step, config.checkpoint_every_steps) or stopping:
+          run.save(step)
         if stopping and step < num_steps:
-          manager.wait_until_finished()
+          run.manager.wait_until_finished()
           raise TrainingInterrupted(
               f"{signal.Signals(stopping).name} stopped training at step {step} of "
               f"{num_steps} after saving it; the same command resumes it.", stopping)
   finally:
-    manager.wait_until_finished()
-    manager.close()
-    outputs.close()
-  return last
+    run.close()
+  return run.last
