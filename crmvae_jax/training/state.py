@@ -8,7 +8,7 @@ replicas without special cases.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -64,12 +64,19 @@ def create_optimizer(config) -> optax.GradientTransformation:
   return optax.adam(config.learning_rate)
 
 
-def create_train_state(model, tx, example_batch: dict, seed: int) -> TrainState:
-  """A fresh state: parameters from PRNGKey(seed), the step rng from it too."""
+def init_train_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
+                     seed) -> TrainState:
+  """A fresh state of any network: parameters `init_params(rng)` with an rng from
+  PRNGKey(seed), the step rng from it too."""
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(seed))
-  params = models.init_params(model, init_rng, example_batch)
+  params = init_params(init_rng)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params), rng=step_rng)
+
+
+def create_train_state(model, tx, example_batch: dict, seed: int) -> TrainState:
+  """A fresh state of the model: parameters from PRNGKey(seed), the step rng from it too."""
+  return init_train_state(lambda rng: models.init_params(model, rng, example_batch), tx, seed)
 
 
 def create_replica_states(model, tx, example_batch: dict, seeds: list[int]) -> TrainState:

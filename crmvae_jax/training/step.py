@@ -99,16 +99,18 @@ class DeviceData:
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-  """train_step(state, batch, beta) -> (state, metrics): one Adam update, pure.
+  """train_step(state, batch, *args) -> (state, metrics): one update by `tx`, pure.
 
-  The metrics are the loss, its terms and the gradient's global norm (the training
-  health check watches the loss and that norm).
+  `loss_fn(params, batch, rng, *args) -> (loss, terms)` gets the step's rng and the
+  step's further arguments (the model's beta; none in `supervised.fit`). The metrics
+  are the loss, its terms and the gradient's global norm (the training health check
+  watches the loss and that norm).
   """
 
-  def train_step(state: TrainState, batch: dict, beta) -> tuple[TrainState, dict]:
+  def train_step(state: TrainState, batch, *args) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, batch, rng, beta)
+        state.params, batch, rng, *args)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
