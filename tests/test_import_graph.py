@@ -33,9 +33,10 @@ LAYERS = (
     # Tables, Markdown summaries and figures of what the layers below compute.
     ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
                    "reporting.plotting"}),
-    # The run's state, the sharded steps, checkpoints and the loop.
+    # The run's state, the sharded steps, checkpoints and the loop; the supervised loop
+    # that trains the judges' classifiers on the same state and step.
     ("training", {"training", "training.state", "training.step", "training.checkpoints",
-                  "training.loop"}),
+                  "training.loop", "training.supervised"}),
     # One module per metric, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text",

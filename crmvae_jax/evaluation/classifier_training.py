@@ -26,6 +26,8 @@ from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation.image_text import image_and_text_indices
 from crmvae_jax.evaluation.judges import (METADATA_FILE, PARAMS_DIR, Classifier,
                                           default_directory, network_input, predict_in_batches)
+from crmvae_jax.training import supervised
+
 
 def classifier_examples(dataset: MultimodalDataset, name: str, max_examples: int | None = None,
                         rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,40 +90,22 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   test_values, test_labels = test_examples
   num_classes, multi_label = _labels_kind(np.concatenate([train_labels, test_labels]))
   module = networks.CLASSIFIERS[modality.network](num_classes=num_classes)
-  batch_size = min(config_eval.classifier_batch_size, len(train_values))
-  init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(seed))
-  params = module.init(init_rng, network_input(modality, jnp.asarray(train_values[:1])))["params"]
-  tx = optax.adam(config_eval.classifier_learning_rate)
-  opt_state = tx.init(params)
 
-  @jax.jit
-  def train_step(params, opt_state, values, labels, rng):
-    def loss_fn(params):
-      logits = module.apply({"params": params}, network_input(modality, values), train=True,
-                            rngs={"dropout": rng})
-      return classification_loss(logits, labels, multi_label)
+  def init_params(rng):
+    return module.init(rng, network_input(modality, jnp.asarray(train_values[:1])))["params"]
 
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+  def loss_fn(params, batch, rng):
+    values, labels = batch
+    logits = module.apply({"params": params}, network_input(modality, values), train=True,
+                          rngs={"dropout": rng})
+    return classification_loss(logits, labels, multi_label), {}
 
-  order_rng = np.random.default_rng(seed)
-  steps_per_epoch = len(train_values) // batch_size
-  progress = tqdm.tqdm(total=config_eval.classifier_epochs * steps_per_epoch, unit="step",
-                       desc=f"classifier {modality.name}", dynamic_ncols=True,
-                       disable=disable_progress_bar)
-  with progress:
-    for epoch in range(config_eval.classifier_epochs):
-      permutation = order_rng.permutation(len(train_values))
-      for index in range(steps_per_epoch):
-        ids = permutation[index * batch_size:(index + 1) * batch_size]
-        params, opt_state, loss = train_step(
-            params, opt_state, train_values[ids], train_labels[ids],
-            jax.random.fold_in(dropout_rng, epoch * steps_per_epoch + index))
-        progress.update(1)
-      progress.set_postfix(loss=f"{float(loss):.3f}")
+  state = supervised.fit(
+      init_params, loss_fn, optax.adam(config_eval.classifier_learning_rate),
+      (train_values, train_labels), min(config_eval.classifier_batch_size, len(train_values)),
+      config_eval.classifier_epochs, seed, f"classifier {modality.name}", disable_progress_bar)
 
-  classifier = Classifier(modality, module, params, multi_label)
+  classifier = Classifier(modality, module, state.params, multi_label)
   test_accuracy = metrics.accuracy(
       predict_in_batches(classifier, test_values, config_eval.classifier_batch_size), test_labels)
   metadata = {"modality": modality.name, "network": modality.network, "num_classes": num_classes,
