@@ -17,7 +17,11 @@ Tables (Markdown, on whatever devices JAX sees):
 2. replicas: R = 1, 2, 4, 8 replicas (seeds) of one model trained by one jitted step,
    against R single runs one after another: the speedup of one program.
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
-4. loop: the whole training loop (`training.loop.train_and_evaluate`) on a tiny setting (the
+4. networks: each MNIST-SVHN-Text encoder and decoder alone, forward and forward+backward
+   (parameter gradients of the sum of its outputs) ms at --batch_size, beside the same
+   PyTorch modules of the peer (`experiments/peer_networks.py`, run by the peer's
+   venv): where a train step's time goes, and which side is faster where.
+5. loop: the whole training loop (`training.loop.train_and_evaluate`) on a tiny setting (the
    quick-start data at batch 8), where compute is small: its time per step in its last
    logging window (the rate it logs, after compilation), against a bare jitted step
    called in a tight loop on a batch already on the device. The difference is the
@@ -44,7 +48,7 @@ from absl import app, flags
 from crmvae_jax import cli
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.core import models, objectives
+from crmvae_jax.core import models, networks, objectives
 from crmvae_jax.training import loop
 from crmvae_jax.training import state as state_lib
 from crmvae_jax.training import step as step_lib
@@ -53,7 +57,7 @@ from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.core.modalities import modalities_of
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "loop"],
+flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "networks", "loop"],
                   "Tables to print.")
 MIXTURE_MODELS = ("mmvae", "mopoe", "mmjsd")
 flags.DEFINE_list(
@@ -249,6 +253,83 @@ def modalities_table() -> None:
               ["M", "compile s", "examples/s", "ms/step", "memory"], rows)
 
 
+def median_ms(call, *args, repeats: int = 20) -> float:
+  """Median milliseconds of `call(*args)`, after warm-up calls (which compile it)."""
+  for _ in range(3):
+    jax.block_until_ready(call(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(call(*args))
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times))
+
+
+# Our network name -> the peer's (experiments/peer_networks.py).
+PEER_NETWORKS = {"mnist": "mnist", "svhn": "svhn", "mst_text": "text"}
+
+
+def our_network_ms(latent_dim: int = 32) -> dict[str, tuple[float, float]]:
+  """{peer name_role: (forward ms, forward+backward ms)} of our MST networks."""
+  rng = np.random.default_rng(0)
+  batch = FLAGS.batch_size
+  inputs = {"mnist": rng.random((batch, 28, 28, 1), np.float32),
+            "svhn": rng.random((batch, 32, 32, 3), np.float32),
+            "mst_text": np.asarray(jax.nn.one_hot(rng.integers(0, 71, (batch, 8)), 71))}
+  latents = jnp.asarray(rng.standard_normal((batch, latent_dim), np.float32))
+  figures = {}
+  for name, peer_name in PEER_NETWORKS.items():
+    encoder_class, decoder_class = networks.NETWORKS[name]
+    for role, module, x in (("enc", encoder_class(latent_dim=latent_dim), jnp.asarray(inputs[name])),
+                            ("dec", decoder_class(latent_dim=latent_dim), latents)):
+      params = module.init(jax.random.PRNGKey(0), x)
+
+      def outputs_sum(params, module=module, x=x):
+        return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(module.apply(params, x)))
+
+      forward = jax.jit(lambda params, module=module, x=x: module.apply(params, x))
+      figures[f"{peer_name}_{role}"] = (median_ms(forward, params),
+                                        median_ms(jax.jit(jax.grad(outputs_sum)), params))
+  return figures
+
+
+def peer_network_ms() -> dict[str, tuple[float, float]]:
+  """The same figures for MultiVae's modules, or {} where the peer's venv is absent."""
+  if not os.path.exists(FLAGS.peer_python):
+    return {}
+  script = os.path.join(REPOSITORY, "experiments", "peer_networks.py")
+  env = {**os.environ, "BATCH": str(FLAGS.batch_size), "LATENT": "32"}
+  completed = subprocess.run([FLAGS.peer_python, script, os.path.abspath(FLAGS.peer_script)],
+                             capture_output=True, text=True, env=env,
+                             cwd=tempfile.gettempdir(), check=True)
+  return {name: (float(forward), float(backward)) for name, forward, backward in re.findall(
+      r"^peer (\w+) fwd ([\d.]+) fwdbwd ([\d.]+)$", completed.stdout, re.MULTILINE)}
+
+
+def networks_table() -> None:
+  ours, peer = our_network_ms(), peer_network_ms()
+  rows = []
+  for name, (forward, backward) in ours.items():
+    row = [name, f"{forward:.1f}", f"{backward:.1f}"]
+    if name in peer:
+      peer_forward, peer_backward = peer[name]
+      row += [f"{peer_forward:.1f}", f"{peer_backward:.1f}", f"{peer_forward / forward:.2f}x",
+              f"{peer_backward / backward:.2f}x"]
+    rows.append(row)
+  total = [sum(figures[i] for figures in ours.values()) for i in (0, 1)]
+  row = ["all six", f"{total[0]:.1f}", f"{total[1]:.1f}"]
+  if peer:
+    peer_total = [sum(figures[i] for figures in peer.values()) for i in (0, 1)]
+    row += [f"{peer_total[0]:.1f}", f"{peer_total[1]:.1f}", f"{peer_total[0] / total[0]:.2f}x",
+            f"{peer_total[1] / total[1]:.2f}x"]
+  rows.append(row)
+  header = ["network", "fwd ms", "fwd+bwd ms"]
+  if peer:
+    header += ["MultiVae fwd ms", "MultiVae fwd+bwd ms", "fwd speedup", "fwd+bwd speedup"]
+  print_table(f"MST networks alone, batch {FLAGS.batch_size}, latent 32 (speedup: MultiVae's "
+              "time / ours)", header, rows)
+
+
 def loop_seconds_per_step(num_steps: int) -> float:
   """Seconds per step of a whole quick-start training run at the loop batch, in its last
   logging window (after compilation, before the final evaluation): the rate the loop
@@ -301,7 +382,7 @@ def main(argv):
   del argv
   print(f"devices: {jax.devices()}")
   sections = {"objectives": objectives_table, "replicas": replicas_table,
-              "modalities": modalities_table, "loop": loop_table}
+              "modalities": modalities_table, "networks": networks_table, "loop": loop_table}
   for section in FLAGS.sections:
     sections[section]()
 
