@@ -54,6 +54,7 @@ from crmvae_jax.training import state as state_lib
 from crmvae_jax.training import step as step_lib
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
+from experiments import timing
 from crmvae_jax.core.modalities import modalities_of
 
 FLAGS = flags.FLAGS
@@ -253,18 +254,6 @@ def modalities_table() -> None:
               ["M", "compile s", "examples/s", "ms/step", "memory"], rows)
 
 
-def median_ms(call, *args, repeats: int = 20) -> float:
-  """Median milliseconds of `call(*args)`, after warm-up calls (which compile it)."""
-  for _ in range(3):
-    jax.block_until_ready(call(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(call(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times))
-
-
 # Our network name -> the peer's (experiments/peer_networks.py).
 PEER_NETWORKS = {"mnist": "mnist", "svhn": "svhn", "mst_text": "text"}
 
@@ -288,8 +277,8 @@ def our_network_ms(latent_dim: int = 32) -> dict[str, tuple[float, float]]:
         return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(module.apply(params, x)))
 
       forward = jax.jit(lambda params, module=module, x=x: module.apply(params, x))
-      figures[f"{peer_name}_{role}"] = (median_ms(forward, params),
-                                        median_ms(jax.jit(jax.grad(outputs_sum)), params))
+      figures[f"{peer_name}_{role}"] = tuple(timing.median_ms(
+          [forward, jax.jit(jax.grad(outputs_sum))], (params,), repeats=20))
   return figures
 
 

@@ -27,8 +27,6 @@ differ), so the spread of its fwd speedup around 1 shows the timing noise.
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 from collections.abc import Callable, Iterator
 
 import jax
@@ -38,6 +36,7 @@ from absl import app, flags
 from flax import linen as nn
 
 from crmvae_jax.core import networks
+from experiments import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 256, "Examples per call.")
@@ -118,19 +117,6 @@ def compile_programs(module: nn.Module, params, x: jax.Array) -> tuple[Callable,
   return forward, jax.jit(forward_backward).lower(params, x).compile()
 
 
-def median_ms(programs: list[Callable], args: tuple, repeats: int) -> list[float]:
-  """Median wall-clock milliseconds of each program, calls alternating between them."""
-  for program in programs:
-    jax.block_until_ready(program(*args))
-  times = [[] for _ in programs]
-  for _ in range(repeats):
-    for program, program_times in zip(programs, times):
-      start = time.perf_counter()
-      jax.block_until_ready(program(*args))
-      program_times.append(time.perf_counter() - start)
-  return [1000 * statistics.median(program_times) for program_times in times]
-
-
 def random_params(module: nn.Module, x: jax.Array):
   """Params of `module`'s shapes drawn by NumPy, U(-0.1, 0.1).
 
@@ -149,8 +135,8 @@ def time_module(module: nn.Module, x: jax.Array, repeats: int) -> list[float]:
   with reference_convolutions():
     reference = compile_programs(module, params, x)
   fast = compile_programs(module, params, x)
-  forward_ms = median_ms([reference[0], fast[0]], (params, x), repeats)
-  backward_ms = median_ms([reference[1], fast[1]], (params, x), repeats)
+  forward_ms = timing.median_ms([reference[0], fast[0]], (params, x), repeats)
+  backward_ms = timing.median_ms([reference[1], fast[1]], (params, x), repeats)
   return [forward_ms[0], backward_ms[0], forward_ms[1], backward_ms[1]]
 
 

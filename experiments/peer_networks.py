@@ -3,7 +3,7 @@
 
 Run by the peer's venv (`. ../shared/peer/venv.sh`), never by the project, which does
 not depend on torch. It takes the networks from the peer's own benchmark script
-(`../shared/peer/multivae_mst.py`, or the file in PEER_SCRIPT), so both speed
+(`../shared/peer/multivae_mst.py`, or the path given as its argument), so both speed
 comparisons time the same PyTorch modules. Prints one line per network:
 
     peer NAME fwd MS fwdbwd MS
@@ -50,8 +50,7 @@ def outputs_sum(output):
 
 def main():
   torch.set_num_threads(2)
-  peer = load_peer(os.environ.get("PEER_SCRIPT", sys.argv[1] if len(sys.argv) > 1 else
-                                  "../shared/peer/multivae_mst.py"))
+  peer = load_peer(sys.argv[1] if len(sys.argv) > 1 else "../shared/peer/multivae_mst.py")
   generator = torch.Generator().manual_seed(0)
   inputs = {
       "mnist": torch.rand(BATCH, 1, 28, 28, generator=generator),
