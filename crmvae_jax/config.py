@@ -107,6 +107,12 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Training pairs of the logistic-regression latent probes (Table 5): 500, the
   # reference code's setting; more points flatter weak representations.
   config.probe_train_examples = 500
+  # The test log-likelihood log p(X) by importance sampling (evaluation/likelihood.py):
+  # samples K per pair and proposal (0: not computed), test pairs, and whether every
+  # subset's posterior is a proposal too (else only the joint posterior).
+  config.log_likelihood_samples = 1000
+  config.log_likelihood_examples = 100
+  config.log_likelihood_subsets = True
   config.fid = True
   config.fid_examples = 10000  # generated and real images per FID
   config.inception_weights = ml_collections.config_dict.placeholder(str)

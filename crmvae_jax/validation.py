@@ -151,7 +151,7 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
   for field in ("max_train", "max_test", "max_train_pairs", "max_test_pairs"):
     _check_number(config, f"data.{field}", 1, integer=True, optional=True)
   for field in ("multiplication", "max_per_digit", "num_modalities", "text_length",
-                "max_caption_length", "min_word_count"):
+                "max_caption_length", "min_word_count", "judge_renders"):
     _check_number(config, f"data.{field}", 1, integer=True)
 
 
@@ -167,6 +167,9 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
   # A Frechet distance needs a covariance: at least two images.
   _check_number(config, "eval.fid_examples", 2, integer=True)
   _check_number(config, "eval.fid_subsets_per_size", 1, integer=True, allowed=(-1,))
+  _check_number(config, "eval.log_likelihood_samples", 0, integer=True)
+  _check_number(config, "eval.log_likelihood_examples", 1, integer=True)
+  _check_choice(config, "eval.log_likelihood_subsets", (False, True), "log_likelihood_subsets value")
 
 
 def check_split_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:

@@ -53,13 +53,17 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax.evaluation import driver
-from crmvae_jax import cli, sweeps
-from crmvae_jax.training import loop, state
-from crmvae_jax.reporting import tables
+from crmvae_jax.evaluation import driver, generation
+from crmvae_jax import cli, input_pipeline, sweeps
+from crmvae_jax.core import objectives
+from crmvae_jax.data import mst_offline
+from crmvae_jax.data import text as text_lib
+from crmvae_jax.training import checkpoints, loop, state
+from crmvae_jax.reporting import plotting, summaries, tables
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 
+from configs import mst_offline as mst_offline_config
 from configs import polymnist as polymnist_config
 
 SEEDS = (0, 1, 2)
@@ -72,6 +76,12 @@ MODELS = {
     "mvae": {"model": "mvae"},
     # CRMVAE with MultiVae's reading: no prior expert in q(z|X) or the q~_m.
     "crmvae_no_prior": {"model": "crmvae", "readings.prior_expert": False},
+    "mvtcae_rescale": {"model": "mvtcae_rescale"},
+    "mmjsd_poe": {"model": "mmjsd_poe"},
+    # The mixture-based models decode one sampled component per example, as MoPoE does
+    # here: a CPU cannot afford decoding every component at every step.
+    "mmvae": {"model": "mmvae", "mixture_estimator": "sampled"},
+    "mmjsd": {"model": "mmjsd", "mixture_estimator": "sampled"},
 }
 # Per data set: the budgets (steps) where every model is evaluated along training, and
 # the models. PolyMNIST costs about 3x more per step on a CPU, so it runs the paper's
@@ -83,7 +93,18 @@ SCHEDULES = {
     "mnist_text8": ((1050, 5250, 10500), ("crmvae", "mvtcae", "mopoe_sampled")),
     "polymnist3": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
     "polymnist5": ((300, 600), ("crmvae", "mvtcae", "mopoe_sampled")),
+    # MNIST-SVHN-Text offline (configs/mst_offline.py) at the paper's batch 256: 1,000
+    # steps are 2.8 epochs of its 90,000 pairs. The other five models of Table 1 run
+    # with one seed (--models=mmvae,mmjsd,mmjsd_poe,mvtcae_rescale,mvae --seeds=0).
+    "mst_offline": ((1000, 2000, 4000, 8000), ("crmvae", "mopoe_sampled", "mvtcae")),
 }
+# Data sets evaluated in the paper's layout: every record keeps evaluate's whole results,
+# and reproduce.md shows Tables 1, 2 and 5 and the log-likelihoods at every budget.
+PAPER_LAYOUT = ("mst_offline",)
+# The models whose S generated from M and from T are shown side by side.
+GENERATION_FIGURE_MODELS = ("crmvae", "mvtcae", "mopoe_sampled")
+RENDERS_FIGURE = "mst_offline_renders.png"
+GENERATION_FIGURE = "mst_offline_svhn_generation.png"
 # One change at a time from the paper's reading, on mnist_text, seed 0, at the quick
 # start's budget.
 ABLATIONS = {
@@ -114,6 +135,11 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   elif name in ("polymnist3", "polymnist5"):
     config = polymnist_config.get_config("small")
     config.data.num_modalities = int(name[-1])
+  elif name == "mst_offline":
+    config = mst_offline_config.get_config()  # batch 256, latent 32, beta 1, size rule
+    config.log_every_steps = 100
+    config.eval.log_likelihood_samples = 100
+    config.eval.log_likelihood_examples = 100
   else:
     raise UserError(f"Unknown data set {name!r} (--data); known: {', '.join(SCHEDULES)}.")
   config.log_every_steps = 25
@@ -123,6 +149,8 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   config.eval.probe_train_examples = 500
   config.eval.fid = False  # no Inception weights offline; the classifier-Frechet distance is
   config.eval.coherence_from_means = True  # how much the posteriors' width costs
+  if name not in ("mst_offline",):
+    config.eval.log_likelihood_samples = 0  # not asked of the earlier experiments
   return config
 
 
@@ -153,6 +181,7 @@ def headline(results: dict) -> dict:
       "classifier_fd": float(np.mean(list(fd.values()))) if fd else None,
       "classifier_fd_columns": fd,
       "latent_probe": float(np.mean(list(results["latent"].values()))),
+      "results": results,
   }
 
 
@@ -304,6 +333,9 @@ def tables_markdown(records: list[dict]) -> str:
                   for (d, model), group in groups.items() if d == data]
     sections += [f"Mean cross-coherence along training ({data}):\n",
                  tables.markdown(["model", *[f"step {s}" for s in steps]], curve_rows)]
+  for data in dict.fromkeys(d for d, _ in groups):
+    if data in PAPER_LAYOUT:
+      sections += paper_layout_sections(records, data)
   ablation = [r for r in records if r["run"].startswith("ablation/")]
   if ablation:
     rows = [[r["model"], r["variant"], str(r["step"])]
@@ -316,6 +348,89 @@ def tables_markdown(records: list[dict]) -> str:
     sections += ["## Ablation on mnist_text (seed 0): one change at a time\n",
                  tables.markdown(["model", "change", "step", *columns, "joint", "cFD"], rows)]
   return "\n".join(sections)
+
+
+def _demoted(markdown: str, levels: int = 2) -> str:
+  """`markdown` with every heading `levels` deeper, to sit under a section of ours."""
+  return "\n".join("#" * levels + line if line.startswith("#") else line
+                   for line in markdown.splitlines()) + "\n"
+
+
+def _per_seed_table(records: list[dict]) -> str:
+  """One row per (model, seed) of `records` (one step): the columns the paper's claim
+  is about, S and T as targets, generation quality and log p(X)."""
+  rows = []
+  for record in sorted(records, key=lambda r: (r["model"], r["seed"])):
+    results = record["results"]
+    coherence, exact = results["coherence"], results.get("coherence_exact") or {}
+    fd, log_likelihood = results.get("classifier_fd") or {}, results.get("log_likelihood") or {}
+    rows.append([record["model"], str(record["seed"]), f"{record['cross_coherence']:.3f}"]
+                + [f"{coherence[c]:.3f}" for c in ("S<-M", "S<-T", "S<-M+T", "T<-M", "T<-S")]
+                + [f"{exact.get(c, float('nan')):.3f}" for c in ("T<-M", "T<-S")]
+                + [f"{fd.get(c, float('nan')):.1f}" for c in ("S->M", "M->S")]
+                + [f"{log_likelihood.get('M+S+T', float('nan')):.1f}"])
+  return tables.markdown(["model", "seed", "mean cross", "S<-M", "S<-T", "S<-M+T", "T<-M",
+                          "T<-S", "T<-M exact", "T<-S exact", "cFD S->M", "cFD M->S",
+                          "log p(X)"], rows)
+
+
+def paper_layout_sections(records: list[dict], data: str) -> list[str]:
+  """Per budget: the paper's Tables 1, 2 and 5 and the log-likelihoods (mean ± std over
+  seeds, the paper's row under each model), then every seed on its own."""
+  data_records = [r for r in main_records(records).items() if r[0][0] == data]
+  steps = sorted({r["step"] for _, group in data_records for r in group if "results" in r})
+  sections = []
+  for step in steps:
+    at_step = [r for _, group in data_records for r in group
+               if r["step"] == step and "results" in r]
+    sections += [f"## {data} at step {step}: the paper's layout\n",
+                 _demoted(summaries.tables_markdown([r["results"] for r in at_step])),
+                 f"### {data} at step {step}, every seed\n", _per_seed_table(at_step)]
+  return sections
+
+
+def renders_figure(path: str) -> None:
+  """40 SVHN-like test renders (4 per digit, one digit a column) and, below, class
+  means (each the mean of 16 renders): what the S judge must and must not read."""
+  config_data = mst_offline_config.get_config().data
+  _, (_, test_labels) = mst_offline.mnist_split(config_data)
+  images = mst_offline.renders(config_data, "test", test_labels)
+  columns = [images[np.flatnonzero(test_labels == digit)[:4]] for digit in range(10)]
+  means, mean_labels = mst_offline.class_mean_images(config_data, "svhn")
+  rows = [(f"render {i + 1}", np.stack([c[i] for c in columns]) / 255.0) for i in range(4)]
+  rows.append(("mean of 16", np.stack([means[np.flatnonzero(mean_labels == d)[0]]
+                                       for d in range(10)])))
+  plotting.save_text_grid([str(d) for d in range(10)], rows, path,
+                          "SVHN-like renders (crmvae_jax.data.syndigits) and class means")
+
+
+def generation_figure(root: str, path: str, budget: int | None = None,
+                      num_examples: int = 8) -> bool:
+  """S generated from M and from T by each of `GENERATION_FIGURE_MODELS` (seed 0, its
+  last checkpoint), for the same test pairs, one pair a column. False if a run is missing."""
+  base = data_config("mst_offline")
+  rows, texts = [], None
+  for name in GENERATION_FIGURE_MODELS:
+    config = with_overrides(base, MODELS[name])
+    config.sweep.seeds = (0,)
+    workdir = os.path.join(root, "mst_offline", name, "seed_0")
+    if not os.path.isdir(workdir):
+      return False
+    model, params, _, test_set, step = checkpoints.load_trained(config, workdir)
+    ids = input_pipeline.sample_ids(len(test_set), num_examples, config.eval.seed)
+    batch = test_set.batch(ids)
+    if texts is None:
+      texts = [s.strip() for s in text_lib.decode(batch["text"])]
+      rows += [("M input", np.repeat(batch["mnist"], 3, axis=-1) / 255.0),
+               ("S (real pair)", batch["svhn"] / 255.0)]
+    generate = generation.make_generate(
+        model, params, objectives.subset_posterior_kind(config.model, config.readings))
+    for source, subset in (("M", [True, False, False]), ("T", [False, False, True])):
+      outputs = generate(np.array(subset), batch, jax.random.PRNGKey(0))
+      rows.append((f"{name} S<-{source}", outputs[1]))
+  plotting.save_text_grid(texts, rows, path, f"S generated from M and from T (seed 0, step "
+                          f"{step}); column headers: the T input")
+  return True
 
 
 def learning_curves_figure(records: list[dict], path: str) -> None:
@@ -398,6 +513,9 @@ def main() -> None:
   with open(os.path.join(options.results, TABLES_FILE), "w") as f:
     f.write(markdown)
   learning_curves_figure(curves.records, os.path.join(options.results, FIGURE_FILE))
+  if "mst_offline" in options.data:
+    renders_figure(os.path.join(options.results, RENDERS_FIGURE))
+    generation_figure(options.root, os.path.join(options.results, GENERATION_FIGURE))
   print(markdown)
   print(f"Wrote {options.results}/{{{TABLES_FILE}, {FIGURE_FILE}, {CURVES_FILE}}}.")
 

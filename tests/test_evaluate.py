@@ -17,6 +17,7 @@ from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.training import loop
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax import config as config_lib
+from crmvae_jax.core import metrics
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
@@ -72,7 +73,7 @@ class LookupJudge:
 def _judges(dataset):
   text_judge = judges_lib.DigitNameJudge(text.decode)
   judges = {name: LookupJudge(dataset.arrays[name], dataset.labels) for name in ("mnist", "svhn")}
-  return {**judges, "text": text_judge}, {"text": text_judge.distances}
+  return {**judges, "text": text_judge}, {"text": text_judge.scores}
 
 
 def _true_inputs(subset, batch, rng):
@@ -92,24 +93,27 @@ def _noise(subset, batch, rng):
 def test_coherence_of_the_true_input_is_one(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
-  accuracy, distance = coherence_lib.cross_coherence(
+  accuracy, scores = coherence_lib.cross_coherence(
       _true_inputs, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
   # Table 1's columns, in its order, each exactly 1.
   assert list(accuracy) == tables.coherence_columns(("M", "S", "T"))[1:]
   assert all(value == 1.0 for value in accuracy.values())
-  assert distance == {"T<-M": 0.0, "T<-S": 0.0, "T<-M+S": 0.0}
+  assert scores == {"exact": {"T<-M": 1.0, "T<-S": 1.0, "T<-M+S": 1.0},
+                    "levenshtein": {"T<-M": 0.0, "T<-S": 0.0, "T<-M+S": 0.0}}
 
 
 @quickstart_data
 def test_coherence_of_noise_is_near_chance(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
-  accuracy, distance = coherence_lib.cross_coherence(
+  accuracy, scores = coherence_lib.cross_coherence(
       _noise, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
   assert len(accuracy) == 9
   for column, value in accuracy.items():
     assert abs(value - 0.1) < 0.07, (column, value)
-  assert all(value > 2.0 for value in distance.values())  # random strings are far from names
+  # Random strings are far from every name, and never one exactly.
+  assert all(value > 2.0 for value in scores["levenshtein"].values())
+  assert all(value == 0.0 for value in scores["exact"].values())
 
 
 @quickstart_data
@@ -124,10 +128,33 @@ def test_misspelled_text_is_judged_by_edit_distance(digits):
     typos = [("x" + word[1:]).ljust(8) for word in words]
     return outputs[:2] + [text.encode(typos)]
 
-  accuracy, distance = coherence_lib.cross_coherence(
+  accuracy, scores = coherence_lib.cross_coherence(
       one_typo, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), distance_fns)
+  # Leniently nearly all right; strictly none; one edit from the true name each.
   assert accuracy["T<-M"] > 0.9
-  np.testing.assert_allclose(distance["T<-M"], 1.0)
+  assert scores["exact"]["T<-M"] == 0.0
+  np.testing.assert_allclose(scores["levenshtein"]["T<-M"], 1.0)
+
+
+@quickstart_data
+def test_a_name_read_leniently_but_not_exactly_is_one_edit_from_another_name(digits):
+  dataset, modalities = digits
+  judges, scores_fns = _judges(dataset)
+
+  def wrong_name(subset, batch, rng):
+    # 'nine' for every pair: exact and lenient reading agree (right only for nines),
+    # and the distance to the true name is the distance between the two names.
+    outputs = _true_inputs(subset, batch, rng)
+    return outputs[:2] + [text.encode([" nine   "] * len(batch["label"]))]
+
+  accuracy, scores = coherence_lib.cross_coherence(
+      wrong_name, judges, dataset, modalities, BATCH_SIZE, jax.random.PRNGKey(0), scores_fns)
+  nines = np.mean(dataset.labels == 9)
+  assert accuracy["T<-M"] == scores["exact"]["T<-M"] == nines
+  names = np.array(text.DIGIT_NAMES)[dataset.labels]
+  expected = np.mean([metrics.digit_name_distances(["nine"])[0][list(text.DIGIT_NAMES).index(n)]
+                      for n in names])
+  np.testing.assert_allclose(scores["levenshtein"]["T<-M"], expected)
 
 
 @quickstart_data
@@ -142,12 +169,13 @@ def test_joint_coherence_of_agreeing_and_of_noisy_samples(digits):
   def noisy_prior(num_samples, rng):
     return _noise(None, {"label": np.zeros(num_samples)}, rng)
 
-  coherence, distance = coherence_lib.joint_coherence(
-      agreeing_prior, judges, modalities, 100, 32, jax.random.PRNGKey(0), distance_fns)
-  assert coherence == 1.0 and distance == {"T<-prior": 0.0}
-  coherence, _ = coherence_lib.joint_coherence(
-      noisy_prior, judges, modalities, 200, 32, jax.random.PRNGKey(0), distance_fns)
-  assert coherence < 0.1
+  exact = {"text": judges["text"].exact}
+  coherence, scores, strict = coherence_lib.joint_coherence(
+      agreeing_prior, judges, modalities, 100, 32, jax.random.PRNGKey(0), distance_fns, exact)
+  assert coherence == strict == 1.0 and scores == {"levenshtein": {"T<-prior": 0.0}}
+  coherence, _, strict = coherence_lib.joint_coherence(
+      noisy_prior, judges, modalities, 200, 32, jax.random.PRNGKey(0), distance_fns, exact)
+  assert coherence < 0.1 and strict == 0.0
 
 
 def _pooled_features(images: np.ndarray) -> np.ndarray:
@@ -216,7 +244,10 @@ def _mst_results(model: str, coherence: float) -> dict:
   return {
       "model": model, "data": "mst", "modalities": {"M": "mnist", "S": "svhn", "T": "text"},
       "coherence": dict.fromkeys(tables.coherence_columns(), coherence),
-      "text_edit_distance": {"T<-M": 0.5},
+      "coherence_exact": {"R": 0.1, "T<-M": 0.4, "T<-S": 0.3, "T<-M+S": 0.5},
+      "text_levenshtein": {"T<-M": 0.5, "T<-S": 0.7, "T<-M+S": 0.4, "T<-prior": 1.5},
+      "log_likelihood": {"M+S+T": -2000.0, "M": -2100.0},
+      "log_likelihood_samples": 1000, "num_log_likelihood_pairs": 100,
       "fid": {"S->M": 30.0, "M->S": 40.0, "T->M": 50.0, "T->S": 60.0},
       "latent": dict.fromkeys(tables.latent_columns(), 0.9),
       "judges": {"mnist": "classifier", "svhn": "classifier", "text": "levenshtein"},
@@ -237,11 +268,16 @@ def test_tables_have_the_paper_layout():
   assert "| CRMVAE (paper) | 0.15 | 0.60 | 0.97 |" in markdown
   assert markdown.index("| MVAE |") < markdown.index("| CRMVAE |")
   assert "| CRMVAE (paper) | 24.1 | 37.3 |" in markdown
+  # The text read strictly, its distance to the true name, and log p(X).
+  assert "| model | R | T<-M | T<-S | T<-M+S |" in lines
+  assert "| model | T<-M | T<-S | T<-M+S | T<-prior |" in lines
+  assert "| CRMVAE | -2000.0 ± 0.0 | -2100.0 ± 0.0 |" in markdown
+  assert "importance sampled with 1000 samples" in markdown
 
 
 def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
   run = {"model": "crmvae", "data": "quickstart", "modalities": {"M": "mnist", "T": "text"},
-         "coherence": {"R": 0.2, "M<-T": 0.3, "T<-M": 0.4}, "text_edit_distance": {},
+         "coherence": {"R": 0.2, "M<-T": 0.3, "T<-M": 0.4},
          "fid": None, "fid_note": "FID not computed (--config.eval.fid=False).",
          "latent": {"M": 0.9, "T": 1.0, "M+T": 1.0},
          "judges": {"mnist": "classifier", "text": "levenshtein"},
@@ -271,6 +307,8 @@ def _tiny_quickstart_config(tmp_path):
   config.eval.num_examples = 64
   config.eval.num_prior_samples = 64
   config.eval.probe_train_examples = 128
+  config.eval.log_likelihood_samples = 8
+  config.eval.log_likelihood_examples = 16
   config.eval.fid = True  # without weights: skipped, with a note
   config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
   return config
@@ -299,7 +337,12 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   assert results["step"] == 5 and results["num_test_pairs"] == 64
   assert list(results["coherence"]) == ["R", "M<-T", "T<-M"]
   assert all(0.0 <= value <= 1.0 for value in results["coherence"].values())
-  assert set(results["text_edit_distance"]) == {"T<-M", "T<-prior"}
+  assert list(results["coherence_exact"]) == ["R", "T<-M"]
+  assert results["coherence_exact"]["T<-M"] <= results["coherence"]["T<-M"]
+  assert set(results["text_levenshtein"]) == {"T<-M", "T<-prior"}
+  # log p(X) with the joint posterior, then each modality's, as proposals.
+  assert list(results["log_likelihood"]) == ["M+T", "M", "T"]
+  assert all(value < 0 for value in results["log_likelihood"].values())
   assert results["fid"] is None and results["fid_note"].startswith("FID skipped")
   assert list(results["latent"]) == ["M", "T", "M+T"]
   assert results["judges"] == {"mnist": "classifier", "text": "levenshtein"}

@@ -38,7 +38,8 @@ def _dataset(shapes: dict[str, tuple[int, ...]]) -> MultimodalDataset:
 
 
 def test_the_registry_holds_every_data_set():
-  assert NAMES == ["quickstart", "mst", "polymnist", "translated_polymnist", "cub", "celeba"]
+  assert NAMES == ["quickstart", "mst", "mst_offline", "polymnist", "translated_polymnist",
+                   "cub", "celeba"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,10 +86,10 @@ def test_names_select_by_field_in_registry_order():
   assert registry.names() == tuple(NAMES)
   assert registry.names(evaluation="image_text") == ("cub", "celeba")
   assert registry.names(evaluation="digits") == (
-      "quickstart", "mst", "polymnist", "translated_polymnist")
-  assert registry.names(digit_name_text=True) == ("quickstart", "mst")
+      "quickstart", "mst", "mst_offline", "polymnist", "translated_polymnist")
+  assert registry.names(digit_name_text=True) == ("quickstart", "mst", "mst_offline")
   assert registry.names(attributes=True) == ("celeba",)
-  assert registry.names(paper_tables=True) == ("mst",)
+  assert registry.names(paper_tables=True) == ("mst", "mst_offline")
   assert registry.names(evaluation="image_text", attributes=True) == ("celeba",)
   with pytest.raises(AttributeError):
     registry.names(no_such_field=True)

@@ -100,3 +100,43 @@ def test_seeds_train_as_replicas_or_in_turn(monkeypatch, tmp_path, seeds_in_turn
                     for seed in (0, 1, 2)]
   else:
     assert legs == [((0, 1, 2), "crmvae", "/polymnist3/crmvae", [150, 300])]
+
+
+def mst_offline_record(model, seed, step, cross):
+  columns = ["M<-S", "M<-T", "M<-S+T", "S<-M", "S<-T", "S<-M+T", "T<-M", "T<-S", "T<-M+S"]
+  results = {
+      "model": model, "data": "mst_offline", "seed": seed, "step": step,
+      "modalities": {"M": "mnist", "S": "svhn", "T": "text"},
+      "coherence": {"R": 0.1, **dict.fromkeys(columns, cross)},
+      "coherence_exact": {"R": 0.05, "T<-M": cross / 2, "T<-S": cross / 2, "T<-M+S": cross / 2},
+      "text_levenshtein": {"T<-M": 1.0, "T<-S": 1.0, "T<-M+S": 1.0, "T<-prior": 2.0},
+      "log_likelihood": {"M+S+T": -3000.0 + seed, "M": -3100.0},
+      "log_likelihood_samples": 100, "num_log_likelihood_pairs": 100,
+      "fid": None, "fid_note": "FID not computed (--config.eval.fid=False).",
+      "classifier_fd": {"S->M": 20.0, "M->S": 40.0 + seed},
+      "latent": dict.fromkeys(["M", "S", "T", "M+S", "M+T", "S+T", "M+S+T"], 0.9),
+      "judges": {"mnist": "classifier", "svhn": "classifier", "text": "levenshtein"},
+      "judge_accuracy": {"mnist": 0.95, "svhn": 0.93, "text": 1.0}}
+  return {"run": f"mst_offline/{model}", "data": "mst_offline", "model": model, "variant": "",
+          "seed": seed, "step": step, "cross_coherence": cross, "joint_coherence": 0.1,
+          "coherence": results["coherence"], "classifier_fd": 30.0,
+          "classifier_fd_columns": results["classifier_fd"], "latent_probe": 0.9,
+          "results": results}
+
+
+def test_mst_offline_gets_the_papers_tables_at_every_budget_and_every_seed():
+  records = [mst_offline_record(model, seed, step, cross)
+             for step in (1000, 2000) for seed in (0, 1)
+             for model, cross in (("crmvae", 0.6), ("mvtcae", 0.4))]
+  markdown = reproduce.tables_markdown(records)
+  for step in (1000, 2000):
+    section = markdown.split(f"## mst_offline at step {step}: the paper's layout")[1]
+    # Table 1 with the paper's row under each model, the strict text table, cFD, log p(X).
+    assert "| CRMVAE | 0.10 ± 0.00 | 0.60 ± 0.00 |" in section
+    assert "| CRMVAE (paper) | 0.15 | 0.60 | 0.97 |" in section
+    assert "| model | R | T<-M | T<-S | T<-M+S |" in section
+    assert "| CRMVAE | 20.00 ± 0.00 | 40.50 ± 0.50 |" in section
+    assert "| CRMVAE | -2999.5 ± 0.5 | -3100.0 ± 0.0 |" in section
+    per_seed = section.split(f"### mst_offline at step {step}, every seed")[1]
+    assert "| crmvae | 1 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.300 | 0.300 " \
+           "| 20.0 | 41.0 | -2999.0 |" in per_seed

@@ -30,7 +30,7 @@ def load(config_file: str, setting: str | None = None):
 
 def test_every_config_file_is_covered():
   assert [os.path.basename(path) for path in CONFIG_FILES] == [
-      "celeba.py", "cub.py", "mst.py", "polymnist.py", "quickstart.py",
+      "celeba.py", "cub.py", "mst.py", "mst_offline.py", "polymnist.py", "quickstart.py",
       "translated_polymnist.py"]
 
 
@@ -77,6 +77,7 @@ def test_data_size_fields_of_every_naming():
   assert names == {
       "celeba.py": ("max_train", "max_test"), "cub.py": ("max_train", "max_test"),
       "mst.py": ("max_train_pairs", "max_test_pairs"),
+      "mst_offline.py": ("max_train_pairs", "max_test_pairs"),
       "polymnist.py": ("max_train", "max_test"),
       "translated_polymnist.py": ("max_train", "max_test"), "quickstart.py": None}
 

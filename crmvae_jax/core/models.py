@@ -93,17 +93,19 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
   return loss_fn
 
 
-def make_log_likelihood_fn(model: MultimodalVAE, params: dict, batch: dict) -> Callable:
+def make_log_likelihood_fn(model: MultimodalVAE, params: dict, batch: dict,
+                           weighted: bool = True) -> Callable:
   """The objectives' log_likelihood_fn: latents [M, B, D] -> [M, B].
 
   Row m of z is decoded by decoder m and scored against modality m of `batch` with its
-  likelihood, times lambda_m. The function's `stacked` attribute takes K stacks of
+  likelihood, times lambda_m (with `weighted`; without, the plain log-density, as the
+  test log-likelihood needs). The function's `stacked` attribute takes K stacks of
   latents [K, M, B, D] -> [K, M, B] in one call: the stacks are folded into one batch
   of K B, so every decoder runs once (`distributions.decode_stack`), with the same
   numbers as `jax.vmap` of the function.
   """
   modalities = model.modalities
-  weights = jnp.array([m.likelihood_weight for m in modalities])
+  weights = jnp.array([m.likelihood_weight if weighted else 1.0 for m in modalities])
   variables = {"params": params}
 
   def log_likelihood_fn(z):  # [M, N, D], N = K B (K copies of the batch) -> [M, N]

@@ -24,6 +24,26 @@ def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
   return importlib.import_module(loader).load(config_data)
 
 
+def _loader_function(config_data, function: str) -> Callable | None:
+  """The loader module's optional `function` (a data set's own hook), or None."""
+  loader = importlib.import_module(registry.DATA_SETS[config_data.name].loader)
+  return getattr(loader, function, None)
+
+
+def judge_training_examples(config_data, modality: str):
+  """(values, labels) the judge of `modality` trains on, where its data set has a pool of
+  its own for it (mst_offline's SVHN-like renders); None: the training split's rows."""
+  hook = _loader_function(config_data, "judge_training_examples")
+  return None if hook is None else hook(config_data, modality)
+
+
+def class_mean_images(config_data, modality: str):
+  """(mean images [N, ...] in [0, 1], labels [N]) of `modality`, where its data set
+  defines them (mst_offline's SVHN-like renders); else None."""
+  hook = _loader_function(config_data, "class_mean_images")
+  return None if hook is None else hook(config_data, modality)
+
+
 def text_decoders(dataset: MultimodalDataset) -> dict[str, Callable]:
   """name -> decode(ids [N, L]) -> list[str], for every text modality of `dataset`."""
   from crmvae_jax.data import text

@@ -77,6 +77,12 @@ DATA_SETS: dict[str, DataSet] = {
         loader="crmvae_jax.data.mst", evaluation="digits", config_file="configs/mst.py",
         networks={"mnist": "mnist", "svhn": "svhn", "text": "mst_text"},
         digit_name_text=True, paper_tables=True),
+    # MNIST-SVHN-Text with SVHN-like rendered digits (data/syndigits.py): offline.
+    "mst_offline": DataSet(
+        loader="crmvae_jax.data.mst_offline", evaluation="digits",
+        config_file="configs/mst_offline.py",
+        networks={"mnist": "mnist", "svhn": "svhn", "text": "mst_text"},
+        digit_name_text=True, paper_tables=True),
     "polymnist": DataSet(
         loader="crmvae_jax.data.polymnist", evaluation="digits",
         config_file="configs/polymnist.py", shared_network="polymnist",

@@ -114,6 +114,40 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   return classifier, metadata
 
 
+def class_mean_accuracy(classifier: Classifier,
+                        class_means: dict[int, tuple[np.ndarray, np.ndarray]],
+                        batch_size: int) -> dict[str, float]:
+  """The judge's accuracy on class-mean images, printed as the surrogate's go/no-go.
+
+  A mean over many images of one class is what a mixture-based model decodes when the
+  condition cannot predict a modality's own variation. On real SVHN no classifier should
+  read the digit in such a mean; a surrogate whose means its judge reads cannot show
+  the difference between the models that the paper is about. The verdict is on the
+  mean of the most images (the closest to the population's).
+
+  Args:
+    classifier: the judge.
+    class_means: images averaged per mean -> (mean images, labels).
+    batch_size: images per call.
+
+  Returns:
+    str(images averaged per mean) -> accuracy.
+  """
+  accuracies = {}
+  for renders_per_mean, (means, labels) in sorted(class_means.items()):
+    accuracies[str(renders_per_mean)] = metrics.accuracy(
+        predict_in_batches(classifier, means, batch_size), labels)
+    tqdm.tqdm.write(f"{classifier.modality.name} classifier on {len(labels)} class means of "
+                    f"{renders_per_mean} images each: accuracy "
+                    f"{accuracies[str(renders_per_mean)]:.4f} (chance 0.10)")
+  largest = str(max(class_means))
+  verdict = (f"go: means of {largest} images are not readable digits (below 0.5)"
+             if accuracies[largest] < 0.5 else
+             f"NO-GO: the judge reads means of {largest} images; add variation to the data")
+  tqdm.tqdm.write(f"{classifier.modality.name} surrogate check: {verdict}.")
+  return accuracies
+
+
 def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> str:
   """Writes `<directory>/<modality>/{params, classifier.json}`; returns that folder."""
   folder = os.path.abspath(os.path.join(directory, classifier.modality.name))
@@ -152,15 +186,21 @@ def train_classifiers(config: ml_collections.ConfigDict, directory: str | None =
   accuracies = {}
   for index, modality in enumerate(modalities):
     rng = np.random.default_rng([config.eval.seed, index])
-    train_examples = classifier_examples(train_set, modality.name, max_examples, rng)
+    train_examples = (data_lib.judge_training_examples(config.data, modality.name)
+                      or classifier_examples(train_set, modality.name, max_examples, rng))
     test_examples = classifier_examples(test_set, modality.name, max_examples, rng)
     classifier, metadata = train_classifier(
         modality, train_examples, test_examples, config.eval, seed=config.eval.seed + index,
         disable_progress_bar=config.get("disable_progress_bar", False))
-    folder = save_classifier(directory, classifier, metadata)
     tqdm.tqdm.write(f"{modality.name} classifier: test accuracy "
-                    f"{metadata['test_accuracy']:.4f} on {len(test_examples[1])} examples; "
-                    f"stored in {folder}")
+                    f"{metadata['test_accuracy']:.4f} on {len(test_examples[1])} examples "
+                    f"(trained on {metadata['train_examples']})")
+    class_means = data_lib.class_mean_images(config.data, modality.name)
+    if class_means is not None:
+      metadata["class_mean_accuracy"] = class_mean_accuracy(classifier, class_means,
+                                                            config.eval.classifier_batch_size)
+    folder = save_classifier(directory, classifier, metadata)
+    tqdm.tqdm.write(f"{modality.name} classifier stored in {folder}")
     accuracies[modality.name] = metadata["test_accuracy"]
   return accuracies
 

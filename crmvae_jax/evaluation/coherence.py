@@ -38,10 +38,15 @@ def subset_abbreviations(modalities: Sequence[Modality], mask: np.ndarray) -> li
   return [m.abbreviation for m, member in zip(modalities, mask) if member]
 
 
+# (values [B, ...], true labels [B] or None for prior samples) -> score name -> per-example
+# values [B] (`judges.DigitNameJudge.scores`: exact match, Levenshtein distance).
+Scores = Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]]
+
+
 def cross_coherence(generate: Generate, judges: Mapping[str, Judge], dataset: MultimodalDataset,
                     modalities: Sequence[Modality], batch_size: int, rng: jax.Array,
-                    distance_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None
-                    ) -> tuple[dict[str, float], dict[str, float]]:
+                    scores: Mapping[str, Scores] | None = None
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
   """Cross-coherence of every (target, subset of the other modalities), Table 1.
 
   Args:
@@ -52,17 +57,17 @@ def cross_coherence(generate: Generate, judges: Mapping[str, Judge], dataset: Mu
     modalities: the model's modalities, in its order.
     batch_size: pairs per `generate` call.
     rng: sampling randomness.
-    distance_fns: optional modality name -> values -> per-example distances (the edit
-      distance of generated digit names), averaged per column.
+    scores: optional target modality name -> per-example scores of its generated values
+      against the true labels (`Scores`), averaged per column.
 
   Returns:
-    (accuracy, mean_distance): column ('M<-S+T', `tables.column_name`) -> accuracy,
-    and the same columns for targets in `distance_fns` -> mean distance.
+    (accuracy, score_means): column ('M<-S+T', `tables.column_name`) -> accuracy, and
+    score name -> column -> mean score, for the columns of targets in `scores`.
   """
-  distance_fns = distance_fns or {}
+  scores = scores or {}
   subsets = coherence_subsets(len(modalities))
   correct: dict[str, int] = {}
-  distance_sums: dict[str, float] = {}
+  score_sums: dict[str, dict[str, float]] = {}
   for batch_index, (ids, num_valid) in enumerate(padded_batches(len(dataset), batch_size)):
     batch = dataset.batch(ids)
     labels = batch["label"][:num_valid]
@@ -75,22 +80,24 @@ def cross_coherence(generate: Generate, judges: Mapping[str, Judge], dataset: Mu
         column = tables.column_name(target.abbreviation, subset_abbreviations(modalities, subset))
         predictions = judges[target.name](output)[:num_valid]
         correct[column] = correct.get(column, 0) + int(np.sum(predictions == labels))
-        if target.name in distance_fns:
-          distance_sums[column] = distance_sums.get(column, 0.0) + float(
-              np.sum(distance_fns[target.name](output)[:num_valid]))
+        if target.name in scores:
+          for name, values in scores[target.name](output[:num_valid], labels).items():
+            sums = score_sums.setdefault(name, {})
+            sums[column] = sums.get(column, 0.0) + float(np.sum(values))
   # Table 1's column order: by target, then by subset.
   columns = tables.coherence_columns([m.abbreviation for m in modalities])[1:]
   accuracy = {column: correct[column] / len(dataset) for column in columns}
-  mean_distance = {column: distance_sums[column] / len(dataset) for column in columns
-                   if column in distance_sums}
-  return accuracy, mean_distance
+  score_means = {name: {column: sums[column] / len(dataset) for column in columns
+                        if column in sums}
+                 for name, sums in score_sums.items()}
+  return accuracy, score_means
 
 
 def joint_coherence(generate_prior: GeneratePrior, judges: Mapping[str, Judge],
                     modalities: Sequence[Modality], num_samples: int, batch_size: int,
-                    rng: jax.Array,
-                    distance_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None
-                    ) -> tuple[float, dict[str, float]]:
+                    rng: jax.Array, scores: Mapping[str, Scores] | None = None,
+                    strict_judges: Mapping[str, Judge] | None = None
+                    ) -> tuple[float, dict[str, dict[str, float]], float | None]:
   """Joint coherence R: the fraction of prior samples on which all judges agree.
 
   Args:
@@ -100,26 +107,36 @@ def joint_coherence(generate_prior: GeneratePrior, judges: Mapping[str, Judge],
     num_samples: samples z ~ N(0, I).
     batch_size: samples per `generate_prior` call (every call has this size).
     rng: sampling randomness.
-    distance_fns: as in `cross_coherence`.
+    scores: as in `cross_coherence`, called without labels.
+    strict_judges: optional judges that replace some of `judges` for a second, strict
+      R (e.g. generated digit names judged by exact match, `judges.DigitNameJudge.exact`).
 
   Returns:
-    (R, mean_distance): mean_distance maps '<abbreviation><-prior' to the mean
-    distance of that modality's samples, for modalities in `distance_fns`.
+    (R, score_means, strict R or None): score_means maps score name ->
+    '<abbreviation><-prior' -> mean, for modalities in `scores`.
   """
-  distance_fns = distance_fns or {}
-  predictions = []
-  distances: dict[str, list[np.ndarray]] = {}
+  scores = scores or {}
+  strict_judges = strict_judges or {}
+  predictions, strict_predictions = [], []
+  score_values: dict[str, dict[str, list[np.ndarray]]] = {}
   for batch_index, (_, num_valid) in enumerate(padded_batches(num_samples, batch_size)):
     outputs = generate_prior(min(batch_size, num_samples), jax.random.fold_in(rng, batch_index))
     predictions.append(np.stack([judges[m.name](output)[:num_valid]
                                  for m, output in zip(modalities, outputs)]))
+    strict_predictions.append(np.stack([
+        strict_judges[m.name](output)[:num_valid] if m.name in strict_judges
+        else predictions[-1][index] for index, (m, output) in enumerate(zip(modalities, outputs))]))
     for m, output in zip(modalities, outputs):
-      if m.name in distance_fns:
-        distances.setdefault(f"{m.abbreviation}<-prior", []).append(
-            distance_fns[m.name](output)[:num_valid])
+      if m.name in scores:
+        for name, values in scores[m.name](output[:num_valid], None).items():
+          score_values.setdefault(name, {}).setdefault(f"{m.abbreviation}<-prior", []).append(
+              values)
   coherence = metrics.joint_coherence(np.concatenate(predictions, axis=1))
-  return coherence, {column: float(np.mean(np.concatenate(values)))
-                     for column, values in distances.items()}
+  strict = (metrics.joint_coherence(np.concatenate(strict_predictions, axis=1))
+            if strict_judges else None)
+  return coherence, {name: {column: float(np.mean(np.concatenate(values)))
+                            for column, values in columns.items()}
+                     for name, columns in score_values.items()}, strict
 
 
 def judge_accuracy(judges: Mapping[str, Judge], dataset: MultimodalDataset,

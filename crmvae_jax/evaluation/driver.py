@@ -32,7 +32,7 @@ from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation import coherence as coherence_lib
-from crmvae_jax.evaluation import fid, generation, image_text, probes
+from crmvae_jax.evaluation import fid, generation, image_text, likelihood, probes
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import plotting, summaries, tables
 
@@ -81,7 +81,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
     (Table 1 columns), coherence_from_means (the cross-coherence columns decoded from
     the posteriors' means with `config.eval.coherence_from_means`, else None),
-    text_edit_distance, fid (Table 2 columns, or None with
+    coherence_exact and text_levenshtein (generated digit names judged by exact match,
+    and their edit distance to the true name; None without such a text),
+    log_likelihood (proposal subset -> mean estimated log p(X) in nats, or None with
+    `config.eval.log_likelihood_samples` 0), fid (Table 2 columns, or None with
     fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
     None without an image to generate across), latent (Table 5 columns), judges,
     judge_accuracy and classifier_test_accuracy (per modality), and example counts
@@ -108,8 +111,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   directory = judges_lib.default_directory(config)
   text_decoders = data_lib.text_decoders(test_set)
   judges = judges_lib.load_judges(config, modalities, text_decoders, directory)
-  distance_fns = {name: judge.distances for name, judge in judges.items()
-                  if isinstance(judge, judges_lib.DigitNameJudge)}
+  digit_name_judges = {name: judge for name, judge in judges.items()
+                       if isinstance(judge, judges_lib.DigitNameJudge)}
+  text_scores = {name: judge.scores for name, judge in digit_name_judges.items()}
   kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   choice_rng = np.random.default_rng(config.eval.seed)
@@ -118,17 +122,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   probe_pairs = train_set.subset(
       input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
   coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
+  # Its own stream, so that the other metrics draw as they did before it existed.
+  ll_rng = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1)
   generate = generation.make_generate(model, params, kind)
 
   tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
                   f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
                   f"samples, {len(probe_pairs)} probe training pairs.")
-  coherence, text_edit_distance = coherence_lib.cross_coherence(
-      generate, judges, test_pairs, modalities, batch_size, coherence_rng, distance_fns)
-  joint, prior_distance = coherence_lib.joint_coherence(
+  coherence, cross_scores = coherence_lib.cross_coherence(
+      generate, judges, test_pairs, modalities, batch_size, coherence_rng, text_scores)
+  joint, prior_scores, joint_exact = coherence_lib.joint_coherence(
       generation.make_generate_prior(model, params), judges, modalities,
-      config.eval.num_prior_samples, batch_size, prior_rng, distance_fns)
-  text_edit_distance.update(prior_distance)
+      config.eval.num_prior_samples, batch_size, prior_rng, text_scores,
+      strict_judges={name: judge.exact for name, judge in digit_name_judges.items()})
   coherence_from_means = None
   if config.eval.get("coherence_from_means"):
     coherence_from_means, _ = coherence_lib.cross_coherence(
@@ -137,6 +143,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   fid_results, fid_note = fid.model_fid(config, generate, test_pairs, modalities, fid_rng)
   classifier_fd = fid.model_classifier_fd(config, generate, judges, test_pairs, modalities,
                                           fid_rng)
+  log_likelihood = None
+  if config.eval.get("log_likelihood_samples", 0) > 0:
+    log_likelihood = _test_log_likelihood(config, model, params, kind, test_pairs, ll_rng)
 
   results = {
       **header,
@@ -145,19 +154,30 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       "num_probe_train_pairs": len(probe_pairs),
       "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
       "coherence_from_means": coherence_from_means,
-      "text_edit_distance": text_edit_distance,
+      # Generated digit names read strictly: the text, spaces stripped, is exactly the
+      # true name (R: every judge agrees, the text exactly).
+      "coherence_exact": ({tables.JOINT_COHERENCE_COLUMN: joint_exact,
+                           **cross_scores["exact"]} if digit_name_judges else None),
+      # Mean Levenshtein distance of generated names to the true name ('<-prior': to
+      # the nearest name, as prior samples have no true one).
+      "text_levenshtein": ({**cross_scores["levenshtein"], **prior_scores["levenshtein"]}
+                           if digit_name_judges else None),
+      "log_likelihood": log_likelihood,
+      "num_log_likelihood_pairs": (min(len(test_pairs), config.eval.log_likelihood_examples)
+                                   if log_likelihood else 0),
+      "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0),
       "fid": fid_results,
       "classifier_fd": classifier_fd,
       "num_fid_pairs": len(fid.fid_pairs(config, test_pairs)),
       "latent": probes.latent_probes(generation.make_encode_means(model, params, kind),
                                      probe_pairs, test_pairs, modalities, batch_size),
-      "judges": {name: ("levenshtein" if name in distance_fns else "classifier")
+      "judges": {name: ("levenshtein" if name in digit_name_judges else "classifier")
                  for name in judges},
       "judge_accuracy": coherence_lib.judge_accuracy(judges, test_pairs, modalities,
                                                      batch_size),
       "classifier_test_accuracy": {
           m.name: (judges_lib.read_metadata(directory, m.name) or {}).get("test_accuracy")
-          for m in modalities if m.name not in distance_fns},
+          for m in modalities if m.name not in digit_name_judges},
   }
   if fid_note:
     results["fid_note"] = fid_note
@@ -175,6 +195,21 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
   return results
+
+
+def _test_log_likelihood(config: ml_collections.ConfigDict, model, params, kind,
+                         test_pairs: MultimodalDataset, rng: jax.Array) -> dict[str, float]:
+  """log p(X) of `config.eval.log_likelihood_examples` test pairs (a seeded choice), with
+  the joint posterior and every subset's posterior as proposals (`likelihood`)."""
+  ids = input_pipeline.sample_ids(len(test_pairs), config.eval.log_likelihood_examples,
+                                  np.random.default_rng([config.eval.seed, 1]))
+  subsets = likelihood.proposal_subsets(len(model.modalities),
+                                        config.eval.get("log_likelihood_subsets", True))
+  estimate = likelihood.make_estimate(model, params, kind, config.eval.log_likelihood_samples,
+                                      subsets)
+  return likelihood.test_log_likelihood(
+      estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in model.modalities],
+      min(config.eval.batch_size, 100), rng)
 
 
 def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,

