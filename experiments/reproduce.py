@@ -391,15 +391,16 @@ def paper_layout_sections(records: list[dict], data: str) -> list[str]:
 
 def renders_figure(path: str) -> None:
   """40 SVHN-like test renders (4 per digit, one digit a column) and, below, class
-  means (each the mean of 16 renders): what the S judge must and must not read."""
+  means (of 16 and of 256 renders): what the S judge must and must not read."""
   config_data = mst_offline_config.get_config().data
   _, (_, test_labels) = mst_offline.mnist_split(config_data)
   images = mst_offline.renders(config_data, "test", test_labels)
   columns = [images[np.flatnonzero(test_labels == digit)[:4]] for digit in range(10)]
-  means, mean_labels = mst_offline.class_mean_images(config_data, "svhn")
   rows = [(f"render {i + 1}", np.stack([c[i] for c in columns]) / 255.0) for i in range(4)]
-  rows.append(("mean of 16", np.stack([means[np.flatnonzero(mean_labels == d)[0]]
-                                       for d in range(10)])))
+  for renders_per_mean, (means, mean_labels) in sorted(
+      mst_offline.class_mean_images(config_data, "svhn").items()):
+    rows.append((f"mean of {renders_per_mean}",
+                 np.stack([means[np.flatnonzero(mean_labels == d)[0]] for d in range(10)])))
   plotting.save_text_grid([str(d) for d in range(10)], rows, path,
                           "SVHN-like renders (crmvae_jax.data.syndigits) and class means")
 
