@@ -53,9 +53,9 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from crmvae_jax.evaluation import driver, generation
+from crmvae_jax.evaluation import driver
 from crmvae_jax import cli, input_pipeline, sweeps
-from crmvae_jax.core import objectives
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data import mst_offline
 from crmvae_jax.data import text as text_lib
 from crmvae_jax.training import checkpoints, loop, state
@@ -424,11 +424,10 @@ def generation_figure(root: str, path: str, budget: int | None = None,
       texts = [s.strip() for s in text_lib.decode(batch["text"])]
       rows += [("M input", np.repeat(batch["mnist"], 3, axis=-1) / 255.0),
                ("S (real pair)", batch["svhn"] / 255.0)]
-    generate = generation.make_generate(
-        model, params, objectives.subset_posterior_kind(config.model, config.readings))
-    for source, subset in (("M", [True, False, False]), ("T", [False, False, True])):
-      outputs = generate(np.array(subset), batch, jax.random.PRNGKey(0))
-      rows.append((f"{name} S<-{source}", outputs[1]))
+    trained = TrainedModel.from_config(model, params, config)
+    for source in ("mnist", "text"):
+      svhn = trained.generate({source: batch[source]}, ["svhn"], jax.random.PRNGKey(0))["svhn"]
+      rows.append((f"{name} S<-{'M' if source == 'mnist' else 'T'}", svhn))
   plotting.save_text_grid(texts, rows, path, f"S generated from M and from T (seed 0, step "
                           f"{step}); column headers: the T input")
   return True

@@ -162,12 +162,12 @@ def test_training_figure_examples_are_a_seeded_random_sample(monkeypatch, sorted
   dataset, _ = sorted_digits
   shown = []
   monkeypatch.setattr(loop.plotting, "cross_generation_figure",
-                      lambda model, params, batch, *args, **kwargs: shown.append(batch["label"]))
+                      lambda trained, batch, *args, **kwargs: shown.append(batch["label"]))
   config = config_lib.quickstart_config()
   config.figure_examples = 8
   for seed in (0, 0, 1):
     config.eval.seed = seed
-    loop.save_cross_generation(None, None, dataset, config, "unused.png", "title")
+    loop.save_cross_generation(None, dataset, config, "unused.png", "title")
   assert len(shown[0]) == 8 and _num_digits([shown[0]]) >= 4
   np.testing.assert_array_equal(shown[0], shown[1])
   assert not np.array_equal(shown[0], shown[2])

@@ -10,6 +10,7 @@ import pytest
 
 from crmvae_jax.evaluation import generation
 from crmvae_jax.core import models
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.core.modalities import modalities_of
@@ -34,7 +35,7 @@ def quickstart_model():
 def test_generation_from_means_decodes_the_subset_posteriors_mean(quickstart_model, kind):
   model, params, batch = quickstart_model
   subset = np.array([False, True])  # generate the image from the text
-  from_mean = generation.make_generate(model, params, kind, from_mean=True)
+  from_mean = generation.make_generate(TrainedModel(model, params, kind), from_mean=True)
   first, again = (from_mean(subset, batch, jax.random.PRNGKey(seed)) for seed in (1, 2))
   np.testing.assert_array_equal(first[0], again[0])  # no sampling
 
@@ -45,7 +46,7 @@ def test_generation_from_means_decodes_the_subset_posteriors_mean(quickstart_mod
                         method=model.decode)
   np.testing.assert_allclose(first[0], model.modalities[0].display(decoded[0]), atol=1e-6)
 
-  sampled = generation.make_generate(model, params, kind)
+  sampled = generation.make_generate(TrainedModel(model, params, kind))
   one, other = (sampled(subset, batch, jax.random.PRNGKey(seed))[0] for seed in (1, 2))
   assert np.max(np.abs(one - other)) > 1e-3  # samples differ between keys
   assert np.max(np.abs(one - first[0])) > 1e-3

@@ -24,6 +24,7 @@ from configs import cub as cub_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
 from crmvae_jax import input_pipeline
 from crmvae_jax.core import metrics
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
 from crmvae_jax.core.distributions import Gaussian
@@ -271,14 +272,15 @@ def test_celeba_grid_texts_and_generation(celeba_run):
   texts, ids = driver.chosen_texts(config, test_set, "text")
   assert texts == [t[:64].strip() for t in config.eval.generation_texts]
   assert ids.shape == (5, 64) and text.decode(ids)[2].startswith("eyeglasses, gray hair, male ")
-  generate = image_text.make_image_generator(model, params, "poe")
+  generate = image_text.make_image_generator(TrainedModel(model, params, "poe"))
   means = generate(ids, None)
   assert means.shape == (5, 64, 64, 3) and 0.0 <= means.min() and means.max() <= 1.0
   np.testing.assert_array_equal(generate(ids, None), means)  # the mean is deterministic
   sampled = generate(ids, jax.random.PRNGKey(3))
   assert not np.allclose(sampled, means)
   # Image and text latents of the test pairs, as the cosine metric sees them.
-  latents = image_text.encode_unimodal_means(model, params, "poe", test_set, batch_size=3)
+  latents = image_text.encode_unimodal_means(TrainedModel(model, params, "poe"), test_set,
+                                             batch_size=3)
   assert latents.shape == (2, 4, 64)
   assert image_text.latent_cosine_similarity(latents, 0, 1) == pytest.approx(
       metrics.cosine_similarity(latents[0], latents[1]))

@@ -25,10 +25,12 @@ LAYERS = (
               "core.objectives"}),
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
-              "data.quickstart", "data.polymnist", "data.cub", "data.celeba"}),
+              "data.quickstart", "data.polymnist", "data.cub", "data.celeba",
+              "data.syndigits", "data.mst_offline"}),
     # The core's model: modalities as the data registry describes them, the multimodal
-    # VAE over them, and the FID Inception network (whose weights file is data).
-    ("core model", {"core.modalities", "core.models", "core.inception"}),
+    # VAE over them, the trained model's inference API, and the FID Inception network
+    # (whose weights file is data).
+    ("core model", {"core.modalities", "core.models", "core.inference", "core.inception"}),
     ("configuration", {"config", "validation", "cli"}),
     # Tables, Markdown summaries and figures of what the layers below compute.
     ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
@@ -41,6 +43,7 @@ LAYERS = (
     ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text",
                     "evaluation.judges", "evaluation.classifier_training",
+                    "evaluation.likelihood",
                     "evaluation.driver", "sweeps"}),
     # The command lines: flags and main() only.
     ("entry points", {"main", "evaluate", "evaluate_image_text", "classifiers"}),

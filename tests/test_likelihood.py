@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from crmvae_jax.core import distributions as dist
-from crmvae_jax.evaluation import likelihood
+from crmvae_jax.core import inference as likelihood
 
 LATENT, OBSERVED, BATCH, NOISE = 3, 5, 4, 0.7
 

@@ -26,7 +26,7 @@ import tqdm
 from crmvae_jax import data as data_lib
 from crmvae_jax import input_pipeline, runs, validation
 from crmvae_jax.training import checkpoints, state
-from crmvae_jax.core import objectives
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
@@ -114,7 +114,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   digit_name_judges = {name: judge for name, judge in judges.items()
                        if isinstance(judge, judges_lib.DigitNameJudge)}
   text_scores = {name: judge.scores for name, judge in digit_name_judges.items()}
-  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
   choice_rng = np.random.default_rng(config.eval.seed)
   test_pairs = test_set.subset(
@@ -124,7 +123,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
   # Its own stream, so that the other metrics draw as they did before it existed.
   ll_rng = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1)
-  generate = generation.make_generate(model, params, kind)
+  trained = TrainedModel.from_config(model, params, config, batch_size)
+  generate = generation.make_generate(trained)
 
   tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
                   f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
@@ -132,20 +132,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   coherence, cross_scores = coherence_lib.cross_coherence(
       generate, judges, test_pairs, modalities, batch_size, coherence_rng, text_scores)
   joint, prior_scores, joint_exact = coherence_lib.joint_coherence(
-      generation.make_generate_prior(model, params), judges, modalities,
+      generation.make_generate_prior(trained), judges, modalities,
       config.eval.num_prior_samples, batch_size, prior_rng, text_scores,
       strict_judges={name: judge.exact for name, judge in digit_name_judges.items()})
   coherence_from_means = None
   if config.eval.get("coherence_from_means"):
     coherence_from_means, _ = coherence_lib.cross_coherence(
-        generation.make_generate(model, params, kind, from_mean=True), judges, test_pairs,
+        generation.make_generate(trained, from_mean=True), judges, test_pairs,
         modalities, batch_size, coherence_rng)
   fid_results, fid_note = fid.model_fid(config, generate, test_pairs, modalities, fid_rng)
   classifier_fd = fid.model_classifier_fd(config, generate, judges, test_pairs, modalities,
                                           fid_rng)
   log_likelihood = None
   if config.eval.get("log_likelihood_samples", 0) > 0:
-    log_likelihood = _test_log_likelihood(config, model, params, kind, test_pairs, ll_rng)
+    log_likelihood = _test_log_likelihood(config, trained, test_pairs, ll_rng)
 
   results = {
       **header,
@@ -169,7 +169,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       "fid": fid_results,
       "classifier_fd": classifier_fd,
       "num_fid_pairs": len(fid.fid_pairs(config, test_pairs)),
-      "latent": probes.latent_probes(generation.make_encode_means(model, params, kind),
+      "latent": probes.latent_probes(generation.make_encode_means(trained),
                                      probe_pairs, test_pairs, modalities, batch_size),
       "judges": {name: ("levenshtein" if name in digit_name_judges else "classifier")
                  for name in judges},
@@ -189,7 +189,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
                                          config.eval.seed)
   plotting.cross_generation_figure(
-      model, params, test_pairs.batch(figure_ids), kind, text_decoders,
+      trained, test_pairs.batch(figure_ids), text_decoders,
       os.path.join(eval_dir, FIGURE_FILE),
       title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
   print(markdown)
@@ -197,18 +197,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   return results
 
 
-def _test_log_likelihood(config: ml_collections.ConfigDict, model, params, kind,
+def _test_log_likelihood(config: ml_collections.ConfigDict, trained: TrainedModel,
                          test_pairs: MultimodalDataset, rng: jax.Array) -> dict[str, float]:
   """log p(X) of `config.eval.log_likelihood_examples` test pairs (a seeded choice), with
   the joint posterior and every subset's posterior as proposals (`likelihood`)."""
   ids = input_pipeline.sample_ids(len(test_pairs), config.eval.log_likelihood_examples,
                                   np.random.default_rng([config.eval.seed, 1]))
-  subsets = likelihood.proposal_subsets(len(model.modalities),
+  subsets = likelihood.proposal_subsets(len(trained.modalities),
                                         config.eval.get("log_likelihood_subsets", True))
-  estimate = likelihood.make_estimate(model, params, kind, config.eval.log_likelihood_samples,
-                                      subsets)
+  estimate = likelihood.make_estimate(trained, config.eval.log_likelihood_samples, subsets)
   return likelihood.test_log_likelihood(
-      estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in model.modalities],
+      estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in trained.modalities],
       min(config.eval.batch_size, 100), rng)
 
 
@@ -245,8 +244,8 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   modalities = model.modalities
   image_index, text_index = image_text.image_and_text_indices(modalities)
   image, text = modalities[image_index], modalities[text_index]
-  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
   batch_size = config.eval.batch_size
+  trained = TrainedModel.from_config(model, params, config, batch_size)
   header = _run_header(config, modalities, step, replica)
   test_pairs = test_set.subset(
       input_pipeline.sample_ids(len(test_set), config.eval.num_examples, config.eval.seed))
@@ -259,7 +258,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
       **header,
       "num_test_pairs": len(test_pairs),
       "cosine_similarity": image_text.latent_cosine_similarity(
-          image_text.encode_unimodal_means(model, params, kind, test_pairs, batch_size),
+          image_text.encode_unimodal_means(trained, test_pairs, batch_size),
           image_index, text_index),
       "fid_from_text": None,
   }
@@ -270,7 +269,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   features_fn, fid_note = fid.inception_features(config)
   if fid_note:
     results["fid_note"] = fid_note
-  generate = image_text.make_image_generator(model, params, kind)
+  generate = image_text.make_image_generator(trained)
   # A seeded random choice: test pairs stored in class order would give one class.
   fid_ids = input_pipeline.sample_ids(len(test_pairs), config.eval.fid_examples,
                                       config.eval.seed)

@@ -13,14 +13,14 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax.core import metrics, models, objectives
+from crmvae_jax.core import metrics, objectives
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import text as char_text
@@ -67,35 +67,21 @@ def unimodal_posterior_means(posteriors: Gaussian,
   return subset_posterior_means(posteriors, jnp.eye(num_modalities, dtype=bool), kind)
 
 
-# The model is static (hashable): every replica and every call with an equal model
-# reuses one compiled program.
-@functools.partial(jax.jit, static_argnames=("model", "kind"))
-def _unimodal_means(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
-                    stored: dict) -> jax.Array:
-  """[M, B, D] unimodal posterior means of a stored batch."""
-  posteriors = model.apply({"params": params}, models.model_inputs(model.modalities, stored),
-                           method=model.encode)
-  return unimodal_posterior_means(posteriors, kind)
-
-
-def encode_unimodal_means(model: models.MultimodalVAE, params,
-                          kind: objectives.SubsetPosteriorKind,
-                          dataset: MultimodalDataset, batch_size: int) -> np.ndarray:
+def encode_unimodal_means(trained: TrainedModel, dataset: MultimodalDataset,
+                          batch_size: int) -> np.ndarray:
   """Unimodal posterior means of every pair of `dataset`.
 
   Args:
-    model: a `MultimodalVAE`.
-    params: its parameters.
-    kind: its subset posterior, 'poe' or 'moe'.
+    trained: the trained model.
     dataset: the pairs to encode.
     batch_size: pairs per compiled call (the last batch is padded).
 
   Returns:
     [M, N, D]: row m holds the means given modality m alone.
   """
-  names = [m.name for m in model.modalities]
-  return encode_all(lambda batch: np.asarray(
-      _unimodal_means(model, kind, params, {n: batch[n] for n in names})), dataset, batch_size)
+  single = np.eye(len(trained.modalities), dtype=bool)
+  return encode_all(lambda batch: trained.subset_means(
+      {n: batch[n] for n in trained.names}, single), dataset, batch_size)
 
 
 def latent_cosine_similarity(unimodal_means: np.ndarray, image_index: int,
@@ -113,50 +99,24 @@ def latent_cosine_similarity(unimodal_means: np.ndarray, image_index: int,
   return metrics.cosine_similarity(unimodal_means[image_index], unimodal_means[text_index])
 
 
-@functools.partial(jax.jit, static_argnames=("model", "kind", "text_index", "image_index",
-                                             "sample"))
-def _images_from_text(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind,
-                      text_index: int, image_index: int, sample: bool, params,
-                      text_ids: jax.Array, rng: jax.Array) -> jax.Array:
-  """Image decoder means [B, H, W, C] for z from the posterior of the text alone."""
-  variables = {"params": params}
-  text_modality = model.modalities[text_index]
-  # Only the text encoder runs: the posterior of {text} needs no image.
-  mean, logvar = model.apply(variables, text_modality.inputs(text_ids),
-                             method=lambda module, x: module.encoders[text_index](x))
-  posterior = models.subset_posterior(Gaussian(mean[None], logvar[None]),
-                                      jnp.ones((1,), bool), kind)
-  z = posterior.sample(rng) if sample else models.posterior_mean(posterior)
-  return model.apply(variables, z, method=lambda module, z: module.decoders[image_index](z))
-
-
 # (stored texts [B, L], rng or None) -> images [B, H, W, C] in [0, 1]; None: from the mean.
 GenerateImages = Callable[[np.ndarray, jax.Array | None], np.ndarray]
 
 
-def make_image_generator(model: models.MultimodalVAE, params,
-                         kind: objectives.SubsetPosteriorKind) -> GenerateImages:
+def make_image_generator(trained: TrainedModel) -> GenerateImages:
   """Generation of images from texts alone, through the model's text posterior.
 
   Args:
-    model: a `MultimodalVAE` with one image and one text modality.
-    params: its parameters.
-    kind: its subset posterior, 'poe' or 'moe'.
+    trained: a trained model with one image and one text modality.
 
   Returns:
     generate(text_ids [B, L], rng) -> images [B, H, W, C] in [0, 1]: z is sampled
     from the posterior of the text with `rng`, or is its mean when rng is None.
   """
-  image_index, text_index = image_and_text_indices(model.modalities)
-  image_modality = model.modalities[image_index]
-
-  def generate(text_ids: np.ndarray, rng: jax.Array | None) -> np.ndarray:
-    sample = rng is not None
-    images = _images_from_text(model, kind, text_index, image_index, sample, params,
-                               jnp.asarray(text_ids), rng if sample else jax.random.PRNGKey(0))
-    return image_modality.display(jax.device_get(images))
-
-  return generate
+  image_index, text_index = image_and_text_indices(trained.modalities)
+  image, text = trained.names[image_index], trained.names[text_index]
+  return lambda text_ids, rng: trained.generate({text: np.asarray(text_ids)}, [image],
+                                                rng)[image]
 
 
 def text_to_image_scores(

@@ -12,13 +12,11 @@ import os
 import textwrap
 from typing import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from crmvae_jax.core import models, objectives
+from crmvae_jax.core.inference import TrainedModel
 
 CELL = 64
 LABEL_WIDTH = 72
@@ -76,43 +74,38 @@ def grid_image(rows: list[tuple[str, list[Image.Image]]]) -> Image.Image:
   return canvas
 
 
-def cross_generation_rows(model, params, batch: dict, kind: objectives.SubsetPosteriorKind,
+def cross_generation_rows(trained: TrainedModel, batch: dict,
                           text_decoders: dict[str, Callable]) -> list[tuple[str, list]]:
-  """Rows of the cross-generation grid: inputs, then 'target <- source' generations."""
+  """Rows of the cross-generation grid: inputs, then 'target <- source' generations,
+  each decoded from the mean of the posterior of its one source modality."""
   font = ImageFont.load_default()
-  modalities = model.modalities
-  variables = {"params": params}
-  posteriors = model.apply(variables, models.model_inputs(modalities, batch), method=model.encode)
+  modalities = trained.modalities
   # Inputs as the model sees them: images in [0, 1] (stored as uint8), text as ids.
   rows = [(f"{m.abbreviation} (input)",
            _row_cells(m, batch[m.name] if m.is_text else np.asarray(m.inputs(batch[m.name])),
                       text_decoders, font))
           for m in modalities]
-  for source_index, source in enumerate(modalities):
-    subset = jnp.arange(len(modalities)) == source_index
-    z = models.posterior_mean(models.subset_posterior(posteriors, subset, kind))
-    outputs = model.apply(variables, jnp.broadcast_to(z, (len(modalities),) + z.shape),
-                          method=model.decode)
-    for target, output in zip(modalities, outputs):
+  for source in modalities:
+    outputs = trained.generate({source.name: batch[source.name]})
+    for target in modalities:
       rows.append((f"{target.abbreviation} <- {source.abbreviation}",
-                   _row_cells(target, target.display(jax.device_get(output)), text_decoders, font)))
+                   _row_cells(target, outputs[target.name], text_decoders, font)))
   return rows
 
 
-def cross_generation_figure(model, params, batch: dict, kind: objectives.SubsetPosteriorKind,
-                            text_decoders: dict[str, Callable], path: str, title: str = "") -> None:
+def cross_generation_figure(trained: TrainedModel, batch: dict,
+                            text_decoders: dict[str, Callable], path: str, title: str = ""
+                            ) -> None:
   """Saves the cross-generation grid of `batch` as a PNG at `path`.
 
   Args:
-    model: a `MultimodalVAE`.
-    params: its parameters.
+    trained: the trained model.
     batch: stored arrays of a few examples (they become the columns).
-    kind: the model's subset posterior, "poe" or "moe".
     text_decoders: text modality name -> decode(ids) -> list[str].
     path: where the PNG goes (its directory is created).
     title: a line written above the grid.
   """
-  rows = cross_generation_rows(model, params, batch, kind, text_decoders)
+  rows = cross_generation_rows(trained, batch, text_decoders)
   grid = grid_image(rows)
   canvas = Image.new("RGB", (grid.width, grid.height + 16), "white")
   ImageDraw.Draw(canvas).text((4, 2), title, fill="black", font=ImageFont.load_default())

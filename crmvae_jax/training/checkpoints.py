@@ -18,7 +18,9 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
+from crmvae_jax import runs
 from crmvae_jax.core import models
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
@@ -111,3 +113,33 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
         f"python -m crmvae_jax.main --config=CONFIG --workdir={workdir}")
   state = jax.tree.map(lambda x: x[replica], states)
   return TrainedRun(model, state.params, train_set, test_set, int(state.step))
+
+
+def load_run(workdir: str, replica: int = 0, batch_size: int = 256) -> TrainedModel:
+  """The trained model of the run in `workdir` (`crmvae_jax.load`).
+
+  Reads the run's saved config (`runs.load_config`), its data and its newest readable
+  checkpoint; the model infers z from a subset of modalities as it was trained to.
+
+  Args:
+    workdir: the run's directory.
+    replica: which (seed, beta) replica of a sweep (`state.replica_grid`); 0 for a run.
+    batch_size: examples per compiled call of the model's methods.
+
+  Returns:
+    A `TrainedModel` whose `config`, `step`, `train_set` and `test_set` are the run's.
+
+  Raises:
+    UserError: no trained run or no readable checkpoint in `workdir`, or no such
+      replica; the message says what to run or pass.
+  """
+  config = runs.load_config(workdir)
+  seeds, _ = replica_grid(config)
+  if not 0 <= replica < len(seeds):
+    raise UserError(f"{workdir} holds replicas 0..{len(seeds) - 1}; pass replica= one of them "
+                    f"(got {replica}).")
+  model, params, train_set, test_set, step = load_trained(config, workdir, replica)
+  trained = TrainedModel.from_config(model, params, config, batch_size)
+  trained.config, trained.step = config, step
+  trained.train_set, trained.test_set = train_set, test_set
+  return trained

@@ -27,7 +27,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
 from crmvae_jax import input_pipeline, runs, validation
-from crmvae_jax.core import models, objectives
+from crmvae_jax.core import models
+from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.errors import UserError
 from crmvae_jax.reporting import plotting
@@ -76,13 +77,12 @@ def evaluate_loss(eval_step, params, test_set, config, put, betas) -> dict:
   return jax.tree.map(lambda total: total / count, sums)
 
 
-def save_cross_generation(model, params, test_set, config, path, title) -> None:
+def save_cross_generation(trained: TrainedModel, test_set, config, path, title) -> None:
   """Writes the cross-generation grid of seeded random test examples to `path`."""
   batch = test_set.batch(input_pipeline.sample_ids(len(test_set), config.figure_examples,
                                                    config.eval.seed))
-  kind = objectives.subset_posterior_kind(config.model, config.get("readings"))
-  plotting.cross_generation_figure(model, params, batch, kind, data_lib.text_decoders(test_set),
-                                   path, title=title)
+  plotting.cross_generation_figure(trained, batch, data_lib.text_decoders(test_set), path,
+                                   title=title)
 
 
 class _Outputs:
@@ -342,7 +342,8 @@ class _Run:
       return
     for r in range(self.num_replicas):
       save_cross_generation(
-          model, jax.tree.map(lambda x: x[r], host_params), self.test_set, config,
+          TrainedModel.from_config(model, jax.tree.map(lambda x: x[r], host_params), config),
+          self.test_set, config,
           self.outputs.figure_path(r, step),
           f"{config.model}, seed {self.seeds[r]}, beta {self.beta_values[r]:g}, step {step}")
     figures = os.path.dirname(self.outputs.figure_path(0, step))

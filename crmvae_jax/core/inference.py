@@ -1,0 +1,318 @@
+"""A trained multimodal VAE as a Python object: encode, generate, sample, reconstruct and
+score any subset of its modalities.
+
+`TrainedModel` wraps the module, its parameters and how the model infers z from a subset
+of modalities (`objectives.subset_posterior_kind`: a product of experts with or without
+the prior expert, or a mixture), worked out once from the readings the model was
+trained with. Every method takes inputs as a dict {modality name: array} holding any
+non-empty subset of the modalities, in the stored form of the data sets (images uint8
+[B, H, W, C], text int token ids [B, L]); modalities left out are left out of the
+posterior (masked, never branched on), so one compiled program serves every subset of
+one batch size. Large inputs are processed in batches of `batch_size`.
+
+Outputs are what a person looks at (`Modality.display`): images as floats in [0, 1],
+text as token ids [B, L] (`crmvae_jax.data.text.decode` turns MST-style ids into
+strings).
+
+    import crmvae_jax
+    model = crmvae_jax.load("workdirs/quickstart_crmvae_seed0")
+    names = model.generate({"mnist": images}, ["text"])["text"]
+
+Every evaluation metric and figure of the package goes through this class.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crmvae_jax.core import distributions as dist
+from crmvae_jax.core import models, objectives
+from crmvae_jax.core.modalities import Modality
+
+# Latents decoded at once when estimating log-likelihoods: [chunk, B, D], chunk B about this.
+LATENTS_PER_CALL = 4096
+
+
+def sample_chunk(num_samples: int, batch_size: int) -> int:
+  """Importance samples per step: the largest divisor of `num_samples` whose chunk of
+  latents, times the batch, stays within `LATENTS_PER_CALL` (at least 1)."""
+  largest = max(1, LATENTS_PER_CALL // max(batch_size, 1))
+  return max(d for d in range(1, min(num_samples, largest) + 1) if num_samples % d == 0)
+
+
+def log_marginal_estimate(log_likelihood_fn, proposal: dist.Gaussian | dist.Mixture,
+                          num_samples: int, rng: jax.Array, chunk: int | None = None
+                          ) -> jax.Array:
+  """Importance-sampled log p(x) for every batch element:
+
+      log p(x) ~= logsumexp_k [log p(x | z_k) + log p(z_k) - log q(z_k)] - log K,
+      z_1..z_K ~ q,
+
+  consistent as K grows, and a lower bound in expectation for every K (the IWAE bound
+  of Burda et al. 2016), with p(z) = N(0, I).
+
+  Args:
+    log_likelihood_fn: latents [k, B, D] -> log p(x | z) [k, B].
+    proposal: q(z) with batch shape [B] and event size D (a Gaussian [B, D] or a
+      mixture of them).
+    num_samples: K.
+    rng: sampling randomness.
+    chunk: samples drawn and scored per step; must divide K. Default:
+      `sample_chunk(K, B)`.
+
+  Returns:
+    [B]: the estimate of log p(x) for each element (nats).
+  """
+  if isinstance(proposal, dist.Gaussian):
+    batch_size, latent_dim = proposal.mean.shape
+  else:
+    batch_size, latent_dim = proposal.components.mean.shape[1:]
+  chunk = chunk or sample_chunk(num_samples, batch_size)
+  if num_samples % chunk:
+    raise ValueError(f"log_marginal_estimate: chunk {chunk} does not divide {num_samples}.")
+  prior = dist.standard_normal((batch_size, latent_dim))
+
+  def log_weights(rng):  # [chunk, B]
+    z = jax.vmap(proposal.sample)(jax.random.split(rng, chunk))
+    return log_likelihood_fn(z) + prior.log_prob(z) - proposal.log_prob(z)
+
+  def step(running, rng):
+    return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(rng), axis=0)), None
+
+  total, _ = jax.lax.scan(step, jnp.full((batch_size,), -jnp.inf),
+                          jax.random.split(rng, num_samples // chunk))
+  return total - jnp.log(num_samples)
+
+
+# The jitted programs take the module and the posterior kind as static arguments: a
+# module is a hashable dataclass, so every TrainedModel of one architecture shares them.
+
+def _experts(model: models.MultimodalVAE, params, stored: dict) -> dist.Gaussian:
+  """The unimodal experts [M, B, D] of a stored batch (every encoder runs)."""
+  return model.apply({"params": params}, models.model_inputs(model.modalities, stored),
+                     method=model.encode)
+
+
+def _posterior(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
+               stored: dict, subset: jax.Array) -> dist.Gaussian | dist.Mixture:
+  return models.subset_posterior(_experts(model, params, stored), subset, kind)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kind", "from_mean"))
+def _latents(model, kind, from_mean, params, stored, subset, rng) -> jax.Array:
+  """z [B, D]: the mean of, or a sample from, the posterior of `subset` [M] (or [M, B])."""
+  posterior = _posterior(model, kind, params, stored, subset)
+  return models.posterior_mean(posterior) if from_mean else posterior.sample(rng)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kind"))
+def _subset_means(model, kind, params, stored, subsets) -> jax.Array:
+  """[K, B, D]: the posterior mean of each subset of `subsets` [K, M], one encoding."""
+  posteriors = _experts(model, params, stored)
+  return jax.vmap(lambda subset: models.posterior_mean(
+      models.subset_posterior(posteriors, subset, kind)))(subsets)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _decode(model, params, z) -> tuple[jax.Array, ...]:
+  """Every decoder's output for latents z [B, D]."""
+  return model.apply({"params": params},
+                     jnp.broadcast_to(z, (len(model.modalities),) + z.shape),
+                     method=model.decode)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kind", "num_samples"))
+def _log_likelihood(model, kind, num_samples, params, stored, subset, scored, rng) -> jax.Array:
+  """[B]: log p(X_scored) with the posterior of `subset` as the proposal (both [M])."""
+  proposal = _posterior(model, kind, params, stored, subset)
+  log_likelihoods = models.make_log_likelihood_fn(model, params, stored, weighted=False)
+  num_modalities = len(model.modalities)
+
+  def log_likelihood_fn(z):  # [k, B, D] -> [k, B]: every decoder reads each z
+    rows = jnp.broadcast_to(z[:, None], (z.shape[0], num_modalities) + z.shape[1:])
+    return jnp.sum(log_likelihoods.stacked(rows) * scored[None, :, None], axis=1)
+
+  return log_marginal_estimate(log_likelihood_fn, proposal, num_samples, rng)
+
+
+class TrainedModel:
+  """A trained multimodal VAE (module docstring).
+
+  Attributes:
+    model: the `MultimodalVAE` module.
+    params: its parameters.
+    kind: how it infers z from a subset of its modalities.
+    modalities: its `Modality`s, in its order.
+    names: their names.
+    latent_dim: D.
+    batch_size: examples per compiled call.
+    config: the run's config, step: the step of its checkpoint, train_set and test_set:
+      its data (`crmvae_jax.load` sets them; None otherwise).
+  """
+
+  def __init__(self, model: models.MultimodalVAE, params, kind: objectives.SubsetPosteriorKind,
+               batch_size: int = 256):
+    self.model = model
+    self.params = params
+    self.kind = kind
+    self.modalities: tuple[Modality, ...] = model.modalities
+    self.names = tuple(m.name for m in self.modalities)
+    self.latent_dim = model.latent_dim
+    self.batch_size = batch_size
+    self.config = self.step = self.train_set = self.test_set = None
+
+  def __repr__(self) -> str:
+    run = "" if self.config is None else f"{self.config.model} at step {self.step}, "
+    return (f"TrainedModel({run}modalities {list(self.names)}, latent {self.latent_dim}, "
+            f"posterior of a subset: {self.kind})")
+
+  @classmethod
+  def from_config(cls, model: models.MultimodalVAE, params, config, batch_size: int = 256
+                  ) -> "TrainedModel":
+    """The model with the posterior kind of `config`'s model and readings."""
+    return cls(model, params, objectives.subset_posterior_kind(config.model,
+                                                               config.get("readings")),
+               batch_size)
+
+  # Inputs.
+
+  def _batch_size_of(self, inputs: Mapping[str, np.ndarray]) -> int:
+    unknown = sorted(set(inputs) - set(self.names))
+    if unknown or not inputs:
+      raise ValueError(f"Inputs {sorted(inputs)}: give a non-empty dict of the model's "
+                       f"modalities {list(self.names)}; unknown: {unknown}.")
+    sizes = {name: len(values) for name, values in inputs.items()}
+    if len(set(sizes.values())) != 1:
+      raise ValueError(f"Inputs of different lengths {sizes}: give one example per row of "
+                       "every modality.")
+    for m in self.modalities:
+      if m.name in inputs and tuple(np.shape(inputs[m.name])[1:]) != m.shape:
+        raise ValueError(f"Input {m.name!r} has examples of shape "
+                         f"{tuple(np.shape(inputs[m.name])[1:])}; the model reads {m.shape}.")
+    return next(iter(sizes.values()))
+
+  def stored(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every modality's array for the encoders: the given ones, zeros for the others
+    (they are masked out of the posterior)."""
+    size = self._batch_size_of(inputs)
+    return {m.name: (np.asarray(inputs[m.name]) if m.name in inputs else
+                     np.zeros((size,) + m.shape, np.int32 if m.is_text else np.uint8))
+            for m in self.modalities}
+
+  def subset_of(self, names: Sequence[str]) -> np.ndarray:
+    """The boolean mask [M] of the modalities `names`."""
+    return np.array([name in names for name in self.names])
+
+  def _batches(self, stored: Mapping[str, np.ndarray]):
+    """(padded batch, number of real rows) over `stored`, every batch of one shape."""
+    size = len(next(iter(stored.values())))
+    batch_size = min(self.batch_size, size)
+    for start in range(0, size, batch_size):
+      chunk = {name: values[start:start + batch_size] for name, values in stored.items()}
+      valid = len(next(iter(chunk.values())))
+      if valid < batch_size:
+        chunk = {name: np.concatenate([values, np.repeat(values[-1:], batch_size - valid, 0)])
+                 for name, values in chunk.items()}
+      yield chunk, valid
+
+  # The API.
+
+  def latents(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | None = None,
+              subset: np.ndarray | None = None) -> np.ndarray:
+    """z [B, D] from the model's posterior of the modalities in `inputs` (or of `subset`,
+    a mask [M] over the model's modalities): its mean with `rng` None, else a sample."""
+    stored = self.stored(inputs)
+    subset = jnp.asarray(self.subset_of(list(inputs)) if subset is None else subset)
+    batches = list(self._batches(stored))
+    outputs = []
+    for index, (batch, valid) in enumerate(batches):
+      # One batch draws with `rng` itself; several, each with its own fold of it.
+      key = (jax.random.PRNGKey(0) if rng is None else
+             rng if len(batches) == 1 else jax.random.fold_in(rng, index))
+      outputs.append(np.asarray(_latents(self.model, self.kind, rng is None, self.params,
+                                         batch, subset, key))[:valid])
+    return np.concatenate(outputs)
+
+  def encode(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | None = None) -> np.ndarray:
+    """The latent representation of `inputs` (any non-empty subset of the modalities):
+    the posterior mean [B, D], or a sample of the posterior when `rng` is given."""
+    return self.latents(inputs, rng)
+
+  def subset_means(self, inputs: Mapping[str, np.ndarray], subsets: np.ndarray) -> np.ndarray:
+    """[K, B, D]: the posterior mean of every subset of `subsets` [K, M] (one encoding)."""
+    stored = self.stored(inputs)
+    return np.concatenate([
+        np.asarray(_subset_means(self.model, self.kind, self.params, batch,
+                                 jnp.asarray(subsets)))[:, :valid]
+        for batch, valid in self._batches(stored)], axis=1)
+
+  def decode(self, z: np.ndarray, targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Latents [B, D] -> {target: displayed output} for `targets` (default: every one)."""
+    targets = self.names if targets is None else tuple(targets)
+    unknown = sorted(set(targets) - set(self.names))
+    if unknown:
+      raise ValueError(f"Unknown targets {unknown}; the model's modalities: {list(self.names)}.")
+    z = np.asarray(z, np.float32)
+    outputs = {name: [] for name in targets}
+    for batch, valid in self._batches({"z": z}):
+      decoded = jax.device_get(_decode(self.model, self.params, jnp.asarray(batch["z"])))
+      for m, output in zip(self.modalities, decoded):
+        if m.name in outputs:
+          outputs[m.name].append(m.display(output[:valid]))
+    return {name: np.concatenate(values) for name, values in outputs.items()}
+
+  def generate(self, inputs: Mapping[str, np.ndarray], targets: Sequence[str] | None = None,
+               rng: jax.Array | None = None) -> dict[str, np.ndarray]:
+    """The `targets` (default: every modality) generated from `inputs`.
+
+    Args:
+      inputs: {modality: stored array [B, ...]}, any non-empty subset of the modalities.
+      targets: the modalities to generate.
+      rng: None: decode the posterior's mean; a key: decode a sample of it.
+
+    Returns:
+      {target: images [B, H, W, C] in [0, 1] or token ids [B, L]}.
+    """
+    return self.decode(self.latents(inputs, rng), targets)
+
+  def reconstruct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`inputs` encoded together and decoded back (from the posterior mean)."""
+    return self.generate(inputs, list(inputs))
+
+  def sample(self, num_samples: int, rng: jax.Array,
+             targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """`num_samples` examples of every modality (or of `targets`) from z ~ N(0, I)."""
+    return self.decode(np.asarray(jax.random.normal(rng, (num_samples, self.latent_dim))),
+                       targets)
+
+  def log_likelihood(self, inputs: Mapping[str, np.ndarray], num_samples: int = 1000,
+                     rng: jax.Array | None = None,
+                     proposal: Sequence[str] | None = None) -> np.ndarray:
+    """Importance-sampled log p(X) of the modalities in `inputs`, per example (nats).
+
+    log p(X | z) is the sum of the given modalities' own log-densities (Laplace for
+    images, categorical for text), without the training's likelihood weights.
+
+    Args:
+      inputs: {modality: stored array [B, ...]}.
+      num_samples: K importance samples per example.
+      rng: sampling randomness (default: key 0).
+      proposal: the modalities whose posterior is the proposal; default: those of
+        `inputs` (the model's joint posterior of them).
+
+    Returns:
+      [B] estimates of log p(X).
+    """
+    stored = self.stored(inputs)
+    scored = jnp.asarray(self.subset_of(list(inputs)), jnp.float32)
+    subset = jnp.asarray(self.subset_of(list(inputs) if proposal is None else proposal))
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    return np.concatenate([
+        np.asarray(_log_likelihood(self.model, self.kind, num_samples, self.params, batch,
+                                   subset, scored, jax.random.fold_in(rng, index)))[:valid]
+        for index, (batch, valid) in enumerate(self._batches(stored))])
