@@ -34,6 +34,9 @@ _TYPES = {cls.__name__: cls for cls in (tuple, list, str, int, float, bool, dict
 # resumed or evaluated with another value of any of them is another run.
 MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", "batch_size",
                   "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.")
+# Model-defining fields added after runs were saved without them: their value in such a
+# run (so that it still resumes and evaluates).
+ADDED_FIELDS = {"data.missing_ratio": 0.0}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")
@@ -216,6 +219,10 @@ def model_defining_differences(saved: ml_collections.ConfigDict,
     Sorted dotted field names, e.g. ['data.name', 'model']; empty when compatible.
   """
   flat_saved, flat_new = _flatten(saved), _flatten(new)
+  for field, value in ADDED_FIELDS.items():
+    for flat in (flat_saved, flat_new):
+      if field.split(".")[0] + ".name" in flat:  # the group exists: a run's config
+        flat.setdefault(field, value)
   missing = object()
   return sorted(
       field for field in set(flat_saved) | set(flat_new)

@@ -145,6 +145,10 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "data.text_redraw", (False, True), "text_redraw value")
   _check_number(config, "data.seed", 0, integer=True, maximum=MAX_SEED)
   _check_number(config, "data.test_fraction", 0.0, strict=True, maximum=1.0)
+  _check_number(config, "data.missing_ratio", 0.0)
+  if _is_number(_get(config, "data.missing_ratio")) and _get(config, "data.missing_ratio") >= 1:
+    raise UserError("--config.data.missing_ratio must be below 1 (the probability that a "
+                    f"modality of a pair is missing); got {_get(config, 'data.missing_ratio')}.")
   if _get(config, "data.test_fraction") == 1.0:
     raise UserError("--config.data.test_fraction must be below 1 (some examples must be left "
                     "to train on); got 1.0.")

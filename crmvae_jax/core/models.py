@@ -87,8 +87,10 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
           redraw_rng, index)) for index, m in enumerate(modalities) if m.is_text}}
     posteriors = model.apply({"params": params}, model_inputs(modalities, batch),
                              method=model.encode)
+    # A batch with missing modalities carries 'mask' [B, M]; the objectives take [M, B].
+    mask = batch["mask"].T if "mask" in batch else None
     return objective(posteriors, make_log_likelihood_fn(model, params, batch), rng, beta=beta,
-                     mixture_estimator=mixture_estimator)
+                     mask=mask, mixture_estimator=mixture_estimator)
 
   return loss_fn
 

@@ -1,7 +1,9 @@
 """Data sets as in-memory arrays (SPEC.md section 3).
 
 `load(config.data)` dispatches on `config.data.name` to the loader module of that data
-set (`registry.DATA_SETS`); each returns `(train, test)` `MultimodalDataset`s.
+set (`registry.DATA_SETS`); each returns `(train, test)` `MultimodalDataset`s. With
+`config.data.missing_ratio` p > 0, every modality of every training pair is missing with
+probability p (`base.with_missing`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import importlib
 from typing import Callable
 
 from crmvae_jax.data import registry
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset, is_text_array
+from crmvae_jax.data.base import (DataUnavailableError, MultimodalDataset, is_text_array,
+                                  with_missing)
 from crmvae_jax.errors import UserError
 
 
@@ -21,7 +24,10 @@ def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
         f"Unknown data set {config_data.name!r} (--config.data.name); known: "
         f"{', '.join(registry.DATA_SETS)}.")
   loader = registry.DATA_SETS[config_data.name].loader
-  return importlib.import_module(loader).load(config_data)
+  train, test = importlib.import_module(loader).load(config_data)
+  # Missing modalities are drawn for training only: evaluation conditions on chosen
+  # subsets of complete test pairs.
+  return with_missing(train, config_data.get("missing_ratio", 0.0), config_data.seed), test
 
 
 def _loader_function(config_data, function: str) -> Callable | None:

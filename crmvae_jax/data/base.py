@@ -35,6 +35,9 @@ class MultimodalDataset:
       `len(vocabulary)` and `vocabulary.decode(ids [N, L]) -> list[str]`. Character
       text modalities (int arrays without an entry) use the 71-character alphabet of
       `crmvae_jax.data.text`.
+    masks: optional bool [N, M]: True where pair i has modality m (in `modalities`
+      order); None: every pair has every modality. A missing modality's array row is
+      still read (any values), but the objectives leave it out (`with_missing`).
   """
 
   modalities: tuple[str, ...]
@@ -42,6 +45,7 @@ class MultimodalDataset:
   indices: dict[str, np.ndarray]
   labels: np.ndarray
   vocabularies: dict[str, Any] = dataclasses.field(default_factory=dict)
+  masks: np.ndarray | None = None
 
   def __post_init__(self):
     missing = [m for m in self.modalities if m not in self.arrays or m not in self.indices]
@@ -52,6 +56,12 @@ class MultimodalDataset:
       raise ValueError(
           f"MultimodalDataset: index lengths {sizes} differ from {len(self.labels)} labels.")
 
+    if self.masks is not None and (self.masks.shape != (len(self.labels), len(self.modalities))
+                                   or not self.masks.any(axis=1).all()):
+      raise ValueError(f"MultimodalDataset: masks must be bool [N, M] = "
+                       f"{(len(self.labels), len(self.modalities))} with a modality in every "
+                       f"row; got {self.masks.shape}.")
+
   def __len__(self) -> int:
     return len(self.labels)
 
@@ -59,6 +69,8 @@ class MultimodalDataset:
     """Gathers pairs `ids`: {modality: array [len(ids), ...], 'label': labels[ids]}."""
     batch = {m: self.arrays[m][self.indices[m][ids]] for m in self.modalities}
     batch["label"] = self.labels[ids]
+    if self.masks is not None:
+      batch["mask"] = self.masks[ids]
     return batch
 
   def subset(self, ids: np.ndarray) -> "MultimodalDataset":
@@ -66,7 +78,37 @@ class MultimodalDataset:
     return dataclasses.replace(
         self,
         indices={m: self.indices[m][ids] for m in self.modalities},
-        labels=self.labels[ids])
+        labels=self.labels[ids], masks=None if self.masks is None else self.masks[ids])
+
+
+def with_missing(dataset: MultimodalDataset, ratio: float, seed: int) -> MultimodalDataset:
+  """`dataset` with each modality of each pair missing with probability `ratio`.
+
+  Drawn once per pair, seeded, independently per modality; a pair that would lose every
+  modality keeps one, chosen at random. Masks the data set already has are kept (a
+  modality missing there stays missing).
+
+  Args:
+    dataset: the pairs.
+    ratio: the probability, in [0, 1).
+    seed: the draw's seed.
+
+  Returns:
+    The same pairs with `masks`; `dataset` itself when `ratio` is 0.
+  """
+  if ratio == 0:
+    return dataset
+  rng = np.random.default_rng([seed, 7])
+  num_pairs, num_modalities = len(dataset), len(dataset.modalities)
+  kept = rng.uniform(size=(num_pairs, num_modalities)) >= ratio
+  if dataset.masks is not None:
+    kept &= dataset.masks
+  empty = ~kept.any(axis=1)
+  available = (np.ones_like(kept) if dataset.masks is None else dataset.masks)[empty]
+  # One of each empty pair's available modalities, uniformly.
+  choice = (rng.uniform(size=available.shape) * available).argmax(axis=1)
+  kept[np.flatnonzero(empty), choice] = True
+  return dataclasses.replace(dataset, masks=kept)
 
 
 def is_text_array(array: np.ndarray) -> bool:

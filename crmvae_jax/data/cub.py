@@ -83,6 +83,9 @@ def get_data_config() -> ml_collections.ConfigDict:
       "max_caption_length": 32,
       "min_word_count": 3,
       "seed": 0,
+      # Each modality of each training pair is missing with this probability
+      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
+      "missing_ratio": 0.0,
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
   })

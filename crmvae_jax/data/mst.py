@@ -31,6 +31,9 @@ def get_data_config() -> ml_collections.ConfigDict:
       "data_dir": config_dict.placeholder(str),
       "download": True,
       "seed": 0,
+      # Each modality of each training pair is missing with this probability
+      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
+      "missing_ratio": 0.0,
       # Redraw each digit name's start at every training step (the reference loader's
       # augmentation, `text.redraw_starts`) instead of once per pair.
       "text_redraw": False,

@@ -52,6 +52,9 @@ def get_data_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "name": "mst_offline",
       "seed": 0,
+      # Each modality of each training pair is missing with this probability
+      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
+      "missing_ratio": 0.0,
       # Fraction of the 5,000 embedded MNIST digits held out as the test split.
       "test_fraction": 0.1,
       "multiplication": 20,

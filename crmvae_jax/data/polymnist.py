@@ -74,6 +74,9 @@ def get_data_config(translated: bool = False) -> ml_collections.ConfigDict:
       "data_dir": config_dict.placeholder(str),
       "download": True,
       "seed": 0,
+      # Each modality of each training pair is missing with this probability
+      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
+      "missing_ratio": 0.0,
       "cache_dir": config_dict.placeholder(str),
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),

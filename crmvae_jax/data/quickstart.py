@@ -24,6 +24,9 @@ def get_data_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "name": "quickstart",
       "seed": 0,
+      # Each modality of each training pair is missing with this probability
+      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
+      "missing_ratio": 0.0,
       # Fraction of the 5,000 digits held out as the test split.
       "test_fraction": 0.1,
       # Redraw each digit name's start at every training step (the reference loader's

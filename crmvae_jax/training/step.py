@@ -91,10 +91,14 @@ class DeviceData:
   def create(cls, dataset: data_lib.MultimodalDataset, mesh: Mesh) -> "DeviceData":
     host = cls(arrays={m: dataset.arrays[m] for m in dataset.modalities},
                indices={m: dataset.indices[m].astype(np.int32) for m in dataset.modalities})
+    if dataset.masks is not None:  # per pair: its own row
+      host.arrays["mask"] = dataset.masks
+      host.indices["mask"] = np.arange(len(dataset), dtype=np.int32)
     return put_global(host, replicated(mesh))
 
   def batch(self, ids: jax.Array) -> dict:
-    """The stored arrays of pairs `ids` [B]: {modality: [B, ...]}."""
+    """The stored arrays of pairs `ids` [B]: {modality: [B, ...]}, and 'mask' [B, M]
+    when the data set has missing modalities."""
     return {name: array[self.indices[name][ids]] for name, array in self.arrays.items()}
 
 
