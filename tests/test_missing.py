@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
