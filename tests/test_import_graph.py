@@ -26,7 +26,7 @@ LAYERS = (
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
               "data.quickstart", "data.polymnist", "data.cub", "data.celeba",
-              "data.syndigits", "data.mst_offline"}),
+              "data.syndigits", "data.mst_offline", "data.arrays"}),
     # The core's model: modalities as the data registry describes them, the multimodal
     # VAE over them, the trained model's inference API, and the FID Inception network
     # (whose weights file is data).

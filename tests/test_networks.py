@@ -23,7 +23,11 @@ NETWORK_SHAPES = {
     'image64': ((64, 64, 3), 64),
     'caption': ((32, 1590), 64),
     'char_text': ((256, 71), 64),
+    'sequence': ((16, 30), 8),
+    'vector': ((5,), 8),
 }
+# The sizes of the networks that take them (`networks.SIZED_NETWORKS`, text V and L).
+NETWORK_SIZES = {'sequence': {'vocab_size': 30, 'length': 16}, 'vector': {'size': 5}}
 
 
 def _random_params(module, *inputs):
@@ -319,7 +323,9 @@ def test_transposed_conv_output_size_formula():
 def test_registry_shapes(name):
   input_shape, latent_dim = NETWORK_SHAPES[name]
   encoder_cls, decoder_cls = networks.NETWORKS[name]
-  encoder, decoder = encoder_cls(latent_dim=latent_dim), decoder_cls(latent_dim=latent_dim)
+  sizes = NETWORK_SIZES.get(name, {})
+  encoder = networks.build(encoder_cls, latent_dim, **sizes)
+  decoder = networks.build(decoder_cls, latent_dim, **sizes)
   x = jax.ShapeDtypeStruct((BATCH,) + input_shape, jnp.float32)
   encoder_params = jax.eval_shape(encoder.init, jax.random.key(0), x)
   mean, logvar = jax.eval_shape(encoder.apply, encoder_params, x)
@@ -441,6 +447,8 @@ CLASSIFIER_CASES = {
     'image64': ((64, 64, 3), 40),
     'caption': ((32, 1590), 200),
     'char_text': ((256, 71), 40),
+    'sequence': ((16, 30), 10),
+    'vector': ((5,), 10),
 }
 
 

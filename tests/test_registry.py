@@ -38,8 +38,8 @@ def _dataset(shapes: dict[str, tuple[int, ...]]) -> MultimodalDataset:
 
 
 def test_the_registry_holds_every_data_set():
-  assert NAMES == ["quickstart", "mst", "mst_offline", "polymnist", "translated_polymnist",
-                   "cub", "celeba"]
+  assert NAMES == ["quickstart", "mst", "mst_offline", "arrays", "polymnist",
+                   "translated_polymnist", "cub", "celeba"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -52,10 +52,12 @@ def test_its_loader_module_exists_and_loads(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_its_networks_exist(name):
   data_set = registry.DATA_SETS[name]
-  # Either every modality is listed or all share one network, never both.
-  assert bool(data_set.networks) != (data_set.shared_network is not None)
+  # Every modality is listed, or all share one network, or the data names its own: one.
+  assert sum([bool(data_set.networks), data_set.shared_network is not None,
+              data_set.networks_from_data]) == 1
   keys = {*data_set.networks.values(), data_set.shared_network} - {None}
-  assert keys and keys <= set(networks.NETWORKS) and keys <= set(networks.CLASSIFIERS)
+  assert keys <= set(networks.NETWORKS) and keys <= set(networks.CLASSIFIERS)
+  assert bool(keys) != data_set.networks_from_data
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,7 +88,7 @@ def test_names_select_by_field_in_registry_order():
   assert registry.names() == tuple(NAMES)
   assert registry.names(evaluation="image_text") == ("cub", "celeba")
   assert registry.names(evaluation="digits") == (
-      "quickstart", "mst", "mst_offline", "polymnist", "translated_polymnist")
+      "quickstart", "mst", "mst_offline", "arrays", "polymnist", "translated_polymnist")
   assert registry.names(digit_name_text=True) == ("quickstart", "mst", "mst_offline")
   assert registry.names(attributes=True) == ("celeba",)
   assert registry.names(paper_tables=True) == ("mst", "mst_offline")
@@ -113,7 +115,7 @@ def test_modalities_take_their_networks_from_the_registry():
 
 def test_a_new_entry_is_all_a_data_set_needs(monkeypatch):
   # The registry is the only list: one entry makes a name valid, loadable and modelled.
-  loaded = object()
+  loaded = (object(), object())  # (train, test)
   monkeypatch.setitem(sys.modules, "fake_loader", types.SimpleNamespace(load=lambda _: loaded))
   monkeypatch.setitem(registry.DATA_SETS, "fake", registry.DataSet(
       loader="fake_loader", evaluation="digits", config_file="configs/fake.py",
@@ -121,7 +123,7 @@ def test_a_new_entry_is_all_a_data_set_needs(monkeypatch):
   config = config_lib.quickstart_config()
   config.data.name = "fake"
   validation.validate_config(config)
-  assert data_lib.load(config.data) is loaded
+  assert data_lib.load(config.data) == loaded
   fake = modalities_of("fake", _dataset({"image": (32, 32, 3), "text": (16,)}))
   assert [m.network for m in fake] == ["svhn", "char_text"]
 

@@ -30,7 +30,8 @@ def load(config_file: str, setting: str | None = None):
 
 def test_every_config_file_is_covered():
   assert [os.path.basename(path) for path in CONFIG_FILES] == [
-      "celeba.py", "cub.py", "mst.py", "mst_offline.py", "polymnist.py", "quickstart.py",
+      "arrays.py", "celeba.py", "cub.py", "mst.py", "mst_offline.py", "polymnist.py",
+      "quickstart.py",
       "translated_polymnist.py"]
 
 
@@ -75,6 +76,7 @@ def test_data_size_fields_of_every_naming():
   names = {os.path.basename(path): config_lib.data_size_fields(load(path).data)
            for path in CONFIG_FILES}
   assert names == {
+      "arrays.py": ("max_train", "max_test"),
       "celeba.py": ("max_train", "max_test"), "cub.py": ("max_train", "max_test"),
       "mst.py": ("max_train_pairs", "max_test_pairs"),
       "mst_offline.py": ("max_train_pairs", "max_test_pairs"),

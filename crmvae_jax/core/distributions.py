@@ -249,6 +249,15 @@ def laplace_log_likelihood(x: jax.Array, loc: jax.Array, scale: float = LAPLACE_
   return jnp.sum(log_density.reshape(log_density.shape[0], -1), axis=-1)
 
 
+def gaussian_log_likelihood(x: jax.Array, loc: jax.Array, scale: float = 1.0) -> jax.Array:
+  """log N(x; loc, scale^2) summed over every axis but the first: [B, ...] -> [B].
+
+  log p = -log(2 pi scale^2) / 2 - (x - loc)^2 / (2 scale^2) per element.
+  """
+  log_density = -0.5 * math.log(2 * math.pi * scale**2) - (x - loc) ** 2 / (2 * scale**2)
+  return jnp.sum(log_density.reshape(log_density.shape[0], -1), axis=-1)
+
+
 def categorical_log_likelihood(targets: jax.Array, logits: jax.Array) -> jax.Array:
   """log Categorical(targets; softmax(logits)) summed over positions: [B, L] -> [B].
 

@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax.core import distributions as dist
+from crmvae_jax.core import networks
 from crmvae_jax.data import registry, text
+from crmvae_jax.data.arrays import IMAGE_NETWORKS
 from crmvae_jax.data.base import is_text_array
 
 
@@ -37,6 +39,10 @@ class Modality:
     shape: stored per-example shape: (H, W, C) for images, (L,) for text.
     vocab_size: alphabet or vocabulary size for text, None for images.
     likelihood_weight: lambda_m.
+    kind: 'image' (stored uint8, seen in [0, 1]), 'text' (token ids) or 'vector'
+      (stored float32, seen as it is).
+    likelihood: 'laplace' (scale 0.75) or 'gaussian' (scale 1) around the decoder's
+      output for images and vectors; text is always categorical.
   """
 
   name: str
@@ -44,6 +50,8 @@ class Modality:
   shape: tuple[int, ...]
   vocab_size: int | None
   likelihood_weight: float
+  kind: str = "image"
+  likelihood: str = "laplace"
 
   @property
   def is_text(self) -> bool:
@@ -58,26 +66,48 @@ class Modality:
     """Elements of an image, characters or tokens of a text (the weight rule's size)."""
     return math.prod(self.shape)
 
+  @property
+  def classifier(self) -> str:
+    """Its `networks.CLASSIFIERS` key: its network's, or for a user's own networks the
+    one of its kind and size (`IMAGE_NETWORKS`, 'sequence', 'vector')."""
+    if not self.network.startswith(networks.CUSTOM_PREFIX):
+      return self.network
+    if self.kind == "image":
+      return IMAGE_NETWORKS[self.shape[0]]
+    return "sequence" if self.is_text else "vector"
+
   def network_kwargs(self) -> dict[str, int]:
-    """Extra constructor arguments of its networks (text networks need V and L)."""
-    return {"vocab_size": self.vocab_size, "length": self.shape[0]} if self.is_text else {}
+    """Extra constructor arguments of its networks: text networks need V and L; the
+    networks of `networks.SIZED_NETWORKS` the image's channels or the vector's length."""
+    if self.is_text:
+      return {"vocab_size": self.vocab_size, "length": self.shape[0]}
+    sizes = {"out_channels": self.shape[-1], "size": self.shape[0]}
+    return {name: sizes[name] for name in networks.SIZED_NETWORKS.get(self.network, ())}
 
   def inputs(self, stored: jax.Array) -> jax.Array:
-    """Stored batch -> network input: images to float [0, 1], tokens to one-hot."""
+    """Stored batch -> network input: images to float [0, 1], tokens to one-hot,
+    vectors as they are."""
     if self.is_text:
       return jax.nn.one_hot(stored, self.vocab_size, dtype=jnp.float32)
+    if self.kind == "vector":
+      return stored.astype(jnp.float32)
     return stored.astype(jnp.float32) / 255.0
 
   def log_likelihood(self, stored: jax.Array, output: jax.Array) -> jax.Array:
     """log p(x | decoder output) summed over the example's elements: [B]."""
     if self.is_text:
       return dist.categorical_log_likelihood(stored, output)
+    if self.likelihood == "gaussian":
+      return dist.gaussian_log_likelihood(self.inputs(stored), output)
     return dist.laplace_log_likelihood(self.inputs(stored), output)
 
   def display(self, output: np.ndarray) -> np.ndarray:
-    """Decoder output -> what a person looks at: images in [0, 1] or token ids [B, L]."""
+    """Decoder output -> what a person looks at: images in [0, 1], token ids [B, L] or
+    vectors as they are."""
     if self.is_text:
       return np.asarray(output).argmax(-1)
+    if self.kind == "vector":
+      return np.asarray(output)
     return np.clip(np.asarray(output), 0.0, 1.0)
 
 
@@ -102,6 +132,9 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
   """
 
   names = dataset.modalities
+  # A user's own data (crmvae_jax.data.arrays) names each modality's network, kind and
+  # likelihood itself; a registered data set's come from its registry entry.
+  specs = getattr(dataset, "specs", None) or {}
   shapes = [tuple(dataset.arrays[name].shape[1:]) for name in names]
   is_text = [is_text_array(dataset.arrays[name]) for name in names]
   vocabularies = [len(dataset.vocabularies.get(name, text.ALPHABET)) if text_like else None
@@ -113,7 +146,11 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
     raise ValueError(
         f"likelihood_weights has {len(likelihood_weights)} entries for {len(names)} "
         f"modalities {names}.")
+  network_names = ([specs[name]["network"] for name in names] if specs
+                   else _network_names(data_name, names))
   return tuple(
-      Modality(name, network, shape, vocab, float(weight))
+      Modality(name, network, shape, vocab, float(weight),
+               kind=specs.get(name, {}).get("kind", "text" if vocab else "image"),
+               likelihood=specs.get(name, {}).get("likelihood", "laplace"))
       for name, network, shape, vocab, weight in zip(
-          names, _network_names(data_name, names), shapes, vocabularies, likelihood_weights))
+          names, network_names, shapes, vocabularies, likelihood_weights))

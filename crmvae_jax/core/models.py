@@ -30,10 +30,12 @@ class MultimodalVAE(nn.Module):
 
   def setup(self):
     self.encoders = [
-        networks.NETWORKS[m.network][0](latent_dim=self.latent_dim, **m.network_kwargs())
+        networks.build(networks.network_classes(m.network)[0], self.latent_dim,
+                       **m.network_kwargs())
         for m in self.modalities]
     self.decoders = [
-        networks.NETWORKS[m.network][1](latent_dim=self.latent_dim, **m.network_kwargs())
+        networks.build(networks.network_classes(m.network)[1], self.latent_dim,
+                       **m.network_kwargs())
         for m in self.modalities]
 
   def encode(self, inputs: Sequence[jax.Array]) -> Gaussian:

@@ -23,6 +23,7 @@ maps the same names to a classifier class.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -561,6 +562,7 @@ class SvhnDecoder(nn.Module):
   """
 
   latent_dim: int
+  out_channels: int = 3
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -569,7 +571,7 @@ class SvhnDecoder(nn.Module):
     h = nn.relu(TorchConvTranspose(64, 4, stride=1, padding=0)(h))
     h = nn.relu(TorchConvTranspose(64, 4, stride=2, padding=1)(h))
     h = nn.relu(TorchConvTranspose(32, 4, stride=2, padding=1)(h))
-    return TorchConvTranspose(3, 4, stride=2, padding=1)(h)
+    return TorchConvTranspose(self.out_channels, 4, stride=2, padding=1)(h)
 
 
 class MstTextEncoder(nn.Module):
@@ -680,6 +682,7 @@ class PolyMnistDecoder(nn.Module):
   """
 
   latent_dim: int
+  out_channels: int = 3
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -687,7 +690,7 @@ class PolyMnistDecoder(nn.Module):
     h = nn.relu(TorchDense(4 * 4 * 128)(z)).reshape(z.shape[0], 4, 4, 128)
     h = nn.relu(TorchConvTranspose(64, 3, stride=2, padding=1)(h))
     h = nn.relu(TorchConvTranspose(32, 3, stride=2, padding=1, output_padding=1)(h))
-    return TorchConvTranspose(3, 3, stride=2, padding=1, output_padding=1)(h)
+    return TorchConvTranspose(self.out_channels, 3, stride=2, padding=1, output_padding=1)(h)
 
 
 class Image64Encoder(nn.Module):
@@ -742,6 +745,7 @@ class Image64Decoder(nn.Module):
   """
 
   latent_dim: int
+  out_channels: int = 3
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -749,7 +753,7 @@ class Image64Decoder(nn.Module):
     h = nn.relu(TorchConvTranspose(512, 4)(z.reshape(z.shape[0], 1, 1, -1)))
     for features in (256, 128, 64):
       h = nn.relu(TorchConvTranspose(features, 4, stride=2, padding=1)(h))
-    return nn.sigmoid(TorchConvTranspose(3, 4, stride=2, padding=1)(h))
+    return nn.sigmoid(TorchConvTranspose(self.out_channels, 4, stride=2, padding=1)(h))
 
 
 def _check_halvable(length: int, num_halvings: int, module_name: str) -> None:
@@ -1024,6 +1028,94 @@ class CharTextClassifier(TextClassifier):
   channels: tuple[int, ...] = (128, 128, 256, 256)
 
 
+class VectorEncoder(nn.Module):
+  """Encoder of a real vector (our design): Linear 256, ReLU, Linear 256, ReLU, heads.
+
+  Attributes:
+    latent_dim: D.
+    size: the vector's length (unused: Dense infers it; kept for a uniform signature).
+    hidden: the width of the two hidden layers.
+  """
+
+  latent_dim: int
+  size: int = 0
+  hidden: int = 256
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Maps vectors [B, F] to (mean [B, D], logvar [B, D])."""
+    h = nn.relu(TorchDense(self.hidden)(x))
+    h = nn.relu(TorchDense(self.hidden)(h))
+    return LatentHeads(self.latent_dim)(h)
+
+
+class VectorDecoder(nn.Module):
+  """Decoder of a real vector (our design): Linear 256, ReLU, Linear 256, ReLU, Linear F.
+
+  Attributes:
+    latent_dim: D.
+    size: F, the vector's length.
+    hidden: the width of the two hidden layers.
+  """
+
+  latent_dim: int
+  size: int = 1
+  hidden: int = 256
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    """Maps z [B, D] to the likelihood's location [B, F]."""
+    h = nn.relu(TorchDense(self.hidden)(z))
+    h = nn.relu(TorchDense(self.hidden)(h))
+    return TorchDense(self.size)(h)
+
+
+class VectorClassifier(nn.Module):
+  """Classifier of a real vector for coherence (our design): Linear 256, ReLU, Dropout,
+  Linear num_classes."""
+
+  num_classes: int = 10
+  hidden: int = 256
+  dropout_rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    h = nn.relu(TorchDense(self.hidden)(x))
+    h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    return TorchDense(self.num_classes)(h)
+
+
+# Networks that take the modality's own sizes as constructor arguments, and which ones.
+SIZED_NETWORKS = {"polymnist": ("out_channels",), "svhn": ("out_channels",),
+                  "image64": ("out_channels",), "sequence": ("vocab_size", "length"),
+                  "vector": ("size",)}
+# A user's own networks: 'custom:package.module.Encoder,package.module.Decoder'.
+CUSTOM_PREFIX = "custom:"
+
+
+def network_classes(name: str) -> tuple[type[nn.Module], type[nn.Module]]:
+  """The (Encoder, Decoder) classes of network `name`: a `NETWORKS` key, or a user's own
+  modules named by import path after `CUSTOM_PREFIX` (each built with `latent_dim=D`; the
+  encoder returns (mean, logvar), the decoder the likelihood's location)."""
+  if not name.startswith(CUSTOM_PREFIX):
+    return NETWORKS[name]
+  import importlib  # only a user's own networks need it
+
+  classes = []
+  for path in name[len(CUSTOM_PREFIX):].split(","):
+    module_name, _, class_name = path.strip().rpartition(".")
+    classes.append(getattr(importlib.import_module(module_name), class_name))
+  return tuple(classes)
+
+
+def build(network_class: type[nn.Module], latent_dim: int, **sizes: int) -> nn.Module:
+  """`network_class(latent_dim=..., ...)` with those of `sizes` that it takes (an encoder
+  needs no output channels; a user's own module may take none of them)."""
+  fields = {field.name for field in dataclasses.fields(network_class)}
+  return network_class(latent_dim=latent_dim,
+                       **{name: size for name, size in sizes.items() if name in fields})
+
+
 NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     'mnist': (MnistEncoder, MnistDecoder),
     'svhn': (SvhnEncoder, SvhnDecoder),
@@ -1032,6 +1124,9 @@ NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     'image64': (Image64Encoder, Image64Decoder),
     'caption': (CaptionEncoder, CaptionDecoder),
     'char_text': (CharTextEncoder, CharTextDecoder),
+    # Any image, text or vector of a user's own data (crmvae_jax.data.arrays).
+    'sequence': (SequenceEncoder, SequenceDecoder),
+    'vector': (VectorEncoder, VectorDecoder),
 }
 
 CLASSIFIERS: dict[str, type[nn.Module]] = {
@@ -1042,4 +1137,6 @@ CLASSIFIERS: dict[str, type[nn.Module]] = {
     'image64': Image64Classifier,
     'caption': CaptionClassifier,
     'char_text': CharTextClassifier,
+    'sequence': TextClassifier,
+    'vector': VectorClassifier,
 }

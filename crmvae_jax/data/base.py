@@ -38,6 +38,8 @@ class MultimodalDataset:
     masks: optional bool [N, M]: True where pair i has modality m (in `modalities`
       order); None: every pair has every modality. A missing modality's array row is
       still read (any values), but the objectives leave it out (`with_missing`).
+    specs: a user's own data only (`crmvae_jax.data.arrays`): name -> {'network',
+      'kind', 'likelihood'}; a registered data set's come from its registry entry.
   """
 
   modalities: tuple[str, ...]
@@ -46,6 +48,7 @@ class MultimodalDataset:
   labels: np.ndarray
   vocabularies: dict[str, Any] = dataclasses.field(default_factory=dict)
   masks: np.ndarray | None = None
+  specs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     missing = [m for m in self.modalities if m not in self.arrays or m not in self.indices]

@@ -51,6 +51,8 @@ class DataSet:
     paper_tables: whether the paper's Tables 1, 2 and 5 report it (their numbers are
       `crmvae_jax.reporting.tables`'), so evaluation tables show the paper's rows.
     paper_figure: the paper's figure of its results, if any.
+    networks_from_data: the loaded data names each modality's network itself
+      (`MultimodalDataset.specs`: a user's own arrays).
   """
 
   loader: str
@@ -62,6 +64,7 @@ class DataSet:
   attributes: bool = False
   paper_tables: bool = False
   paper_figure: str | None = None
+  networks_from_data: bool = False
 
   def network_of(self, modality: str) -> str:
     """The network key of `modality` (KeyError for a modality the data set lacks)."""
@@ -83,6 +86,10 @@ DATA_SETS: dict[str, DataSet] = {
         config_file="configs/mst_offline.py",
         networks={"mnist": "mnist", "svhn": "svhn", "text": "mst_text"},
         digit_name_text=True, paper_tables=True),
+    # A user's own .npz arrays (data/arrays.py): each modality's network comes with it.
+    "arrays": DataSet(
+        loader="crmvae_jax.data.arrays", evaluation="digits", config_file="configs/arrays.py",
+        networks_from_data=True),
     "polymnist": DataSet(
         loader="crmvae_jax.data.polymnist", evaluation="digits",
         config_file="configs/polymnist.py", shared_network="polymnist",

@@ -74,7 +74,7 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   """Trains one modality's classifier with Adam and measures its test accuracy.
 
   Args:
-    modality: what it classifies; `modality.network` picks the network.
+    modality: what it classifies; `modality.classifier` picks the network.
     train_examples: (stored values [N, ...], labels [N] or [N, K]).
     test_examples: the same for the test split.
     config_eval: `config.eval` (classifier_epochs, classifier_batch_size,
@@ -89,7 +89,7 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   train_values, train_labels = train_examples
   test_values, test_labels = test_examples
   num_classes, multi_label = _labels_kind(np.concatenate([train_labels, test_labels]))
-  module = networks.CLASSIFIERS[modality.network](num_classes=num_classes)
+  module = networks.CLASSIFIERS[modality.classifier](num_classes=num_classes)
 
   def init_params(rng):
     return module.init(rng, network_input(modality, jnp.asarray(train_values[:1])))["params"]
@@ -108,7 +108,8 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   classifier = Classifier(modality, module, state.params, multi_label)
   test_accuracy = metrics.accuracy(
       predict_in_batches(classifier, test_values, config_eval.classifier_batch_size), test_labels)
-  metadata = {"modality": modality.name, "network": modality.network, "num_classes": num_classes,
+  metadata = {"modality": modality.name, "network": modality.classifier,
+              "num_classes": num_classes,
               "multi_label": multi_label, "train_examples": len(train_values),
               "epochs": config_eval.classifier_epochs, "test_accuracy": test_accuracy}
   return classifier, metadata

@@ -102,6 +102,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
+  if test_set.labels.ndim == 1 and np.all(test_set.labels < 0):
+    raise UserError(
+        f"The test examples of {config.data.name} have no labels, which coherence and the "
+        "latent probes judge against; add integer labels [N] as 'labels' to the .npz (the "
+        f"run's cross-generations are in {os.path.join(workdir, 'figures')}).")
   if test_set.labels.ndim != 1:
     raise UserError(
         f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
