@@ -43,3 +43,51 @@ def test_use_a_trained_model(tmp_path, capsys):
   assert namespace["digits"].shape == (2, 28, 28, 1)
   assert namespace["samples"]["text"].shape == (4, 8)
   assert namespace["z"].shape == (8, 32)
+
+
+def bash_block(section: str) -> list[str]:
+  """The command lines of the first ```bash block under the README heading `section`."""
+  text = open(README).read()
+  body = text[text.index(f"## {section}\n"):]
+  return [line for line in re.search(r"```bash\n(.*?)```", body, re.S).group(1).splitlines()
+          if line.strip()]
+
+
+# Each README command's budget, shrunk for a test (appended, so it overrides).
+TINY = {
+    "crmvae_jax.main": ["--config.num_train_steps=4", "--config.batch_size=32",
+                        "--config.eval_every_steps=4", "--config.checkpoint_every_steps=4",
+                        "--config.eval_batches=1", "--config.disable_progress_bar=True"],
+    "crmvae_jax.classifiers": ["--config.eval.classifier_epochs=1",
+                               "--config.eval.classifier_max_train_examples=256",
+                               "--config.disable_progress_bar=True"],
+    "crmvae_jax.evaluate": ["--config.eval.num_examples=64", "--config.eval.num_prior_samples=64",
+                            "--config.eval.probe_train_examples=64",
+                            "--config.eval.log_likelihood_samples=4",
+                            "--config.eval.log_likelihood_examples=8"],
+}
+
+
+@pytest.mark.slow
+def test_your_own_data(tmp_path, monkeypatch):
+  import json
+  import shlex
+  import subprocess
+  import sys
+
+  repository = os.path.dirname(README)
+  monkeypatch.chdir(tmp_path)
+  exec(python_block("Your own data"), {})
+  assert os.path.isfile("my_data.npz")
+  for line in bash_block("Your own data"):
+    words = shlex.split(line.replace("configs/", os.path.join(repository, "configs", "")))
+    assert words[:2] == ["python", "-m"]
+    command = [sys.executable, *words[1:], *TINY[words[2]]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": repository})
+    assert done.returncode == 0, (line, done.stderr[-2000:])
+  with open(tmp_path / "workdirs" / "my_data" / "eval" / "results.json") as f:
+    results = json.load(f)
+  assert results["data"] == "arrays" and results["modalities"] == {"I": "image", "NAME": "name"}
+  assert set(results["coherence"]) == {"R", "I<-NAME", "NAME<-I"}
+  assert set(results["log_likelihood"]) == {"I+NAME", "I", "NAME"}
