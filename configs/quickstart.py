@@ -4,7 +4,7 @@
 
 This is what `python -m crmvae_jax.main` runs with no --config. Any field can be
 overridden, e.g. --config.model=mvtcae --config.num_epochs=5. The CPU-sized setting of
-every config, here 5 epochs instead of 30: --config=configs/quickstart.py:small.
+every config, here 5 epochs instead of 300: --config=configs/quickstart.py:small.
 """
 
 from crmvae_jax import config as config_lib
