@@ -4,10 +4,10 @@
     python -m experiments.layer_timings --networks=image64 --batch=64
 
 `TorchConv` and `TorchConvTranspose` compute their convolutions with
-`networks.conv` / `networks.conv_transpose`, which avoid input-dilated convolutions
+`layers.conv` / `layers.conv_transpose`, which avoid input-dilated convolutions
 (slow on XLA's CPU backend). The reference is the layers as they were before: the same
-modules with those two functions swapped for `networks.conv_reference` /
-`networks.conv_transpose_reference` (`reference_convolutions`), which compute
+modules with those two functions swapped for `layers.conv_reference` /
+`layers.conv_transpose_reference` (`reference_convolutions`), which compute
 PyTorch's definition with one XLA convolution each.
 
 Two Markdown tables, on whatever device JAX uses:
@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags
 from flax import linen as nn
 
-from crmvae_jax.core import networks
+from crmvae_jax.core import layers, networks
 from experiments import timing
 
 FLAGS = flags.FLAGS
@@ -53,7 +53,7 @@ NETWORKS = {
                   networks.PolyMnistDecoder(512), 512),
     "image64": (networks.Image64Encoder(64), (64, 64, 3), networks.Image64Decoder(64), 64),
 }
-CONV_LAYERS = (networks.TorchConv, networks.TorchConvTranspose)
+CONV_LAYERS = (layers.TorchConv, layers.TorchConvTranspose)
 
 
 @contextlib.contextmanager
@@ -63,13 +63,13 @@ def reference_convolutions() -> Iterator[None]:
   Programs must be traced (compiled) inside the context; the compiled programs keep
   the reference computation afterwards.
   """
-  fast = networks.conv, networks.conv_transpose
-  networks.conv, networks.conv_transpose = (
-      networks.conv_reference, networks.conv_transpose_reference)
+  fast = layers.conv, layers.conv_transpose
+  layers.conv, layers.conv_transpose = (
+      layers.conv_reference, layers.conv_transpose_reference)
   try:
     yield
   finally:
-    networks.conv, networks.conv_transpose = fast
+    layers.conv, layers.conv_transpose = fast
 
 
 def conv_layers_of(module: nn.Module, x: jax.Array) -> list[tuple[str, nn.Module, tuple]]:
@@ -89,7 +89,7 @@ def conv_layers_of(module: nn.Module, x: jax.Array) -> list[tuple[str, nn.Module
 
 def describe(layer: nn.Module) -> str:
   """PyTorch-style summary, e.g. 'ConvT k4 s2 p1 op1 -> 32'."""
-  kind = "ConvT" if isinstance(layer, networks.TorchConvTranspose) else "Conv"
+  kind = "ConvT" if isinstance(layer, layers.TorchConvTranspose) else "Conv"
   text = f"{kind} k{layer.kernel_size} s{layer.stride} p{layer.padding}"
   if getattr(layer, "output_padding", 0):
     text += f" op{layer.output_padding}"

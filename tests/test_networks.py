@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax.core import networks
+from crmvae_jax.core import layers, networks
 
 BATCH = 2
 
@@ -53,7 +53,7 @@ def _count(params) -> int:
 
 def _layer_output_shapes(module, x) -> dict[str, tuple[int, ...]]:
   """Name -> output shape of every top-level Torch* layer of `module`."""
-  torch_layers = (networks.TorchDense, networks.TorchConv, networks.TorchConvTranspose)
+  torch_layers = (layers.TorchDense, layers.TorchConv, layers.TorchConvTranspose)
 
   def capture(x):
     params = module.init(jax.random.key(0), x)
@@ -89,7 +89,7 @@ def _reference_conv_transpose(x, kernel, stride, padding, output_padding):
     for j in np.ndindex(*kernel.shape[:-2]):
       y[tuple(a * stride + b for a, b in zip(i, j))] += x[i] @ kernel[j]
   out_size = [
-      networks.transposed_conv_output_size(n, k, stride, padding, output_padding)
+      layers.transposed_conv_output_size(n, k, stride, padding, output_padding)
       for n in x.shape[:-1]]
   return y[tuple(slice(padding, padding + n) for n in out_size)]
 
@@ -98,7 +98,7 @@ def _reference_conv_transpose(x, kernel, stride, padding, output_padding):
 @pytest.mark.parametrize('kernel_size,stride,padding', [(1, 1, 0), (3, 2, 1), (4, 2, 0)])
 def test_torch_conv_matches_definition(num_spatial, kernel_size, stride, padding):
   x = _standard_normal((1,) + (6,) * num_spatial + (3,))
-  layer = networks.TorchConv(5, kernel_size, stride=stride, padding=padding)
+  layer = layers.TorchConv(5, kernel_size, stride=stride, padding=padding)
   params = _random_params(layer, x)
   y = jax.jit(layer.apply)(params, x)
   p = params['params']
@@ -112,7 +112,7 @@ def test_torch_conv_matches_definition(num_spatial, kernel_size, stride, padding
 def test_torch_conv_transpose_matches_definition(
     num_spatial, size, kernel_size, stride, padding, output_padding):
   x = _standard_normal((1,) + (size,) * num_spatial + (3,))
-  layer = networks.TorchConvTranspose(
+  layer = layers.TorchConvTranspose(
       2, kernel_size, stride=stride, padding=padding, output_padding=output_padding)
   params = _random_params(layer, x)
   y = jax.jit(layer.apply)(params, x)
@@ -180,7 +180,7 @@ def _general_conv_layers(seed: int, count: int) -> list[tuple]:
     if kind == 'conv':
       valid = all(size + 2 * padding >= kernel_size for size in sizes)
     else:
-      valid = all(networks.transposed_conv_output_size(
+      valid = all(layers.transposed_conv_output_size(
           size, kernel_size, stride, padding, output_padding) > 0 for size in sizes)
     if valid:
       configs.append((kind, sizes, kernel_size, stride, padding, output_padding, 3, 5))
@@ -191,13 +191,13 @@ def _fast_and_reference(config):
   """The layer for `config` and PyTorch's definition of it as `(params, x) -> y`."""
   kind, _, kernel_size, stride, padding, output_padding, _, features = config
   if kind == 'conv':
-    layer = networks.TorchConv(features, kernel_size, stride=stride, padding=padding)
-    reference = functools.partial(networks.conv_reference, stride=stride, padding=padding)
+    layer = layers.TorchConv(features, kernel_size, stride=stride, padding=padding)
+    reference = functools.partial(layers.conv_reference, stride=stride, padding=padding)
   else:
-    layer = networks.TorchConvTranspose(
+    layer = layers.TorchConvTranspose(
         features, kernel_size, stride=stride, padding=padding, output_padding=output_padding)
     reference = functools.partial(
-        networks.conv_transpose_reference, stride=stride, padding=padding,
+        layers.conv_transpose_reference, stride=stride, padding=padding,
         output_padding=output_padding)
 
   def reference_layer(params, x):
@@ -252,9 +252,9 @@ def test_conv_reference_functions_match_definition():
   rng = np.random.default_rng(0)
   x = rng.standard_normal((1, 5, 6, 3)).astype(np.float32)
   kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
-  _assert_close(networks.conv_reference(x, kernel, 2, 1)[0],
+  _assert_close(layers.conv_reference(x, kernel, 2, 1)[0],
                 _reference_conv(x[0], kernel, 2, 1))
-  _assert_close(networks.conv_transpose_reference(x, kernel, 2, 1, 1)[0],
+  _assert_close(layers.conv_transpose_reference(x, kernel, 2, 1, 1)[0],
                 _reference_conv_transpose(x[0], kernel, 2, 1, 1))
 
 
@@ -281,7 +281,7 @@ def test_conv_layers_match_reference_under_vmap():
 
 
 def test_conv_transpose_rejects_output_padding_of_stride():
-  layer = networks.TorchConvTranspose(4, 3, stride=2, padding=1, output_padding=2)
+  layer = layers.TorchConvTranspose(4, 3, stride=2, padding=1, output_padding=2)
   with pytest.raises(ValueError, match='output_padding'):  # raised while tracing
     jax.eval_shape(layer.init, jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
 
@@ -294,12 +294,12 @@ def _assert_uniform_bound(values, fan_in):
 
 
 @pytest.mark.parametrize('layer,x_shape,fan_in', [
-    (networks.TorchDense(64), (1, 100), 100),
-    (networks.TorchConv(64, 4, stride=2, padding=1), (1, 8, 8, 4), 4 * 4 * 4),
-    (networks.TorchConv(64, 4), (1, 8, 71), 71 * 4),
+    (layers.TorchDense(64), (1, 100), 100),
+    (layers.TorchConv(64, 4, stride=2, padding=1), (1, 8, 8, 4), 4 * 4 * 4),
+    (layers.TorchConv(64, 4), (1, 8, 71), 71 * 4),
     # PyTorch's fan_in of a transposed conv counts output channels: 64 * 4 * 4, not 2 * 16.
-    (networks.TorchConvTranspose(64, 4, stride=2, padding=1), (1, 4, 4, 2), 64 * 4 * 4),
-    (networks.TorchConvTranspose(64, 3), (1, 4, 8), 64 * 3),
+    (layers.TorchConvTranspose(64, 4, stride=2, padding=1), (1, 4, 4, 2), 64 * 4 * 4),
+    (layers.TorchConvTranspose(64, 3), (1, 4, 8), 64 * 3),
 ])
 def test_torch_init_bounds(layer, x_shape, fan_in):
   # Partitionable threefry (JAX's default) compiles each initialiser's draw several
@@ -314,9 +314,9 @@ def test_torch_init_bounds(layer, x_shape, fan_in):
 
 
 def test_transposed_conv_output_size_formula():
-  assert networks.transposed_conv_output_size(1, 4, 1, 0) == 4
-  assert networks.transposed_conv_output_size(4, 3, 2, 1) == 7
-  assert networks.transposed_conv_output_size(7, 3, 2, 1, 1) == 14
+  assert layers.transposed_conv_output_size(1, 4, 1, 0) == 4
+  assert layers.transposed_conv_output_size(4, 3, 2, 1) == 7
+  assert layers.transposed_conv_output_size(7, 3, 2, 1, 1) == 14
 
 
 @pytest.mark.parametrize('name', sorted(networks.NETWORKS))
