@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from crmvae_jax import atomic
 from crmvae_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -95,24 +95,14 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
 
   Returns:
     The file's path.
+
+  Raises:
+    UserError: the file cannot be written (`atomic.write_with`).
   """
   types: dict[str, str] = {}
   document = _encode(config, "", types)
   document[TYPES_KEY] = types
-  os.makedirs(workdir, exist_ok=True)
-  path = config_path(workdir)
-  descriptor, temporary = tempfile.mkstemp(prefix=f".{CONFIG_FILE}.", dir=workdir)
-  try:
-    with os.fdopen(descriptor, "w") as f:
-      json.dump(document, f, indent=2)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    os.unlink(temporary)
-    raise
-  return path
+  return atomic.write_json(config_path(workdir), document)
 
 
 def _as_tuple(value: Any) -> Any:

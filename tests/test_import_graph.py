@@ -17,7 +17,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lowest first.
 LAYERS = (
     # Plain helpers: no model, data set or flag knowledge.
-    ("foundation", {"errors", "xla_setup", "input_pipeline", "runs", "data.text",
+    ("foundation", {"errors", "atomic", "xla_setup", "input_pipeline", "runs", "data.text",
                     "data.vocabulary"}),
     # The pure core: distributions, networks, metrics, the objectives and the model
     # registry (`core.objectives.MODELS`).
@@ -25,7 +25,8 @@ LAYERS = (
               "core.objectives"}),
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
-              "data.quickstart", "data.polymnist", "data.cub", "data.celeba"}),
+              "data.quickstart", "data.polymnist", "data.cub", "data.celeba",
+              "data.syndigits", "data.mst_offline"}),
     # The core's model: modalities as the data registry describes them, the multimodal
     # VAE over them, and the FID Inception network (whose weights file is data).
     ("core model", {"core.modalities", "core.models", "core.inception"}),
@@ -39,7 +40,7 @@ LAYERS = (
                   "training.loop", "training.supervised"}),
     # One module per metric, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
-                    "evaluation.fid", "evaluation.probes", "evaluation.image_text",
+                    "evaluation.fid", "evaluation.probes", "evaluation.image_text", "evaluation.likelihood",
                     "evaluation.judges", "evaluation.classifier_training",
                     "evaluation.driver", "sweeps"}),
     # The command lines: flags and main() only.

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 
 import ml_collections
 import numpy as np
 from ml_collections import config_dict
 
+from crmvae_jax import atomic
 from crmvae_jax.data import syndigits, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.data.mst import pair_by_digit
@@ -99,14 +99,8 @@ def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarra
       labels, config_data.seed, pool,
       description=f"Rendering {len(labels)} SVHN-like {pool} digits (once; cached in "
                   f"{path.parent})", disable_progress_bar=disable_progress_bar)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Through a temporary file: an interrupted write never leaves a truncated cache.
-  partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-  with open(partial, "wb") as f:
-    np.savez(f, images=images)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(partial, path)
+  # Atomically: an interrupted write never leaves a truncated cache.
+  atomic.write_with(str(path), lambda f: np.savez(f, images=images))
   return images
 
 

@@ -29,6 +29,7 @@ import skimage.data
 from ml_collections import config_dict
 from PIL import Image
 
+from crmvae_jax import atomic
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 
@@ -352,17 +353,13 @@ def _cache_path(config_data: ml_collections.ConfigDict,
 
 
 def _save(path: pathlib.Path, train: MultimodalDataset, test: MultimodalDataset) -> None:
-  """Writes both splits to `path` through a temporary file, so that an interrupted
-  write never leaves a truncated cache behind."""
-  path.parent.mkdir(parents=True, exist_ok=True)
+  """Writes both splits to `path` atomically (`atomic.write_with`), so that an
+  interrupted write never leaves a truncated cache behind."""
   arrays = {}
   for split, dataset in (("train", train), ("test", test)):
     arrays[f"{split}/labels"] = dataset.labels
     arrays.update({f"{split}/{name}": dataset.arrays[name] for name in dataset.modalities})
-  partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial")
-  with open(partial_path, "wb") as partial_file:
-    np.savez(partial_file, **arrays)
-  os.replace(partial_path, path)
+  atomic.write_with(str(path), lambda f: np.savez(f, **arrays))
 
 
 def _read(path: pathlib.Path, num_modalities: int

@@ -24,7 +24,7 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax import atomic, input_pipeline, runs, validation
 from crmvae_jax.training import checkpoints, state
 from crmvae_jax.core import objectives
 from crmvae_jax.core.modalities import Modality
@@ -60,9 +60,7 @@ def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int
                    results: dict) -> str:
   """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
   eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
-  os.makedirs(eval_dir, exist_ok=True)
-  with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
-    json.dump(results, f, indent=2)
+  atomic.write_json(os.path.join(eval_dir, RESULTS_FILE), results)
   return eval_dir
 
 
@@ -184,8 +182,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
 
   eval_dir = _write_results(config, workdir, replica, results)
   markdown = summaries.tables_markdown([results])
-  with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
-    f.write(markdown)
+  atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
                                          config.eval.seed)
   plotting.cross_generation_figure(
@@ -325,4 +322,5 @@ def save_generation_grid(generate: image_text.GenerateImages, texts: Sequence[st
       (f"sample {i + 1}", generate(text_ids, jax.random.fold_in(rng, i)))
       for i in range(GRID_SAMPLES)]
   plotting.save_text_grid(texts, rows, os.path.join(eval_dir, TEXT_FIGURE_FILE), title)
-  np.savez(os.path.join(eval_dir, GENERATED_FILE), texts=np.array(texts), images=mean_images)
+  atomic.write_with(os.path.join(eval_dir, GENERATED_FILE),
+                    lambda f: np.savez(f, texts=np.array(texts), images=mean_images))
