@@ -213,6 +213,17 @@ def model_defining_differences(saved: ml_collections.ConfigDict,
       and _normalise(flat_saved.get(field, missing)) != _normalise(flat_new.get(field, missing)))
 
 
+def model_defining_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config's `MODEL_DEFINING` fields as {dotted field: JSON value}, e.g. what each
+  checkpoint records so that resuming can be checked even without config.json.
+
+  The result compares with a config through `model_defining_differences` and
+  `describe_differences` (a flat dict of dotted names flattens to itself).
+  """
+  return {field: _normalise(value) for field, value in sorted(_flatten(config).items())
+          if _model_defining(field)}
+
+
 def describe_differences(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict,
                          fields: list[str]) -> str:
   """'--config.model=crmvae (asked: mvae), ...': the run's values of `fields` as flags."""

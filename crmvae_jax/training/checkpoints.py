@@ -1,6 +1,8 @@
-"""Checkpoints of a run: the Orbax manager of `workdir/checkpoints`, restoring the newest
-readable step (unreadable ones are skipped, and quarantined while training), and the
-trained model and parameters of a run for evaluation (`load_trained`).
+"""Checkpoints of a run: the Orbax manager of `workdir/checkpoints`, saving a step with
+the model-defining fields of its config (`save`), restoring the newest readable step
+(unreadable ones are skipped, and quarantined while training; one of another model is
+refused, never quarantined), and the trained model and parameters of a run for
+evaluation (`load_trained`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
+from crmvae_jax import runs
 from crmvae_jax.core import models
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
@@ -35,7 +38,7 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
 
 def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
   """Moves an unreadable checkpoint out of the manager's directory; returns where."""
-  directory = os.path.join(os.path.dirname(str(manager.directory)), "unreadable_checkpoints")
+  directory = os.path.join(os.path.dirname(str(manager.directory)), UNREADABLE_DIR)
   os.makedirs(directory, exist_ok=True)
   destination = os.path.join(directory, f"{step}_{int(time.time())}")
   shutil.move(os.path.join(str(manager.directory), str(step)), destination)
@@ -43,24 +46,131 @@ def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
   return destination
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract, quarantine: bool = False):
+# The key of a checkpoint's custom metadata that holds `runs.model_defining_fields`.
+MODEL_DEFINING_KEY = "model_defining"
+UNREADABLE_DIR = "unreadable_checkpoints"
+
+
+def save(manager: ocp.CheckpointManager, step: int, states, config) -> None:
+  """Saves `states` as checkpoint `step`, recording the config's model-defining fields
+  beside it, so that a resume is checked against them even without config.json."""
+  manager.save(step, args=ocp.args.StandardSave(states), force=True,
+               custom_metadata={MODEL_DEFINING_KEY: runs.model_defining_fields(config)})
+
+
+def recorded_fields(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """The model-defining fields checkpoint `step` recorded, or None (a checkpoint from
+  before they were recorded, or one whose metadata cannot be read)."""
+  try:
+    custom = manager.metadata(step).custom_metadata or {}
+  except Exception:  # pylint: disable=broad-except  # unreadable: restoring will tell
+    return None
+  fields = custom.get(MODEL_DEFINING_KEY)
+  return fields if isinstance(fields, dict) else None
+
+
+def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
+  """Dotted path -> shape of every array leaf (Orbax's own naming of a saved tree)."""
+  return {path: tuple(leaf.shape) for path, leaf in ocp.tree.to_flat_dict(tree, sep=".").items()
+          if hasattr(leaf, "shape")}
+
+
+def shape_mismatch(manager: ocp.CheckpointManager, step: int, abstract) -> str | None:
+  """How checkpoint `step`'s arrays differ from `abstract`'s, or None when they match or
+  the checkpoint's metadata cannot be read (then restoring decides whether it is
+  damaged).
+
+  Returns:
+    e.g. 'params.encoder.Dense_0.kernel is (784, 32) there, (784, 16) here (and 7 more
+    differences)'.
+  """
+  try:
+    stored = manager.item_metadata(step)
+    stored = _flat_shapes(getattr(stored, "tree", stored))
+  except Exception:  # pylint: disable=broad-except  # unreadable metadata: damage, not a mismatch
+    return None
+  if not stored:
+    return None
+  wanted = _flat_shapes(abstract)
+  differences = []
+  # The parameters first: they name the layer, where the optimiser's copies repeat it.
+  for path in sorted(set(stored) | set(wanted), key=lambda path: (not path.startswith("params."),
+                                                                  path)):
+    there, here = stored.get(path), wanted.get(path)
+    if there != here:
+      differences.append(f"{path} is {there or 'absent'} there, {here or 'absent'} here")
+  if not differences:
+    return None
+  more = f" (and {len(differences) - 1} more differences)" if len(differences) > 1 else ""
+  return differences[0] + more
+
+
+def _check_same_model(manager: ocp.CheckpointManager, step: int, abstract, config) -> None:
+  """Refuses checkpoint `step` if it holds another model: its recorded fields differ
+  from `config`'s, or (for a checkpoint without them) its arrays' shapes differ."""
+  workdir = os.path.dirname(str(manager.directory))
+  fix = "pass those values, or another --workdir to start a new run"
+  recorded = recorded_fields(manager, step)
+  if recorded is not None and config is not None:
+    differences = runs.model_defining_differences(recorded, config)
+    if differences:
+      raise UserError(
+          f"Checkpoint {step} in {workdir} was trained with "
+          f"{runs.describe_differences(recorded, config, differences)}; {fix}.")
+  mismatch = shape_mismatch(manager, step, abstract)
+  if mismatch is not None:
+    raise UserError(f"Checkpoint {step} in {workdir} holds another model: {mismatch}; it was "
+                    "trained with other values of --config.latent_dim, --config.model or "
+                    f"another model-defining field; {fix}.")
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract, config=None,
+                   quarantine: bool = False):
   """The newest readable checkpoint restored into `abstract`'s structure, or None.
 
-  A checkpoint that cannot be read (a truncated or half-written file) is skipped with
-  a warning and the previous one is tried; with `quarantine` (training), it is also
-  moved to `unreadable_checkpoints/` beside the checkpoints, so training can write that
-  step again.
+  A checkpoint of another model (its recorded model-defining fields differ from
+  `config`'s, or its arrays' names or shapes differ from `abstract`'s) is refused,
+  never skipped. A checkpoint that cannot be read (a truncated or half-written file)
+  is skipped with a warning and the previous one is tried; with `quarantine`
+  (training), it is also moved to `unreadable_checkpoints/` beside the checkpoints, so
+  training can write that step again.
+
+  Args:
+    manager: the run's checkpoint manager.
+    abstract: the states' structure (shapes and dtypes) to restore into.
+    config: the config the states are restored for (None: no field check).
+    quarantine: move unreadable checkpoints aside (training).
+
+  Returns:
+    The restored states, or None when there is no checkpoint (or, without
+    `quarantine`, none readable).
+
+  Raises:
+    UserError: a checkpoint holds another model, or (with `quarantine`) every
+      checkpoint was unreadable and none is left to resume.
   """
   manager.reload()  # another process may have written or removed steps since it opened
-  for step in sorted(manager.all_steps(), reverse=True):
+  steps = sorted(manager.all_steps(), reverse=True)
+  for index, step in enumerate(steps):
+    _check_same_model(manager, step, abstract, config)
     try:
       return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as error:  # Orbax raises many types; any of them means unreadable.
+    except Exception as error:  # pylint: disable=broad-except
+      # Orbax raises many types; with the names and shapes checked above, any of them
+      # means the files are damaged.
       where = f"; moved to {_quarantine(manager, step)}" if quarantine else ""
+      then = ("falling back to the previous one" if index + 1 < len(steps) else
+              "no earlier checkpoint is left")
       message = (f"warning: checkpoint {step} in {manager.directory} is unreadable "
-                 f"({type(error).__name__}){where}; falling back to the previous one.")
+                 f"({type(error).__name__}){where}; {then}.")
       logging.warning(message)
       tqdm.tqdm.write(message)
+  if steps and quarantine:
+    workdir = os.path.dirname(str(manager.directory))
+    raise UserError(
+        f"No readable checkpoint is left in {workdir} (the unreadable ones are in "
+        f"{os.path.join(workdir, UNREADABLE_DIR)}/); to start afresh pass another --workdir "
+        f"or remove {workdir}.")
   return None
 
 
@@ -103,7 +213,7 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
   abstract = jax.eval_shape(
       lambda: create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds))
   manager = checkpoint_manager(workdir, config)
-  states = restore_latest(manager, abstract)
+  states = restore_latest(manager, abstract, config)
   manager.close()
   if states is None:
     raise UserError(

@@ -31,6 +31,7 @@ from crmvae_jax.core import models, objectives
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.errors import UserError
 from crmvae_jax.reporting import plotting
+from crmvae_jax.training import checkpoints
 from crmvae_jax.training.checkpoints import checkpoint_manager, has_checkpoints, restore_latest
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
                                        replica_directory, replica_grid)
@@ -217,6 +218,24 @@ def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> s
           "beta; the last finite checkpoint is kept.")
 
 
+def check_not_past(start_step: int, num_steps: int, workdir: str) -> None:
+  """Refuses to resume a run whose checkpoint is past the steps asked for.
+
+  Args:
+    start_step: the step of the restored checkpoint.
+    num_steps: the steps the config asks for.
+    workdir: the run's directory, for the message.
+
+  Raises:
+    UserError: `start_step` > `num_steps`, naming both and the fix.
+  """
+  if start_step > num_steps:
+    raise UserError(
+        f"{workdir} is already at step {start_step}, past the {num_steps} steps asked for; "
+        f"pass --config.num_train_steps={start_step} or more to resume it, or another "
+        "--workdir to train a new run.")
+
+
 class _Run:
   """What the loop of one training shares between its chunks of steps and the host's
   actions: the data, model, mesh and jitted steps, the replicas' states (restored from
@@ -239,8 +258,8 @@ class _Run:
     check_batch_divides(config.batch_size, self.mesh)
     loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
                                   config.get("readings"), config.data.get("text_redraw", False))
-    self._restore(tx, workdir)
     self.num_steps = total_steps(config, len(self.train_set))
+    self._restore(tx, workdir)
     self.betas = jax.device_put(jnp.asarray(self.beta_values, jnp.float32),
                                 replica_sharding(self.mesh))
     self._jit_steps(loss_fn, tx)
@@ -264,16 +283,22 @@ class _Run:
     self.window_start, self.window_steps = time.perf_counter(), 0
 
   def _restore(self, tx, workdir: str) -> None:
-    """Fresh states of every replica, replaced by the newest readable checkpoint's."""
+    """Fresh states of every replica, replaced by the newest readable checkpoint's;
+    refuses a checkpoint of another model, and one past `num_steps`."""
     states = create_replica_states(self.model, tx, self.train_set.batch(np.arange(2)),
                                    self.seeds)
     states = jax.device_put(states, replica_sharding(self.mesh))
     self.manager = checkpoint_manager(workdir, self.config)
-    restored = restore_latest(self.manager,
-                              jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
-                              quarantine=True)
-    self.states = states if restored is None else restored
-    self.start_step = int(to_host(self.states.step)[0])
+    try:
+      restored = restore_latest(self.manager,
+                                jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
+                                self.config, quarantine=True)
+      self.states = states if restored is None else restored
+      self.start_step = int(to_host(self.states.step)[0])
+      check_not_past(self.start_step, self.num_steps, workdir)
+    except BaseException:
+      self.manager.close()  # its threads would otherwise keep the process from exiting
+      raise
 
   def _jit_steps(self, loss_fn, tx) -> None:
     """The training set on the devices, the jitted multi-step and eval step."""
@@ -354,7 +379,7 @@ class _Run:
     """Checkpoints the states at `step` unless that step is saved already."""
     # The decision is ours (Orbax's default policy would also save the first step it sees).
     if step not in self.manager.all_steps():
-      self.manager.save(step, args=ocp.args.StandardSave(self.states), force=True)
+      checkpoints.save(self.manager, step, self.states, self.config)
 
   def close(self) -> None:
     self.manager.wait_until_finished()
@@ -387,8 +412,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     if has_checkpoints(workdir):
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
-    if jax.process_index() == 0:
-      runs.save_config(workdir, config)
     return _train(config, workdir)
 
 
@@ -398,6 +421,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   run = _Run(config, workdir)
   step, num_steps = run.start_step, run.num_steps
   try:
+    # Only once the checkpoints are known to be this run's: a refused config must not
+    # replace the run's own config.json.
+    if jax.process_index() == 0:
+      runs.save_config(workdir, config)
     with run.progress, StopSignals() as stop:
       while step < num_steps:
         end = next_stop(step, config, num_steps)
