@@ -47,9 +47,18 @@ _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 
 def exit_with(error: Exception | str) -> None:
   """Prints `error: <message>` as one line on stderr and exits with the error's
-  `exit_code` (128 + the signal for a signalled run), else status 1."""
+  `exit_code` (128 + the signal for a signalled run), else status 1.
+
+  An error with `hard_exit` (a failed checkpoint write) ends the process at once: the
+  threads of the failed write never finish, and a normal exit would wait for them.
+  """
   print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
-  sys.exit(getattr(error, "exit_code", 1))
+  code = getattr(error, "exit_code", 1)
+  if getattr(error, "hard_exit", False):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:

@@ -5,6 +5,8 @@ restore exactly, and a run is not resumed past the steps asked for."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,8 @@ import pytest
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 from crmvae_jax.training import checkpoints, loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _states(latent_dim: int) -> dict:
@@ -135,3 +139,104 @@ def test_resuming_past_the_steps_asked_for_is_refused():
   with pytest.raises(UserError, match=r"w is already at step 10500, past the 60 steps asked for; "
                      r"pass --config.num_train_steps=10500 or more"):
     loop.check_not_past(10500, 60, "w")
+
+
+def test_a_failed_checkpoint_write_is_one_sentence_and_a_bug_is_not():
+  manager = type("Manager", (), {"directory": "/run/checkpoints"})()
+  with pytest.raises(checkpoints.CheckpointWriteError,
+                     match=r"Cannot write a checkpoint in /run/checkpoints \(Read-only file "
+                     r"system\); free space or make it writable"):
+    with checkpoints.writing(manager):
+      try:
+        raise OSError(30, "Read-only file system")
+      except OSError as error:
+        raise RuntimeError("Orbax's wrapper") from error
+  with pytest.raises(ValueError):
+    with checkpoints.writing(manager):
+      raise ValueError("a bug")
+
+
+def test_a_checkpoint_directory_that_is_a_file_or_unwritable_is_refused(tmp_path, monkeypatch):
+  (tmp_path / "a").mkdir()
+  (tmp_path / "a" / "checkpoints").write_text("not a directory")
+  with pytest.raises(UserError, match=r"checkpoints is a file, not the run's checkpoint "
+                     "directory; move it away or pass another --workdir"):
+    checkpoints.check_writable(str(tmp_path / "a"))
+
+  def refuse(*args, **kwargs):
+    raise OSError(30, "Read-only file system")
+
+  monkeypatch.setattr(checkpoints.tempfile, "TemporaryFile", refuse)
+  with pytest.raises(UserError, match=r"Cannot write checkpoints in .*b/checkpoints \(Read-only "
+                     r"file system\); make it writable or pass another --workdir"):
+    checkpoints.check_writable(str(tmp_path / "b"))
+
+
+# Orbax's threads of a failed save wait forever; the command line must still end.
+_FAILING_SAVE = """
+import os, shutil, sys
+import jax.numpy as jnp
+from crmvae_jax import cli, config as config_lib
+from crmvae_jax.training import checkpoints
+workdir = sys.argv[1]
+manager = checkpoints.checkpoint_manager(workdir, config_lib.quickstart_config())
+shutil.rmtree(os.path.join(workdir, "checkpoints"))
+open(os.path.join(workdir, "checkpoints"), "w").close()
+try:
+  with checkpoints.writing(manager):
+    checkpoints.save(manager, 1, {"a": jnp.ones(3)}, config_lib.quickstart_config())
+    manager.wait_until_finished()
+except checkpoints.CheckpointWriteError as error:
+  manager.close()
+  cli.exit_with(error)
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_save_ends_the_process_instead_of_hanging(tmp_path):
+  completed = subprocess.run([sys.executable, "-c", _FAILING_SAVE, str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+  assert completed.returncode == 1
+  assert completed.stderr.strip().splitlines()[-1].startswith(
+      "error: Cannot write a checkpoint in")
+
+
+def _train_argv(workdir) -> list[str]:
+  return [sys.executable, "-m", "crmvae_jax.main", "--config.num_train_steps=4",
+          "--config.checkpoint_every_steps=2", f"--workdir={workdir}"]
+
+
+@pytest.mark.slow
+def test_training_into_a_checkpoints_file_exits_in_one_line(tmp_path):
+  (tmp_path / "checkpoints").write_text("a file")
+  completed = subprocess.run(_train_argv(tmp_path), cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+  assert completed.returncode == 1
+  assert "Traceback" not in completed.stderr
+  assert completed.stderr.strip().splitlines()[-1].startswith(
+      f"error: {tmp_path}/checkpoints is a file")
+
+
+@pytest.mark.slow
+def test_training_into_a_read_only_checkpoints_directory_exits_in_one_line(tmp_path):
+  directory = tmp_path / "checkpoints"
+  directory.mkdir()
+  # As root, file modes do not stop writes: only a read-only mount does.
+  mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(directory), str(directory)],
+                           capture_output=True).returncode == 0
+  if not mounted:
+    if os.geteuid() == 0:
+      pytest.skip("needs a read-only bind mount (mount --bind -o ro), which is not permitted here")
+    directory.chmod(0o555)
+  try:
+    completed = subprocess.run(_train_argv(tmp_path), cwd=REPO, capture_output=True,
+                               text=True, timeout=120)
+  finally:
+    if mounted:
+      subprocess.run(["umount", str(directory)], check=True)
+    else:
+      directory.chmod(0o755)
+  assert completed.returncode == 1
+  assert "Traceback" not in completed.stderr
+  assert completed.stderr.strip().splitlines()[-1].startswith(
+      f"error: Cannot write checkpoints in {directory} (")

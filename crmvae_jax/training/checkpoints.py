@@ -7,8 +7,11 @@ evaluation (`load_trained`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import tempfile
 import time
 from typing import Any, NamedTuple
 
@@ -26,6 +29,75 @@ from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
                                        replica_grid)
+
+
+class CheckpointWriteError(UserError):
+  """A checkpoint could not be written (a full disk, a read-only directory).
+
+  Attributes:
+    hard_exit: the command line must end the process without waiting for its threads:
+      Orbax's threads of a failed save wait forever and would keep it from exiting.
+  """
+
+  hard_exit = True
+
+
+def check_writable(workdir: str) -> None:
+  """Refuses a `workdir/checkpoints` that is not a directory this process can write,
+  before any checkpoint thread starts (a failed save leaves Orbax's threads waiting).
+
+  Raises:
+    UserError: it is a file, or creating a file in it fails (read-only, immutable,
+      full); the message names it and the fix.
+  """
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if os.path.lexists(directory) and not os.path.isdir(directory):
+    raise UserError(f"{directory} is a file, not the run's checkpoint directory; move it away "
+                    "or pass another --workdir.")
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as error:
+    raise UserError(f"Cannot write checkpoints in {directory} ({error.strerror}); make it "
+                    "writable or pass another --workdir.") from None
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+  """The OSError behind `error` (itself, its cause or its context), if any."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError):
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+@contextlib.contextmanager
+def writing(manager: ocp.CheckpointManager):
+  """Turns a failed checkpoint write into a `CheckpointWriteError` (one sentence).
+
+  Raises:
+    CheckpointWriteError: an OSError (full disk, read-only or vanished directory) in
+      the block; any other exception is a bug and passes unchanged.
+  """
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    os_error = _os_error_in(error)
+    if os_error is None:
+      raise
+    directory = str(manager.directory)
+    if os_error.errno in (errno.ENOSPC, errno.EDQUOT):
+      free = shutil.disk_usage(directory).free if os.path.isdir(directory) else None
+      reason = "the disk is full" + (f", {free / 1e6:.1f} MB free" if free is not None else "")
+    else:
+      reason = os_error.strerror or type(os_error).__name__
+    raise CheckpointWriteError(
+        f"Cannot write a checkpoint in {directory} ({reason}); free space or make it "
+        "writable, then the same command resumes from the last saved checkpoint (or pass "
+        "another --workdir).") from error
 
 
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:

@@ -379,12 +379,26 @@ class _Run:
     """Checkpoints the states at `step` unless that step is saved already."""
     # The decision is ours (Orbax's default policy would also save the first step it sees).
     if step not in self.manager.all_steps():
-      checkpoints.save(self.manager, step, self.states, self.config)
+      with checkpoints.writing(self.manager):
+        checkpoints.save(self.manager, step, self.states, self.config)
+
+  def wait_for_checkpoints(self) -> None:
+    """Waits until the checkpoints being written are on disk.
+
+    Raises:
+      CheckpointWriteError: one could not be written.
+    """
+    with checkpoints.writing(self.manager):
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
-    self.outputs.close()
+    """Waits for the last checkpoint, then closes the manager and the writers (also
+    when that checkpoint failed)."""
+    try:
+      self.wait_for_checkpoints()
+    finally:
+      self.manager.close()
+      self.outputs.close()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
@@ -409,6 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
+    checkpoints.check_writable(workdir)
     if has_checkpoints(workdir):
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
@@ -445,7 +460,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
         if run.due(step, config.checkpoint_every_steps) or stopping:
           run.save(step)
         if stopping and step < num_steps:
-          run.manager.wait_until_finished()
+          run.wait_for_checkpoints()
           raise TrainingInterrupted(
               f"{signal.Signals(stopping).name} stopped training at step {step} of "
               f"{num_steps} after saving it; the same command resumes it.", stopping)
