@@ -24,6 +24,7 @@ import numpy as np
 from crmvae_jax.core import distributions as dist
 from crmvae_jax.data import registry, text
 from crmvae_jax.data.base import is_text_array
+from crmvae_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,8 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
     data_name: the config's `data.name`, a key of `crmvae_jax.data.registry.DATA_SETS`.
     dataset: a `MultimodalDataset`: its arrays give shapes and which modalities are
       text (integer, not uint8), its vocabularies the size of word-level texts.
-    likelihood_weights: optional override of the lambda_m rule, one per modality.
+    likelihood_weights: optional override of the lambda_m rule, one per modality
+      (another count raises UserError naming --config.likelihood_weights).
 
   Returns:
     One `Modality` per modality of `dataset`.
@@ -110,9 +112,11 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
   if likelihood_weights is None:
     likelihood_weights = [max(sizes) / size for size in sizes]
   elif len(likelihood_weights) != len(names):
-    raise ValueError(
-        f"likelihood_weights has {len(likelihood_weights)} entries for {len(names)} "
-        f"modalities {names}.")
+    example = ",".join(["1.0"] * len(names))
+    raise UserError(
+        f"--config.likelihood_weights has {len(likelihood_weights)} entries for the "
+        f"{len(names)} modalities {names} of {data_name}; pass one per modality, e.g. "
+        f"--config.likelihood_weights='({example})'.")
   return tuple(
       Modality(name, network, shape, vocab, float(weight))
       for name, network, shape, vocab, weight in zip(

@@ -113,7 +113,8 @@ def _per_replica(metrics, modalities, prefix, num_replicas) -> list[dict[str, fl
 
 
 class TrainingDiverged(UserError):
-  """The loss or the gradient norm stopped being finite; nothing non-finite was saved."""
+  """The loss, the gradient norm or the updated state stopped being finite; nothing
+  non-finite was saved."""
 
 
 class TrainingInterrupted(UserError):
@@ -213,9 +214,9 @@ def next_stop(step: int, config, num_steps: int) -> int:
 def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> str:
   replica = int(np.argmax(first_non_finite >= 0))
   where = f" (replica seed {seeds[replica]}, beta {betas[replica]:g})" if len(seeds) > 1 else ""
-  return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss or gradient "
-          f"norm is not finite; lower --config.learning_rate (now {config.learning_rate:g}) or "
-          "beta; the last finite checkpoint is kept.")
+  return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss, gradient "
+          "norm or updated parameters are not finite; lower --config.learning_rate (now "
+          f"{config.learning_rate:g}) or beta; the last finite checkpoint is kept.")
 
 
 def check_not_past(start_step: int, num_steps: int, workdir: str) -> None:
@@ -333,7 +334,8 @@ class _Run:
     self.window_steps += end - step
 
   def check_finite(self) -> None:
-    """Raises `TrainingDiverged` if any step so far had a non-finite loss or gradient norm."""
+    """Raises `TrainingDiverged` if any step so far had a non-finite loss, gradient norm,
+    parameter or optimiser state (checked before anything is logged or saved)."""
     diverged_at = np.asarray(to_host(self.first_non_finite))
     if np.any(diverged_at >= 0):
       raise TrainingDiverged(
