@@ -240,3 +240,12 @@ def test_training_into_a_read_only_checkpoints_directory_exits_in_one_line(tmp_p
   assert "Traceback" not in completed.stderr
   assert completed.stderr.strip().splitlines()[-1].startswith(
       f"error: Cannot write checkpoints in {directory} (")
+
+
+def test_a_sweep_too_large_for_memory_is_refused_with_a_grid_that_fits():
+  loop.check_sweep_fits(10_000_000, 1_000_000, 4, 200_000_000)
+  loop.check_sweep_fits(10_000_000, 1_000_000, 1000, None)  # unknown memory: not checked
+  with pytest.raises(UserError, match=r"The sweep's 1000 replicas need at least 30.0 GB \(30.0 MB "
+                     r"each\), more than the 24.0 GB available; sweep at most 799 replicas"):
+    loop.check_sweep_fits(10_000_000, 24_000_000, 1000, 24_000_000_000)
+  assert loop.available_memory_bytes() > 0

@@ -34,7 +34,7 @@ from crmvae_jax.reporting import plotting
 from crmvae_jax.training import checkpoints
 from crmvae_jax.training.checkpoints import checkpoint_manager, has_checkpoints, restore_latest
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
-                                       replica_directory, replica_grid)
+                                       create_train_state, replica_directory, replica_grid)
 from crmvae_jax.training.step import (DeviceData, check_batch_divides, create_mesh,
                                       make_eval_step, make_multi_step,
                                       make_replicated_train_step, manual_over_replicas,
@@ -219,6 +219,58 @@ def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> s
           f"{config.learning_rate:g}) or beta; the last finite checkpoint is kept.")
 
 
+def available_memory_bytes() -> int | None:
+  """The memory training can still use: the free memory of the local accelerators
+  (their `memory_stats`), or on CPU the host's available RAM (/proc/meminfo's
+  MemAvailable); None where neither can be read."""
+  devices = jax.local_devices()
+  if devices[0].platform != "cpu":
+    stats = [device.memory_stats() or {} for device in devices]
+    if all("bytes_limit" in s for s in stats):
+      return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    return None
+  try:
+    with open("/proc/meminfo") as meminfo:
+      for line in meminfo:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError):
+    return None
+
+
+def check_sweep_fits(state_bytes: int, data_bytes: int, num_replicas: int,
+                     available: int | None) -> None:
+  """Refuses a sweep whose replicas cannot fit in memory, before any is created.
+
+  Each replica holds its state, its gradients and its new state at once (about three
+  times the state's bytes; activations come on top, so this is a lower bound), and the
+  training set is held once.
+
+  Args:
+    state_bytes: the bytes of one replica's state (parameters, optimiser state).
+    data_bytes: the bytes of the training set on the devices.
+    num_replicas: the sweep's number of replicas.
+    available: the bytes available (`available_memory_bytes`); None: not checked.
+
+  Raises:
+    UserError: the estimate exceeds `available`; names both and a grid that fits.
+  """
+  per_replica = 3 * state_bytes
+  needed = data_bytes + num_replicas * per_replica
+  if available is None or needed <= available:
+    return
+  fits = max(0, (available - data_bytes) // per_replica)
+  raise UserError(
+      f"The sweep's {num_replicas} replicas need at least {needed / 1e9:.1f} GB "
+      f"({per_replica / 1e6:.1f} MB each), more than the {available / 1e9:.1f} GB available; "
+      f"sweep at most {fits} replicas at once with fewer --config.sweep.seeds or "
+      "--config.sweep.betas (and run the rest in another --workdir).")
+
+
 def check_not_past(start_step: int, num_steps: int, workdir: str) -> None:
   """Refuses to resume a run whose checkpoint is past the steps asked for.
 
@@ -235,6 +287,12 @@ def check_not_past(start_step: int, num_steps: int, workdir: str) -> None:
         f"{workdir} is already at step {start_step}, past the {num_steps} steps asked for; "
         f"pass --config.num_train_steps={start_step} or more to resume it, or another "
         "--workdir to train a new run.")
+
+
+def _state_bytes(model, tx, train_set) -> int:
+  """The bytes of one replica's training state, from its shapes alone."""
+  state = jax.eval_shape(lambda: create_train_state(model, tx, train_set.batch(np.arange(2)), 0))
+  return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
 
 class _Run:
@@ -259,6 +317,10 @@ class _Run:
     check_batch_divides(config.batch_size, self.mesh)
     loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
                                   config.get("readings"), config.data.get("text_redraw", False))
+    if self.num_replicas > 1:
+      check_sweep_fits(_state_bytes(self.model, tx, self.train_set),
+                       sum(array.nbytes for array in self.train_set.arrays.values()),
+                       self.num_replicas, available_memory_bytes())
     self.num_steps = total_steps(config, len(self.train_set))
     self._restore(tx, workdir)
     self.betas = jax.device_put(jnp.asarray(self.beta_values, jnp.float32),
