@@ -66,6 +66,26 @@ def write_error(path: str, error: OSError, needed: int | None = None,
                    "is kept.")
 
 
+def check_writable(directory: str, fix: str) -> None:
+  """Refuses, before anything is computed, a directory where no file can be written.
+
+  Args:
+    directory: where the results will go (created if missing).
+    fix: what the user can do instead, e.g. 'copy the run to a writable place'.
+
+  Raises:
+    UserError: creating the directory or a file in it fails (read-only, full, a file
+      in the way); the message names it, the reason and `fix`.
+  """
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as error:
+    raise UserError(f"Cannot write in {directory} ({error.strerror or type(error).__name__}); "
+                    f"{fix}.") from None
+
+
 def _file_mode() -> int:
   """0o666 less the process's umask: the mode `open` would give a new file (mkstemp's
   own 0o600 would hide results from the user's group)."""

@@ -27,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import zipfile
 
 import ml_collections
 import numpy as np
+from absl import logging
 from ml_collections import config_dict
 
 from crmvae_jax import atomic
@@ -93,8 +95,12 @@ def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarra
   labels = np.asarray(labels, np.int64)
   path = _cache_path(config_data, pool, labels)
   if path.exists():
-    with np.load(path) as stored:
-      return stored["images"]
+    try:
+      with np.load(path) as stored:
+        return stored["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+      logging.warning("The render cache %s is damaged (%s); rendering it again.", path,
+                      type(error).__name__)
   images = syndigits.render_pool(
       labels, config_data.seed, pool,
       description=f"Rendering {len(labels)} SVHN-like {pool} digits (once; cached in "

@@ -21,11 +21,13 @@ import hashlib
 import json
 import os
 import pathlib
+import zipfile
 from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 import skimage.data
+from absl import logging
 from ml_collections import config_dict
 from PIL import Image
 
@@ -121,8 +123,13 @@ def load_backgrounds(directory: str, num_modalities: int = 1) -> list[np.ndarray
         f"photos with --config.data.backgrounds=DIR.")
   photos = []
   for photo_path in photo_paths:
-    with Image.open(photo_path) as photo:
-      photos.append(np.asarray(photo.convert("RGB"), dtype=np.uint8))
+    try:
+      with Image.open(photo_path) as photo:
+        photos.append(np.asarray(photo.convert("RGB"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for a bad image
+      raise DataUnavailableError(
+          f"The background photo {photo_path} cannot be read ({error}); replace or remove it "
+          "in --config.data.backgrounds.") from None
   return photos
 
 
@@ -363,14 +370,20 @@ def _save(path: pathlib.Path, train: MultimodalDataset, test: MultimodalDataset)
 
 
 def _read(path: pathlib.Path, num_modalities: int
-          ) -> tuple[MultimodalDataset, MultimodalDataset]:
-  """The (train, test) data sets `_save` wrote to `path`."""
-  with np.load(path) as stored:
-    return tuple(
-        _dataset({name: stored[f"{split}/{name}"]
-                  for name in _modality_names(num_modalities)},
-                 stored[f"{split}/labels"])
-        for split in ("train", "test"))
+          ) -> tuple[MultimodalDataset, MultimodalDataset] | None:
+  """The (train, test) data sets `_save` wrote to `path`, or None if the file is damaged
+  (truncated, or not one `_save` wrote): then it is built again."""
+  try:
+    with np.load(path) as stored:
+      return tuple(
+          _dataset({name: stored[f"{split}/{name}"]
+                    for name in _modality_names(num_modalities)},
+                   stored[f"{split}/labels"])
+          for split in ("train", "test"))
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    logging.warning("The PolyMNIST cache %s is damaged (%s); building it again.", path,
+                    type(error).__name__)
+    return None
 
 
 def load(config_data: ml_collections.ConfigDict
@@ -399,8 +412,9 @@ def load(config_data: ml_collections.ConfigDict
   else:
     backgrounds = load_backgrounds(config_data.backgrounds, config_data.num_modalities)
   path = _cache_path(config_data, backgrounds)
-  if path.exists():
-    return _read(path, config_data.num_modalities)
+  cached = _read(path, config_data.num_modalities) if path.exists() else None
+  if cached is not None:
+    return cached
   translate = config_data.name == "translated_polymnist"
   splits = []
   for (images, labels), size, stream in zip(

@@ -56,6 +56,14 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
           "modalities": {m.abbreviation: m.name for m in modalities}}
 
 
+def _eval_directory(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
+  """Where a replica's evaluation goes, checked writable before anything is computed."""
+  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
+  atomic.check_writable(eval_dir, "make the run's directory writable, or copy the run "
+                        "somewhere writable and pass that --workdir")
+  return eval_dir
+
+
 def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int,
                    results: dict) -> str:
   """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
@@ -99,6 +107,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  _eval_directory(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
   if test_set.labels.ndim != 1:
     raise UserError(
@@ -239,6 +248,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, _, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  _eval_directory(config, workdir, replica)
   modalities = model.modalities
   image_index, text_index = image_text.image_and_text_indices(modalities)
   image, text = modalities[image_index], modalities[text_index]

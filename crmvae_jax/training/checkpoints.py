@@ -280,7 +280,8 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
   model = create_model(config, train_set)
   seeds, _ = replica_grid(config)
   if not 0 <= replica < len(seeds):
-    raise UserError(f"replica must be in 0..{len(seeds) - 1}; got {replica}.")
+    raise UserError(f"--replica must be in 0..{len(seeds) - 1} (the run has {len(seeds)} "
+                    f"replica(s)); got {replica}.")
   tx = create_optimizer(config)
   abstract = jax.eval_shape(
       lambda: create_replica_states(model, tx, train_set.batch(np.arange(2)), seeds))

@@ -118,7 +118,7 @@ class TrainingDiverged(UserError):
 
 
 class TrainingInterrupted(UserError):
-  """SIGINT or SIGTERM stopped training after saving the current step.
+  """SIGINT, SIGTERM or SIGHUP stopped training after saving the current step.
 
   Attributes:
     exit_code: 128 + the signal number, the shell's convention for a signalled program.
@@ -141,7 +141,11 @@ class WorkdirLock:
     self._file = None
 
   def __enter__(self) -> "WorkdirLock":
-    self._file = open(self.path, "a+")
+    try:
+      self._file = open(self.path, "a+")
+    except OSError as error:
+      raise UserError(f"Cannot open the lock file {self.path} ({error.strerror}); remove it "
+                      "(no training may be running there) or pass another --workdir.") from None
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -162,9 +166,10 @@ class WorkdirLock:
 
 
 class StopSignals:
-  """Turns SIGINT and SIGTERM into a request to stop at the next chunk boundary.
+  """Turns SIGINT, SIGTERM and SIGHUP into a request to stop at the next chunk boundary.
 
-  SLURM sends SIGTERM before preempting a job; Ctrl-C sends SIGINT. The first signal
+  SLURM sends SIGTERM before preempting a job; Ctrl-C sends SIGINT; a closed terminal
+  sends SIGHUP. The first signal
   only sets `signal_number`, so the loop can finish its steps and save; a second
   Ctrl-C stops at once. Handlers can only be installed from the main thread; elsewhere
   this does nothing.
@@ -191,7 +196,7 @@ class StopSignals:
 
   def __enter__(self) -> "StopSignals":
     if threading.current_thread() is threading.main_thread():
-      for number in (signal.SIGINT, signal.SIGTERM):
+      for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         self._previous[number] = signal.signal(number, self._handle)
     return self
 
