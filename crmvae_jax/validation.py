@@ -67,10 +67,12 @@ def _check_number(config, field: str, minimum: float, *, strict: bool = False,
   bounds = f"> {minimum:g}" if strict else f">= {minimum:g}"
   if maximum is None and float32:
     maximum = MAX_FLOAT32
-  if maximum is not None:
+  if maximum == MAX_FLOAT32:
+    # Named only to a value beyond it: every other refusal reads as before.
+    if _is_number(value) and math.isfinite(value) and value > maximum:
+      bounds += f" and <= {maximum:g} (the largest float32)"
+  elif maximum is not None:
     bounds += f" and <= {maximum:g}"
-    if maximum == MAX_FLOAT32:
-      bounds += " (the largest float32)"
   special = "".join(f" (or {special:g})" for special in allowed)
   valid = (_is_int(value) if integer else _is_number(value)) and math.isfinite(value)
   valid = valid and (value > minimum if strict else value >= minimum)
