@@ -10,7 +10,9 @@ Every program (`crmvae_jax.main`, `.evaluate`, `.evaluate_image_text`, `.classif
   `get_config` or returns no `ml_collections.ConfigDict`, and an override of a field
   the config lacks (naming the closest field);
 - prints every other flag error, and every `UserError` that `main` raises, as one
-  line `error: <message>` on stderr, with exit status 1.
+  line `error: <message>` on stderr, with exit status 1;
+- ends on SIGTERM or SIGHUP at any moment with one line and status 128 + the signal
+  (training first saves its current step: `training.loop.StopSignals`).
 
 Any other exception is a bug and keeps its traceback.
 """
@@ -45,11 +47,43 @@ RUN = "<the config.json of --workdir>"
 _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 
 
+class Stopped(UserError):
+  """SIGTERM or SIGHUP stopped the program outside training's own handling.
+
+  Attributes:
+    exit_code: 128 + the signal number, the shell's convention for a signalled program.
+  """
+
+  def __init__(self, signal_number: int):
+    super().__init__(f"{signal.Signals(signal_number).name} stopped the program before it "
+                     "finished; the same command runs it again (training resumes from its "
+                     "last checkpoint).")
+    self.exit_code = 128 + signal_number
+
+
+def _raise_stopped(signal_number, frame) -> None:
+  del frame
+  raise Stopped(signal_number)
+
+
+# Signals that end a program with one line (training saves first: loop.StopSignals).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def exit_with(error: Exception | str) -> None:
   """Prints `error: <message>` as one line on stderr and exits with the error's
-  `exit_code` (128 + the signal for a signalled run), else status 1."""
+  `exit_code` (128 + the signal for a signalled run), else status 1.
+
+  An error with `hard_exit` (a failed checkpoint write) ends the process at once: the
+  threads of the failed write never finish, and a normal exit would wait for them.
+  """
   print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
-  sys.exit(getattr(error, "exit_code", 1))
+  code = getattr(error, "exit_code", 1)
+  if getattr(error, "hard_exit", False):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
@@ -263,6 +297,8 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
       exit_with(f"Unexpected arguments {' '.join(argv[1:])}; flags are written --NAME=VALUE.")
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # Orbax logs every save and restore at INFO
+    for number in STOP_SIGNALS:  # by default they end the process silently
+      signal.signal(number, _raise_stopped)
     try:
       main()
     except UserError as error:

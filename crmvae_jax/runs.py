@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from crmvae_jax import atomic
 from crmvae_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -98,24 +98,14 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> str:
 
   Returns:
     The file's path.
+
+  Raises:
+    UserError: the file cannot be written (`atomic.write_with`).
   """
   types: dict[str, str] = {}
   document = _encode(config, "", types)
   document[TYPES_KEY] = types
-  os.makedirs(workdir, exist_ok=True)
-  path = config_path(workdir)
-  descriptor, temporary = tempfile.mkstemp(prefix=f".{CONFIG_FILE}.", dir=workdir)
-  try:
-    with os.fdopen(descriptor, "w") as f:
-      json.dump(document, f, indent=2)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    os.unlink(temporary)
-    raise
-  return path
+  return atomic.write_json(config_path(workdir), document)
 
 
 def _as_tuple(value: Any) -> Any:
@@ -228,6 +218,17 @@ def model_defining_differences(saved: ml_collections.ConfigDict,
       field for field in set(flat_saved) | set(flat_new)
       if _model_defining(field)
       and _normalise(flat_saved.get(field, missing)) != _normalise(flat_new.get(field, missing)))
+
+
+def model_defining_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config's `MODEL_DEFINING` fields as {dotted field: JSON value}, e.g. what each
+  checkpoint records so that resuming can be checked even without config.json.
+
+  The result compares with a config through `model_defining_differences` and
+  `describe_differences` (a flat dict of dotted names flattens to itself).
+  """
+  return {field: _normalise(value) for field, value in sorted(_flatten(config).items())
+          if _model_defining(field)}
 
 
 def describe_differences(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict,

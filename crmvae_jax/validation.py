@@ -13,12 +13,16 @@ import math
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from crmvae_jax.errors import UserError
 
 MIXTURE_ESTIMATORS = ("stratified", "sampled")
 # Seeds become uint32 PRNG keys.
 MAX_SEED = 2**32 - 1
+# Learning rates, betas and likelihood weights become float32 on the devices; a larger
+# value is finite in Python but infinite there.
+MAX_FLOAT32 = float(np.finfo(np.float32).max)
 _ABSENT = object()
 
 
@@ -42,7 +46,7 @@ def _is_int(value: Any) -> bool:
 
 def _check_number(config, field: str, minimum: float, *, strict: bool = False,
                   maximum: float | None = None, integer: bool = False,
-                  optional: bool = False, allowed: tuple = ()) -> None:
+                  optional: bool = False, allowed: tuple = (), float32: bool = False) -> None:
   """Raises UserError unless `field` is a finite number in range (or an allowed value).
 
   Args:
@@ -54,13 +58,20 @@ def _check_number(config, field: str, minimum: float, *, strict: bool = False,
     integer: whether the value must be an int.
     optional: whether None (an unset placeholder) passes.
     allowed: special values that pass too, e.g. -1 meaning 'all'.
+    float32: whether the value must also be finite as a float32 (at most `MAX_FLOAT32`).
   """
   value = _get(config, field)
   if value is _ABSENT or (optional and value is None) or (_is_number(value) and value in allowed):
     return
   kind = "an integer" if integer else "a finite number"
   bounds = f"> {minimum:g}" if strict else f">= {minimum:g}"
-  if maximum is not None:
+  if maximum is None and float32:
+    maximum = MAX_FLOAT32
+  if maximum == MAX_FLOAT32:
+    # Named only to a value beyond it: every other refusal reads as before.
+    if _is_number(value) and math.isfinite(value) and value > maximum:
+      bounds += f" and <= {maximum:g} (the largest float32)"
+  elif maximum is not None:
     bounds += f" and <= {maximum:g}"
   special = "".join(f" (or {special:g})" for special in allowed)
   valid = (_is_int(value) if integer else _is_number(value)) and math.isfinite(value)
@@ -71,18 +82,33 @@ def _check_number(config, field: str, minimum: float, *, strict: bool = False,
 
 
 def _check_numbers(config, field: str, minimum: float, *, integer: bool = False,
-                   example: str) -> None:
-  """Raises UserError unless `field` is None or a tuple of valid numbers (`_check_number`)."""
+                   example: str, distinct: bool = False) -> None:
+  """Raises UserError unless `field` is None or a tuple of valid numbers (`_check_number`).
+
+  Args:
+    config: the config.
+    field: dotted field name; an absent field passes.
+    minimum: the least value.
+    integer: integers up to `MAX_SEED`; else numbers finite in float32.
+    example: a valid value for the message.
+    distinct: whether a repeated value is refused (a sweep's seeds and betas).
+  """
   values = _get(config, field)
   if values is _ABSENT or values is None:
     return
   kind = "integers" if integer else "finite numbers"
+  maximum = MAX_SEED if integer else MAX_FLOAT32
   valid = isinstance(values, (tuple, list)) and all(
       (_is_int(v) if integer else _is_number(v)) and math.isfinite(v) and v >= minimum
-      and (not integer or v <= MAX_SEED) for v in values)
+      and v <= maximum for v in values)
   if not valid:
-    raise UserError(f"--config.{field} must be a tuple of {kind} >= {minimum:g}, e.g. "
-                    f"--config.{field}='{example}'; got {values!r}.")
+    raise UserError(f"--config.{field} must be a tuple of {kind} >= {minimum:g} and <= "
+                    f"{maximum:g}, e.g. --config.{field}='{example}'; got {values!r}.")
+  repeated = sorted({v for v in values if list(values).count(v) > 1})
+  if distinct and repeated:
+    raise UserError(f"--config.{field} repeats {', '.join(map(str, repeated))}, which would "
+                    f"train identical replicas; list each value once, e.g. "
+                    f"--config.{field}='{example}'.")
 
 
 def _check_choice(config, field: str, choices, what: str) -> None:
@@ -120,12 +146,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "data.name", registry.names(), "data set")
   for name, choices in objectives.READINGS.items():
     _check_choice(config, f"readings.{name}", choices, "reading")
-  _check_number(config, "beta", 0.0)
-  _check_numbers(config, "sweep.betas", 0.0, example="(0.5,1.0,2.0)")
+  _check_number(config, "beta", 0.0, float32=True)
+  _check_numbers(config, "sweep.betas", 0.0, example="(0.5,1.0,2.0)", distinct=True)
   _check_number(config, "seed", 0, integer=True, maximum=MAX_SEED)
-  _check_numbers(config, "sweep.seeds", 0, integer=True, example="(0,1,2)")
-  _check_number(config, "learning_rate", 0.0, strict=True)
+  _check_numbers(config, "sweep.seeds", 0, integer=True, example="(0,1,2)", distinct=True)
+  _check_number(config, "learning_rate", 0.0, strict=True, float32=True)
   _check_numbers(config, "likelihood_weights", 0.0, example="(1.0,3.0)")
+  weights = _get(config, "likelihood_weights")
+  if isinstance(weights, (tuple, list)) and weights and not any(weights):
+    raise UserError("--config.likelihood_weights are all zero, so no modality would be "
+                    "reconstructed; give at least one a positive weight, e.g. "
+                    "--config.likelihood_weights='(1.0,3.0)'.")
   for field in ("latent_dim", "batch_size", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
                 "figure_examples"):
@@ -164,7 +195,7 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
   for field in ("classifier_epochs", "classifier_batch_size", "batch_size",
                 "num_prior_samples", "probe_train_examples"):
     _check_number(config, f"eval.{field}", 1, integer=True)
-  _check_number(config, "eval.classifier_learning_rate", 0.0, strict=True)
+  _check_number(config, "eval.classifier_learning_rate", 0.0, strict=True, float32=True)
   _check_number(config, "eval.classifier_max_train_examples", 1, integer=True, optional=True)
   _check_number(config, "eval.seed", 0, integer=True, maximum=MAX_SEED)
   _check_number(config, "eval.num_examples", 1, integer=True, allowed=(-1,))

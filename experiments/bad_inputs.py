@@ -6,16 +6,20 @@ r"""Bad inputs and faults on the quick start, each run as a user would, in one t
 Every case runs `python -m ...` as a subprocess in a temporary directory, by default
 `python -m crmvae_jax.main` with `--config.num_train_steps=60
 --config.checkpoint_every_steps=20` and a fresh `--workdir`, and the script prints a
-Markdown table: the input, the exit code, and the last line the user reads on stderr
-(progress bars aside), or 'Traceback: ...' when a traceback appears. A bad input
-should end with a non-zero exit and one line `error: ...` that names the fix; a fault
-during training (a signal, a truncated checkpoint) should end as the case says.
+Markdown table: the input, the exit code, the last line the user reads on stderr
+(progress bars aside), or 'Traceback: ...' when a traceback appears, and for a fault
+whether nothing was lost (the run's checkpoints and earlier results still there). A bad
+input should end with a non-zero exit and one line `error: ...` that names the fix; a
+fault (a signal, a truncated checkpoint, a full disk) should end as the case says.
+Filesystem faults use a read-only bind mount or a small tmpfs, which need root; without
+them those cases say 'skipped' and why.
 
 Some cases build on earlier ones (a trained run, classifiers), so they run in order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -51,13 +55,14 @@ class Case:
     args: the command line after `python`, with {tmp} (the shared temporary
       directory) and {workdir} (this case's own fresh directory) filled in.
     quick: add QUICK (after any --config=FILE) and --workdir={workdir}.
-    run: a custom runner (args -> (exit code, stderr)) for faults that need timing.
+    run: a custom runner (args, workdir -> (exit code, stderr) or (exit code, stderr,
+      nothing lost: 'yes' or 'no')) for faults that need timing or a prepared directory.
   """
 
   shown: str
   args: tuple[str, ...]
   quick: bool = True
-  run: Callable[[list[str], str], tuple[int, str]] | None = None
+  run: Callable[[list[str], str], tuple] | None = None
 
 
 def main_args(*args: str) -> tuple[str, ...]:
@@ -117,6 +122,157 @@ def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, s
   completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
                              timeout=TIMEOUT_S)
   return completed.returncode, completed.stderr
+
+
+def _snapshot(directory: str) -> dict[str, bytes]:
+  """Relative path -> content of every file under `directory` (what must not be lost)."""
+  files = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, directory)] = f.read()
+  return files
+
+
+def _kept(before: dict[str, bytes], directory: str) -> str:
+  after = _snapshot(directory)
+  return "yes" if all(after.get(path) == content for path, content in before.items()) else "no"
+
+
+def _copy_run(argv: list[str], workdir: str) -> list[str]:
+  """Copies the run named by `--copy_of SOURCE` to `workdir`; returns argv without it."""
+  source = argv[argv.index("--copy_of") + 1]
+  shutil.rmtree(workdir, ignore_errors=True)
+  shutil.copytree(source, workdir)
+  return argv[:argv.index("--copy_of")]
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+  completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+  return completed.returncode, completed.stderr
+
+
+def run_on_copy(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Runs on a copy of a trained run; nothing lost: its checkpoints are unchanged."""
+  argv = _copy_run(argv, workdir)
+  before = _snapshot(os.path.join(workdir, "checkpoints"))
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, os.path.join(workdir, "checkpoints"))
+
+
+def run_without_config_json(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Resumes a copy of a trained run whose config.json was deleted."""
+  argv = _copy_run(argv, workdir)
+  os.remove(runs.config_path(workdir))
+  before = _snapshot(os.path.join(workdir, "checkpoints"))
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, os.path.join(workdir, "checkpoints"))
+
+
+def run_with_checkpoints_file(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Trains into a workdir whose `checkpoints` is a file."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "checkpoints"), "w") as f:
+    f.write("a file\n")
+  return _run(argv)
+
+
+def run_with_lock_directory(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Trains into a workdir whose `train.lock` is a directory."""
+  os.makedirs(os.path.join(workdir, "train.lock"))
+  return _run(argv)
+
+
+def _mount(*args: str) -> bool:
+  return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def run_read_only(argv: list[str], workdir: str) -> tuple:
+  """Runs with `workdir/checkpoints` (training) or a copy of a run (evaluate) mounted
+  read-only: file modes do not stop root, a read-only mount does."""
+  if "--copy_of" in argv:
+    argv = _copy_run(argv, workdir)
+    target = workdir
+  else:
+    target = os.path.join(workdir, "checkpoints")
+    os.makedirs(target)
+  if not _mount("--bind", "-o", "ro", target, target):
+    return "skipped", "needs root to bind-mount a directory read-only"
+  try:
+    before = _snapshot(target)
+    code, stderr = _run(argv)
+    return code, stderr, _kept(before, target)
+  finally:
+    subprocess.run(["umount", target], check=False)
+
+
+def run_on_full_disk(argv: list[str], workdir: str) -> tuple:
+  """Evaluates a copy of a run on a small tmpfs filled up, over an earlier results.json."""
+  os.makedirs(workdir)
+  if not _mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", workdir):
+    return "skipped", "needs root to mount a small tmpfs"
+  try:
+    argv = _copy_run(argv, os.path.join(workdir, "run"))
+    argv = [arg.replace(workdir, os.path.join(workdir, "run")) for arg in argv]
+    eval_dir = os.path.join(workdir, "run", "eval")
+    os.makedirs(eval_dir, exist_ok=True)
+    with open(os.path.join(eval_dir, "results.json"), "w") as f:
+      f.write('{"earlier": "results"}\n')
+    before = _snapshot(os.path.join(workdir, "run"))
+    with open(os.path.join(workdir, "filler"), "wb") as f:  # fills the disk
+      with contextlib.suppress(OSError):
+        while True:
+          f.write(b"\0" * (1 << 20))
+          f.flush()
+    code, stderr = _run(argv)
+    return code, stderr, _kept(before, os.path.join(workdir, "run"))
+  finally:
+    subprocess.run(["umount", workdir], check=False)
+
+
+def run_with_damaged_classifier(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Evaluates with a copy of the classifiers whose mnist classifier.json is cut short."""
+  source = argv[argv.index("--classifiers_of") + 1]
+  argv = argv[:argv.index("--classifiers_of")]
+  shutil.copytree(source, os.path.join(workdir, "classifiers"))
+  path = os.path.join(workdir, "classifiers", "mnist", "classifier.json")
+  os.truncate(path, os.path.getsize(path) // 2)
+  return _run(argv)
+
+
+def run_with_unreadable_photo(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Trains PolyMNIST on a backgrounds directory holding a file that is no image."""
+  os.makedirs(os.path.join(workdir, "photos"))
+  with open(os.path.join(workdir, "photos", "photo.jpg"), "wb") as f:
+    f.write(b"not a jpeg")
+  return _run(argv)
+
+
+def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool = False
+                  ) -> Callable[[list[str], str], tuple]:
+  """A runner that sends `signal_number` `seconds` after the start (or after the first
+  checkpoint); nothing lost: the checkpoints present when it was sent are still there."""
+
+  def run(argv: list[str], workdir: str) -> tuple:
+    if "--copy_of" in argv:
+      argv = _copy_run(argv, workdir)
+    process = _popen(argv)
+    if wait_for_checkpoint:
+      _wait_for_checkpoint(process, workdir)
+    time.sleep(seconds)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    before = _snapshot(checkpoints) if os.path.isdir(checkpoints) else {}
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    # Checkpoints rotate (max_to_keep), so only the newest one present must remain.
+    newest = {path: content for path, content in before.items()
+              if path.split(os.sep)[0] == max((p.split(os.sep)[0] for p in before), key=int,
+                                              default=None)}
+    return process.returncode, stderr, _kept(newest, checkpoints) if newest else "yes"
+
+  return run
 
 
 def cases() -> list[Case]:
@@ -203,6 +359,54 @@ def cases() -> list[Case]:
       Case("SIGTERM during training",
            main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
                      "--workdir={workdir}"), quick=False, run=run_with_sigterm),
+      # Numbers finite in Python but not on the devices, repeats, sizes.
+      Case("`--config.learning_rate=1e39` (infinite in float32)",
+           main_args("--config.learning_rate=1e39")),
+      Case("`--config.sweep.seeds='(0,0)'` (a repeated seed)",
+           main_args("--config.sweep.seeds=(0,0)")),
+      Case("`--config.likelihood_weights='(0.0,0.0)'`",
+           main_args("--config.likelihood_weights=(0.0,0.0)")),
+      Case("`--config.likelihood_weights='(1.0,2.0,3.0)'` (3 weights, 2 modalities)",
+           main_args("--config.likelihood_weights=(1.0,2.0,3.0)")),
+      Case("`--config.sweep.seeds` of 20,000 replicas (more than the memory)",
+           main_args("--config.sweep.seeds=(" + ",".join(map(str, range(20000))) + ")")),
+      # Faults of the run's directory and files.
+      Case("resume the 60-step run with `--config.num_train_steps=40`",
+           main_args("--config.num_train_steps=40", "--workdir={workdir}", "--copy_of",
+                     "{tmp}/run"), quick=False, run=run_on_copy),
+      Case("resume the run without its config.json, with `--config.latent_dim=16`",
+           main_args(*QUICK, "--config.latent_dim=16", "--workdir={workdir}", "--copy_of",
+                     "{tmp}/run"), quick=False, run=run_without_config_json),
+      Case("`WORKDIR/checkpoints` is a file",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False, run=run_with_checkpoints_file),
+      Case("`WORKDIR/checkpoints` is read-only (a read-only bind mount)",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False, run=run_read_only),
+      Case("`WORKDIR/train.lock` is a directory",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False, run=run_with_lock_directory),
+      Case("`evaluate` on a read-only run (a read-only bind mount)",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", *SMALL_EVAL, "--copy_of",
+            "{tmp}/run16"), quick=False, run=run_read_only),
+      Case("`evaluate` on a full disk (a filled 64 MB tmpfs)",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", *SMALL_EVAL, "--copy_of",
+            "{tmp}/run16"), quick=False, run=run_on_full_disk),
+      Case("`evaluate` with a damaged classifier.json",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", *SMALL_EVAL[1:],
+            "--config.eval.classifier_dir={workdir}/classifiers", "--classifiers_of",
+            "{tmp}/classifiers"), quick=False, run=run_with_damaged_classifier),
+      Case("PolyMNIST with a background photo that is no image",
+           main_args("--config=configs/polymnist.py", "--config.data.backgrounds={workdir}/photos"),
+           run=run_with_unreadable_photo),
+      # Signals at every moment.
+      Case("SIGHUP during training",
+           main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}"), quick=False,
+           run=_signal_after(signal.SIGHUP, 2, wait_for_checkpoint=True)),
+      Case("SIGTERM during start-up",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False,
+           run=_signal_after(signal.SIGTERM, 1)),
+      Case("SIGTERM during `evaluate`",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", *SMALL_EVAL, "--copy_of",
+            "{tmp}/run16"), quick=False, run=_signal_after(signal.SIGTERM, 15)),
   ]
 
 
@@ -239,22 +443,23 @@ def run_case(case: Case, tmp: str, index: int) -> tuple[int | str, str]:
     args.append("--workdir={workdir}")
   args = module + args
   args = [arg.format(tmp=tmp, workdir=workdir) for arg in args]
+  kept = ""
   try:
     if case.run is not None:
-      code, stderr = case.run(args, workdir)
+      code, stderr, *rest = case.run(args, workdir)
+      kept = rest[0] if rest else ""
     else:
-      completed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
-                                 text=True, timeout=TIMEOUT_S)
-      code, stderr = completed.returncode, completed.stderr
+      code, stderr = _run(args)
   except subprocess.TimeoutExpired:
-    return "timeout", f"no end after {TIMEOUT_S} s"
-  return code, user_line(stderr)
+    return "timeout", f"no end after {TIMEOUT_S} s", "?"
+  return code, (stderr if code == "skipped" else user_line(stderr)), kept
 
 
-def markdown(rows: list[tuple[str, int | str, str]]) -> str:
+def markdown(rows: list[tuple[str, int | str, str, str]]) -> str:
   escape = lambda text: str(text).replace("|", "\\|")
-  lines = ["| input | exit code | last line on stderr |", "|---|---|---|"]
-  lines += [f"| {escape(shown)} | {code} | {escape(line)} |" for shown, code, line in rows]
+  lines = ["| input | exit code | last line on stderr | nothing lost |", "|---|---|---|---|"]
+  lines += [f"| {escape(shown)} | {code} | {escape(line)} | {kept} |"
+            for shown, code, line, kept in rows]
   return "\n".join(lines)
 
 
@@ -266,10 +471,10 @@ def main() -> None:
     prepare(tmp)
     for index, case in enumerate(selected):
       started = time.perf_counter()
-      code, line = run_case(case, tmp, index)
+      code, line, kept = run_case(case, tmp, index)
       print(f"[{index + 1}/{len(selected)}] {case.shown}: exit {code} "
             f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-      rows.append((case.shown, code, line))
+      rows.append((case.shown, code, line, kept))
   print(markdown(rows))
 
 

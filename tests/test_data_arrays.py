@@ -58,6 +58,7 @@ def config_data(tmp_path):
   return config
 
 
+@pytest.mark.slow  # builds and compiles a model of every kind
 def test_kinds_networks_and_likelihoods_come_from_the_arrays(config_data):
   train, test = data_lib.load(config_data)
   assert train.modalities == ("image", "name", "features")
@@ -80,6 +81,7 @@ def test_kinds_networks_and_likelihoods_come_from_the_arrays(config_data):
   assert [o.shape for o in outputs] == [(16, 28, 28, 1), (16, 8, 70), (16, 5)]
 
 
+@pytest.mark.slow
 def test_declared_kinds_likelihoods_and_own_networks(config_data):
   config_data.modalities = {
       "features": {"likelihood": "gaussian", "encoder": "tests.test_data_arrays.TinyEncoder",
@@ -99,6 +101,17 @@ def test_declared_kinds_likelihoods_and_own_networks(config_data):
   values = jax.numpy.asarray(batch["features"])
   np.testing.assert_allclose(features.log_likelihood(values, values), -2.5 * np.log(2 * np.pi),
                              rtol=1e-6)
+
+
+def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(config_data):
+  train, test = data_lib.load(config_data)
+  assert train.masks is not None and test.masks is None  # only complete test examples
+  modalities = modalities_of("arrays", train)
+  assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
+      ("image", "polymnist", "laplace"), ("text", "sequence", "laplace"),
+      ("vector", "vector", "laplace")]
+  assert [m.network_kwargs() for m in modalities] == [
+      {"out_channels": 1}, {"vocab_size": 70, "length": 8}, {"size": 5}]
 
 
 def test_a_second_file_is_the_test_split_and_directories_concatenate(tmp_path):

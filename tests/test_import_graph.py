@@ -17,7 +17,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lowest first.
 LAYERS = (
     # Plain helpers: no model, data set or flag knowledge.
-    ("foundation", {"errors", "xla_setup", "input_pipeline", "runs", "data.text",
+    ("foundation", {"errors", "atomic", "xla_setup", "input_pipeline", "runs", "data.text",
                     "data.vocabulary"}),
     # The pure core: distributions, networks, metrics, the objectives and the model
     # registry (`core.objectives.MODELS`).
@@ -41,7 +41,7 @@ LAYERS = (
                   "training.loop", "training.supervised"}),
     # One module per metric, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
-                    "evaluation.fid", "evaluation.probes", "evaluation.image_text",
+                    "evaluation.fid", "evaluation.probes", "evaluation.image_text", "evaluation.likelihood",
                     "evaluation.judges", "evaluation.classifier_training",
                     "evaluation.likelihood",
                     "evaluation.driver", "sweeps"}),

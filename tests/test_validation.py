@@ -39,6 +39,15 @@ def test_every_shipped_config_is_valid(config):
     ("learning_rate", 0.0, "--config.learning_rate"),
     ("learning_rate", -1e-3, "--config.learning_rate"),
     ("likelihood_weights", (1.0, NAN), "--config.likelihood_weights"),
+    # Finite in Python, infinite as the float32 the devices compute in.
+    ("learning_rate", 1e39, "--config.learning_rate"),
+    ("beta", 1e39, "--config.beta"),
+    ("sweep.betas", (1.0, 1e39), "--config.sweep.betas"),
+    ("likelihood_weights", (1e39, 1.0), "--config.likelihood_weights"),
+    ("eval.classifier_learning_rate", 1e39, "--config.eval.classifier_learning_rate"),
+    ("likelihood_weights", (0.0, 0.0), "--config.likelihood_weights"),
+    ("sweep.seeds", (0, 1, 0), "--config.sweep.seeds"),
+    ("sweep.betas", (1.0, 1.0), "--config.sweep.betas"),
     ("latent_dim", -16, "--config.latent_dim"),
     ("latent_dim", 0, "--config.latent_dim"),
     ("batch_size", 0, "--config.batch_size"),
@@ -111,3 +120,29 @@ def test_split_sizes():
     validation.check_split_sizes(config, 100, 500)
   with pytest.raises(UserError, match=r"the 50 test examples.*--config.batch_size=50 or less"):
     validation.check_split_sizes(config, 4500, 50)
+
+
+def test_float32_limits_and_repeats_say_why():
+  config = config_lib.quickstart_config()
+  config.learning_rate = 1e39
+  with pytest.raises(UserError, match=r"--config.learning_rate must be a finite number > 0 and "
+                     r"<= 3.40282e\+38 \(the largest float32\); got 1e\+39"):
+    validation.validate_config(config)
+  config = config_lib.quickstart_config()
+  config.learning_rate = 3e38  # finite in float32: allowed
+  validation.validate_config(config)
+  config.sweep.seeds = (0, 1, 0)
+  with pytest.raises(UserError, match=r"--config.sweep.seeds repeats 0, which would train "
+                     "identical replicas"):
+    validation.validate_config(config)
+
+
+def test_likelihood_weights_of_the_wrong_length_name_the_flag():
+  from crmvae_jax import data as data_lib
+  from crmvae_jax.core.modalities import modalities_of
+
+  config = config_lib.quickstart_config()
+  _, test_set = data_lib.load(config.data)
+  with pytest.raises(UserError, match=r"--config.likelihood_weights has 3 entries for the 2 "
+                     r"modalities .*--config.likelihood_weights='\(1.0,1.0\)'"):
+    modalities_of(config.data.name, test_set, (1.0, 2.0, 3.0))

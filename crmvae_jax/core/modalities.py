@@ -26,6 +26,7 @@ from crmvae_jax.core import networks
 from crmvae_jax.data import registry, text
 from crmvae_jax.data.arrays import IMAGE_NETWORKS
 from crmvae_jax.data.base import is_text_array
+from crmvae_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +126,8 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
     data_name: the config's `data.name`, a key of `crmvae_jax.data.registry.DATA_SETS`.
     dataset: a `MultimodalDataset`: its arrays give shapes and which modalities are
       text (integer, not uint8), its vocabularies the size of word-level texts.
-    likelihood_weights: optional override of the lambda_m rule, one per modality.
+    likelihood_weights: optional override of the lambda_m rule, one per modality
+      (another count raises UserError naming --config.likelihood_weights).
 
   Returns:
     One `Modality` per modality of `dataset`.
@@ -143,9 +145,11 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
   if likelihood_weights is None:
     likelihood_weights = [max(sizes) / size for size in sizes]
   elif len(likelihood_weights) != len(names):
-    raise ValueError(
-        f"likelihood_weights has {len(likelihood_weights)} entries for {len(names)} "
-        f"modalities {names}.")
+    example = ",".join(["1.0"] * len(names))
+    raise UserError(
+        f"--config.likelihood_weights has {len(likelihood_weights)} entries for the "
+        f"{len(names)} modalities {names} of {data_name}; pass one per modality, e.g. "
+        f"--config.likelihood_weights='({example})'.")
   network_names = ([specs[name]["network"] for name in names] if specs
                    else _network_names(data_name, names))
   return tuple(

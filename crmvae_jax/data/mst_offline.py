@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
+import zipfile
 
 import ml_collections
 import numpy as np
+from absl import logging
 from ml_collections import config_dict
 
+from crmvae_jax import atomic
 from crmvae_jax.data import syndigits, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.data.mst import pair_by_digit
@@ -96,20 +98,18 @@ def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarra
   labels = np.asarray(labels, np.int64)
   path = _cache_path(config_data, pool, labels)
   if path.exists():
-    with np.load(path) as stored:
-      return stored["images"]
+    try:
+      with np.load(path) as stored:
+        return stored["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+      logging.warning("The render cache %s is damaged (%s); rendering it again.", path,
+                      type(error).__name__)
   images = syndigits.render_pool(
       labels, config_data.seed, pool,
       description=f"Rendering {len(labels)} SVHN-like {pool} digits (once; cached in "
                   f"{path.parent})", disable_progress_bar=disable_progress_bar)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Through a temporary file: an interrupted write never leaves a truncated cache.
-  partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-  with open(partial, "wb") as f:
-    np.savez(f, images=images)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(partial, path)
+  # Atomically: an interrupted write never leaves a truncated cache.
+  atomic.write_with(str(path), lambda f: np.savez(f, images=images))
   return images
 
 

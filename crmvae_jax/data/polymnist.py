@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
+import zipfile
 from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 import skimage.data
+from absl import logging
 from ml_collections import config_dict
 from PIL import Image
 
+from crmvae_jax import atomic
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 
@@ -123,8 +125,13 @@ def load_backgrounds(directory: str, num_modalities: int = 1) -> list[np.ndarray
         f"photos with --config.data.backgrounds=DIR.")
   photos = []
   for photo_path in photo_paths:
-    with Image.open(photo_path) as photo:
-      photos.append(np.asarray(photo.convert("RGB"), dtype=np.uint8))
+    try:
+      with Image.open(photo_path) as photo:
+        photos.append(np.asarray(photo.convert("RGB"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for a bad image
+      raise DataUnavailableError(
+          f"The background photo {photo_path} cannot be read ({error}); replace or remove it "
+          "in --config.data.backgrounds.") from None
   return photos
 
 
@@ -355,28 +362,30 @@ def _cache_path(config_data: ml_collections.ConfigDict,
 
 
 def _save(path: pathlib.Path, train: MultimodalDataset, test: MultimodalDataset) -> None:
-  """Writes both splits to `path` through a temporary file, so that an interrupted
-  write never leaves a truncated cache behind."""
-  path.parent.mkdir(parents=True, exist_ok=True)
+  """Writes both splits to `path` atomically (`atomic.write_with`), so that an
+  interrupted write never leaves a truncated cache behind."""
   arrays = {}
   for split, dataset in (("train", train), ("test", test)):
     arrays[f"{split}/labels"] = dataset.labels
     arrays.update({f"{split}/{name}": dataset.arrays[name] for name in dataset.modalities})
-  partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial")
-  with open(partial_path, "wb") as partial_file:
-    np.savez(partial_file, **arrays)
-  os.replace(partial_path, path)
+  atomic.write_with(str(path), lambda f: np.savez(f, **arrays))
 
 
 def _read(path: pathlib.Path, num_modalities: int
-          ) -> tuple[MultimodalDataset, MultimodalDataset]:
-  """The (train, test) data sets `_save` wrote to `path`."""
-  with np.load(path) as stored:
-    return tuple(
-        _dataset({name: stored[f"{split}/{name}"]
-                  for name in _modality_names(num_modalities)},
-                 stored[f"{split}/labels"])
-        for split in ("train", "test"))
+          ) -> tuple[MultimodalDataset, MultimodalDataset] | None:
+  """The (train, test) data sets `_save` wrote to `path`, or None if the file is damaged
+  (truncated, or not one `_save` wrote): then it is built again."""
+  try:
+    with np.load(path) as stored:
+      return tuple(
+          _dataset({name: stored[f"{split}/{name}"]
+                    for name in _modality_names(num_modalities)},
+                   stored[f"{split}/labels"])
+          for split in ("train", "test"))
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    logging.warning("The PolyMNIST cache %s is damaged (%s); building it again.", path,
+                    type(error).__name__)
+    return None
 
 
 def load(config_data: ml_collections.ConfigDict
@@ -405,8 +414,9 @@ def load(config_data: ml_collections.ConfigDict
   else:
     backgrounds = load_backgrounds(config_data.backgrounds, config_data.num_modalities)
   path = _cache_path(config_data, backgrounds)
-  if path.exists():
-    return _read(path, config_data.num_modalities)
+  cached = _read(path, config_data.num_modalities) if path.exists() else None
+  if cached is not None:
+    return cached
   translate = config_data.name == "translated_polymnist"
   splits = []
   for (images, labels), size, stream in zip(

@@ -5,7 +5,6 @@ its test accuracy, and its storage where `judges` loads it from.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -17,7 +16,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import runs
+from crmvae_jax import atomic, runs
 from crmvae_jax.core import metrics, networks
 from crmvae_jax.core.modalities import Modality, modalities_of
 from crmvae_jax.data import registry
@@ -157,8 +156,7 @@ def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> s
   checkpointer.save(os.path.join(folder, PARAMS_DIR), classifier.params, force=True)
   checkpointer.wait_until_finished()
   checkpointer.close()
-  with open(os.path.join(folder, METADATA_FILE), "w") as f:
-    json.dump(metadata, f, indent=2)
+  atomic.write_json(os.path.join(folder, METADATA_FILE), metadata)
   return folder
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, runs, validation
+from crmvae_jax import atomic, input_pipeline, runs, validation
 from crmvae_jax.training import checkpoints, state
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
@@ -56,13 +56,19 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
           "modalities": {m.abbreviation: m.name for m in modalities}}
 
 
+def _eval_directory(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
+  """Where a replica's evaluation goes, checked writable before anything is computed."""
+  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
+  atomic.check_writable(eval_dir, "make the run's directory writable, or copy the run "
+                        "somewhere writable and pass that --workdir")
+  return eval_dir
+
+
 def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int,
                    results: dict) -> str:
   """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
   eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
-  os.makedirs(eval_dir, exist_ok=True)
-  with open(os.path.join(eval_dir, RESULTS_FILE), "w") as f:
-    json.dump(results, f, indent=2)
+  atomic.write_json(os.path.join(eval_dir, RESULTS_FILE), results)
   return eval_dir
 
 
@@ -101,6 +107,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  _eval_directory(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
   if test_set.labels.ndim == 1 and np.all(test_set.labels < 0):
     raise UserError(
@@ -189,8 +196,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
 
   eval_dir = _write_results(config, workdir, replica, results)
   markdown = summaries.tables_markdown([results])
-  with open(os.path.join(eval_dir, TABLES_FILE), "w") as f:
-    f.write(markdown)
+  atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
                                          config.eval.seed)
   plotting.cross_generation_figure(
@@ -246,6 +252,7 @@ def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, _, test_set, step = checkpoints.load_trained(config, workdir, replica)
+  _eval_directory(config, workdir, replica)
   modalities = model.modalities
   image_index, text_index = image_text.image_and_text_indices(modalities)
   image, text = modalities[image_index], modalities[text_index]
@@ -329,4 +336,5 @@ def save_generation_grid(generate: image_text.GenerateImages, texts: Sequence[st
       (f"sample {i + 1}", generate(text_ids, jax.random.fold_in(rng, i)))
       for i in range(GRID_SAMPLES)]
   plotting.save_text_grid(texts, rows, os.path.join(eval_dir, TEXT_FIGURE_FILE), title)
-  np.savez(os.path.join(eval_dir, GENERATED_FILE), texts=np.array(texts), images=mean_images)
+  atomic.write_with(os.path.join(eval_dir, GENERATED_FILE),
+                    lambda f: np.savez(f, texts=np.array(texts), images=mean_images))

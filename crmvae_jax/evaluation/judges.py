@@ -195,12 +195,29 @@ def predict_in_batches(classifier: Callable[[np.ndarray], np.ndarray], values: n
 
 
 def read_metadata(directory: str, modality_name: str) -> dict | None:
-  """The stored `classifier.json` of one modality, or None if there is none."""
+  """The stored `classifier.json` of one modality, or None if there is none.
+
+  Raises:
+    UserError: the file is not readable JSON; the message names it and the fix.
+  """
   path = os.path.join(directory, modality_name, METADATA_FILE)
   if not os.path.isfile(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      metadata = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise _damaged_classifier(directory, modality_name, error) from None
+  if not isinstance(metadata, dict):
+    raise _damaged_classifier(directory, modality_name, "not a JSON object")
+  return metadata
+
+
+def _damaged_classifier(directory: str, modality_name: str, why) -> UserError:
+  folder = os.path.abspath(os.path.join(directory, modality_name))
+  return UserError(f"The {modality_name} classifier in {folder} is damaged ({why}); delete "
+                   "that folder and train it again with python -m crmvae_jax.classifiers "
+                   f"--config.eval.classifier_dir={os.path.abspath(directory)}.")
 
 
 def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
@@ -216,14 +233,23 @@ def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
     raise UserError(
         f"No {modality.name} classifier in {os.path.abspath(directory)}; train it with: "
         f"{train_command(config, directory)}")
-  module = networks.CLASSIFIERS[metadata["network"]](num_classes=metadata["num_classes"])
+  try:
+    module = networks.CLASSIFIERS[metadata["network"]](num_classes=metadata["num_classes"])
+    multi_label = metadata["multi_label"]
+  except (KeyError, TypeError) as error:
+    raise _damaged_classifier(directory, modality.name, f"no valid {error}") from None
   example = jnp.zeros((1,) + modality.shape, jnp.int32 if modality.is_text else jnp.uint8)
   abstract_params = jax.eval_shape(
       lambda: module.init(jax.random.PRNGKey(0), network_input(modality, example))["params"])
   checkpointer = ocp.StandardCheckpointer()
-  params = checkpointer.restore(params_path, abstract_params)
-  checkpointer.close()
-  return Classifier(modality, module, params, metadata["multi_label"])
+  try:
+    params = checkpointer.restore(params_path, abstract_params)
+  except Exception as error:  # pylint: disable=broad-except  # Orbax raises many types
+    raise _damaged_classifier(directory, modality.name,
+                              f"its parameters are unreadable: {type(error).__name__}") from None
+  finally:
+    checkpointer.close()
+  return Classifier(modality, module, params, multi_label)
 
 
 def load_classifiers(config: ml_collections.ConfigDict, modalities: Sequence[Modality],

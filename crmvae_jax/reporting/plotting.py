@@ -8,7 +8,6 @@ drawn as characters, so a person can read what the model wrote.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from typing import Callable, Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from crmvae_jax import atomic
 from crmvae_jax.core.inference import TrainedModel
 
 CELL = 64
@@ -110,8 +110,7 @@ def cross_generation_figure(trained: TrainedModel, batch: dict,
   canvas = Image.new("RGB", (grid.width, grid.height + 16), "white")
   ImageDraw.Draw(canvas).text((4, 2), title, fill="black", font=ImageFont.load_default())
   canvas.paste(grid, (0, 16))
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  canvas.save(path)
+  atomic.write_with(path, lambda f: canvas.save(f, format="PNG"))
 
 
 def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]], path: str,
@@ -145,5 +144,5 @@ def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]],
       axis.set_yticks([])
   if title:
     figure.suptitle(title, fontsize=9)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  figure.savefig(path, dpi=100, bbox_inches="tight")
+  atomic.write_with(path, lambda f: figure.savefig(f, format="png", dpi=100,
+                                                  bbox_inches="tight"))

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from crmvae_jax import atomic
 from crmvae_jax.data import registry
 from crmvae_jax.reporting import tables
 
@@ -115,11 +116,13 @@ def sweep_markdown(runs: list[dict]) -> str:
 
 
 def write_markdown(root: str, filename: str, markdown: str) -> None:
-  """Writes `markdown` to root/filename and prints it with the path."""
-  os.makedirs(root, exist_ok=True)
-  path = os.path.join(root, filename)
-  with open(path, "w") as f:
-    f.write(markdown)
+  """Writes `markdown` to root/filename (atomically: `atomic.write_with`) and prints it
+  with the path.
+
+  Raises:
+    UserError: the file cannot be written; an older one is kept.
+  """
+  path = atomic.write_text(os.path.join(root, filename), markdown)
   print(markdown)
   print(f"Wrote {path}.")
 

@@ -32,9 +32,10 @@ from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.errors import UserError
 from crmvae_jax.reporting import plotting
+from crmvae_jax.training import checkpoints
 from crmvae_jax.training.checkpoints import checkpoint_manager, has_checkpoints, restore_latest
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
-                                       replica_directory, replica_grid)
+                                       create_train_state, replica_directory, replica_grid)
 from crmvae_jax.training.step import (DeviceData, check_batch_divides, create_mesh,
                                       make_eval_step, make_multi_step,
                                       make_replicated_train_step, manual_over_replicas,
@@ -112,11 +113,12 @@ def _per_replica(metrics, modalities, prefix, num_replicas) -> list[dict[str, fl
 
 
 class TrainingDiverged(UserError):
-  """The loss or the gradient norm stopped being finite; nothing non-finite was saved."""
+  """The loss, the gradient norm or the updated state stopped being finite; nothing
+  non-finite was saved."""
 
 
 class TrainingInterrupted(UserError):
-  """SIGINT or SIGTERM stopped training after saving the current step.
+  """SIGINT, SIGTERM or SIGHUP stopped training after saving the current step.
 
   Attributes:
     exit_code: 128 + the signal number, the shell's convention for a signalled program.
@@ -139,7 +141,11 @@ class WorkdirLock:
     self._file = None
 
   def __enter__(self) -> "WorkdirLock":
-    self._file = open(self.path, "a+")
+    try:
+      self._file = open(self.path, "a+")
+    except OSError as error:
+      raise UserError(f"Cannot open the lock file {self.path} ({error.strerror}); remove it "
+                      "(no training may be running there) or pass another --workdir.") from None
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -160,9 +166,10 @@ class WorkdirLock:
 
 
 class StopSignals:
-  """Turns SIGINT and SIGTERM into a request to stop at the next chunk boundary.
+  """Turns SIGINT, SIGTERM and SIGHUP into a request to stop at the next chunk boundary.
 
-  SLURM sends SIGTERM before preempting a job; Ctrl-C sends SIGINT. The first signal
+  SLURM sends SIGTERM before preempting a job; Ctrl-C sends SIGINT; a closed terminal
+  sends SIGHUP. The first signal
   only sets `signal_number`, so the loop can finish its steps and save; a second
   Ctrl-C stops at once. Handlers can only be installed from the main thread; elsewhere
   this does nothing.
@@ -189,7 +196,7 @@ class StopSignals:
 
   def __enter__(self) -> "StopSignals":
     if threading.current_thread() is threading.main_thread():
-      for number in (signal.SIGINT, signal.SIGTERM):
+      for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         self._previous[number] = signal.signal(number, self._handle)
     return self
 
@@ -212,9 +219,85 @@ def next_stop(step: int, config, num_steps: int) -> int:
 def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> str:
   replica = int(np.argmax(first_non_finite >= 0))
   where = f" (replica seed {seeds[replica]}, beta {betas[replica]:g})" if len(seeds) > 1 else ""
-  return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss or gradient "
-          f"norm is not finite; lower --config.learning_rate (now {config.learning_rate:g}) or "
-          "beta; the last finite checkpoint is kept.")
+  return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss, gradient "
+          "norm or updated parameters are not finite; lower --config.learning_rate (now "
+          f"{config.learning_rate:g}) or beta; the last finite checkpoint is kept.")
+
+
+def available_memory_bytes() -> int | None:
+  """The memory training can still use: the free memory of the local accelerators
+  (their `memory_stats`), or on CPU the host's available RAM (/proc/meminfo's
+  MemAvailable); None where neither can be read."""
+  devices = jax.local_devices()
+  if devices[0].platform != "cpu":
+    stats = [device.memory_stats() or {} for device in devices]
+    if all("bytes_limit" in s for s in stats):
+      return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    return None
+  try:
+    with open("/proc/meminfo") as meminfo:
+      for line in meminfo:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError):
+    return None
+
+
+def check_sweep_fits(state_bytes: int, data_bytes: int, num_replicas: int,
+                     available: int | None) -> None:
+  """Refuses a sweep whose replicas cannot fit in memory, before any is created.
+
+  Each replica holds its state, its gradients and its new state at once (about three
+  times the state's bytes; activations come on top, so this is a lower bound), and the
+  training set is held once.
+
+  Args:
+    state_bytes: the bytes of one replica's state (parameters, optimiser state).
+    data_bytes: the bytes of the training set on the devices.
+    num_replicas: the sweep's number of replicas.
+    available: the bytes available (`available_memory_bytes`); None: not checked.
+
+  Raises:
+    UserError: the estimate exceeds `available`; names both and a grid that fits.
+  """
+  per_replica = 3 * state_bytes
+  needed = data_bytes + num_replicas * per_replica
+  if available is None or needed <= available:
+    return
+  fits = max(0, (available - data_bytes) // per_replica)
+  raise UserError(
+      f"The sweep's {num_replicas} replicas need at least {needed / 1e9:.1f} GB "
+      f"({per_replica / 1e6:.1f} MB each), more than the {available / 1e9:.1f} GB available; "
+      f"sweep at most {fits} replicas at once with fewer --config.sweep.seeds or "
+      "--config.sweep.betas (and run the rest in another --workdir).")
+
+
+def check_not_past(start_step: int, num_steps: int, workdir: str) -> None:
+  """Refuses to resume a run whose checkpoint is past the steps asked for.
+
+  Args:
+    start_step: the step of the restored checkpoint.
+    num_steps: the steps the config asks for.
+    workdir: the run's directory, for the message.
+
+  Raises:
+    UserError: `start_step` > `num_steps`, naming both and the fix.
+  """
+  if start_step > num_steps:
+    raise UserError(
+        f"{workdir} is already at step {start_step}, past the {num_steps} steps asked for; "
+        f"pass --config.num_train_steps={start_step} or more to resume it, or another "
+        "--workdir to train a new run.")
+
+
+def _state_bytes(model, tx, train_set) -> int:
+  """The bytes of one replica's training state, from its shapes alone."""
+  state = jax.eval_shape(lambda: create_train_state(model, tx, train_set.batch(np.arange(2)), 0))
+  return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
 
 class _Run:
@@ -239,8 +322,12 @@ class _Run:
     check_batch_divides(config.batch_size, self.mesh)
     loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
                                   config.get("readings"), config.data.get("text_redraw", False))
-    self._restore(tx, workdir)
+    if self.num_replicas > 1:
+      check_sweep_fits(_state_bytes(self.model, tx, self.train_set),
+                       sum(array.nbytes for array in self.train_set.arrays.values()),
+                       self.num_replicas, available_memory_bytes())
     self.num_steps = total_steps(config, len(self.train_set))
+    self._restore(tx, workdir)
     self.betas = jax.device_put(jnp.asarray(self.beta_values, jnp.float32),
                                 replica_sharding(self.mesh))
     self._jit_steps(loss_fn, tx)
@@ -264,16 +351,22 @@ class _Run:
     self.window_start, self.window_steps = time.perf_counter(), 0
 
   def _restore(self, tx, workdir: str) -> None:
-    """Fresh states of every replica, replaced by the newest readable checkpoint's."""
+    """Fresh states of every replica, replaced by the newest readable checkpoint's;
+    refuses a checkpoint of another model, and one past `num_steps`."""
     states = create_replica_states(self.model, tx, self.train_set.batch(np.arange(2)),
                                    self.seeds)
     states = jax.device_put(states, replica_sharding(self.mesh))
     self.manager = checkpoint_manager(workdir, self.config)
-    restored = restore_latest(self.manager,
-                              jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
-                              quarantine=True)
-    self.states = states if restored is None else restored
-    self.start_step = int(to_host(self.states.step)[0])
+    try:
+      restored = restore_latest(self.manager,
+                                jax.tree.map(ocp.utils.to_shape_dtype_struct, states),
+                                self.config, quarantine=True)
+      self.states = states if restored is None else restored
+      self.start_step = int(to_host(self.states.step)[0])
+      check_not_past(self.start_step, self.num_steps, workdir)
+    except BaseException:
+      self.manager.close()  # its threads would otherwise keep the process from exiting
+      raise
 
   def _jit_steps(self, loss_fn, tx) -> None:
     """The training set on the devices, the jitted multi-step and eval step."""
@@ -308,7 +401,8 @@ class _Run:
     self.window_steps += end - step
 
   def check_finite(self) -> None:
-    """Raises `TrainingDiverged` if any step so far had a non-finite loss or gradient norm."""
+    """Raises `TrainingDiverged` if any step so far had a non-finite loss, gradient norm,
+    parameter or optimiser state (checked before anything is logged or saved)."""
     diverged_at = np.asarray(to_host(self.first_non_finite))
     if np.any(diverged_at >= 0):
       raise TrainingDiverged(
@@ -355,12 +449,26 @@ class _Run:
     """Checkpoints the states at `step` unless that step is saved already."""
     # The decision is ours (Orbax's default policy would also save the first step it sees).
     if step not in self.manager.all_steps():
-      self.manager.save(step, args=ocp.args.StandardSave(self.states), force=True)
+      with checkpoints.writing(self.manager):
+        checkpoints.save(self.manager, step, self.states, self.config)
+
+  def wait_for_checkpoints(self) -> None:
+    """Waits until the checkpoints being written are on disk.
+
+    Raises:
+      CheckpointWriteError: one could not be written.
+    """
+    with checkpoints.writing(self.manager):
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
-    self.outputs.close()
+    """Waits for the last checkpoint, then closes the manager and the writers (also
+    when that checkpoint failed)."""
+    try:
+      self.wait_for_checkpoints()
+    finally:
+      self.manager.close()
+      self.outputs.close()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
@@ -385,11 +493,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
+    checkpoints.check_writable(workdir)
     if has_checkpoints(workdir):
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
-    if jax.process_index() == 0:
-      runs.save_config(workdir, config)
     return _train(config, workdir)
 
 
@@ -399,6 +506,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
   run = _Run(config, workdir)
   step, num_steps = run.start_step, run.num_steps
   try:
+    # Only once the checkpoints are known to be this run's: a refused config must not
+    # replace the run's own config.json.
+    if jax.process_index() == 0:
+      runs.save_config(workdir, config)
     with run.progress, StopSignals() as stop:
       while step < num_steps:
         end = next_stop(step, config, num_steps)
@@ -419,7 +530,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, fl
         if run.due(step, config.checkpoint_every_steps) or stopping:
           run.save(step)
         if stopping and step < num_steps:
-          run.manager.wait_until_finished()
+          run.wait_for_checkpoints()
           raise TrainingInterrupted(
               f"{signal.Signals(stopping).name} stopped training at step {step} of "
               f"{num_steps} after saving it; the same command resumes it.", stopping)

@@ -7,6 +7,7 @@ eight GPUs.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -152,6 +153,22 @@ def manual_over_replicas(function: Callable, mesh: Mesh | None, split_inputs: tu
                        axis_names={"replica"}, check_vma=False)
 
 
+def replicas_all_finite(tree) -> jax.Array:
+  """[R] bools: whether every floating-point entry of replica r is finite.
+
+  Args:
+    tree: arrays stacked over replicas on their leading axis [R, ...].
+
+  Returns:
+    A bool array [R] (True for a tree without floating-point leaves).
+  """
+  leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  if not leaves:
+    return jnp.ones(jax.tree.leaves(tree)[0].shape[:1], bool)
+  return functools.reduce(jnp.logical_and, [
+      jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in leaves])
+
+
 def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Callable:
   """Several train steps in one dispatch, so the host's loop costs once per K steps.
 
@@ -160,8 +177,9 @@ def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Call
   ids[0..num_steps-1] (rows past num_steps are ignored; num_steps is traced, so one
   compilation serves every chunk length). `metrics` [R] are the last step's.
   `first_non_finite` [R] carries, from chunk to chunk on the devices, the first step
-  whose loss or gradient norm was not finite (-1: none yet); later steps still run, and
-  the host checks it before logging or saving anything, without a sync per chunk.
+  whose loss or gradient norm, or whose updated parameters or optimiser state, were not
+  finite (-1: none yet); later steps still run, and the host checks it before logging
+  or saving anything, without a sync per chunk, so no non-finite state is saved.
 
   With K = 1 there is no loop: XLA's CPU backend runs convolution gradients inside a
   loop body on a slow path (about 30x slower for a weight gradient, measured), so CPU
@@ -178,7 +196,8 @@ def make_multi_step(replicated_step: Callable, mesh: Mesh | None = None) -> Call
       if mesh is not None:
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding(mesh))
       states, metrics = replicated_step(states, batch, betas)
-      finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+      finite = (jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+                & replicas_all_finite((states.params, states.opt_state)))
       first_non_finite = jnp.where((first_non_finite < 0) & ~finite, states.step,
                                    first_non_finite)
       return states, metrics, first_non_finite

@@ -1,0 +1,91 @@
+"""Faults of the environment end in one sentence naming the fix: signals at any moment,
+a lock file that is a directory, a damaged classifier, an unreadable background photo,
+a truncated PolyMNIST cache and an unwritable evaluation directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from crmvae_jax import atomic, cli
+from crmvae_jax.data import polymnist
+from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.errors import UserError
+from crmvae_jax.evaluation import judges
+from crmvae_jax.training import loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_stop_signal_is_a_user_error_with_the_shells_exit_code():
+  with pytest.raises(cli.Stopped, match="SIGTERM stopped the program before it finished; the "
+                     "same command runs it again") as raised:
+    cli._raise_stopped(signal.SIGTERM, None)
+  assert raised.value.exit_code == 128 + signal.SIGTERM
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_at_any_moment_prints_one_line_and_exits_128_plus_it(number):
+  program = ("import time\nfrom crmvae_jax import cli\n"
+             "def main():\n  print('ready', flush=True)\n  time.sleep(60)\n"
+             "cli.run(main, config=False)\n")
+  process = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  assert process.stdout.readline().strip() == "ready"
+  process.send_signal(number)
+  _, stderr = process.communicate(timeout=60)
+  assert process.returncode == 128 + number
+  assert stderr.strip().splitlines() == [
+      f"error: {signal.Signals(number).name} stopped the program before it finished; the same "
+      "command runs it again (training resumes from its last checkpoint)."]
+
+
+def test_a_lock_file_that_is_a_directory_is_one_sentence(tmp_path):
+  (tmp_path / "train.lock").mkdir()
+  with pytest.raises(UserError, match=r"Cannot open the lock file .*train.lock \(Is a "
+                     r"directory\); remove it .* or pass another --workdir"):
+    with loop.WorkdirLock(str(tmp_path)):
+      pass
+
+
+def test_a_damaged_classifier_names_the_folder_and_the_command(tmp_path):
+  (tmp_path / "mnist").mkdir()
+  (tmp_path / "mnist" / judges.METADATA_FILE).write_text('{"network": "mnist", ')
+  with pytest.raises(UserError, match=r"The mnist classifier in .*mnist is damaged .*; delete "
+                     r"that folder and train it again with python -m crmvae_jax.classifiers"):
+    judges.read_metadata(str(tmp_path), "mnist")
+
+
+def test_an_unreadable_background_photo_names_the_file(tmp_path):
+  (tmp_path / "photo.jpg").write_bytes(b"not a jpeg")
+  with pytest.raises(DataUnavailableError, match=r"The background photo .*photo.jpg cannot be "
+                     r"read .*; replace or remove it in --config.data.backgrounds"):
+    polymnist.load_backgrounds(str(tmp_path), 1)
+
+
+def test_a_truncated_polymnist_cache_is_built_again(tmp_path):
+  dataset = MultimodalDataset(
+      modalities=("m0",), arrays={"m0": np.zeros((4, 28, 28, 3), np.uint8)},
+      indices={"m0": np.arange(4)}, labels=np.arange(4))
+  path = tmp_path / "cache.npz"
+  polymnist._save(path, dataset, dataset)
+  assert polymnist._read(path, 1) is not None
+  os.truncate(path, os.path.getsize(path) // 2)
+  assert polymnist._read(path, 1) is None
+
+
+def test_an_unwritable_evaluation_directory_is_refused_before_computing(tmp_path, monkeypatch):
+  def refuse(*args, **kwargs):
+    raise OSError(30, "Read-only file system")
+
+  monkeypatch.setattr(atomic.tempfile, "TemporaryFile", refuse)
+  with pytest.raises(UserError, match=r"Cannot write in .*eval \(Read-only file system\); "
+                     "copy the run"):
+    atomic.check_writable(str(tmp_path / "eval"), "copy the run")
