@@ -1,4 +1,4 @@
-"""Coherence classifiers: one per modality, trained on real data (SPEC.md section 6).
+"""Coherence classifiers: one per modality, trained on real data (docs/metrics.md).
 
     python -m crmvae_jax.classifiers --config=configs/mst.py
 
@@ -18,7 +18,7 @@ classifier but, as in the paper, by Levenshtein distance
 (`evaluation.judges.DigitNameJudge`); the text classifier is still trained, for real text.
 
 Every classifier is deterministic at evaluation (no dropout), unlike the reference
-code, which never put its classifiers in evaluation mode (SPEC.md section 7.1).
+code, which never put its classifiers in evaluation mode.
 
 This module is the command line of `crmvae_jax.evaluation.classifier_training`; the
 judges are loaded by `crmvae_jax.evaluation.judges`.

@@ -1,4 +1,4 @@
-"""Training settings shared by every experiment config (SPEC.md section 5).
+"""Training settings shared by every experiment config (the paper's section 6).
 
 Experiment configs in `configs/` start from `base_config()` and set their data set,
 epochs and beta. The quick-start config lives in the package too (`quickstart_config`),

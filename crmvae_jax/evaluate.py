@@ -1,5 +1,5 @@
 """Evaluation of a trained run: coherence, FID, classifier-Frechet distance and latent
-probes (SPEC.md section 6).
+probes (docs/metrics.md).
 
     python -m crmvae_jax.evaluate --workdir=workdirs/mst_crmvae
 

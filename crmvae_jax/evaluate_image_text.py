@@ -1,4 +1,4 @@
-r"""Evaluation of image-text runs: CUB image-caption and Bimodal CelebA (SPEC.md section 6).
+r"""Evaluation of image-text runs: CUB image-caption and Bimodal CelebA (docs/metrics.md).
 
     python -m crmvae_jax.evaluate_image_text --workdir=workdirs/celeba_crmvae --train_classifier
 

@@ -346,7 +346,7 @@ def test_sigmoid_decoders_stay_in_unit_interval(name):
   assert np.all((output >= 0.0) & (output <= 1.0))
 
 
-# Per-layer output shapes (batch axis dropped), as SPEC.md section 4 states them.
+# Per-layer output shapes (batch axis dropped), as the reference networks have them.
 LAYER_SHAPES = {
     networks.SvhnEncoder: ((32, 32, 3), [
         ('TorchConv_0', (16, 16, 32)), ('TorchConv_1', (8, 8, 64)),
@@ -397,7 +397,7 @@ def _conv(c_in, c_out, k, num_spatial=2):
   return c_in * c_out * k**num_spatial + c_out
 
 
-# PyTorch parameter counts of the reference networks, layer by layer from SPEC.md.
+# PyTorch parameter counts of the reference networks, layer by layer.
 PARAM_COUNTS = [
     (networks.MnistEncoder, 32, (28, 28, 1),
      _dense(784, 400) + 2 * _dense(400, 32), 339_664),

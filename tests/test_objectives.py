@@ -1,4 +1,4 @@
-"""The eight objectives against their SPEC.md formulas, the paper's lemmas, gradients
+"""The eight objectives against their formulas (docs/models.md), the paper's lemmas, gradients
 and bad input."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ NAMES = tuple(objectives.OBJECTIVES)
 MIXTURE_OBJECTIVES = ("mmvae", "mopoe", "mmjsd")
 
 
-# An independent float64 numpy reference of every SPEC.md section 2 formula, for one
+# An independent float64 numpy reference of every objective's formula, for one
 # batch element, with the quadratic log-likelihood
 #   l_m(z) = -1/2 sum_d a[m, d] (z_d - c[m, d])^2,
 # whose expectation under N(mean, var) is -1/2 sum_d a[m, d] ((mean_d - c[m, d])^2 + var_d).

@@ -1,4 +1,4 @@
-"""Gaussian experts, their products and mixtures, and the likelihoods (SPEC.md section 1).
+"""Gaussian experts, their products and mixtures, and the likelihoods (docs/models.md).
 
 Everything here is a pure function of arrays. Shapes use M for modalities (experts),
 K for mixture components or subsets, B for the batch and D for the latent size.
@@ -72,7 +72,7 @@ def product_of_experts(
   precision T = w_0 + sum_k w_k exp(-logvar_k),
   mean = (sum_k w_k mu_k exp(-logvar_k)) / T,   variance = 1 / T.
 
-  With all weights 1 this is PoE(S) of SPEC.md section 1; with weights pi it is the
+  With all weights 1 this is PoE(S) of docs/models.md; with weights pi it is the
   pi-weighted "dynamic prior" of MMJSD and Lemma 1.
 
   Args:
@@ -264,7 +264,7 @@ def categorical_log_likelihood(targets: jax.Array, logits: jax.Array) -> jax.Arr
   Args:
     targets: int token ids [B, L].
     logits: [B, L, V] unnormalised log-probabilities (never probabilities: the reference
-      code's pitfall, SPEC.md section 7.1).
+      code's pitfall).
   """
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC.md section 6), on arrays that evaluation has gathered.
+"""Evaluation metrics (docs/metrics.md), on arrays that evaluation has gathered.
 
 Nothing here knows about models: callers decode, classify or encode, then hand the
 resulting labels, features or latents to these functions.

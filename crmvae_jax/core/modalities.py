@@ -2,10 +2,10 @@
 
 A `Modality` turns the stored batch arrays of `crmvae_jax.data` (uint8 images, int32
 tokens) into network inputs on the device, scores decoder outputs with the modality's
-likelihood (SPEC.md section 1: Laplace with scale 0.75 for images, a categorical over
+likelihood (docs/models.md: Laplace with scale 0.75 for images, a categorical over
 logits for text), and turns outputs back into pictures or strings for figures.
 
-Likelihood weights follow the rule of SPEC.md section 4, written once for every data
+Likelihood weights follow the size rule of docs/models.md, written once for every data
 set: lambda_m = max_k size(x_k) / size(x_m), where an image's size is its number of
 elements and a text's size is its length. On MNIST-SVHN-Text this gives MNIST
 3072/784, SVHN 1 and text 3072/8 = 384; on PolyMNIST every weight is 1.

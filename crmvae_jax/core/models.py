@@ -3,7 +3,7 @@
 The module only maps arrays to arrays: `encode` stacks the unimodal experts into a
 Gaussian [M, B, D], `decode` maps latents [M, B, D] (row m for modality m) to each
 modality's decoder output. Which objective combines them is the loss function's
-business (`make_loss_fn`), so every model of SPEC.md section 2 shares one module.
+business (`make_loss_fn`), so every model of docs/models.md shares one module.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _repeat(x: jax.Array, copies: int) -> jax.Array:
 
 def subset_posterior(posteriors: Gaussian, subset: jax.Array,
                      kind: objectives.SubsetPosteriorKind) -> Gaussian | dist.Mixture:
-  """The model's posterior given the modalities in `subset` (SPEC.md section 6).
+  """The model's posterior given the modalities in `subset` (docs/metrics.md).
 
   Args:
     posteriors: unimodal experts [M, B, D].

@@ -1,4 +1,4 @@
-"""Encoders, decoders and coherence classifiers for every modality (SPEC.md section 4).
+"""Encoders, decoders and coherence classifiers for every modality.
 
 All networks are channels-last Flax linen modules:
 - encoders map images float32 [B, H, W, C] in [0, 1], or one-hot text float32

@@ -1,4 +1,4 @@
-"""The eight multimodal VAE objectives of SPEC.md section 2, as pure functions.
+"""The eight multimodal VAE objectives (docs/models.md), as pure functions.
 
 Every objective has one calling convention, so training never special-cases a model:
 
@@ -27,10 +27,10 @@ minimise), and `terms`, named batch-averaged parts for logging:
 beta) and `log_likelihoods` [M] (per-modality expected log-likelihood under the joint
 or mixture posterior). With a mask, pi_m = 1/(|S|+1) over the observed set S.
 
-Notation follows SPEC.md: q(z|X) = PoE(all observed) with the prior expert,
+Notation follows docs/models.md: q(z|X) = PoE(all observed) with the prior expert,
 q~_m = PoE({m}) = p q_m, pi_m = 1/(M+1) for m = 0..M.
 
-The paper's identities that SPEC.md section 2 names: Lemma 1 (`mvtcae` is an ELBO with
+The paper's identities (docs/models.md): Lemma 1 (`mvtcae` is an ELBO with
 a dynamic prior), Lemma 2 (with a mixture posterior, `mvtcae` >= `mmjsd`), and Eq. 8
 (Appendix D) and Eq. 9 (Appendix E), identities in expectation; Eq. 8's 1/2 on the
 reconstruction is what CRMVAE's pi replaces (`crmvae`, `mvtcae_rescale`).
@@ -41,7 +41,7 @@ reading (`READINGS`; `config.readings` sets them, `reading_arguments` picks an
 objective's own):
 
 - `prior_expert` (mvae, mmjsd_poe, mvtcae, mvtcae_rescale, crmvae): the N(0, I) expert
-  inside q(z|X) and q~_m (paper, SPEC.md section 1) or not (MultiVae: q~_m = q_m).
+  inside q(z|X) and q~_m (the paper's section 3.2) or not (MultiVae: q~_m = q_m).
 - `crmvae_reconstruction`: CRMVAE's reconstruction coefficient, "pi" on both terms (the
   paper's section 4: from Eq. 8's 1/2 to pi_m) or "pi/2" (MultiVae's 1/(2(M+1)); the
   same optimum as beta doubled).
@@ -417,7 +417,7 @@ SubsetPosteriorKind = Literal["poe", "poe_without_prior", "moe"]
 @dataclasses.dataclass(frozen=True)
 class Model:
   """What a model is, in one place: its objective, how it infers z from a proper subset
-  of the modalities at evaluation (SPEC.md section 6: "poe", PoE(S) with the prior
+  of the modalities at evaluation (docs/metrics.md: "poe", PoE(S) with the prior
   expert, or "moe", the uniform mixture of the q_m in S), and its name in tables."""
 
   objective: Objective

@@ -1,4 +1,4 @@
-"""Data sets as in-memory arrays (SPEC.md section 3).
+"""Data sets as in-memory arrays (docs/data.md).
 
 `load(config.data)` dispatches on `config.data.name` to the loader module of that data
 set (`registry.DATA_SETS`); each returns `(train, test)` `MultimodalDataset`s. With

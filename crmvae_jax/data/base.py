@@ -1,6 +1,6 @@
 """The in-memory multimodal data set every loader returns.
 
-Data sets here are small enough to hold as arrays in memory (SPEC.md section 3). A
+Data sets here are small enough to hold as arrays in memory (docs/data.md). A
 paired data set is a set of base arrays, one per modality, and index arrays saying
 which base row each pair uses: pairing, data multiplication and tuple building are
 index arithmetic, never copies, so MNIST-SVHN-Text's 1.12M pairs cost 9 MB of

@@ -1,6 +1,6 @@
 """Bimodal CelebA: face images paired with a text of their attributes.
 
-SPEC.md section 3 (paper appendix A), following Sutter et al. (2020, 2021):
+docs/data.md (the paper's appendix A), following Sutter et al. (2020, 2021):
 - image: the aligned 218x178 CelebA face, center-cropped to 148x148 and resized to
   64x64 with bicubic filtering, as MoPoE's `get_transform_celeba` does;
 - text: the names of the image's positive attributes, lower-cased with underscores

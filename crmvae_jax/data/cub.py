@@ -1,6 +1,6 @@
 """CUB image-caption: Caltech-UCSD Birds 200-2011 images with ten captions each.
 
-SPEC.md section 3 (paper appendix A). Images come from the TFDS data set
+docs/data.md (the paper's appendix A). Images come from the TFDS data set
 `caltech_birds2011` (5,994 train / 5,794 test images over the same 200 classes; we keep
 TFDS's split, where MMVAE used Reed et al.'s class-disjoint one) and are resized, whole
 and without keeping the aspect ratio, to 64x64 with bilinear filtering, as MMVAE's

@@ -1,6 +1,6 @@
 """MNIST-SVHN-Text: same-digit MNIST / SVHN pairs with the digit's name as text.
 
-SPEC.md section 3 (paper appendix A). Per digit the reference keeps the first
+docs/data.md (the paper's appendix A). Per digit the reference keeps the first
 n = min(#MNIST, #SVHN, 10000) images of each data set and appends 20 independent
 random permutations of both ("data multiplication"): about 1.12M train pairs
 (MNIST train with SVHN train) and 200k test pairs (MNIST test with SVHN test).

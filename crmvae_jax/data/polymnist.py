@@ -1,6 +1,6 @@
 """PolyMNIST and Translated-PolyMNIST built from MNIST and background photos.
 
-SPEC.md section 3 (paper appendix A). Modality m of a tuple is an MNIST image drawn on a
+docs/data.md (the paper's appendix A). Modality m of a tuple is an MNIST image drawn on a
 random 28x28 crop of background photo m, the digit's pixels (MNIST value > 128) shown
 by inverting the background's colour (255 - v). The M images of one tuple are M
 different MNIST images of the same digit. Translated-PolyMNIST first scales the digit
@@ -9,7 +9,7 @@ to 70% of its size and places it at a random position inside the frame.
 The reference's five photos cannot be had here, so the default backgrounds are five
 colour photos that ship inside scikit-image; `--config.data.backgrounds=DIR` points at
 any other directory of photos. Tuples are explicit index arrays built from a seeded
-generator: the reference paired images by unsorted directory order (SPEC.md 7.1).
+generator: the reference paired images by unsorted directory order.
 
 Building 60k tuples takes seconds; the result is cached on disk as uint8 arrays under a
 key that hashes everything that changes it, so later runs load it instead.

@@ -45,7 +45,7 @@ class DataSet:
     shared_network: the key of every modality when all share one network and their
       number is a setting (PolyMNIST's m0, m1, ..., `data.num_modalities`).
     digit_name_text: whether its text modality is a digit's English name, judged by
-      Levenshtein distance to the ten names (SPEC.md section 6), not by a classifier.
+      Levenshtein distance to the ten names (docs/metrics.md), not by a classifier.
     attributes: whether its labels are attributes [N, K] that images generated from
       text must show (CelebA's 40), judged by an attribute classifier.
     paper_tables: whether the paper's Tables 1, 2 and 5 report it (their numbers are

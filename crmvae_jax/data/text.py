@@ -1,4 +1,4 @@
-"""The character text of MNIST-SVHN-Text (SPEC.md section 3).
+"""The character text of MNIST-SVHN-Text (docs/data.md).
 
 A text is the English name of a digit written into `TEXT_LENGTH` = 8 characters at a
 uniformly random start and padded with spaces, e.g. "  five  ". Characters are ids

@@ -1,4 +1,4 @@
-"""A word-level vocabulary for captions (CUB, SPEC.md section 3).
+"""A word-level vocabulary for captions (CUB, docs/data.md).
 
 Captions are lower-cased and split by `tokenize`: a token is a run of letters and
 digits, or a single punctuation character, and whitespace separates tokens without

@@ -1,5 +1,5 @@
 """The evaluation drivers: a trained run's latest checkpoint evaluated with every metric
-its data set calls for, the results written beside the run (SPEC.md section 6).
+its data set calls for, the results written beside the run (docs/metrics.md).
 
 `evaluate` (digit-labelled data sets: MNIST-SVHN-Text, PolyMNIST, the quick start)
 computes coherence (`coherence`), FID and the classifier-Frechet distance (`fid`) and

@@ -1,4 +1,4 @@
-"""Image-text metrics (CUB image-caption, Bimodal CelebA; SPEC.md section 6).
+"""Image-text metrics (CUB image-caption, Bimodal CelebA; docs/metrics.md).
 
 - cosine similarity: the mean cosine between the latents inferred from the image alone
   and from the text alone, each the mean of the model's own posterior of that one

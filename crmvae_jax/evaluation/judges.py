@@ -11,7 +11,7 @@ sets with `digit_name_text` in `crmvae_jax.data.registry`) are not judged by the
 classifier but, as in the paper, by Levenshtein distance (`DigitNameJudge`).
 
 Every classifier is deterministic at evaluation (no dropout), unlike the reference
-code, which never put its classifiers in evaluation mode (SPEC.md section 7.1).
+code, which never put its classifiers in evaluation mode.
 """
 
 from __future__ import annotations

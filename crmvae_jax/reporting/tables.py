@@ -1,6 +1,6 @@
 """The paper's MNIST-SVHN-Text numbers, and Markdown tables in the paper's layouts.
 
-Constants hold SPEC.md section 7 (means of three runs): Table 1 cross- and joint
+Constants hold the paper's numbers (means of three runs): Table 1 cross- and joint
 coherence, Table 2 FID of cross-generated images, Table 5 latent linear
 classification. The renderers lay our results out the same way, one row per model
 (mean ± std over seeds when a list of per-seed values is given) and, when asked, the
