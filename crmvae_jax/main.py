@@ -14,6 +14,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from crmvae_jax import cli, runs, validation
+from crmvae_jax.evaluation import coherence
 from crmvae_jax.training import loop
 
 FLAGS = flags.FLAGS
@@ -49,7 +50,7 @@ def main() -> None:
   if FLAGS.multihost:
     initialize_distributed()
   logging.info("workdir: %s", workdir)
-  loop.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir, coherence.training_scalars(config))
 
 
 if __name__ == "__main__":

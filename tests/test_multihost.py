@@ -91,6 +91,8 @@ def read_scalars(directory: str) -> dict[str, dict[int, float]]:
   scalars: dict[str, dict[int, float]] = {}
   for event in event_file_loader.EventFileLoader(paths[0]).Load():
     for value in event.summary.value:
+      if value.HasField("image") or (value.HasField("tensor") and not value.tensor.float_val):
+        continue  # the cross-generation images: not scalars
       number = value.tensor.float_val[0] if value.HasField("tensor") else value.simple_value
       scalars.setdefault(value.tag, {})[event.step] = float(number)
   return scalars

@@ -6,6 +6,7 @@ A judge maps values to predicted labels (`judges.Classifier`, `judges.DigitNameJ
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -149,3 +150,55 @@ def judge_accuracy(judges: Mapping[str, Judge], dataset: MultimodalDataset,
       predictions = judges[m.name](batch[m.name])[:num_valid]
       correct[m.name] += int(np.sum(predictions == batch["label"][:num_valid]))
   return {name: count / len(dataset) for name, count in correct.items()}
+
+
+# Test pairs and prior samples of the coherence written to TensorBoard along training.
+TRAINING_EXAMPLES = 200
+
+
+def training_scalars(config) -> Callable | None:
+  """Coherence along training, for TensorBoard (`training.loop.train_and_evaluate`).
+
+  Returns a function (trained model, test set) -> {'coherence/M_from_S_and_T': the
+  accuracy of column 'M<-S+T', ...,
+  'coherence/R': joint coherence, 'coherence/mean_cross': their mean}, on
+  `TRAINING_EXAMPLES` seeded test pairs and as many prior samples, judged by the data
+  set's stored judges (as `evaluate` judges, on fewer examples). None, with one line
+  saying how to get them, when the judges are not stored yet; None for data sets judged
+  otherwise (CUB, CelebA).
+  """
+  # Imported here: the judges and the data registry are needed only when this is used.
+  from crmvae_jax import data as data_lib
+  from crmvae_jax.data import registry
+  from crmvae_jax.evaluation import generation
+  from crmvae_jax.evaluation import judges as judges_lib
+  from crmvae_jax.input_pipeline import sample_ids
+
+  if config.data.name not in registry.names(evaluation="digits"):
+    return None
+  directory = judges_lib.default_directory(config)
+  if not os.path.isdir(directory):
+    print(f"TensorBoard shows no coherence along training until the judges exist: "
+          f"{judges_lib.train_command(config, directory)}")
+    return None
+  loaded = {}
+
+  def scalars(trained, test_set) -> dict[str, float]:
+    if test_set.labels.ndim != 1 or np.all(test_set.labels < 0):
+      return {}
+    if "judges" not in loaded:
+      loaded["judges"] = judges_lib.load_judges(
+          config, trained.modalities, data_lib.text_decoders(test_set), directory)
+    pairs = test_set.subset(sample_ids(len(test_set), TRAINING_EXAMPLES, config.eval.seed))
+    rng = jax.random.PRNGKey(config.eval.seed)
+    batch_size = min(config.eval.batch_size, TRAINING_EXAMPLES)
+    accuracy, _ = cross_coherence(generation.make_generate(trained), loaded["judges"], pairs,
+                                  trained.modalities, batch_size, rng)
+    joint, _, _ = joint_coherence(generation.make_generate_prior(trained), loaded["judges"],
+                                  trained.modalities, TRAINING_EXAMPLES, batch_size, rng)
+    # TensorBoard's tags take letters, digits and '_-./' only: 'M<-S+T' is 'M_from_S_and_T'.
+    return {**{"coherence/" + column.replace("<-", "_from_").replace("+", "_and_"): value
+               for column, value in accuracy.items()},
+            "coherence/R": joint, "coherence/mean_cross": float(np.mean(list(accuracy.values())))}
+
+  return scalars

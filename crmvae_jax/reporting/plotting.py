@@ -38,6 +38,13 @@ def write_scalars(writer, step: int, scalars: dict[str, float]) -> None:
   writer.flush()
 
 
+def write_image(writer, step: int, tag: str, path: str) -> None:
+  """The PNG at `path` as TensorBoard image `tag` at `step`."""
+  with Image.open(path) as image:
+    writer.add_image(tag, np.asarray(image.convert("RGB")), step, dataformats="HWC")
+  writer.flush()
+
+
 def _image_cell(image: np.ndarray) -> Image.Image:
   pixels = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
   if pixels.shape[-1] == 1:

@@ -48,8 +48,8 @@ def tables_markdown(runs: Sequence[dict]) -> str:
   exact = _by_model(runs, "coherence_exact")
   if exact:
     columns = list(next(iter(exact.values())))
-    sections += ["## Table 1, text read strictly: the generated name, spaces stripped, is "
-                 "exactly the true name (R: all judges agree, the text exactly)\n",
+    sections += ["## Generated names read strictly (Table 1's text columns): the name, spaces "
+                 "stripped, is exactly the true name (R: all judges agree, the text exactly)\n",
                  tables.markdown_table(exact, columns)]
   distances = _by_model(runs, "text_levenshtein")
   if distances:

@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +102,12 @@ class _Outputs:
 
   def figure_path(self, replica: int, step: int) -> str:
     return os.path.join(self.directories[replica], "figures", f"cross_generation_{step:08d}.png")
+
+  def figure(self, replica: int, step: int) -> None:
+    """The cross-generation figure of `step`, drawn already, as TensorBoard's image
+    `cross_generation` of the replica."""
+    plotting.write_image(self.writers[replica], step, "cross_generation",
+                         self.figure_path(replica, step))
 
   def close(self) -> None:
     for writer in self.writers:
@@ -310,8 +318,10 @@ class _Run:
   announces the run; `close` waits for the last checkpoint and closes the writers.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+               eval_scalars: EvalScalars | None = None):
     self.config = config
+    self.eval_scalars = eval_scalars
     self.seeds, self.beta_values = replica_grid(config)
     self.num_replicas = len(self.seeds)
     self.train_set, self.test_set = data_lib.load(config.data)
@@ -435,11 +445,16 @@ class _Run:
     if not self.outputs.enabled:
       return
     for r in range(self.num_replicas):
+      trained = TrainedModel.from_config(model, jax.tree.map(lambda x: x[r], host_params),
+                                         config)
       save_cross_generation(
-          TrainedModel.from_config(model, jax.tree.map(lambda x: x[r], host_params), config),
-          self.test_set, config,
-          self.outputs.figure_path(r, step),
+          trained, self.test_set, config, self.outputs.figure_path(r, step),
           f"{config.model}, seed {self.seeds[r]}, beta {self.beta_values[r]:g}, step {step}")
+      self.outputs.figure(r, step)
+      if self.eval_scalars is not None:
+        scalars = self.eval_scalars(trained, self.test_set)
+        self.last[r].update(scalars)
+        plotting.write_scalars(self.outputs.writers[r], step, scalars)
     figures = os.path.dirname(self.outputs.figure_path(0, step))
     tqdm.tqdm.write(f"step {step}: test loss "
                     + ", ".join(f"{m['test/loss']:.2f}" for m in test_metrics)
@@ -471,7 +486,13 @@ class _Run:
       self.outputs.close()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
+# (trained model of a replica, test set) -> named scalars, written to TensorBoard at every
+# evaluation (`crmvae_jax.evaluation.coherence.training_scalars`: coherence).
+EvalScalars = Callable[[TrainedModel, Any], dict[str, float]]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       eval_scalars: EvalScalars | None = None) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
   Every (seed, beta) of the config's sweep grid (`replica_grid`; one replica for a plain
@@ -485,6 +506,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   the current step and raise `TrainingInterrupted`; a non-finite loss raises
   `TrainingDiverged` before anything non-finite is saved.
 
+  At every evaluation the test loss, the cross-generation figure (a PNG and TensorBoard's
+  image `cross_generation`) and, with `eval_scalars`, its scalars are written.
+
   Returns:
     The last logged train and test metrics of every replica.
   """
@@ -497,13 +521,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     if has_checkpoints(workdir):
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
-    return _train(config, workdir)
+    return _train(config, workdir, eval_scalars)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, float]]:
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           eval_scalars: EvalScalars | None = None) -> list[dict[str, float]]:
   """The loop: chunks of jitted steps, and between them the host's actions at their
   intervals (log, evaluate, checkpoint), the finiteness check and the stop signals."""
-  run = _Run(config, workdir)
+  run = _Run(config, workdir, eval_scalars)
   step, num_steps = run.start_step, run.num_steps
   try:
     # Only once the checkpoints are known to be this run's: a refused config must not
