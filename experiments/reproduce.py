@@ -427,9 +427,9 @@ def generation_figure(root: str, path: str, budget: int | None = None,
     trained = TrainedModel.from_config(model, params, config)
     for source in ("mnist", "text"):
       svhn = trained.generate({source: batch[source]}, ["svhn"], jax.random.PRNGKey(0))["svhn"]
-      rows.append((f"{name} S<-{'M' if source == 'mnist' else 'T'}", svhn))
-  plotting.save_text_grid(texts, rows, path, f"S generated from M and from T (seed 0, step "
-                          f"{step}); column headers: the T input")
+      rows.append((f"{name}, step {step}:\nS<-{'M' if source == 'mnist' else 'T'}", svhn))
+  plotting.save_text_grid(texts, rows, path, "S generated from M and from T (seed 0, each "
+                          "model's last checkpoint; z sampled); column headers: the T input")
   return True
 
 
