@@ -78,6 +78,29 @@ def pair_by_digit(labels_a: np.ndarray, labels_b: np.ndarray, rng: np.random.Gen
   return (np.concatenate(idx_a).astype(np.int64), np.concatenate(idx_b).astype(np.int64))
 
 
+def paired_split(mnist_images: np.ndarray, mnist_labels: np.ndarray, svhn_images: np.ndarray,
+                 svhn_labels: np.ndarray, rng: np.random.Generator, max_per_digit: int,
+                 multiplication: int, max_pairs: int | None) -> MultimodalDataset:
+  """One split of MNIST-SVHN-Text: same-digit pairs (`pair_by_digit`), at most
+  `max_pairs` of them (a seeded random subset), each with its own digit name.
+
+  Returns:
+    The split with modalities ('mnist', 'svhn', 'text'); base arrays shared, not copied.
+  """
+  mnist_idx, svhn_idx = pair_by_digit(mnist_labels, svhn_labels, rng,
+                                      max_per_digit=max_per_digit,
+                                      multiplication=multiplication)
+  if max_pairs is not None and max_pairs < len(mnist_idx):
+    kept = rng.choice(len(mnist_idx), size=max_pairs, replace=False)
+    mnist_idx, svhn_idx = mnist_idx[kept], svhn_idx[kept]
+  labels = mnist_labels[mnist_idx]
+  return MultimodalDataset(
+      modalities=MODALITIES,
+      arrays={"mnist": mnist_images, "svhn": svhn_images, "text": text.digit_texts(labels, rng)},
+      indices={"mnist": mnist_idx, "svhn": svhn_idx, "text": np.arange(len(labels))},
+      labels=labels)
+
+
 def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, MultimodalDataset]:
   """Loads MNIST-SVHN-Text from TFDS (`mnist`, `svhn_cropped`).
 
@@ -103,17 +126,7 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
         "mnist", split, config_data.data_dir, config_data.download)
     svhn_images, svhn_labels = tfds_arrays.load_arrays(
         "svhn_cropped", split, config_data.data_dir, config_data.download)
-    mnist_idx, svhn_idx = pair_by_digit(
-        mnist_labels, svhn_labels, rng, max_per_digit=config_data.max_per_digit,
-        multiplication=config_data.multiplication)
-    if max_pairs is not None and max_pairs < len(mnist_idx):
-      kept = rng.choice(len(mnist_idx), size=max_pairs, replace=False)
-      mnist_idx, svhn_idx = mnist_idx[kept], svhn_idx[kept]
-    labels = mnist_labels[mnist_idx]
-    splits.append(MultimodalDataset(
-        modalities=MODALITIES,
-        arrays={"mnist": mnist_images, "svhn": svhn_images,
-                "text": text.digit_texts(labels, rng)},
-        indices={"mnist": mnist_idx, "svhn": svhn_idx, "text": np.arange(len(labels))},
-        labels=labels))
+    splits.append(paired_split(mnist_images, mnist_labels, svhn_images, svhn_labels, rng,
+                               config_data.max_per_digit, config_data.multiplication,
+                               max_pairs))
   return splits[0], splits[1]

@@ -35,12 +35,14 @@ from absl import logging
 from ml_collections import config_dict
 
 from crmvae_jax import atomic
-from crmvae_jax.data import syndigits, text
+from crmvae_jax.data import syndigits
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.data.mst import pair_by_digit
+from crmvae_jax.data.mst import paired_split
 from crmvae_jax.data.quickstart import embedded_mnist
 
 MODALITIES = ("mnist", "svhn", "text")
+# The reference's cap on the images of a digit; the embedded digits have 500 of each.
+MAX_PER_DIGIT = 10000
 DEFAULT_CACHE_DIR = "~/.cache/crmvae_jax/mst_offline"
 # Class means: renders averaged into one image -> class means per digit. 16 renders is
 # a small sample's mean; 256 approach the population mean a decoder converges to.
@@ -139,18 +141,8 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
   for (images, labels), pool, rng, max_pairs in zip(
       mnist_split(config_data), ("train", "test"), (train_rng, test_rng),
       (config_data.get("max_train_pairs"), config_data.get("max_test_pairs"))):
-    svhn = renders(config_data, pool, labels)
-    mnist_idx, svhn_idx = pair_by_digit(labels, labels, rng,
-                                        multiplication=config_data.multiplication)
-    if max_pairs is not None and max_pairs < len(mnist_idx):
-      kept = rng.choice(len(mnist_idx), size=max_pairs, replace=False)
-      mnist_idx, svhn_idx = mnist_idx[kept], svhn_idx[kept]
-    pair_labels = labels[mnist_idx]
-    splits.append(MultimodalDataset(
-        modalities=MODALITIES,
-        arrays={"mnist": images, "svhn": svhn, "text": text.digit_texts(pair_labels, rng)},
-        indices={"mnist": mnist_idx, "svhn": svhn_idx, "text": np.arange(len(pair_labels))},
-        labels=pair_labels))
+    splits.append(paired_split(images, labels, renders(config_data, pool, labels), labels, rng,
+                               MAX_PER_DIGIT, config_data.multiplication, max_pairs))
   return splits[0], splits[1]
 
 

@@ -45,25 +45,19 @@ def tables_markdown(runs: Sequence[dict]) -> str:
               "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "
               "subset)\n",
               tables.coherence_table(_by_model(runs, "coherence"), abbreviations, paper=paper)]
-  exact = _by_model(runs, "coherence_exact")
-  if exact:
-    columns = list(next(iter(exact.values())))
-    sections += ["## Generated names read strictly (Table 1's text columns): the name, spaces "
-                 "stripped, is exactly the true name (R: all judges agree, the text exactly)\n",
-                 tables.markdown_table(exact, columns)]
-  distances = _by_model(runs, "text_levenshtein")
-  if distances:
-    columns = list(next(iter(distances.values())))
-    sections += ["## Generated text: mean Levenshtein distance to the true name (T<-prior: "
-                 "to the nearest name)\n",
-                 tables.markdown_table(distances, columns)]
-  log_likelihood = _by_model(runs, "log_likelihood")
-  if log_likelihood:
-    columns = list(next(iter(log_likelihood.values())))
-    sections += [f"## Test log-likelihood log p(X) in nats (higher is better), importance "
-                 f"sampled with {first['log_likelihood_samples']} samples from the posterior "
-                 f"of each subset, {first['num_log_likelihood_pairs']} test pairs\n",
-                 tables.markdown_table(log_likelihood, columns, decimals=1)]
+  for section, heading, decimals in (
+      ("coherence_exact", "## Generated names read strictly (Table 1's text columns): the "
+       "name, spaces stripped, is exactly the true name (R: all judges agree, the text "
+       "exactly)\n", 2),
+      ("text_levenshtein", "## Generated text: mean Levenshtein distance to the true name "
+       "(T<-prior: to the nearest name)\n", 2),
+      ("log_likelihood", "## Test log-likelihood log p(X) in nats (higher is better), "
+       f"importance sampled with {first.get('log_likelihood_samples')} samples from the "
+       f"posterior of each subset, {first.get('num_log_likelihood_pairs')} test pairs\n", 1)):
+    values = _by_model(runs, section)
+    if values:
+      sections += [heading, tables.markdown_table(values, list(next(iter(values.values()))),
+                                                  decimals=decimals)]
   fid = _by_model(runs, "fid")
   sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
   if fid:
