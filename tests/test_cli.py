@@ -166,7 +166,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
       from crmvae_jax import cli, main
       from crmvae_jax.training import loop
 
-      def broken(config, workdir):
+      def broken(config, workdir, eval_scalars=None):
         raise ValueError("a genuine bug")
 
       loop.train_and_evaluate = broken
