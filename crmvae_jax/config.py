@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_epochs = 100
   config.num_train_steps = -1  # > 0 overrides num_epochs
   config.mixture_estimator = "stratified"  # or "sampled" (mmvae, mopoe, mmjsd)
+  # The networks' arithmetic: "float32" or "bfloat16" (parameters, optimiser state, the
+  # objectives' sums and checkpoints stay float32; crmvae_jax.core.models.apply).
+  config.compute_dtype = "float32"
   config.readings = readings_config()
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
   config.log_every_steps = 100

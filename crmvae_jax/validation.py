@@ -138,11 +138,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   # Imported here: objectives pulls in JAX, and the data package NumPy; neither is
   # needed to import this module.
-  from crmvae_jax.core import objectives
+  from crmvae_jax.core import models, objectives
   from crmvae_jax.data import registry
 
   _check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
   _check_choice(config, "mixture_estimator", MIXTURE_ESTIMATORS, "mixture estimator")
+  _check_choice(config, "compute_dtype", models.COMPUTE_DTYPES, "compute dtype")
   _check_choice(config, "data.name", registry.names(), "data set")
   for name, choices in objectives.READINGS.items():
     _check_choice(config, f"readings.{name}", choices, "reading")

@@ -63,6 +63,7 @@ def test_every_shipped_config_is_valid(config):
     ("num_train_steps", -5, "--config.num_train_steps"),
     ("model", "crmvea", "--config.model=crmvae"),  # names the closest model
     ("mixture_estimator", "exact", "--config.mixture_estimator"),
+    ("compute_dtype", "float16", "--config.compute_dtype"),
     ("data.name", "msts", "--config.data.name"),
     ("data.test_fraction", 0.0, "--config.data.test_fraction"),
     ("data.test_fraction", 1.0, "--config.data.test_fraction"),

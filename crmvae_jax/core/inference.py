@@ -94,8 +94,8 @@ def log_marginal_estimate(log_likelihood_fn, proposal: dist.Gaussian | dist.Mixt
 
 def _experts(model: models.MultimodalVAE, params, stored: dict) -> dist.Gaussian:
   """The unimodal experts [M, B, D] of a stored batch (every encoder runs)."""
-  return model.apply({"params": params}, models.model_inputs(model.modalities, stored),
-                     method=model.encode)
+  return models.apply(model, params, models.model_inputs(model.modalities, stored),
+                      method=model.encode)
 
 
 def _posterior(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
@@ -121,9 +121,8 @@ def _subset_means(model, kind, params, stored, subsets) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("model",))
 def _decode(model, params, z) -> tuple[jax.Array, ...]:
   """Every decoder's output for latents z [B, D]."""
-  return model.apply({"params": params},
-                     jnp.broadcast_to(z, (len(model.modalities),) + z.shape),
-                     method=model.decode)
+  return models.apply(model, params, jnp.broadcast_to(z, (len(model.modalities),) + z.shape),
+                      method=model.decode)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "num_samples"))

@@ -27,6 +27,8 @@ class MultimodalVAE(nn.Module):
 
   modalities: tuple[Modality, ...]
   latent_dim: int
+  # The networks' arithmetic ("float32" or "bfloat16"); parameters stay float32 (`apply`).
+  compute_dtype: str = "float32"
 
   def setup(self):
     self.encoders = [
@@ -51,6 +53,39 @@ class MultimodalVAE(nn.Module):
     """Encode then decode the means (used to initialise every parameter)."""
     posteriors = self.encode(inputs)
     return self.decode(posteriors.mean)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cast_floating(tree: Any, dtype) -> Any:
+  """Every floating-point leaf of `tree` as `dtype`; integer leaves unchanged."""
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def apply(model: MultimodalVAE, params: dict, *args: Any, method: Callable) -> Any:
+  """`model.apply` in the model's compute dtype, with float32 parameters and results.
+
+  In bfloat16 the parameters and inputs are cast before the networks run and every
+  output is cast back to float32, so the objectives' sums, the optimiser and the
+  checkpoints stay float32; the parameters' gradients flow back through the cast as
+  float32. In float32 it is `model.apply` itself.
+
+  Args:
+    model: the module (its `compute_dtype` decides).
+    params: float32 parameters.
+    *args: the method's arguments (arrays or lists of arrays).
+    method: `model.encode` or `model.decode`.
+  """
+  if model.compute_dtype == "float32":
+    return model.apply({"params": params}, *args, method=method)
+  if model.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype {model.compute_dtype!r}: use one of {COMPUTE_DTYPES}.")
+  dtype = jnp.dtype(model.compute_dtype)
+  outputs = model.apply({"params": cast_floating(params, dtype)}, *cast_floating(args, dtype),
+                        method=method)
+  return cast_floating(outputs, jnp.float32)
 
 
 def model_inputs(modalities: Sequence[Modality], batch: dict) -> list[jax.Array]:
@@ -87,8 +122,7 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
       rng, redraw_rng = jax.random.split(rng)
       batch = {**batch, **{m.name: text.redraw_starts(batch[m.name], jax.random.fold_in(
           redraw_rng, index)) for index, m in enumerate(modalities) if m.is_text}}
-    posteriors = model.apply({"params": params}, model_inputs(modalities, batch),
-                             method=model.encode)
+    posteriors = apply(model, params, model_inputs(modalities, batch), method=model.encode)
     # A batch with missing modalities carries 'mask' [B, M]; the objectives take [M, B].
     mask = batch["mask"].T if "mask" in batch else None
     return objective(posteriors, make_log_likelihood_fn(model, params, batch), rng, beta=beta,
@@ -110,10 +144,9 @@ def make_log_likelihood_fn(model: MultimodalVAE, params: dict, batch: dict,
   """
   modalities = model.modalities
   weights = jnp.array([m.likelihood_weight if weighted else 1.0 for m in modalities])
-  variables = {"params": params}
 
   def log_likelihood_fn(z):  # [M, N, D], N = K B (K copies of the batch) -> [M, N]
-    outputs = model.apply(variables, z, method=model.decode)
+    outputs = apply(model, params, z, method=model.decode)
     copies = z.shape[1] // batch[modalities[0].name].shape[0]
     log_likelihoods = jnp.stack([
         m.log_likelihood(_repeat(batch[m.name], copies), output)

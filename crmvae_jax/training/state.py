@@ -57,7 +57,8 @@ def replica_directory(config: ml_collections.ConfigDict, workdir: str, replica: 
 
 def create_model(config, train_set) -> models.MultimodalVAE:
   modalities = modalities_of(config.data.name, train_set, config.get("likelihood_weights"))
-  return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim)
+  return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim,
+                              compute_dtype=config.get("compute_dtype", "float32"))
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
