@@ -7,7 +7,8 @@ training loop's host overhead.
 
 Tables (Markdown, on whatever devices JAX sees):
 1. objectives: each of the eight objectives on the MNIST-SVHN-Text networks at
-   --batch_size: compile time, examples/s after compilation, and memory (the device's
+   --batch_size, in each of --compute_dtypes (float32 and bfloat16: `config.compute_dtype`):
+   compile time, examples/s after compilation, and memory (the device's
    peak where it reports one, else XLA's compiled estimate: arguments + temporaries).
    Mixture objectives are measured with both estimators (`mopoe:sampled`). Where the
    peer's venv exists (`. ../shared/peer/venv.sh`, or --peer_python), MultiVae's
@@ -18,7 +19,8 @@ Tables (Markdown, on whatever devices JAX sees):
    against R single runs one after another: the speedup of one program.
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
 4. networks: each MNIST-SVHN-Text encoder and decoder alone, forward and forward+backward
-   (parameter gradients of the sum of its outputs) ms at --batch_size, beside the same
+   (parameter gradients of the sum of its outputs) ms at --batch_size, in each of
+   --compute_dtypes, beside the same
    PyTorch modules of the peer (`experiments/peer_networks.py`, run by the peer's
    venv): where a train step's time goes, and which side is faster where.
 5. loop: the whole training loop (`training.loop.train_and_evaluate`) on a tiny setting (the
@@ -28,7 +30,9 @@ Tables (Markdown, on whatever devices JAX sees):
    host's overhead per step. The section only uses what every version of the loop has,
    so the same script measures an older checkout too.
 
-Data are random arrays of the right shapes (except in the loop section).
+Data are random arrays of the right shapes (except in the loop section). The first
+lines name the CPU (model name and its AVX-512 / AMX / bfloat16 flags): speed figures
+mean little without it.
 """
 
 from __future__ import annotations
@@ -37,25 +41,14 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import app, flags
 
-from crmvae_jax import cli
-from crmvae_jax import config as config_lib
-from crmvae_jax import data as data_lib
 from crmvae_jax.core import models, networks, objectives
-from crmvae_jax.training import loop
-from crmvae_jax.training import state as state_lib
-from crmvae_jax.training import step as step_lib
-from crmvae_jax.data import registry
-from crmvae_jax.data.base import MultimodalDataset
-from experiments import timing
-from crmvae_jax.core.modalities import modalities_of
+from experiments import programs, timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "networks", "loop"],
@@ -73,84 +66,20 @@ flags.DEFINE_integer("loop_window", 200, "Its logging window; the last one is ti
 flags.DEFINE_string("replica_model", "crmvae", "Objective of the replica and modality tables.")
 flags.DEFINE_list("replicas", ["1", "2", "4", "8"], "Replica counts R.")
 flags.DEFINE_list("num_modalities", ["2", "3", "4", "5"], "PolyMNIST modality counts M.")
+flags.DEFINE_list("compute_dtypes", ["float32", "bfloat16"],
+                  "Compute dtypes of the objectives and networks tables (config.compute_dtype).")
 flags.DEFINE_integer("batch_size", 256, "Examples per step (per replica).")
 flags.DEFINE_integer("steps", 20, "Timed steps after compilation.")
 flags.DEFINE_integer("rounds", 3, "Objectives table: timed rounds per side, taking turns with "
                      "MultiVae; medians are reported.")
 
-LEARNING_RATE = 5e-4
-# The repository, wherever the script is run from: the data sets' config files are in it.
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def random_data(data_name: str, num_modalities: int = 3) -> tuple[str, MultimodalDataset]:
-  """A small data set of random arrays with the shapes of `data_name`'s modalities."""
-  rng = np.random.default_rng(0)
-  if data_name == "mst":
-    arrays = {"mnist": rng.integers(0, 256, (8, 28, 28, 1), np.uint8),
-              "svhn": rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
-              "text": rng.integers(0, 71, (8, 8), np.int32)}
-  else:
-    arrays = {f"m{m}": rng.integers(0, 256, (8, 28, 28, 3), np.uint8)
-              for m in range(num_modalities)}
-  dataset = MultimodalDataset(tuple(arrays), arrays, {name: np.arange(8) for name in arrays},
-                              np.zeros(8, np.int64))
-  return data_name, dataset
-
-
-def device_batch(dataset: MultimodalDataset, batch_size: int) -> dict:
-  ids = np.arange(batch_size) % len(dataset)
-  return jax.device_put(dataset.batch(ids), step_lib.batch_sharding(step_lib.create_mesh(1)))
-
-
-def memory_figure(compiled) -> str:
-  stats = jax.devices()[0].memory_stats() or {}
-  if "peak_bytes_in_use" in stats:
-    return f"{stats['peak_bytes_in_use'] / 2**20:.0f} MiB peak"
-  analysis = compiled.memory_analysis()
-  total = analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
-  return f"{total / 2**20:.0f} MiB compiled"
-
-
-class Program:
-  """One replicated train step of `objective`, compiled, with its state: `seconds_per_step`
-  times calls of it (the state carries over, as in training)."""
-
-  def __init__(self, objective: str, data_name: str, num_replicas: int, batch_size: int,
-               num_modalities: int = 3, mixture_estimator: str = "stratified"):
-    data_name, dataset = random_data(data_name, num_modalities)
-    # The latent size that the data set's config file trains with.
-    latent_dim = cli.load_config_file(
-        os.path.join(REPOSITORY, registry.DATA_SETS[data_name].config_file)).latent_dim
-    model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim)
-    tx = optax.adam(LEARNING_RATE)
-    mesh = step_lib.create_mesh(num_replicas)
-    self.batch = device_batch(dataset, batch_size)
-    self.states = jax.device_put(
-        state_lib.create_replica_states(model, tx, self.batch, list(range(num_replicas))),
-        step_lib.replica_sharding(mesh))
-    self.betas = jax.device_put(jnp.ones(num_replicas), step_lib.replica_sharding(mesh))
-    loss_fn = models.make_loss_fn(model, objective, mixture_estimator)
-    step = jax.jit(step_lib.make_replicated_train_step(loss_fn, tx, mesh), donate_argnums=0)
-    start = time.perf_counter()
-    self.compiled = step.lower(self.states, self.batch, self.betas).compile()
-    self.compile_seconds = time.perf_counter() - start
-    self.examples_per_step = num_replicas * batch_size
-    self.memory = memory_figure(self.compiled)
-    self.seconds_per_step(1)  # warm-up
-
-  def seconds_per_step(self, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-      self.states, metrics = self.compiled(self.states, self.batch, self.betas)
-    jax.block_until_ready(metrics)
-    return (time.perf_counter() - start) / steps
+REPOSITORY = programs.REPOSITORY
 
 
 def measure(objective: str, data_name: str, num_replicas: int, batch_size: int, steps: int,
             num_modalities: int = 3, mixture_estimator: str = "stratified") -> dict:
   """Compile time, seconds per step and memory of one replicated train step."""
-  program = Program(objective, data_name, num_replicas, batch_size, num_modalities,
+  program = programs.Program(objective, data_name, num_replicas, batch_size, num_modalities,
                     mixture_estimator)
   seconds_per_step = program.seconds_per_step(steps)
   return {"compile_s": program.compile_seconds, "step_s": seconds_per_step,
@@ -183,46 +112,51 @@ def peer_examples_per_s(names: list[str]) -> dict[str, float]:
 
 
 def objectives_table() -> None:
-  """Per objective: compile time, examples/s and memory, beside MultiVae's examples/s.
+  """Per objective and compute dtype: compile time, examples/s and memory, beside
+  MultiVae's float32 examples/s.
 
   Both sides are timed --rounds times, taking turns (MultiVae's whole run, then each of
   ours), so that a change in the machine's load hits both; each figure is the median of
   its rounds, and the ratio is the ratio of the medians.
   """
   peer_names = [PEER_MODELS[name] for name in FLAGS.models if name in PEER_MODELS]
-  programs = {}
+  compiled = {}
   for name in FLAGS.models:
     objective, _, estimator = name.partition(":")
-    programs[name] = Program(objective, "mst", 1, FLAGS.batch_size,
-                             mixture_estimator=estimator or "stratified")
-  ours = {name: [] for name in FLAGS.models}
+    for dtype in FLAGS.compute_dtypes:
+      compiled[name, dtype] = programs.Program(
+          objective, "mst", 1, FLAGS.batch_size, mixture_estimator=estimator or "stratified",
+          compute_dtype=dtype)
+  ours = {key: [] for key in compiled}
   peer_rounds = {}
   for _ in range(FLAGS.rounds):
     for peer_name, figure in peer_examples_per_s(peer_names).items():
       peer_rounds.setdefault(peer_name, []).append(figure)
-    for name, program in programs.items():
-      ours[name].append(program.examples_per_step / program.seconds_per_step(FLAGS.steps))
+    for key, program in compiled.items():
+      ours[key].append(program.examples_per_step / program.seconds_per_step(FLAGS.steps))
   peer = {name: float(np.median(figures)) for name, figures in peer_rounds.items()}
   rows = []
-  for name, program in programs.items():
-    examples_per_s = float(np.median(ours[name]))
-    row = [name, f"{program.compile_seconds:.1f}", f"{examples_per_s:.0f}",
-           f"{1e3 * program.examples_per_step / examples_per_s:.1f}", program.memory]
+  for (name, dtype), program in compiled.items():
+    examples_per_s = float(np.median(ours[name, dtype]))
+    float32_figure = float(np.median(ours.get((name, "float32"), [np.nan])))
+    row = [name, dtype, f"{program.compile_seconds:.1f}", f"{examples_per_s:.0f}",
+           f"{1e3 * program.examples_per_step / examples_per_s:.1f}", program.memory,
+           f"{examples_per_s / float32_figure:.2f}x"]
     peer_figure = peer.get(PEER_MODELS.get(name, ""))
     if peer:
       row += ([f"{peer_figure:.0f}", f"{examples_per_s / peer_figure:.2f}x"]
               if peer_figure else ["", ""])
     rows.append(row)
-  header = ["model", "compile s", "examples/s", "ms/step", "memory"]
+  header = ["model", "compute dtype", "compile s", "examples/s", "ms/step", "memory",
+            "vs our float32"]
   if peer:
-    header += ["MultiVae examples/s", "ratio"]
+    header += ["MultiVae float32 examples/s", "vs MultiVae"]
   print_table(f"Objectives, MNIST-SVHN-Text networks, batch {FLAGS.batch_size}, latent 32; "
               f"medians of {FLAGS.rounds} rounds", header, rows)
-  if peer:
-    print("\nPer round (examples/s): " + "; ".join(
-        f"{name} {' '.join(f'{v:.0f}' for v in figures)}"
-        for name, figures in {**{f"MultiVae {k}": v for k, v in peer_rounds.items()},
-                              **ours}.items()))
+  print("\nPer round (examples/s): " + "; ".join(
+      f"{name} {' '.join(f'{v:.0f}' for v in figures)}"
+      for name, figures in {**{f"MultiVae {k}": v for k, v in peer_rounds.items()},
+                            **{f"{n} {d}": v for (n, d), v in ours.items()}}.items()))
 
 
 def replicas_table() -> None:
@@ -258,8 +192,11 @@ def modalities_table() -> None:
 PEER_NETWORKS = {"mnist": "mnist", "svhn": "svhn", "mst_text": "text"}
 
 
-def our_network_ms(latent_dim: int = 32) -> dict[str, tuple[float, float]]:
-  """{peer name_role: (forward ms, forward+backward ms)} of our MST networks."""
+def our_network_ms(compute_dtype: str = "float32", latent_dim: int = 32
+                   ) -> dict[str, tuple[float, float]]:
+  """{peer name_role: (forward ms, forward+backward ms)} of our MST networks, computing
+  in `compute_dtype` from float32 parameters, as `models.apply` does."""
+  dtype = jnp.dtype(compute_dtype)
   rng = np.random.default_rng(0)
   batch = FLAGS.batch_size
   inputs = {"mnist": rng.random((batch, 28, 28, 1), np.float32),
@@ -273,10 +210,14 @@ def our_network_ms(latent_dim: int = 32) -> dict[str, tuple[float, float]]:
                             ("dec", decoder_class(latent_dim=latent_dim), latents)):
       params = module.init(jax.random.PRNGKey(0), x)
 
-      def outputs_sum(params, module=module, x=x):
-        return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(module.apply(params, x)))
+      def run(params, module=module, x=x):
+        return models.cast_floating(
+            module.apply(models.cast_floating(params, dtype), x.astype(dtype)), jnp.float32)
 
-      forward = jax.jit(lambda params, module=module, x=x: module.apply(params, x))
+      def outputs_sum(params, run=run):
+        return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(run(params)))
+
+      forward = jax.jit(run)
       figures[f"{peer_name}_{role}"] = tuple(timing.median_ms(
           [forward, jax.jit(jax.grad(outputs_sum))], (params,), repeats=20))
   return figures
@@ -296,71 +237,38 @@ def peer_network_ms() -> dict[str, tuple[float, float]]:
 
 
 def networks_table() -> None:
-  ours, peer = our_network_ms(), peer_network_ms()
+  ours = {dtype: our_network_ms(dtype) for dtype in FLAGS.compute_dtypes}
+  peer = peer_network_ms()
+  names = list(next(iter(ours.values())))
+  totals = {dtype: [sum(figures[i] for figures in ours[dtype].values()) for i in (0, 1)]
+            for dtype in ours}
+  peer_total = [sum(figures[i] for figures in peer.values()) for i in (0, 1)] if peer else None
   rows = []
-  for name, (forward, backward) in ours.items():
-    row = [name, f"{forward:.1f}", f"{backward:.1f}"]
-    if name in peer:
-      peer_forward, peer_backward = peer[name]
-      row += [f"{peer_forward:.1f}", f"{peer_backward:.1f}", f"{peer_forward / forward:.2f}x",
-              f"{peer_backward / backward:.2f}x"]
+  for name in names + ["all six"]:
+    row = [name]
+    for dtype in ours:
+      forward, backward = ours[dtype][name] if name in ours[dtype] else totals[dtype]
+      row += [f"{forward:.1f}", f"{backward:.1f}"]
+    if peer:
+      peer_forward, peer_backward = peer[name] if name in peer else peer_total
+      row += [f"{peer_forward:.1f}", f"{peer_backward:.1f}"]
+      row += [f"{peer_backward / (ours[dtype][name][1] if name in ours[dtype] else totals[dtype][1]):.2f}x"
+              for dtype in ours]
     rows.append(row)
-  total = [sum(figures[i] for figures in ours.values()) for i in (0, 1)]
-  row = ["all six", f"{total[0]:.1f}", f"{total[1]:.1f}"]
+  header = ["network"]
+  for dtype in ours:
+    header += [f"{dtype} fwd ms", f"{dtype} fwd+bwd ms"]
   if peer:
-    peer_total = [sum(figures[i] for figures in peer.values()) for i in (0, 1)]
-    row += [f"{peer_total[0]:.1f}", f"{peer_total[1]:.1f}", f"{peer_total[0] / total[0]:.2f}x",
-            f"{peer_total[1] / total[1]:.2f}x"]
-  rows.append(row)
-  header = ["network", "fwd ms", "fwd+bwd ms"]
-  if peer:
-    header += ["MultiVae fwd ms", "MultiVae fwd+bwd ms", "fwd speedup", "fwd+bwd speedup"]
+    header += ["MultiVae fwd ms", "MultiVae fwd+bwd ms"]
+    header += [f"fwd+bwd speedup {dtype}" for dtype in ours]
   print_table(f"MST networks alone, batch {FLAGS.batch_size}, latent 32 (speedup: MultiVae's "
-              "time / ours)", header, rows)
-
-
-def loop_seconds_per_step(num_steps: int) -> float:
-  """Seconds per step of a whole quick-start training run at the loop batch, in its last
-  logging window (after compilation, before the final evaluation): the rate the loop
-  itself logs as train/examples_per_sec."""
-  config = config_lib.quickstart_config()
-  config.batch_size = FLAGS.loop_batch_size
-  config.num_train_steps = num_steps
-  config.log_every_steps = FLAGS.loop_window
-  config.eval_every_steps = config.checkpoint_every_steps = num_steps
-  config.eval_batches = 1
-  config.figure_examples = 2
-  config.disable_progress_bar = True
-  with tempfile.TemporaryDirectory() as workdir:
-    [last] = loop.train_and_evaluate(config, workdir)
-  return FLAGS.loop_batch_size / last["train/examples_per_sec"]
-
-
-def bare_step_seconds(steps: int = 200) -> float:
-  """Seconds per call of the jitted train step alone, on a batch already on the device."""
-  config = config_lib.quickstart_config()
-  train_set, _ = data_lib.load(config.data)
-  model = state_lib.create_model(config, train_set)
-  tx = state_lib.create_optimizer(config)
-  mesh = step_lib.create_mesh(1)
-  batch = device_batch(train_set, FLAGS.loop_batch_size)
-  states = jax.device_put(state_lib.create_replica_states(model, tx, batch, [0]),
-                          step_lib.replica_sharding(mesh))
-  step = jax.jit(step_lib.make_replicated_train_step(
-      models.make_loss_fn(model, config.model), tx, mesh), donate_argnums=0)
-  betas = jnp.ones(1)
-  states, metrics = step(states, batch, betas)
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(steps):
-    states, metrics = step(states, batch, betas)
-  jax.block_until_ready(metrics)
-  return (time.perf_counter() - start) / steps
+              "float32 time / ours)", header, rows)
 
 
 def loop_table() -> None:
-  per_step = loop_seconds_per_step(FLAGS.loop_steps)
-  bare = bare_step_seconds()
+  per_step = programs.loop_seconds_per_step(FLAGS.loop_batch_size, FLAGS.loop_steps,
+                                           FLAGS.loop_window)
+  bare = programs.bare_step_seconds(FLAGS.loop_batch_size)
   print_table(f"Training loop on the quick-start data, batch {FLAGS.loop_batch_size}, last "
               f"{FLAGS.loop_window} of {FLAGS.loop_steps} steps",
               ["loop ms/step", "bare jitted step ms", "host overhead ms/step"],
@@ -370,6 +278,7 @@ def loop_table() -> None:
 def main(argv):
   del argv
   print(f"devices: {jax.devices()}")
+  print(f"CPU: {programs.cpu_description()}")
   sections = {"objectives": objectives_table, "replicas": replicas_table,
               "modalities": modalities_table, "networks": networks_table, "loop": loop_table}
   for section in FLAGS.sections:
