@@ -88,10 +88,21 @@ def test_another_latent_size_is_refused_by_its_recorded_fields_not_quarantined(t
   manager.close()
 
 
-def test_another_shape_without_recorded_fields_is_a_mismatch_naming_the_shapes(tmp_path):
+@pytest.mark.parametrize("fresh", [False, True], ids=["same manager", "fresh manager"])
+def test_another_shape_without_recorded_fields_is_a_mismatch_naming_the_shapes(tmp_path, fresh,
+                                                                               caplog):
+  # A resume opens a fresh manager in a new process: it must read the saved tree's
+  # shapes too (a manager that had not saved once returned no tree metadata, and the
+  # shapes went unchecked), and without Orbax's "could not be restored" warning.
   manager = _manager(tmp_path)
   _save_old_style(manager, 10, _states(32))
   _save_old_style(manager, 20, _states(32))
+  if fresh:
+    manager.close()
+    manager = _manager(tmp_path)
+  assert checkpoints.shape_mismatch(manager, 20, _abstract(16)).startswith(
+      "params.encoder.kernel is (6, 32) there, (6, 16) here")
+  assert "could not be restored" not in caplog.text
   with pytest.raises(UserError, match=r"holds another model: params.encoder.kernel is \(6, 32\) "
                      r"there, \(6, 16\) here; .*another --workdir"):
     checkpoints.restore_latest(manager, _abstract(16), _config(16), quarantine=True)

@@ -105,8 +105,11 @@ def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=config.get("checkpoints_to_keep", 2),
       save_interval_steps=config.checkpoint_every_steps)
+  # The handler named up front: a manager that has not saved yet (a resume, an
+  # evaluation) can then read a checkpoint's tree metadata (`shape_mismatch`); without
+  # it Orbax returns None there and warns that item "default" cannot be restored.
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
+                               options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
