@@ -24,7 +24,13 @@ from crmvae_jax.errors import UserError
 
 
 def _megabytes(size: int) -> str:
-  return f"{size / 1e6:.1f} MB"
+  """A size people read: '3.2 MB', '12.4 kB', '512 bytes' (a results file is a few kB,
+  which '0.0 MB' hid)."""
+  if size >= 1e6:
+    return f"{size / 1e6:.1f} MB"
+  if size >= 1e3:
+    return f"{size / 1e3:.1f} kB"
+  return f"{size} bytes"
 
 
 def _free_bytes(directory: str) -> int | None:

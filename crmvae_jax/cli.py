@@ -34,6 +34,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from crmvae_jax import config as config_lib
+from crmvae_jax import startup
 from crmvae_jax import runs
 from crmvae_jax.errors import UserError
 
@@ -67,7 +68,7 @@ def _raise_stopped(signal_number, frame) -> None:
 
 
 # Signals that end a program with one line (training saves first: loop.StopSignals).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = startup.STOP_SIGNALS
 
 
 def exit_with(error: Exception | str) -> None:

@@ -50,6 +50,12 @@ live in `crmvae_jax.evaluation` (`coherence`, `fid`, `probes`).
 
 from __future__ import annotations
 
+# First, before the imports below take their second or two (crmvae_jax/startup.py).
+from crmvae_jax import startup
+
+startup.exit_on_stop_signals()
+
+# pylint: disable=wrong-import-position
 from absl import flags
 
 from crmvae_jax import cli

@@ -36,6 +36,12 @@ the metrics live in `crmvae_jax.evaluation.image_text`.
 
 from __future__ import annotations
 
+# First, before the imports below take their second or two (crmvae_jax/startup.py).
+from crmvae_jax import startup
+
+startup.exit_on_stop_signals()
+
+# pylint: disable=wrong-import-position
 from absl import flags
 
 from crmvae_jax import cli

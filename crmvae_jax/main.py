@@ -11,6 +11,12 @@ A config, workdir or data set the user can fix is refused in one line (`crmvae_j
 
 from __future__ import annotations
 
+# First, before the imports below take their second or two (crmvae_jax/startup.py).
+from crmvae_jax import startup
+
+startup.exit_on_stop_signals()
+
+# pylint: disable=wrong-import-position
 from absl import flags, logging
 
 from crmvae_jax import cli, runs, validation

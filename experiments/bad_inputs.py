@@ -250,10 +250,18 @@ def run_with_unreadable_photo(argv: list[str], workdir: str) -> tuple[int, str]:
   return _run(argv)
 
 
+def _committed_steps(checkpoints: str) -> list[int]:
+  return sorted(int(name) for name in os.listdir(checkpoints) if name.isdigit()) \
+      if os.path.isdir(checkpoints) else []
+
+
 def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool = False
                   ) -> Callable[[list[str], str], tuple]:
   """A runner that sends `signal_number` `seconds` after the start (or after the first
-  checkpoint); nothing lost: the checkpoints present when it was sent are still there."""
+  checkpoint). Nothing lost: the newest checkpoint present when the signal was sent is
+  still there unchanged, or a newer one replaced it (checkpoints rotate, and training
+  saves the step it stopped at; a checkpoint still being written when the signal came
+  is not yet one to keep)."""
 
   def run(argv: list[str], workdir: str) -> tuple:
     if "--copy_of" in argv:
@@ -263,14 +271,19 @@ def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool 
       _wait_for_checkpoint(process, workdir)
     time.sleep(seconds)
     checkpoints = os.path.join(workdir, "checkpoints")
-    before = _snapshot(checkpoints) if os.path.isdir(checkpoints) else {}
+    steps_before = _committed_steps(checkpoints)
+    newest = (_snapshot(os.path.join(checkpoints, str(steps_before[-1])))
+              if steps_before else {})
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
-    # Checkpoints rotate (max_to_keep), so only the newest one present must remain.
-    newest = {path: content for path, content in before.items()
-              if path.split(os.sep)[0] == max((p.split(os.sep)[0] for p in before), key=int,
-                                              default=None)}
-    return process.returncode, stderr, _kept(newest, checkpoints) if newest else "yes"
+    steps_after = _committed_steps(checkpoints)
+    if not steps_before:
+      kept = "yes"
+    elif steps_after and steps_after[-1] > steps_before[-1]:
+      kept = "yes"
+    else:
+      kept = _kept(newest, os.path.join(checkpoints, str(steps_before[-1])))
+    return process.returncode, stderr, kept
 
   return run
 

@@ -58,7 +58,7 @@ def test_a_writer_failing_midway_keeps_the_old_file(tmp_path):
     f.write(b"y" * 1000)
     raise OSError(errno.ENOSPC, "No space left on device")
 
-  with pytest.raises(UserError, match=r"disk is full \(it needs more than 0\.0 MB"):
+  with pytest.raises(UserError, match=r"disk is full \(it needs more than 1\.0 kB"):
     atomic.write_with(str(path), write)
   assert path.read_bytes() == b"old"
   assert os.listdir(tmp_path) == ["cache.npz"]
@@ -116,3 +116,11 @@ def test_figures_and_caches_are_written_whole(tmp_path, monkeypatch):
   with pytest.raises(UserError, match="grid.png: the disk is full"):
     plotting.save_text_grid(["c"], [("mean", np.ones((1, 4, 4, 3)))], str(path), "t")
   assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("size, words", [(0, "0 bytes"), (512, "512 bytes"), (12_400, "12.4 kB"),
+                                         (3_210_000, "3.2 MB")])
+def test_sizes_in_messages_are_read_in_their_own_unit(size, words):
+  # A results file of a few kB was once reported as needing "0.0 MB" with "0.0 MB" free.
+  error = atomic.write_error("/tmp/x", OSError(errno.ENOSPC, "No space left"), needed=size)
+  assert f"it needs {words}" in str(error)

@@ -47,6 +47,25 @@ def test_a_signal_at_any_moment_prints_one_line_and_exits_128_plus_it(number):
       "command runs it again (training resumes from its last checkpoint)."]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["main", "evaluate", "evaluate_image_text", "classifiers"])
+@pytest.mark.parametrize("delay_s", [0.3, 0.8, 1.5])
+def test_a_signal_during_start_up_prints_one_line_and_exits_128_plus_it(tmp_path, module,
+                                                                        delay_s):
+  # While the command still imports JAX and the package, before cli.run's handlers: a
+  # SIGTERM there once ended the process silently with status -15.
+  process = subprocess.Popen(
+      [sys.executable, "-m", f"crmvae_jax.{module}", f"--workdir={tmp_path / 'run'}"],
+      cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  time.sleep(delay_s)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  [line] = [line for line in stderr.strip().splitlines() if line.startswith("error:")]
+  assert line.startswith("error: SIGTERM stopped the program") and "same command" in line
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
 def test_a_lock_file_that_is_a_directory_is_one_sentence(tmp_path):
   (tmp_path / "train.lock").mkdir()
   with pytest.raises(UserError, match=r"Cannot open the lock file .*train.lock \(Is a "
