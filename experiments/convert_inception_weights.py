@@ -11,7 +11,7 @@ GitHub release `fid_weights` into torch's hub cache on first use; without
 --torch_weights it is looked for there (`$TORCH_HOME/hub/checkpoints/`). The output
 holds the state dict's names and PyTorch-layout arrays, minus the classifier head and
 BatchNorm step counters, which pool3 features do not use. The script then loads the
-file through `crmvae_jax.core.inception` (every name and shape is checked) and prints the
+file through `crmvae_jax.evaluation.inception` (every name and shape is checked) and prints the
 features of a grey image. Evaluation finds the output at the default path, at
 `$CRMVAE_INCEPTION_WEIGHTS`, or at `--config.eval.inception_weights=PATH`.
 """
@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax import cli
-from crmvae_jax.core import inception
+from crmvae_jax.evaluation import inception
 from crmvae_jax.errors import UserError
 
 TORCH_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"

@@ -1,6 +1,6 @@
 r"""Makes tests/data/inception_golden.npz: pytorch-fid's own pool3 features of a fixed
 input under seeded random weights, which tests/test_inception_golden.py asks the JAX port
-(crmvae_jax.core.inception) to reproduce.
+(crmvae_jax.evaluation.inception) to reproduce.
 
 Run it where torch, torchvision and pytorch-fid are installed, never in the project's
 environment (the project does not depend on torch); from the repository root:

@@ -15,7 +15,7 @@ from absl import flags
 from configs import celeba as celeba_config
 from crmvae_jax.evaluation import driver, judges
 from crmvae_jax import cli, runs
-from crmvae_jax.core import inception
+from crmvae_jax.evaluation import inception
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 

@@ -17,7 +17,7 @@ from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.training import loop
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax import config as config_lib
-from crmvae_jax.core import metrics
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError

@@ -23,7 +23,7 @@ from configs import celeba as celeba_config
 from configs import cub as cub_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
 from crmvae_jax import input_pipeline
-from crmvae_jax.core import metrics
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.data import celeba, cub, text, tfds_arrays

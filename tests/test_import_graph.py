@@ -19,18 +19,17 @@ LAYERS = (
     # Plain helpers: no model, data set or flag knowledge.
     ("foundation", {"errors", "atomic", "startup", "xla_setup", "input_pipeline", "runs", "data.text",
                     "data.vocabulary"}),
-    # The pure core: distributions, networks, metrics, the objectives and the model
+    # The pure core: distributions, layers, networks, the objectives and the model
     # registry (`core.objectives.MODELS`).
-    ("core", {"core", "core.distributions", "core.layers", "core.networks", "core.metrics",
+    ("core", {"core", "core.distributions", "core.layers", "core.networks",
               "core.objectives"}),
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
               "data.quickstart", "data.polymnist", "data.cub", "data.celeba",
               "data.syndigits", "data.mst_offline", "data.arrays"}),
     # The core's model: modalities as the data registry describes them, the multimodal
-    # VAE over them, the trained model's inference API, and the FID Inception network
-    # (whose weights file is data).
-    ("core model", {"core.modalities", "core.models", "core.inference", "core.inception"}),
+    # VAE over them and the trained model's inference API.
+    ("core model", {"core.modalities", "core.models", "core.inference"}),
     ("configuration", {"config", "validation", "cli"}),
     # Tables, Markdown summaries and figures of what the layers below compute.
     ("reporting", {"reporting", "reporting.tables", "reporting.summaries",
@@ -39,8 +38,10 @@ LAYERS = (
     # that trains the judges' classifiers on the same state and step.
     ("training", {"training", "training.state", "training.step", "training.checkpoints",
                   "training.loop", "training.supervised"}),
-    # One module per metric, the judges, and the drivers that evaluate a trained run.
-    ("evaluation", {"evaluation", "evaluation.generation", "evaluation.coherence",
+    # The metrics on arrays, the FID Inception network (whose weights file is data), one
+    # module per evaluation, the judges, and the drivers that evaluate a trained run.
+    ("evaluation", {"evaluation", "evaluation.metrics", "evaluation.inception",
+                    "evaluation.generation", "evaluation.coherence",
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text", "evaluation.likelihood",
                     "evaluation.judges", "evaluation.classifier_training",
                     "evaluation.likelihood",
@@ -97,7 +98,7 @@ def test_no_module_imports_a_higher_layer():
 
 
 @pytest.mark.parametrize("module", ["core.distributions", "core.layers", "core.networks",
-                                    "core.objectives", "core.metrics"])
+                                    "core.objectives"])
 def test_the_pure_core_imports_no_data_flags_or_io(module):
   path = package_modules()[module]
   imported = imports_of(path, set(package_modules()))

@@ -1,4 +1,4 @@
-"""The JAX FID Inception (crmvae_jax.core.inception) against pytorch-fid's own features.
+"""The JAX FID Inception (crmvae_jax.evaluation.inception) against pytorch-fid's own features.
 
 tests/data/inception_golden.npz was written by experiments/make_inception_golden.py in a
 PyTorch environment: pytorch-fid's `InceptionV3([3])` with seeded random weights (loaded
@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from crmvae_jax.core import inception
+from crmvae_jax.evaluation import inception
 from experiments import make_inception_golden
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for crmvae_jax.core.metrics and crmvae_jax.core.inception (FID network and weights)."""
+"""Tests for crmvae_jax.evaluation.metrics and crmvae_jax.evaluation.inception (FID network and weights)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax.core import inception, metrics
+from crmvae_jax.evaluation import inception, metrics
 from crmvae_jax.data.base import DataUnavailableError
 from crmvae_jax.errors import UserError
 

@@ -17,7 +17,8 @@ import tqdm
 
 from crmvae_jax import data as data_lib
 from crmvae_jax import atomic, runs
-from crmvae_jax.core import metrics, networks
+from crmvae_jax.core import networks
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.modalities import Modality, modalities_of
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset

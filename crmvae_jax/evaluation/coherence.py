@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import metrics
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation.generation import Generate, GeneratePrior

@@ -14,7 +14,7 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import input_pipeline
-from crmvae_jax.core import inception, metrics
+from crmvae_jax.evaluation import inception, metrics
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.evaluation.coherence import Judge, coherence_subsets, subset_abbreviations

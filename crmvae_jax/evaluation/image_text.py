@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax.core import metrics, objectives
+from crmvae_jax.core import objectives
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.distributions import Gaussian
 from crmvae_jax.core.modalities import Modality

@@ -27,7 +27,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import linen as nn
 
-from crmvae_jax.core import metrics, networks
+from crmvae_jax.core import networks
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError

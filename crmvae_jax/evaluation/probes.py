@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import metrics
+from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation.coherence import subset_abbreviations

@@ -21,8 +21,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 from sklearn import linear_model, pipeline, preprocessing
 
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-               "nine")
+from crmvae_jax.data.text import DIGIT_NAMES
 
 
 def text_to_digit(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
