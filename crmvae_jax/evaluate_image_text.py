@@ -12,11 +12,12 @@ of a sweep: `DIR/replica_r/eval/...`). It measures:
   from the image alone and from the text alone, each the mean of the model's own
   posterior of that one modality (`core.objectives.SUBSET_POSTERIOR`: PoE({m}) = p q_m, or
   q_m for mixture models). Coordination-based objectives pull the two together.
-- attribute accuracy (CelebA): images generated from the text (z sampled from the
-  text's posterior) are classified by a project-trained 40-attribute classifier
-  (`core.networks.CLASSIFIERS['image64']`, one sigmoid per attribute), and the predicted
-  attributes are compared with the pair's attributes, averaged over attributes and
-  pairs. The same classifier's accuracy on the real test images is its ceiling.
+- attribute accuracy (CelebA): images generated from the text (z sampled from the text's
+  posterior) are classified by a project-trained 40-attribute classifier
+  (`evaluation.classifier_networks.CLASSIFIERS['image64']`, one sigmoid per attribute),
+  and the predicted attributes are compared with the pair's attributes, averaged over
+  attributes and pairs. The same classifier's accuracy on the real test images is its
+  ceiling.
 - FID of images generated from text against the real images of the same pairs
   (`config.eval.fid_examples` of them, a seeded random choice), when
   `config.eval.fid` is set and the Inception weights are found (else skipped with a

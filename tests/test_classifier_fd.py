@@ -17,7 +17,7 @@ from crmvae_jax.reporting import summaries
 from crmvae_jax.evaluation import classifier_training, driver, fid
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.training import loop
-from crmvae_jax.core import networks
+from crmvae_jax.evaluation import classifier_networks
 from crmvae_jax import config as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
@@ -43,7 +43,7 @@ def test_classifier_features_are_what_the_last_layer_reads(network, shape, num_f
                                             "svhn": np.zeros((1, 32, 32, 3), np.uint8)},
       indices={"mnist": np.arange(1), "svhn": np.arange(1)}, labels=np.zeros(1, int)))
                   if m.network == network)
-  module = networks.CLASSIFIERS[network](num_classes=10)
+  module = classifier_networks.CLASSIFIERS[network](num_classes=10)
   images = np.random.default_rng(0).integers(0, 256, (5,) + shape, dtype=np.uint8)
   inputs = judges_lib.network_input(modality, jnp.asarray(images))
   # Random parameters of the network's shapes (`module.init` compiles for many seconds).
@@ -63,7 +63,7 @@ def test_classifier_features_are_what_the_last_layer_reads(network, shape, num_f
   np.testing.assert_allclose(features @ dense["kernel"] + dense["bias"], logits, atol=1e-4)
 
 
-class _SmallClassifier(networks.ImageClassifier):
+class _SmallClassifier(classifier_networks.ImageClassifier):
   """A small image classifier (144 features), so the Frechet distances are quick."""
 
   channels: tuple[int, ...] = (8, 16, 16)
@@ -80,7 +80,7 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
                                                                   digits_and_text):
   dataset, modalities = digits_and_text
   image = modalities[0]
-  monkeypatch.setitem(networks.CLASSIFIERS, image.network, _SmallClassifier)
+  monkeypatch.setitem(classifier_networks.CLASSIFIERS, image.network, _SmallClassifier)
   ids = np.random.default_rng(0).permutation(len(dataset))
   train_ids, test_ids = ids[:2000], np.sort(ids[2000:2300])
   settings = ml_collections.ConfigDict({"classifier_epochs": 2, "classifier_batch_size": 64,

@@ -22,7 +22,7 @@ LAYERS = (
     # The pure core: distributions, layers, networks, the objectives and the model
     # registry (`core.objectives.MODELS`).
     ("core", {"core", "core.distributions", "core.layers", "core.networks",
-              "core.objectives"}),
+              "core.text_networks", "core.objectives"}),
     # The data set registry (`data.registry.DATA_SETS`) and the loaders it names.
     ("data", {"data", "data.registry", "data.base", "data.tfds_arrays", "data.mst",
               "data.quickstart", "data.polymnist", "data.cub", "data.celeba",
@@ -41,6 +41,7 @@ LAYERS = (
     # The metrics on arrays, the FID Inception network (whose weights file is data), one
     # module per evaluation, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.metrics", "evaluation.inception",
+                    "evaluation.classifier_networks",
                     "evaluation.generation", "evaluation.coherence",
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text", "evaluation.likelihood",
                     "evaluation.judges", "evaluation.classifier_training",
@@ -98,11 +99,11 @@ def test_no_module_imports_a_higher_layer():
 
 
 @pytest.mark.parametrize("module", ["core.distributions", "core.layers", "core.networks",
-                                    "core.objectives"])
+                                    "core.text_networks", "core.objectives"])
 def test_the_pure_core_imports_no_data_flags_or_io(module):
   path = package_modules()[module]
   imported = imports_of(path, set(package_modules()))
-  assert imported <= {"core.distributions", "core.layers", "errors"}
+  assert imported <= {"core.distributions", "core.layers", "core.text_networks", "errors"}
   source = open(path).read()
   for word in ("absl", "orbax", "tensorflow_datasets", "matplotlib", "open("):
     assert word not in source, f"{module} uses {word}"

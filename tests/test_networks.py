@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from crmvae_jax.core import layers, networks
+from crmvae_jax.evaluation import classifier_networks
 
 BATCH = 2
 
@@ -452,10 +453,10 @@ CLASSIFIER_CASES = {
 }
 
 
-@pytest.mark.parametrize('name', sorted(networks.CLASSIFIERS))
+@pytest.mark.parametrize('name', sorted(classifier_networks.CLASSIFIERS))
 def test_classifier_logits_shapes(name):
   input_shape, num_classes = CLASSIFIER_CASES[name]
-  classifier = networks.CLASSIFIERS[name]()
+  classifier = classifier_networks.CLASSIFIERS[name]()
   x = jax.ShapeDtypeStruct((BATCH,) + input_shape, jnp.float32)
   params = jax.eval_shape(classifier.init, jax.random.key(0), x)
   assert jax.eval_shape(classifier.apply, params, x).shape == (BATCH, num_classes)
@@ -465,7 +466,7 @@ def test_classifier_logits_shapes(name):
 @pytest.mark.parametrize('name', ['mnist', 'mst_text'])
 def test_classifier_dropout_only_in_training(name):
   input_shape, _ = CLASSIFIER_CASES[name]
-  classifier = networks.CLASSIFIERS[name]()
+  classifier = classifier_networks.CLASSIFIERS[name]()
   x = np.random.default_rng(0).uniform(size=(BATCH,) + input_shape).astype(np.float32)
   params = _random_params(classifier, x)
   # Compiled once per call signature: the default, train=False and train=True.
@@ -479,7 +480,7 @@ def test_classifier_dropout_only_in_training(name):
 
 
 def test_text_classifier_accepts_any_length():
-  classifier = networks.CharTextClassifier()
+  classifier = classifier_networks.CLASSIFIERS['char_text']()
   params = jax.eval_shape(classifier.init, jax.random.key(0), jnp.zeros((1, 256, 71)))
   for length in (64, 300):
     text = jax.ShapeDtypeStruct((BATCH, length, 71), jnp.float32)
@@ -494,4 +495,4 @@ def test_latent_heads_are_shared_submodule():
 
 
 def test_registries_share_names():
-  assert set(networks.CLASSIFIERS) == set(networks.NETWORKS) == set(NETWORK_SHAPES)
+  assert set(classifier_networks.CLASSIFIERS) == set(networks.NETWORKS) == set(NETWORK_SHAPES)

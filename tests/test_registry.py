@@ -18,6 +18,7 @@ import pytest
 
 from crmvae_jax import cli, validation
 from crmvae_jax.core import networks
+from crmvae_jax.evaluation import classifier_networks
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
@@ -56,7 +57,7 @@ def test_its_networks_exist(name):
   assert sum([bool(data_set.networks), data_set.shared_network is not None,
               data_set.networks_from_data]) == 1
   keys = {*data_set.networks.values(), data_set.shared_network} - {None}
-  assert keys <= set(networks.NETWORKS) and keys <= set(networks.CLASSIFIERS)
+  assert keys <= set(networks.NETWORKS) and keys <= set(classifier_networks.CLASSIFIERS)
   assert bool(keys) != data_set.networks_from_data
 
 

@@ -29,6 +29,10 @@ input-dilated convolution. Two facts avoid both:
 Layers that are matrix products (a 1-tap layer, a window over the whole input, a
 transposed layer from one input position) are computed as one (`conv`,
 `conv_transpose`). The custom gradients are reverse-mode only (`jax.custom_vjp`).
+
+In bfloat16 (`config.compute_dtype`) every layer computes in its input's dtype; the
+bias gradient is summed in float32 (`add_bias`). `LatentHeads` is the pair of Dense
+heads every encoder ends with.
 """
 
 from __future__ import annotations
@@ -444,3 +448,30 @@ class TorchConvTranspose(nn.Module):
     bias = self.param('bias', torch_uniform(fan_in), (self.features,))
     y = conv_transpose(x, kernel, self.stride, self.padding, self.output_padding)
     return add_bias(y, bias)
+
+
+class LatentHeads(nn.Module):
+  """The two Dense heads every encoder ends with: features -> (mean, logvar).
+
+  | PyTorch            | shape  |
+  |--------------------|--------|
+  | Linear(F, D) mean  | [B, D] |
+  | Linear(F, D) logvar| [B, D] |
+
+  Attributes:
+    latent_dim: D.
+  """
+
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Maps features [B, F] to (mean [B, D], logvar [B, D])."""
+    mean = TorchDense(self.latent_dim, name='mean')(features)
+    logvar = TorchDense(self.latent_dim, name='logvar')(features)
+    return mean, logvar
+
+
+def flatten(x: jax.Array) -> jax.Array:
+  """[B, ...] -> [B, prod(...)]."""
+  return x.reshape(x.shape[0], -1)

@@ -69,7 +69,7 @@ class Modality:
 
   @property
   def classifier(self) -> str:
-    """Its `networks.CLASSIFIERS` key: its network's, or for a user's own networks the
+    """Its `classifier_networks.CLASSIFIERS` key: its network's, or for a user's own networks the
     one of its kind and size (`IMAGE_NETWORKS`, 'sequence', 'vector')."""
     if not self.network.startswith(networks.CUSTOM_PREFIX):
       return self.network

@@ -17,8 +17,7 @@ import tqdm
 
 from crmvae_jax import data as data_lib
 from crmvae_jax import atomic, runs
-from crmvae_jax.core import networks
-from crmvae_jax.evaluation import metrics
+from crmvae_jax.evaluation import classifier_networks, metrics
 from crmvae_jax.core.modalities import Modality, modalities_of
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
@@ -89,7 +88,7 @@ def train_classifier(modality: Modality, train_examples: tuple[np.ndarray, np.nd
   train_values, train_labels = train_examples
   test_values, test_labels = test_examples
   num_classes, multi_label = _labels_kind(np.concatenate([train_labels, test_labels]))
-  module = networks.CLASSIFIERS[modality.classifier](num_classes=num_classes)
+  module = classifier_networks.CLASSIFIERS[modality.classifier](num_classes=num_classes)
 
   def init_params(rng):
     return module.init(rng, network_input(modality, jnp.asarray(train_values[:1])))["params"]
@@ -209,7 +208,7 @@ def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
   """Trains, evaluates and stores the attribute classifier of the image modality.
 
   It is the image classifier `python -m crmvae_jax.classifiers` would train (same
-  network, examples and seed): `networks.CLASSIFIERS['image64']` with one sigmoid per
+  network, examples and seed): `classifier_networks.CLASSIFIERS['image64']` with one sigmoid per
   attribute, trained with Adam on binary cross-entropy (`config.eval.classifier_*`).
 
   Args:

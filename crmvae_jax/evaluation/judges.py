@@ -27,8 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import linen as nn
 
-from crmvae_jax.core import networks
-from crmvae_jax.evaluation import metrics
+from crmvae_jax.evaluation import classifier_networks, metrics
 from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
@@ -84,12 +83,12 @@ def predictions_from_logits(logits: jax.Array, multi_label: bool) -> jax.Array:
 def penultimate_features(module, params, inputs: jax.Array) -> jax.Array:
   """The activations a classifier's last (linear) layer reads: [B, F].
 
-  Every `networks.CLASSIFIERS` network ends in Dropout (the identity at evaluation)
+  Every `classifier_networks.CLASSIFIERS` network ends in Dropout (the identity at evaluation)
   and one Dense layer; the Dropout's output is the penultimate layer (the flattened
   ReLU features of an image classifier, the max-pooled ones of a text classifier).
 
   Args:
-    module: a `networks.CLASSIFIERS` network.
+    module: a `classifier_networks.CLASSIFIERS` network.
     params: its parameters.
     inputs: what it reads (`network_input`).
 
@@ -114,7 +113,7 @@ class Classifier:
 
   Attributes:
     modality: what it classifies.
-    module: its `crmvae_jax.core.networks.CLASSIFIERS` network.
+    module: its `crmvae_jax.evaluation.classifier_networks.CLASSIFIERS` network.
     params: its parameters.
     multi_label: one sigmoid per class instead of one softmax.
   """
@@ -235,7 +234,8 @@ def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
         f"No {modality.name} classifier in {os.path.abspath(directory)}; train it with: "
         f"{train_command(config, directory)}")
   try:
-    module = networks.CLASSIFIERS[metadata["network"]](num_classes=metadata["num_classes"])
+    module = classifier_networks.CLASSIFIERS[metadata["network"]](
+        num_classes=metadata["num_classes"])
     multi_label = metadata["multi_label"]
   except (KeyError, TypeError) as error:
     raise _damaged_classifier(directory, modality.name, f"no valid {error}") from None
