@@ -72,24 +72,30 @@ def write_error(path: str, error: OSError, needed: int | None = None,
                    "is kept.")
 
 
-def check_writable(directory: str, fix: str) -> None:
+def check_writable(directory: str, fix: str, what: str = "") -> None:
   """Refuses, before anything is computed, a directory where no file can be written.
 
   Args:
     directory: where the results will go (created if missing).
-    fix: what the user can do instead, e.g. 'copy the run to a writable place'.
+    fix: what the user can do besides making it writable (or moving a file in its
+      way), e.g. 'pass another --workdir'.
+    what: what goes there, for the message ('checkpoints'); empty: files.
 
   Raises:
-    UserError: creating the directory or a file in it fails (read-only, full, a file
-      in the way); the message names it, the reason and `fix`.
+    UserError: `directory` is a file, or creating it or a file in it fails (read-only,
+      full); the message names it, the reason and `fix`.
   """
+  if os.path.lexists(directory) and not os.path.isdir(directory):
+    raise UserError(f"{directory} is a file, not a directory{' for ' + what if what else ''}; "
+                    f"move it away or {fix}.")
   try:
     os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryFile(dir=directory):
       pass
   except OSError as error:
-    raise UserError(f"Cannot write in {directory} ({error.strerror or type(error).__name__}); "
-                    f"{fix}.") from None
+    raise UserError(f"Cannot write {what + ' ' if what else ''}in {directory} "
+                    f"({error.strerror or type(error).__name__}); make it writable or {fix}."
+                    ) from None
 
 
 def _file_mode() -> int:

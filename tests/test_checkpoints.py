@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from crmvae_jax import atomic
 from crmvae_jax import config as config_lib
 from crmvae_jax.errors import UserError
 from crmvae_jax.training import checkpoints, loop
@@ -170,14 +171,14 @@ def test_a_failed_checkpoint_write_is_one_sentence_and_a_bug_is_not():
 def test_a_checkpoint_directory_that_is_a_file_or_unwritable_is_refused(tmp_path, monkeypatch):
   (tmp_path / "a").mkdir()
   (tmp_path / "a" / "checkpoints").write_text("not a directory")
-  with pytest.raises(UserError, match=r"checkpoints is a file, not the run's checkpoint "
-                     "directory; move it away or pass another --workdir"):
+  with pytest.raises(UserError, match=r"checkpoints is a file, not a directory for checkpoints; "
+                     "move it away or pass another --workdir"):
     checkpoints.check_writable(str(tmp_path / "a"))
 
   def refuse(*args, **kwargs):
     raise OSError(30, "Read-only file system")
 
-  monkeypatch.setattr(checkpoints.tempfile, "TemporaryFile", refuse)
+  monkeypatch.setattr(atomic.tempfile, "TemporaryFile", refuse)
   with pytest.raises(UserError, match=r"Cannot write checkpoints in .*b/checkpoints \(Read-only "
                      r"file system\); make it writable or pass another --workdir"):
     checkpoints.check_writable(str(tmp_path / "b"))

@@ -106,5 +106,9 @@ def test_an_unwritable_evaluation_directory_is_refused_before_computing(tmp_path
 
   monkeypatch.setattr(atomic.tempfile, "TemporaryFile", refuse)
   with pytest.raises(UserError, match=r"Cannot write in .*eval \(Read-only file system\); "
-                     "copy the run"):
+                     "make it writable or copy the run"):
     atomic.check_writable(str(tmp_path / "eval"), "copy the run")
+  (tmp_path / "file").write_text("in the way")
+  with pytest.raises(UserError, match=r"file is a file, not a directory; move it away or copy "
+                     "the run"):
+    atomic.check_writable(str(tmp_path / "file"), "copy the run")

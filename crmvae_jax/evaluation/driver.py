@@ -59,8 +59,7 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
 def _eval_directory(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
   """Where a replica's evaluation goes, checked writable before anything is computed."""
   eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
-  atomic.check_writable(eval_dir, "make the run's directory writable, or copy the run "
-                        "somewhere writable and pass that --workdir")
+  atomic.check_writable(eval_dir, "copy the run somewhere writable and pass that --workdir")
   return eval_dir
 
 

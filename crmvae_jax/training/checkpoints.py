@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 import time
 from typing import Any, NamedTuple
 
@@ -23,7 +22,7 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import runs
+from crmvae_jax import atomic, runs
 from crmvae_jax.core import models
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
@@ -49,19 +48,10 @@ def check_writable(workdir: str) -> None:
 
   Raises:
     UserError: it is a file, or creating a file in it fails (read-only, immutable,
-      full); the message names it and the fix.
+      full); the message names it and the fix (`atomic.check_writable`).
   """
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if os.path.lexists(directory) and not os.path.isdir(directory):
-    raise UserError(f"{directory} is a file, not the run's checkpoint directory; move it away "
-                    "or pass another --workdir.")
-  try:
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryFile(dir=directory):
-      pass
-  except OSError as error:
-    raise UserError(f"Cannot write checkpoints in {directory} ({error.strerror}); make it "
-                    "writable or pass another --workdir.") from None
+  atomic.check_writable(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                        "pass another --workdir", what="checkpoints")
 
 
 def _os_error_in(error: BaseException) -> OSError | None:
