@@ -220,6 +220,9 @@ def define_config_flag(argv: Sequence[str], default: str | None, help_string: st
   config_flags.DEFINE_config_file("config", None, help_string, flag_values=flag_values,
                                   lock_config=True, sys_argv=list(argv))
   flag_values["config"].parser = _ConfigParser(argv)
+  # --helpshort lists the main module's key flags: --config is one of them.
+  if argv:
+    flag_values.register_key_flag_for_module(argv[0], flag_values["config"])
   if default is not None:
     # Parses the default now unless --config is given: that defines the override flags.
     flag_values.set_default("config", default)

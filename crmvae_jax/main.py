@@ -1,4 +1,4 @@
-"""Trains a multimodal VAE.
+r"""Trains a multimodal VAE.
 
     python -m crmvae_jax.main --config=configs/mst.py --workdir=workdirs/mst_crmvae \
         --config.model=mvtcae --config.beta=1.0 --config.seed=1
@@ -20,6 +20,7 @@ startup.exit_on_stop_signals()
 from absl import flags, logging
 
 from crmvae_jax import cli, runs, validation
+from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation import coherence
 from crmvae_jax.training import loop
 
@@ -39,8 +40,14 @@ def initialize_distributed() -> None:
   """Connects the processes of a multi-host run; every device of every host joins the mesh."""
   import jax
 
-  jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                             num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  try:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  except ValueError as error:  # no cluster detected and the flags missing
+    raise UserError(
+        f"--multihost could not find its processes ({error}); outside a SLURM, Open MPI or "
+        "Kubernetes job pass --coordinator_address=HOST:PORT, --num_processes=N and "
+        "--process_id=I, or train on one host without --multihost.") from None
 
 
 def default_workdir(config) -> str:

@@ -131,3 +131,23 @@ def test_multi_label_predictions_threshold_logits():
       judges.predictions_from_logits(logits, multi_label=True), [[1, 0, 1], [0, 1, 0]])
   np.testing.assert_array_equal(
       judges.predictions_from_logits(logits, multi_label=False), [0, 1])
+
+
+def test_the_judges_are_found_from_the_run_when_evaluated_from_elsewhere(tmp_path, monkeypatch):
+  config = config_lib.quickstart_config()
+  repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+  (repo / "classifiers" / "quickstart").mkdir(parents=True)
+  (repo / "workdirs" / "run").mkdir(parents=True)
+  elsewhere.mkdir()
+  monkeypatch.chdir(elsewhere)
+  run = str(repo / "workdirs" / "run")
+  assert judges.find_directory(config, run) == str(repo / "classifiers" / "quickstart")
+  # The current directory's own classifiers win, as they always did.
+  (elsewhere / "classifiers" / "quickstart").mkdir(parents=True)
+  assert judges.find_directory(config, run) == "classifiers/quickstart"
+  # Nowhere: the default, which the missing-classifier message names.
+  (elsewhere / "classifiers" / "quickstart").rmdir()
+  assert judges.find_directory(config, str(tmp_path / "lone" / "run")) == "classifiers/quickstart"
+  # An explicit relative --config.eval.classifier_dir is found above the run too.
+  config.eval.classifier_dir = "classifiers/quickstart"
+  assert judges.find_directory(config, run) == str(repo / "classifiers" / "quickstart")

@@ -78,12 +78,27 @@ def config_files(tmp_path_factory):
     (("--config.batch_size=abc",), ("--config.batch_size=abc",)),
     (("--workdr=x",), ("Did you mean: workdir",)),
     (("stray",), ("Unexpected arguments stray",)),
+    # No cluster around and none of the three flags: one sentence naming them.
+    (("--multihost",), ("--multihost could not find its processes", "--coordinator_address",
+                        "without --multihost")),
 ])
 def test_bad_input_is_one_line(tmp_path, args, fragments):
   completed = run_module("crmvae_jax.main", *quick_argv(*args), f"--workdir={tmp_path / 'run'}")
   assert_one_line_error(completed, *fragments)
   # Refused before training: nothing was written.
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["crmvae_jax.main", "crmvae_jax.evaluate",
+                                    "crmvae_jax.classifiers"])
+def test_helpshort_lists_config_beside_the_commands_own_flags(module):
+  completed = run_module(module, "--helpshort")  # absl exits 1 after any help
+  assert "Traceback" not in completed.stderr
+  listed = [line.split(":")[0].strip() for line in completed.stdout.splitlines()
+            if line.startswith("  --")]
+  assert "--config" in listed, completed.stdout
+  assert "--workdir" in listed or module == "crmvae_jax.classifiers"
 
 
 @pytest.mark.slow

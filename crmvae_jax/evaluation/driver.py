@@ -119,7 +119,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
         f"{test_set.labels.shape[1:]} per pair, so evaluate it with python -m "
         f"crmvae_jax.evaluate_image_text --workdir={workdir}.")
   modalities = model.modalities
-  directory = judges_lib.default_directory(config)
+  directory = judges_lib.find_directory(config, workdir)
   text_decoders = data_lib.text_decoders(test_set)
   judges = judges_lib.load_judges(config, modalities, text_decoders, directory)
   digit_name_judges = {name: judge for name, judge in judges.items()

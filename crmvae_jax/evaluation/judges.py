@@ -5,6 +5,8 @@ Storage: `<directory>/<modality>/params` (an Orbax checkpoint of the parameters)
 `<directory>/<modality>/classifier.json` (network, number of classes, test accuracy).
 The directory is `--config.eval.classifier_dir`, or `classifiers/<data.name>`
 relative to the current directory when that is unset (`classifier_training` writes it).
+Evaluation looks for a relative directory from the current directory first, then from
+each directory above the run (`find_directory`).
 
 Generated digit names (the text of MNIST-SVHN-Text and of the quick start: the data
 sets with `digit_name_text` in `crmvae_jax.data.registry`) are not judged by the text
@@ -39,6 +41,25 @@ PARAMS_DIR = "params"
 def default_directory(config: ml_collections.ConfigDict) -> str:
   """`config.eval.classifier_dir`, or `classifiers/<data.name>` (relative to the cwd)."""
   return config.eval.get("classifier_dir") or os.path.join("classifiers", config.data.name)
+
+
+def find_directory(config: ml_collections.ConfigDict, workdir: str | None = None) -> str:
+  """Where the judges of the run in `workdir` are: `default_directory(config)` where it
+  exists from the current directory; else, for a relative path, the first directory
+  above the run that holds it (a run evaluated from elsewhere,
+  `--workdir=/path/to/repo/workdirs/run`, finds `/path/to/repo/classifiers/<data>`);
+  else `default_directory(config)` itself, which the error names."""
+  directory = default_directory(config)
+  if os.path.isdir(directory) or os.path.isabs(directory) or workdir is None:
+    return directory
+  parent = os.path.abspath(workdir)
+  while True:
+    candidate = os.path.join(parent, directory)
+    if os.path.isdir(candidate):
+      return candidate
+    parent, previous = os.path.dirname(parent), parent
+    if parent == previous:
+      return directory
 
 
 def train_command(config: ml_collections.ConfigDict, directory: str) -> str:
@@ -305,7 +326,7 @@ def load_attribute_classifier(config: ml_collections.ConfigDict, image: Modality
                               workdir: str) -> tuple[Classifier, dict]:
   """The stored attribute classifier and its metadata, or the command that makes it
   (with the config of the run in `workdir`)."""
-  directory = default_directory(config)
+  directory = find_directory(config, workdir)
   metadata = read_metadata(directory, image.name)
   if metadata is None:
     raise UserError(
