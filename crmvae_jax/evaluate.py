@@ -41,8 +41,10 @@ evaluated pairs, a seeded random choice (`evaluation.fid.fid_pairs`), and the fi
 It writes `DIR/eval/results.json`, `DIR/eval/tables.md` (Tables 1, 2 and 5 in the
 paper's layout, with the paper's rows on MNIST-SVHN-Text) and
 `DIR/eval/cross_generation.png` (for each replica r of a sweep, or `--replica=r`
-alone: `DIR/replica_r/eval/...`), and prints the tables. It refuses to run when a
-classifier is missing, naming the command that trains it.
+alone: `DIR/replica_r/eval/...`), and prints the tables. For a sweep it prints one
+table instead, a row per (seed, beta) and mean +- std over seeds for each beta, and
+writes it to `DIR/eval/sweep.md`. It refuses to run when a classifier is missing,
+naming the command that trains it.
 
 This module is the command line of `crmvae_jax.evaluation.driver.evaluate`; the metrics
 live in `crmvae_jax.evaluation` (`coherence`, `fid`, `probes`).
@@ -58,16 +60,32 @@ startup.exit_on_stop_signals()
 # pylint: disable=wrong-import-position
 from absl import flags
 
-from crmvae_jax import cli
+import os
+
+from crmvae_jax import atomic, cli
 from crmvae_jax.training import state
 from crmvae_jax.evaluation import driver
+from crmvae_jax.reporting import summaries
+
+SWEEP_FILE = "sweep.md"  # WORKDIR/eval/sweep.md: every replica of a sweep, one row each
 
 
 def main() -> None:
   config, workdir, replica = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.replica
   num_replicas = len(state.replica_grid(config)[0])
-  for r in range(num_replicas) if replica is None else [replica]:
-    driver.evaluate(config, workdir, r)
+  if replica is not None or num_replicas == 1:
+    driver.evaluate(config, workdir, replica or 0)
+    return
+  # A sweep: one table of every replica instead of one table each.
+  results = [driver.evaluate(config, workdir, r, verbose=False) for r in range(num_replicas)]
+  if any("coherence" not in result for result in results):  # image-text evaluations
+    return
+  markdown = summaries.replicas_markdown(results)
+  path = os.path.join(workdir, "eval", SWEEP_FILE)
+  atomic.write_text(path, markdown)
+  print(markdown)
+  print(f"Wrote {path}; each replica's own tables are in "
+        f"{os.path.join(workdir, 'replica_<r>', 'eval', 'tables.md')}.")
 
 
 if __name__ == "__main__":

@@ -160,3 +160,16 @@ def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   again = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"),
                           collect_only=True)
   assert again == runs
+  # `evaluate` on the sweep prints one table, a row per (seed, beta), not four.
+  workdir = sweeps.grid_directory(str(tmp_path / "runs"), "crmvae", [0, 1], [0.5, 2.0])
+  completed = subprocess.run([sys.executable, "-m", "crmvae_jax.evaluate",
+                              f"--workdir={workdir}"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             timeout=900)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  rows = [line for line in completed.stdout.splitlines() if line.startswith("| seed")]
+  assert [row.split("|")[1].strip() for row in rows] == [
+      "seed 0, beta 0.5", "seed 1, beta 0.5", "seed 0, beta 2", "seed 1, beta 2"]
+  assert "## Table 1" not in completed.stdout
+  with open(os.path.join(workdir, "eval", "sweep.md")) as f:
+    assert f.read().count("| seed") == 4

@@ -100,3 +100,25 @@ def test_latent_table_adds_paper_rows_only_where_reported():
       "| MoPoE-VAE (paper) | 0.95 | 0.81 | 0.99 | 0.96 | 0.98 | 0.93 | 0.98 |",
       "| MVTCAE (rescale) | 0.90 | - | - | - | - | - | - |",
   ]
+
+
+def test_a_sweep_evaluation_is_one_table_with_a_row_per_seed_and_beta():
+  from crmvae_jax.reporting import summaries
+
+  def run(seed, beta, r, cross, probe):
+    return {"model": "crmvae", "data": "quickstart", "seed": seed, "beta": beta, "step": 60,
+            "coherence": {tables.JOINT_COHERENCE_COLUMN: r, "M<-T": cross, "T<-M": cross},
+            "latent": {"M": probe, "T": probe}}
+
+  runs = [run(1, 2.0, 0.30, 0.7, 0.9), run(0, 0.5, 0.10, 0.5, 0.8),
+          run(0, 2.0, 0.20, 0.6, 0.7), run(1, 0.5, 0.40, 0.3, 0.6)]
+  markdown = summaries.replicas_markdown(runs)
+  lines = [line for line in markdown.splitlines() if line.startswith("| seed")]
+  assert lines == ["| seed 0, beta 0.5 | 0.10 | 0.50 | 0.80 |",
+                   "| seed 1, beta 0.5 | 0.40 | 0.30 | 0.60 |",
+                   "| seed 0, beta 2 | 0.20 | 0.60 | 0.70 |",
+                   "| seed 1, beta 2 | 0.30 | 0.70 | 0.90 |"]
+  # Mean ± std (population) over the two seeds of each beta.
+  assert "| CRMVAE, beta 0.5, 2 seed(s) | 0.25 ± 0.15 | 0.40 ± 0.10 | 0.70 ± 0.10 |" in markdown
+  assert "| CRMVAE, beta 2, 2 seed(s) | 0.25 ± 0.05 | 0.65 ± 0.05 | 0.80 ± 0.10 |" in markdown
+  assert markdown.startswith("# CRMVAE on quickstart, 4 replicas, step 60")

@@ -71,7 +71,8 @@ def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int
   return eval_dir
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) -> dict:
+def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
+             verbose: bool = True) -> dict:
   """Evaluates the latest checkpoint in `workdir`; writes DIR/eval/{results.json,
   tables.md, cross_generation.png} and prints the tables.
 
@@ -81,6 +82,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
     workdir: the training run's directory.
     replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`); its
       files go to DIR/replica_<r>/eval/.
+    verbose: print the tables (a sweep's command line prints one table of all replicas
+      instead).
 
   Returns:
     The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
@@ -202,7 +205,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0) 
       trained, test_pairs.batch(figure_ids), text_decoders,
       os.path.join(eval_dir, FIGURE_FILE),
       title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
-  print(markdown)
+  if verbose:
+    print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
   return results
 

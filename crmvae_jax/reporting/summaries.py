@@ -84,6 +84,16 @@ def _cross_coherence(run: dict) -> float:
                         if column != tables.JOINT_COHERENCE_COLUMN]))
 
 
+HEADLINE_COLUMNS = ("R", "mean cross-coherence", "mean latent probe")
+
+
+def _headline(group: Sequence[dict]) -> dict[str, list[float]]:
+  """The headline numbers of each run of `group`, as per-seed lists."""
+  return {"R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
+          "mean cross-coherence": [_cross_coherence(run) for run in group],
+          "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group]}
+
+
 def summary_table(runs: list[dict]) -> str:
   """One row per (model, beta): mean ± std over seeds of the headline numbers."""
   groups: dict[tuple[str, float], list[dict]] = {}
@@ -93,12 +103,22 @@ def summary_table(runs: list[dict]) -> str:
   results = {}
   for (model, beta), group in sorted(groups.items(), key=lambda item: (order[item[0][0]],
                                                                        item[0][1])):
-    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = {
-        "R": [run["coherence"][tables.JOINT_COHERENCE_COLUMN] for run in group],
-        "mean cross-coherence": [_cross_coherence(run) for run in group],
-        "mean latent probe": [float(np.mean(list(run["latent"].values()))) for run in group],
-    }
-  return tables.markdown_table(results, ["R", "mean cross-coherence", "mean latent probe"])
+    results[f"{tables.DISPLAY_NAMES[model]}, beta {beta:g}, {len(group)} seed(s)"] = (
+        _headline(group))
+  return tables.markdown_table(results, HEADLINE_COLUMNS)
+
+
+def replicas_markdown(runs: list[dict]) -> str:
+  """The replicas of one sweep run side by side: a row per (seed, beta) with its
+  headline numbers, then mean ± std over seeds for each beta (`summary_table`). Each
+  replica's full tables are in its own eval/tables.md."""
+  rows = {f"seed {run['seed']}, beta {run['beta']:g}": _headline([run])
+          for run in sorted(runs, key=lambda run: (run["beta"], run["seed"]))}
+  return "\n".join([
+      f"# {tables.DISPLAY_NAMES.get(runs[0]['model'], runs[0]['model'])} on {runs[0]['data']}, "
+      f"{len(runs)} replicas, step {runs[0]['step']}\n",
+      tables.markdown_table(rows, HEADLINE_COLUMNS), "## Mean ± std over seeds\n",
+      summary_table(runs)])
 
 
 def sweep_markdown(runs: list[dict]) -> str:
