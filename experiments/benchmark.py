@@ -11,7 +11,7 @@ Tables (Markdown, on whatever devices JAX sees):
    compile time, examples/s after compilation, and memory (the device's
    peak where it reports one, else XLA's compiled estimate: arguments + temporaries).
    Mixture objectives are measured with both estimators (`mopoe:sampled`). Where the
-   peer's venv exists (`. ../shared/peer/venv.sh`, or --peer_python), MultiVae's
+   peer's venv exists (`. experiments/peer/setup.sh`, or --peer_python), MultiVae's
    examples/s for crmvae, mvtcae and mopoe (sampled subsets, as MultiVae does) are
    measured in the same run, taking turns for --rounds rounds, with the ratio of the
    medians.
@@ -20,9 +20,9 @@ Tables (Markdown, on whatever devices JAX sees):
 3. modalities: PolyMNIST networks with M = 2..5 modalities.
 4. networks: each MNIST-SVHN-Text encoder and decoder alone, forward and forward+backward
    (parameter gradients of the sum of its outputs) ms at --batch_size, in each of
-   --compute_dtypes, beside the same
-   PyTorch modules of the peer (`experiments/peer_networks.py`, run by the peer's
-   venv): where a train step's time goes, and which side is faster where.
+   --compute_dtypes, beside the same PyTorch modules of the peer
+   (`experiments/peer/networks.py`, run by the peer's venv): where a train step's time
+   goes, and which side is faster where.
 5. loop: the whole training loop (`training.loop.train_and_evaluate`) on a tiny setting (the
    quick-start data at batch 8), where compute is small: its time per step in its last
    logging window (the rate it logs, after compilation), against a bare jitted step
@@ -57,9 +57,13 @@ MIXTURE_MODELS = ("mmvae", "mopoe", "mmjsd")
 flags.DEFINE_list(
     "models", list(objectives.OBJECTIVES) + [f"{name}:sampled" for name in MIXTURE_MODELS],
     "Objectives for the first table; NAME:sampled uses the sampled mixture estimator.")
-flags.DEFINE_string("peer_python", os.environ.get("PEER_PY", "/tmp/peer/venv/bin/python"),
-                    "Python of the MultiVae peer venv (../shared/peer/venv.sh); skipped if absent.")
-flags.DEFINE_string("peer_script", "../shared/peer/multivae_mst.py", "The peer's benchmark.")
+flags.DEFINE_string(
+    "peer_python", os.environ.get("PEER_PY", os.path.expanduser(
+        "~/.cache/crmvae_jax/peer-venv/bin/python")),
+    "Python of the MultiVae venv (`. experiments/peer/setup.sh` makes it and sets $PEER_PY); "
+    "MultiVae's columns are left out where it is absent.")
+flags.DEFINE_string("peer_script", os.path.join(programs.REPOSITORY, "experiments", "peer",
+                                                "multivae_mst.py"), "MultiVae's benchmark.")
 flags.DEFINE_integer("loop_batch_size", 8, "Batch of the loop section (small: host-bound).")
 flags.DEFINE_integer("loop_steps", 600, "Steps of the loop section's run.")
 flags.DEFINE_integer("loop_window", 200, "Its logging window; the last one is timed.")
@@ -188,7 +192,7 @@ def modalities_table() -> None:
               ["M", "compile s", "examples/s", "ms/step", "memory"], rows)
 
 
-# Our network name -> the peer's (experiments/peer_networks.py).
+# Our network name -> the peer's (experiments/peer/networks.py).
 PEER_NETWORKS = {"mnist": "mnist", "svhn": "svhn", "mst_text": "text"}
 
 
@@ -227,7 +231,7 @@ def peer_network_ms() -> dict[str, tuple[float, float]]:
   """The same figures for MultiVae's modules, or {} where the peer's venv is absent."""
   if not os.path.exists(FLAGS.peer_python):
     return {}
-  script = os.path.join(REPOSITORY, "experiments", "peer_networks.py")
+  script = os.path.join(REPOSITORY, "experiments", "peer", "networks.py")
   env = {**os.environ, "BATCH": str(FLAGS.batch_size), "LATENT": "32"}
   completed = subprocess.run([FLAGS.peer_python, script, os.path.abspath(FLAGS.peer_script)],
                              capture_output=True, text=True, env=env,

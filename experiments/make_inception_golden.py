@@ -5,7 +5,7 @@ input under seeded random weights, which tests/test_inception_golden.py asks the
 Run it where torch, torchvision and pytorch-fid are installed, never in the project's
 environment (the project does not depend on torch); from the repository root:
 
-  . ../shared/peer/venv.sh                  # the PyTorch peer venv, once per machine
+  . experiments/peer/setup.sh               # the PyTorch venv, once per machine
   $PEER_PY -m pip install pytorch-fid
   $PEER_PY experiments/make_inception_golden.py
 

@@ -1,10 +1,10 @@
 """MultiVae's (PyTorch) MNIST-SVHN-Text networks, timed one by one: the peer side of
 `python -m experiments.benchmark --sections=networks`.
 
-Run by the peer's venv (`. ../shared/peer/venv.sh`), never by the project, which does
-not depend on torch. It takes the networks from the peer's own benchmark script
-(`../shared/peer/multivae_mst.py`, or the path given as its argument), so both speed
-comparisons time the same PyTorch modules. Prints one line per network:
+Run by the venv of experiments/peer/setup.sh, never by the project, which does not
+depend on torch. It takes the networks from experiments/peer/multivae_mst.py (or the
+path given as its argument), so both speed comparisons time the same PyTorch modules.
+Prints one line per network:
 
     peer NAME fwd MS fwdbwd MS
 
@@ -50,7 +50,8 @@ def outputs_sum(output):
 
 def main():
   torch.set_num_threads(2)
-  peer = load_peer(sys.argv[1] if len(sys.argv) > 1 else "../shared/peer/multivae_mst.py")
+  peer = load_peer(sys.argv[1] if len(sys.argv) > 1 else
+                   os.path.join(os.path.dirname(os.path.abspath(__file__)), "multivae_mst.py"))
   generator = torch.Generator().manual_seed(0)
   inputs = {
       "mnist": torch.rand(BATCH, 1, 28, 28, generator=generator),
@@ -58,12 +59,9 @@ def main():
       "text": torch.nn.functional.one_hot(
           torch.randint(0, 71, (BATCH, 8), generator=generator), 71).float(),
   }
-  latents = torch.randn(BATCH, peer.D, generator=generator)
-  networks = {"mnist": (peer.EncMNIST, peer.DecMNIST), "svhn": (peer.EncSVHN, peer.DecSVHN),
-              "text": (peer.EncText, peer.DecText)}
-  for name, (encoder_class, decoder_class) in networks.items():
-    for role, module, x in (("enc", encoder_class(), inputs[name]),
-                            ("dec", decoder_class(), latents)):
+  latents = torch.randn(BATCH, peer.LATENT, generator=generator)
+  for name, (encoder, decoder) in peer.networks().items():
+    for role, module, x in (("enc", encoder, inputs[name]), ("dec", decoder, latents)):
       def forward(module=module, x=x):
         with torch.no_grad():
           module(x)
