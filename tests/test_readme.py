@@ -1,4 +1,5 @@
-"""The README's Python examples run as written, against a tiny trained run."""
+"""The README's Python examples run as written, against a tiny trained run, and its
+config table says what the config files give."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 
 import pytest
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
 
 
 def python_block(section: str) -> str:
@@ -91,3 +93,19 @@ def test_your_own_data(tmp_path, monkeypatch):
   assert results["data"] == "arrays" and results["modalities"] == {"I": "image", "NAME": "name"}
   assert set(results["coherence"]) == {"R", "I<-NAME", "NAME<-I"}
   assert set(results["log_likelihood"]) == {"I+NAME", "I", "NAME"}
+
+
+def test_the_config_table_matches_the_configs():
+  # Every row of the README's config table against what the config file gives.
+  from crmvae_jax import cli
+
+  readme = open(README).read()
+  rows = re.findall(r"^\| `(configs/\w+\.py)` \|[^|]*\| ([\d.]+) \| (\d+) \| (\d+) \| (\d+) \|",
+                    readme, re.MULTILINE)
+  assert len(rows) == len([name for name in os.listdir(os.path.join(REPO, "configs"))
+                           if name.endswith(".py") and not name.startswith("_")])
+  for path, beta, latent, batch, epochs in rows:
+    config = cli.load_config_file(os.path.join(REPO, path))
+    assert (config.beta, config.latent_dim, config.batch_size, config.num_epochs,
+            config.learning_rate) == (float(beta), int(latent), int(batch), int(epochs),
+                                      5e-4), path
