@@ -55,6 +55,16 @@ def bash_block(section: str) -> list[str]:
           if line.strip()]
 
 
+def bash_blocks(section: str) -> list[str]:
+  """The command lines of every ```bash block of the README section `section` (up to the
+  next heading of its level), in order, comments stripped."""
+  text = open(README).read()
+  body = text[text.index(f"## {section}\n") + len(section) + 4:]
+  body = body[:body.index("\n## ")] if "\n## " in body else body
+  return [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", body, re.S)
+          for line in block.splitlines() if line.strip()]
+
+
 # Each README command's budget, shrunk for a test (appended, so it overrides).
 TINY = {
     "crmvae_jax.main": ["--config.num_train_steps=4", "--config.batch_size=32",
@@ -93,6 +103,32 @@ def test_your_own_data(tmp_path, monkeypatch):
   assert results["data"] == "arrays" and results["modalities"] == {"I": "image", "NAME": "name"}
   assert set(results["coherence"]) == {"R", "I<-NAME", "NAME<-I"}
   assert set(results["log_likelihood"]) == {"I+NAME", "I", "NAME"}
+
+
+@pytest.mark.slow
+def test_the_quick_start_commands_run_in_sequence_as_written(tmp_path):
+  # Every command of the Quick start section, in order, in a fresh directory, each with
+  # a tiny budget appended (TINY): the install and the test suite itself are skipped.
+  import json
+  import shlex
+  import subprocess
+  import sys
+
+  commands = [line for line in bash_blocks("Quick start")
+              if not line.startswith(("pip ", "pytest ", "python3 -m pytest"))]
+  assert [shlex.split(line)[2] for line in commands] == [
+      "crmvae_jax.main", "crmvae_jax.main", "crmvae_jax.classifiers", "crmvae_jax.evaluate"]
+  for line in commands:
+    words = shlex.split(line)
+    done = subprocess.run([sys.executable, *words[1:], *TINY[words[2]]], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0, (line, done.stderr[-2000:])
+  # The second line trained a run of its own, not the first one's resumed.
+  assert os.path.isdir(tmp_path / "workdirs" / "try" / "checkpoints")
+  with open(tmp_path / "workdirs" / "quickstart_crmvae_seed0" / "eval" / "results.json") as f:
+    results = json.load(f)
+  assert results["step"] == 4 and set(results["coherence"]) == {"R", "M<-T", "T<-M"}
 
 
 def test_the_config_table_matches_the_configs():
