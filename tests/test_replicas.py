@@ -23,15 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(num_steps=8, seeds=(), betas=(), seed=0, beta=1.0):
-  config = config_lib.quickstart_config()
-  config.batch_size = 32
+  config = config_lib.resize(config_lib.quickstart_config(), "tiny")
   config.num_train_steps = num_steps
-  config.log_every_steps = 4
-  config.eval_every_steps = num_steps
-  config.checkpoint_every_steps = num_steps
-  config.eval_batches = 1
-  config.figure_examples = 2
-  config.disable_progress_bar = True
+  config.eval_every_steps = config.checkpoint_every_steps = num_steps
   config.seed, config.beta = seed, beta
   config.sweep.seeds, config.sweep.betas = seeds, betas
   return config
