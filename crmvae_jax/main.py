@@ -19,7 +19,7 @@ startup.exit_on_stop_signals()
 # pylint: disable=wrong-import-position
 from absl import flags, logging
 
-from crmvae_jax import cli, runs, validation
+from crmvae_jax import cli
 from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation import coherence
 from crmvae_jax.training import loop
@@ -56,10 +56,9 @@ def default_workdir(config) -> str:
 
 def main() -> None:
   config = FLAGS.config
-  # Checked before devices, data or compilation: a bad value fails in a second.
-  validation.validate_config(config)
   workdir = FLAGS.workdir or default_workdir(config)
-  runs.check_workdir(workdir)
+  # Before joining other processes: a bad value fails in a second, not after the wait.
+  loop.check_run(config, workdir)
   if FLAGS.multihost:
     initialize_distributed()
   logging.info("workdir: %s", workdir)

@@ -491,6 +491,15 @@ class _Run:
 EvalScalars = Callable[[TrainedModel, Any], dict[str, float]]
 
 
+def check_run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """What is refused before devices, data or compilation are touched, in a second: a
+  config that cannot train (`validation.validate_config`) and a workdir that cannot be
+  written (`runs.check_workdir`). `train_and_evaluate` starts with it; a command line
+  that must act before training (joining a multi-host run) calls it first."""
+  validation.validate_config(config)
+  runs.check_workdir(workdir)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        eval_scalars: EvalScalars | None = None) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
@@ -512,8 +521,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The last logged train and test metrics of every replica.
   """
-  validation.validate_config(config)
-  runs.check_workdir(workdir)
+  check_run(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
