@@ -78,7 +78,7 @@ def main() -> None:
     return
   # A sweep: one table of every replica instead of one table each.
   results = [driver.evaluate(config, workdir, r, verbose=False) for r in range(num_replicas)]
-  if any("coherence" not in result for result in results):  # image-text evaluations
+  if any(not result.get("coherence") for result in results):  # image-text or unlabelled
     return
   markdown = summaries.replicas_markdown(results)
   path = os.path.join(workdir, "eval", SWEEP_FILE)

@@ -171,7 +171,7 @@ def test_missing_files_say_which_flag(tmp_path):
     data_lib.load(config)
 
 
-def test_unlabelled_data_trains_but_evaluation_asks_for_labels(tmp_path):
+def test_unlabelled_data_loads_with_every_label_missing(tmp_path):
   unlabelled = {k: v for k, v in example_arrays().items() if k != "labels"}
   np.savez(tmp_path / "data.npz", **unlabelled)
   config = arrays_config.get_config().data
@@ -179,3 +179,34 @@ def test_unlabelled_data_trains_but_evaluation_asks_for_labels(tmp_path):
   train, _ = data_lib.load(config)
   assert np.all(train.labels == -1)
   assert isinstance(config, ml_collections.ConfigDict)
+
+
+@pytest.mark.slow
+def test_unlabelled_data_is_evaluated_by_what_needs_no_labels(tmp_path):
+  # No labels: no coherence or probes, but the test log-likelihood and the
+  # cross-generation figure, in one results file, and no classifier is asked for.
+  import json
+  import os
+
+  from crmvae_jax import config as config_lib
+  from crmvae_jax.evaluation import driver
+  from crmvae_jax.training import loop
+
+  unlabelled = {k: v for k, v in example_arrays().items() if k != "labels"}
+  np.savez(tmp_path / "data.npz", **unlabelled)
+  config = config_lib.resize(arrays_config.get_config(), "tiny")
+  config.data.path = str(tmp_path / "data.npz")
+  config.batch_size = config.eval.batch_size = 8
+  config.eval.classifier_dir = str(tmp_path / "no_classifiers")
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  results = driver.evaluate(config, workdir)
+  assert results["coherence"] is None and results["latent"] is None
+  assert "no labels" in results["note"]
+  # One estimate per proposal: the joint posterior and each nonempty subset's (2^3 - 1).
+  assert len(results["log_likelihood"]) == 7
+  assert all(np.isfinite(value) for value in results["log_likelihood"].values())
+  with open(tmp_path / "run" / "eval" / "results.json") as f:
+    assert json.load(f)["log_likelihood"] == results["log_likelihood"]
+  assert os.path.getsize(tmp_path / "run" / "eval" / "cross_generation.png") > 1000
+  assert not os.path.exists(tmp_path / "no_classifiers")

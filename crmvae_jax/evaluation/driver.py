@@ -112,10 +112,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
   _eval_directory(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
   if test_set.labels.ndim == 1 and np.all(test_set.labels < 0):
-    raise UserError(
-        f"The test examples of {config.data.name} have no labels, which coherence and the "
-        "latent probes judge against; add integer labels [N] as 'labels' to the .npz (the "
-        f"run's cross-generations are in {os.path.join(workdir, 'figures')}).")
+    return _evaluate_unlabelled(config, workdir, replica, model, params, test_set, header,
+                                verbose)
   if test_set.labels.ndim != 1:
     raise UserError(
         f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
@@ -205,6 +203,58 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
       trained, test_pairs.batch(figure_ids), text_decoders,
       os.path.join(eval_dir, FIGURE_FILE),
       title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
+  if verbose:
+    print(markdown)
+  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
+  return results
+
+
+UNLABELLED_NOTE = ("no labels: coherence, the latent probes and the classifier-Frechet "
+                   "distance judge against labels; add integer labels [N] as 'labels' to "
+                   "the .npz for them")
+
+
+def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replica: int,
+                         model, params, test_set: MultimodalDataset, header: dict,
+                         verbose: bool) -> dict:
+  """What needs no labels (a user's own data without them): the test log-likelihood
+  with every subset's posterior as proposal, and the cross-generation figure."""
+  trained = TrainedModel.from_config(model, params, config, config.eval.batch_size)
+  test_pairs = test_set.subset(input_pipeline.sample_ids(
+      len(test_set), config.eval.num_examples, np.random.default_rng(config.eval.seed)))
+  tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step "
+                  f"{header['step']} ({UNLABELLED_NOTE}): the test log-likelihood and the "
+                  "cross-generations.")
+  log_likelihood = None
+  if config.eval.get("log_likelihood_samples", 0) > 0:
+    log_likelihood = _test_log_likelihood(
+        config, trained, test_pairs, jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1))
+  results = {
+      **header, "note": UNLABELLED_NOTE, "num_test_pairs": len(test_pairs),
+      "coherence": None, "latent": None, "classifier_fd": None, "fid": None,
+      "log_likelihood": log_likelihood,
+      "num_log_likelihood_pairs": (min(len(test_pairs), config.eval.log_likelihood_examples)
+                                   if log_likelihood else 0),
+      "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0),
+  }
+  eval_dir = _write_results(config, workdir, replica, results)
+  markdown = (f"# Evaluation: {config.data.name}, {config.model}, step {header['step']}\n\n"
+              f"{UNLABELLED_NOTE[0].upper() + UNLABELLED_NOTE[1:]}.\n")
+  if log_likelihood:
+    markdown += (
+        f"\n## Test log-likelihood log p(X) in nats (higher is better), importance sampled "
+        f"with {results['log_likelihood_samples']} samples from the posterior of each subset, "
+        f"{results['num_log_likelihood_pairs']} test pairs\n\n"
+        + tables.markdown_table({config.model: log_likelihood}, list(log_likelihood),
+                                decimals=1))
+  atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
+  figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
+                                         config.eval.seed)
+  plotting.cross_generation_figure(
+      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_set),
+      os.path.join(eval_dir, FIGURE_FILE),
+      title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, "
+            f"step {header['step']}")
   if verbose:
     print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
