@@ -305,7 +305,7 @@ def _tiny_quickstart_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
+def test_evaluate_a_quickstart_run_end_to_end(tmp_path, monkeypatch):
   config = _tiny_quickstart_config(tmp_path)
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config, workdir)
@@ -341,3 +341,22 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path):
   with open(os.path.join(eval_dir, "tables.md")) as f:
     assert "| model | R | M<-T | T<-M |" in f.read()
   assert os.path.getsize(os.path.join(eval_dir, "cross_generation.png")) > 0
+
+  # A new metric is one function and two lines: its entry and the data set's list. It
+  # is run first here, and changes no other metric's numbers (each has its own key).
+  import dataclasses
+
+  from crmvae_jax.data import registry
+  from crmvae_jax.evaluation import entries
+
+  def toy(context):
+    return {"toy_test_pairs": len(context.test_pairs), "toy_modalities": [
+        m.name for m in context.modalities]}
+
+  monkeypatch.setitem(entries.METRICS, "toy", toy)
+  quickstart = registry.DATA_SETS["quickstart"]
+  monkeypatch.setitem(registry.DATA_SETS, "quickstart", dataclasses.replace(
+      quickstart, metrics=("toy", *quickstart.metrics)))
+  with_toy = driver.evaluate(config, workdir)
+  assert (with_toy["toy_test_pairs"], with_toy["toy_modalities"]) == (64, ["mnist", "text"])
+  assert {key: value for key, value in with_toy.items() if not key.startswith("toy")} == results

@@ -46,7 +46,7 @@ LAYERS = (
                     "evaluation.fid", "evaluation.probes", "evaluation.image_text", "evaluation.likelihood",
                     "evaluation.judges", "evaluation.classifier_training",
                     "evaluation.likelihood",
-                    "evaluation.driver", "sweeps"}),
+                    "evaluation.entries", "evaluation.driver", "sweeps"}),
     # The command lines: flags and main() only.
     ("entry points", {"main", "evaluate", "evaluate_image_text", "classifiers"}),
 )

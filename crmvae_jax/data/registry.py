@@ -53,6 +53,8 @@ class DataSet:
     paper_figure: the paper's figure of its results, if any.
     networks_from_data: the loaded data names each modality's network itself
       (`MultimodalDataset.specs`: a user's own arrays).
+    metrics: what a labelled evaluation of it measures: names of
+      `crmvae_jax.evaluation.entries.METRICS`, in order.
   """
 
   loader: str
@@ -65,6 +67,10 @@ class DataSet:
   paper_tables: bool = False
   paper_figure: str | None = None
   networks_from_data: bool = False
+  # The metrics of its evaluation, names of `crmvae_jax.evaluation.entries.METRICS`, in
+  # the order results.json lists them (a data set evaluated by image and text has its
+  # own evaluation, `evaluation.image_text`).
+  metrics: tuple[str, ...] = ("coherence", "log_likelihood", "fid", "latent", "judges")
 
   def network_of(self, modality: str) -> str:
     """The network key of `modality` (KeyError for a modality the data set lacks)."""

@@ -31,8 +31,7 @@ from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.evaluation import coherence as coherence_lib
-from crmvae_jax.evaluation import fid, generation, image_text, likelihood, probes
+from crmvae_jax.evaluation import entries, fid, image_text, likelihood
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import plotting, summaries, tables
 
@@ -119,80 +118,34 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
         f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
         f"{test_set.labels.shape[1:]} per pair, so evaluate it with python -m "
         f"crmvae_jax.evaluate_image_text --workdir={workdir}.")
-  modalities = model.modalities
   directory = judges_lib.find_directory(config, workdir)
-  text_decoders = data_lib.text_decoders(test_set)
-  judges = judges_lib.load_judges(config, modalities, text_decoders, directory)
-  digit_name_judges = {name: judge for name, judge in judges.items()
-                       if isinstance(judge, judges_lib.DigitNameJudge)}
-  text_scores = {name: judge.scores for name, judge in digit_name_judges.items()}
-  batch_size = config.eval.batch_size
+  judges = judges_lib.load_judges(config, model.modalities, data_lib.text_decoders(test_set),
+                                  directory)
   choice_rng = np.random.default_rng(config.eval.seed)
   test_pairs = test_set.subset(
       input_pipeline.sample_ids(len(test_set), config.eval.num_examples, choice_rng))
   probe_pairs = train_set.subset(
       input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
-  coherence_rng, prior_rng, fid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed), 3)
-  # Its own stream, so that the other metrics draw as they did before it existed.
-  ll_rng = jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1)
-  trained = TrainedModel.from_config(model, params, config, batch_size)
-  generate = generation.make_generate(trained)
+  seed_key = jax.random.PRNGKey(config.eval.seed)
+  coherence_key, prior_key, fid_key = jax.random.split(seed_key, 3)
+  trained = TrainedModel.from_config(model, params, config, config.eval.batch_size)
+  context = entries.Context(
+      config=config, trained=trained, modalities=model.modalities, judges=judges,
+      test_pairs=test_pairs, probe_pairs=probe_pairs, classifier_dir=directory,
+      # The log-likelihood's own stream, so the others draw as before it existed.
+      keys={"coherence": coherence_key, "prior": prior_key, "fid": fid_key,
+            "log_likelihood": jax.random.fold_in(seed_key, 1)})
 
   tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
                   f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
                   f"samples, {len(probe_pairs)} probe training pairs.")
-  coherence, cross_scores = coherence_lib.cross_coherence(
-      generate, judges, test_pairs, modalities, batch_size, coherence_rng, text_scores)
-  joint, prior_scores, joint_exact = coherence_lib.joint_coherence(
-      generation.make_generate_prior(trained), judges, modalities,
-      config.eval.num_prior_samples, batch_size, prior_rng, text_scores,
-      strict_judges={name: judge.exact for name, judge in digit_name_judges.items()})
-  coherence_from_means = None
-  if config.eval.get("coherence_from_means"):
-    coherence_from_means, _ = coherence_lib.cross_coherence(
-        generation.make_generate(trained, from_mean=True), judges, test_pairs,
-        modalities, batch_size, coherence_rng)
-  fid_results, fid_note = fid.model_fid(config, generate, test_pairs, modalities, fid_rng)
-  classifier_fd = fid.model_classifier_fd(config, generate, judges, test_pairs, modalities,
-                                          fid_rng)
-  log_likelihood = None
-  if config.eval.get("log_likelihood_samples", 0) > 0:
-    log_likelihood = _test_log_likelihood(config, trained, test_pairs, ll_rng)
-
-  results = {
-      **header,
-      "num_test_pairs": len(test_pairs),
-      "num_prior_samples": config.eval.num_prior_samples,
-      "num_probe_train_pairs": len(probe_pairs),
-      "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **coherence},
-      "coherence_from_means": coherence_from_means,
-      # Generated digit names read strictly: the text, spaces stripped, is exactly the
-      # true name (R: every judge agrees, the text exactly).
-      "coherence_exact": ({tables.JOINT_COHERENCE_COLUMN: joint_exact,
-                           **cross_scores["exact"]} if digit_name_judges else None),
-      # Mean Levenshtein distance of generated names to the true name ('<-prior': to
-      # the nearest name, as prior samples have no true one).
-      "text_levenshtein": ({**cross_scores["levenshtein"], **prior_scores["levenshtein"]}
-                           if digit_name_judges else None),
-      "log_likelihood": log_likelihood,
-      "num_log_likelihood_pairs": (min(len(test_pairs), config.eval.log_likelihood_examples)
-                                   if log_likelihood else 0),
-      "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0),
-      "fid": fid_results,
-      "classifier_fd": classifier_fd,
-      "num_fid_pairs": len(fid.fid_pairs(config, test_pairs)),
-      "latent": probes.latent_probes(generation.make_encode_means(trained),
-                                     probe_pairs, test_pairs, modalities, batch_size),
-      "judges": {name: ("levenshtein" if name in digit_name_judges else "classifier")
-                 for name in judges},
-      "judge_accuracy": coherence_lib.judge_accuracy(judges, test_pairs, modalities,
-                                                     batch_size),
-      "classifier_test_accuracy": {
-          m.name: (judges_lib.read_metadata(directory, m.name) or {}).get("test_accuracy")
-          for m in modalities if m.name not in digit_name_judges},
-  }
-  if fid_note:
-    results["fid_note"] = fid_note
+  results = {**header, "num_test_pairs": len(test_pairs),
+             "num_prior_samples": config.eval.num_prior_samples,
+             "num_probe_train_pairs": len(probe_pairs)}
+  for name in registry.DATA_SETS[config.data.name].metrics:
+    results.update(entries.METRICS[name](context))
+  if "fid_note" in results:  # last, where it always was
+    results["fid_note"] = results.pop("fid_note")
 
   eval_dir = _write_results(config, workdir, replica, results)
   markdown = summaries.tables_markdown([results])
@@ -200,7 +153,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
                                          config.eval.seed)
   plotting.cross_generation_figure(
-      trained, test_pairs.batch(figure_ids), text_decoders,
+      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_set),
       os.path.join(eval_dir, FIGURE_FILE),
       title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
   if verbose:
@@ -227,7 +180,7 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
                   "cross-generations.")
   log_likelihood = None
   if config.eval.get("log_likelihood_samples", 0) > 0:
-    log_likelihood = _test_log_likelihood(
+    log_likelihood = likelihood.evaluation_log_likelihood(
         config, trained, test_pairs, jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1))
   results = {
       **header, "note": UNLABELLED_NOTE, "num_test_pairs": len(test_pairs),
@@ -259,20 +212,6 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
     print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
   return results
-
-
-def _test_log_likelihood(config: ml_collections.ConfigDict, trained: TrainedModel,
-                         test_pairs: MultimodalDataset, rng: jax.Array) -> dict[str, float]:
-  """log p(X) of `config.eval.log_likelihood_examples` test pairs (a seeded choice), with
-  the joint posterior and every subset's posterior as proposals (`likelihood`)."""
-  ids = input_pipeline.sample_ids(len(test_pairs), config.eval.log_likelihood_examples,
-                                  np.random.default_rng([config.eval.seed, 1]))
-  subsets = likelihood.proposal_subsets(len(trained.modalities),
-                                        config.eval.get("log_likelihood_subsets", True))
-  estimate = likelihood.make_estimate(trained, config.eval.log_likelihood_samples, subsets)
-  return likelihood.test_log_likelihood(
-      estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in trained.modalities],
-      min(config.eval.batch_size, 100), rng)
 
 
 def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,

@@ -29,7 +29,7 @@ import numpy as np
 from crmvae_jax.core import distributions as dist
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.input_pipeline import padded_batches
+from crmvae_jax.input_pipeline import padded_batches, sample_ids
 from crmvae_jax.reporting import tables
 
 # (stored batch, rng) -> estimates [P, B], one row per proposal.
@@ -86,3 +86,19 @@ def test_log_likelihood(estimate: EstimateLogLikelihood, dataset: MultimodalData
   names = [tables.subset_name([a for a, member in zip(abbreviations, subset) if member])
            for subset in subsets]
   return {name: float(total / len(dataset)) for name, total in zip(names, totals)}
+
+
+def evaluation_log_likelihood(config, trained: TrainedModel, test_pairs: MultimodalDataset,
+                              rng: jax.Array) -> dict[str, float]:
+  """log p(X) of `config.eval.log_likelihood_examples` of `test_pairs` (a seeded choice),
+  with `config.eval.log_likelihood_samples` samples from the joint posterior and (with
+  `config.eval.log_likelihood_subsets`) every subset's posterior as proposals: proposal
+  name -> mean nats, what evaluation reports."""
+  ids = sample_ids(len(test_pairs), config.eval.log_likelihood_examples,
+                   np.random.default_rng([config.eval.seed, 1]))
+  subsets = proposal_subsets(len(trained.modalities),
+                             config.eval.get("log_likelihood_subsets", True))
+  estimate = make_estimate(trained, config.eval.log_likelihood_samples, subsets)
+  return test_log_likelihood(
+      estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in trained.modalities],
+      min(config.eval.batch_size, 100), rng)

@@ -1,0 +1,159 @@
+"""The metrics of a labelled evaluation as entries: each takes the evaluation's shared
+`Context` and returns named values for results.json.
+
+`evaluation.driver.evaluate` builds one `Context` (the trained model, the judges, the
+test and probe pairs, one random key per metric) and then runs the metrics its data set
+lists (`crmvae_jax.data.registry.DataSet.metrics`) in order, merging what each returns.
+The tables (`reporting.summaries`) render the keys they know. Adding a metric is a
+function here (or anywhere) taking a `Context`, one line in `METRICS`, and its name in
+the data sets' `metrics`; tests/test_evaluate.py adds a toy one that way.
+
+Each metric draws from its own key, so adding, removing or reordering metrics changes
+no other metric's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.core.modalities import Modality
+from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.evaluation import coherence as coherence_lib
+from crmvae_jax.evaluation import fid, generation, likelihood, probes
+from crmvae_jax.evaluation import judges as judges_lib
+from crmvae_jax.reporting import tables
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What every metric of one evaluation shares.
+
+  Attributes:
+    config: the run's config (`config.eval` holds the sample sizes).
+    trained: the trained model (`core.inference.TrainedModel`).
+    modalities: its modalities.
+    judges: modality name -> classifier or digit-name judge.
+    test_pairs: the evaluated test pairs (a seeded choice of `config.eval.num_examples`).
+    probe_pairs: training pairs the latent probes are fitted on.
+    keys: metric name -> its own random key.
+    classifier_dir: where the classifiers were found.
+  """
+
+  config: ml_collections.ConfigDict
+  trained: TrainedModel
+  modalities: Sequence[Modality]
+  judges: Mapping[str, Any]
+  test_pairs: MultimodalDataset
+  probe_pairs: MultimodalDataset
+  keys: Mapping[str, jax.Array]
+  classifier_dir: str
+
+  @property
+  def batch_size(self) -> int:
+    return self.config.eval.batch_size
+
+  @property
+  def digit_name_judges(self) -> dict[str, judges_lib.DigitNameJudge]:
+    return {name: judge for name, judge in self.judges.items()
+            if isinstance(judge, judges_lib.DigitNameJudge)}
+
+
+def coherence(context: Context) -> dict[str, Any]:
+  """Cross- and joint coherence (Table 1); for digit names also read strictly and their
+  edit distance to the true name; `coherence_from_means` where the config asks."""
+  digit_names = context.digit_name_judges
+  text_scores = {name: judge.scores for name, judge in digit_names.items()}
+  generate = generation.make_generate(context.trained)
+  cross, cross_scores = coherence_lib.cross_coherence(
+      generate, context.judges, context.test_pairs, context.modalities, context.batch_size,
+      context.keys["coherence"], text_scores)
+  joint, prior_scores, joint_exact = coherence_lib.joint_coherence(
+      generation.make_generate_prior(context.trained), context.judges, context.modalities,
+      context.config.eval.num_prior_samples, context.batch_size, context.keys["prior"],
+      text_scores, strict_judges={name: judge.exact for name, judge in digit_names.items()})
+  from_means = None
+  if context.config.eval.get("coherence_from_means"):
+    from_means, _ = coherence_lib.cross_coherence(
+        generation.make_generate(context.trained, from_mean=True), context.judges,
+        context.test_pairs, context.modalities, context.batch_size, context.keys["coherence"])
+  return {
+      "coherence": {tables.JOINT_COHERENCE_COLUMN: joint, **cross},
+      "coherence_from_means": from_means,
+      # Generated digit names read strictly: the text, spaces stripped, is exactly the
+      # true name (R: every judge agrees, the text exactly).
+      "coherence_exact": ({tables.JOINT_COHERENCE_COLUMN: joint_exact,
+                           **cross_scores["exact"]} if digit_names else None),
+      # Mean Levenshtein distance of generated names to the true name ('<-prior': to
+      # the nearest name, as prior samples have no true one).
+      "text_levenshtein": ({**cross_scores["levenshtein"], **prior_scores["levenshtein"]}
+                           if digit_names else None),
+  }
+
+
+def log_likelihood(context: Context) -> dict[str, Any]:
+  """The importance-sampled test log-likelihood under every subset's posterior."""
+  config = context.config
+  estimate = None
+  if config.eval.get("log_likelihood_samples", 0) > 0:
+    estimate = likelihood.evaluation_log_likelihood(config, context.trained, context.test_pairs,
+                                                    context.keys["log_likelihood"])
+  return {"log_likelihood": estimate,
+          "num_log_likelihood_pairs": (min(len(context.test_pairs),
+                                           config.eval.log_likelihood_examples)
+                                       if estimate else 0),
+          "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0)}
+
+
+def fid_distances(context: Context) -> dict[str, Any]:
+  """FID of cross-generated images (Table 2, or the note saying why not) and the
+  classifier-Frechet distance in the judges' own features."""
+  generate = generation.make_generate(context.trained)
+  fid_results, note = fid.model_fid(context.config, generate, context.test_pairs,
+                                    context.modalities, context.keys["fid"])
+  results = {"fid": fid_results,
+             "classifier_fd": fid.model_classifier_fd(
+                 context.config, generate, context.judges, context.test_pairs,
+                 context.modalities, context.keys["fid"]),
+             "num_fid_pairs": len(fid.fid_pairs(context.config, context.test_pairs))}
+  if note:
+    results["fid_note"] = note
+  return results
+
+
+def latent_probes(context: Context) -> dict[str, Any]:
+  """Linear classification of posterior means per input subset (Table 5)."""
+  return {"latent": probes.latent_probes(
+      generation.make_encode_means(context.trained), context.probe_pairs, context.test_pairs,
+      context.modalities, context.batch_size)}
+
+
+def judge_report(context: Context) -> dict[str, Any]:
+  """Which judge reads each modality, its accuracy on real test data, and the stored
+  classifiers' own test accuracy."""
+  digit_names = context.digit_name_judges
+  return {
+      "judges": {name: ("levenshtein" if name in digit_names else "classifier")
+                 for name in context.judges},
+      "judge_accuracy": coherence_lib.judge_accuracy(context.judges, context.test_pairs,
+                                                     context.modalities, context.batch_size),
+      "classifier_test_accuracy": {
+          m.name: (judges_lib.read_metadata(context.classifier_dir, m.name) or {}).get(
+              "test_accuracy")
+          for m in context.modalities if m.name not in digit_names},
+  }
+
+
+Metric = Callable[[Context], dict[str, Any]]
+METRICS: dict[str, Metric] = {
+    "coherence": coherence,
+    "log_likelihood": log_likelihood,
+    "fid": fid_distances,
+    "latent": latent_probes,
+    "judges": judge_report,
+}
