@@ -147,19 +147,28 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
   if "fid_note" in results:  # last, where it always was
     results["fid_note"] = results.pop("fid_note")
 
+  _write_outputs(config, workdir, replica, results, summaries.tables_markdown([results]),
+                 trained, test_pairs, verbose)
+  return results
+
+
+def _write_outputs(config: ml_collections.ConfigDict, workdir: str, replica: int,
+                   results: dict, markdown: str, trained: TrainedModel,
+                   test_pairs: MultimodalDataset, verbose: bool) -> None:
+  """Writes a replica's results.json, tables.md and cross-generation grid (a seeded
+  choice of `config.figure_examples` test pairs), and prints the tables if `verbose`."""
   eval_dir = _write_results(config, workdir, replica, results)
-  markdown = summaries.tables_markdown([results])
   atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
   figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
                                          config.eval.seed)
   plotting.cross_generation_figure(
-      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_set),
+      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_pairs),
       os.path.join(eval_dir, FIGURE_FILE),
-      title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, step {step}")
+      title=f"{config.model}, seed {results['seed']}, beta {results['beta']:g}, "
+            f"step {results['step']}")
   if verbose:
     print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
-  return results
 
 
 UNLABELLED_NOTE = ("no labels: coherence, the latent probes and the classifier-Frechet "
@@ -190,7 +199,6 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
                                    if log_likelihood else 0),
       "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0),
   }
-  eval_dir = _write_results(config, workdir, replica, results)
   markdown = (f"# Evaluation: {config.data.name}, {config.model}, step {header['step']}\n\n"
               f"{UNLABELLED_NOTE[0].upper() + UNLABELLED_NOTE[1:]}.\n")
   if log_likelihood:
@@ -200,17 +208,7 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
         f"{results['num_log_likelihood_pairs']} test pairs\n\n"
         + tables.markdown_table({config.model: log_likelihood}, list(log_likelihood),
                                 decimals=1))
-  atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
-  figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
-                                         config.eval.seed)
-  plotting.cross_generation_figure(
-      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_set),
-      os.path.join(eval_dir, FIGURE_FILE),
-      title=f"{config.model}, seed {header['seed']}, beta {header['beta']:g}, "
-            f"step {header['step']}")
-  if verbose:
-    print(markdown)
-  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
+  _write_outputs(config, workdir, replica, results, markdown, trained, test_pairs, verbose)
   return results
 
 
