@@ -37,7 +37,7 @@ def _mst_model_and_batch():
 
 
 @pytest.fixture(scope="module")
-def losses_and_grads():
+def losses_and_grads():  # compiles the MST loss and gradient twice: the slow tier
   model, params, batch = _mst_model_and_batch()
   results = {}
   for dtype in models.COMPUTE_DTYPES:
@@ -48,6 +48,7 @@ def losses_and_grads():
   return params, results
 
 
+@pytest.mark.slow
 def test_bfloat16_keeps_parameters_gradients_and_sums_in_float32(losses_and_grads):
   params, results = losses_and_grads
   loss, terms, grads = results["bfloat16"]
@@ -58,6 +59,7 @@ def test_bfloat16_keeps_parameters_gradients_and_sums_in_float32(losses_and_grad
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_bfloat16_loss_within_half_a_percent_of_float32(losses_and_grads):
   _, results = losses_and_grads
   full, half = results["float32"][0], results["bfloat16"][0]
@@ -66,6 +68,7 @@ def test_bfloat16_loss_within_half_a_percent_of_float32(losses_and_grads):
   assert abs(float(half) - float(full)) <= 5e-3 * abs(float(full)), (float(half), float(full))
 
 
+@pytest.mark.slow
 def test_bfloat16_gradients_point_the_same_way(losses_and_grads):
   _, results = losses_and_grads
   full, half = results["float32"][2], results["bfloat16"][2]
@@ -81,6 +84,7 @@ def test_bfloat16_gradients_point_the_same_way(losses_and_grads):
       assert layer_cosine > 0.95, (jax.tree_util.keystr(path), layer_cosine)
 
 
+@pytest.mark.slow
 def test_the_networks_really_compute_in_bfloat16():
   # The test above could pass with a cast that changes nothing: the decoders' outputs
   # must differ from float32's by bfloat16's rounding, not by zero.
@@ -96,10 +100,13 @@ def test_the_networks_really_compute_in_bfloat16():
 
 
 def test_unknown_compute_dtype_is_refused():
-  model, params, batch = _mst_model_and_batch()
+  arrays = {"mnist": np.zeros((2, 28, 28, 1), np.uint8), "text": np.zeros((2, 8), np.int32)}
+  dataset = MultimodalDataset(tuple(arrays), arrays, {n: np.arange(2) for n in arrays},
+                              np.zeros(2, np.int64))
+  model = models.MultimodalVAE(modalities_of("quickstart", dataset), 4, compute_dtype="float16")
   with pytest.raises(ValueError, match="float16"):
-    models.apply(dataclasses.replace(model, compute_dtype="float16"), params,
-                 models.model_inputs(model.modalities, batch), method=model.encode)
+    models.apply(model, {}, models.model_inputs(model.modalities, dataset.batch(np.arange(2))),
+                 method=model.encode)
 
 
 @pytest.mark.slow
@@ -134,3 +141,27 @@ def test_a_bfloat16_run_checkpoints_float32_and_resumes_exactly(tmp_path):
     if np.issubdtype(value.dtype, np.floating):
       assert value.dtype == np.float32, key
     np.testing.assert_array_equal(value, resumed[key], err_msg=key)
+
+
+def test_the_bias_gradient_of_a_bfloat16_layer_is_summed_in_float32():
+  # 32 x 32 x 32 positions, each contributing 1: in bfloat16 a plain sum stops growing
+  # long before 32,768; the layer's own gradient must be exact (32,768 is a bfloat16).
+  from crmvae_jax.core import layers
+
+  y = jnp.zeros((32, 32, 32, 3), jnp.bfloat16)
+  bias = jnp.zeros((3,), jnp.bfloat16)
+  grad = jax.grad(lambda b: jnp.sum(layers.add_bias(y, b).astype(jnp.float32)))(bias)
+  assert grad.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(grad, np.float32), [32768.0] * 3)
+  # The same in float32, to the bit, as autodiff of y + b.
+  y32, b32 = jnp.asarray(np.random.default_rng(0).normal(size=(8, 5, 3)), jnp.float32), jnp.ones(3)
+  ours = jax.grad(lambda b: jnp.sum(jnp.sin(layers.add_bias(y32, b))))(b32)
+  plain = jax.grad(lambda b: jnp.sum(jnp.sin(y32 + b)))(b32)
+  np.testing.assert_allclose(ours, plain, rtol=1e-6)
+
+
+def test_cast_floating_leaves_integers_alone():
+  tree = {"w": jnp.ones(2), "ids": jnp.arange(3), "nested": [jnp.zeros((), jnp.float32)]}
+  cast = models.cast_floating(tree, jnp.bfloat16)
+  assert cast["w"].dtype == cast["nested"][0].dtype == jnp.bfloat16
+  assert cast["ids"].dtype == tree["ids"].dtype
