@@ -256,8 +256,9 @@ def networks_table() -> None:
     if peer:
       peer_forward, peer_backward = peer[name] if name in peer else peer_total
       row += [f"{peer_forward:.1f}", f"{peer_backward:.1f}"]
-      row += [f"{peer_backward / (ours[dtype][name][1] if name in ours[dtype] else totals[dtype][1]):.2f}x"
-              for dtype in ours]
+      for dtype in ours:
+        backward = ours[dtype][name][1] if name in ours[dtype] else totals[dtype][1]
+        row.append(f"{peer_backward / backward:.2f}x")
     rows.append(row)
   header = ["network"]
   for dtype in ours:

@@ -16,8 +16,9 @@ Sections of the report:
 5. a real run: the quick start (4,500 MNIST digits and their names) trained for
    --real_steps steps in each compute dtype, with its wall time, steps/s and final loss.
 
-`--cpu_dry_run` runs every section on tiny sizes (batch 8, R = 1 and 2, a few steps): the test suite runs it (tests/test_gpu_check.py), so the script is known to
-work before it meets a GPU.
+`--cpu_dry_run` runs every section on tiny sizes (batch 8, R = 1 and 2, a few steps):
+the test suite runs it (tests/test_gpu_check.py), so the script is known to work before
+it meets a GPU.
 
 Carrying the project to a GPU machine without network. Such a machine usually has jax
 with CUDA, flax, optax, orbax-checkpoint, chex, scikit-image, scikit-learn, matplotlib,

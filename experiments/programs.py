@@ -116,7 +116,8 @@ def cpu_description() -> str:
     pass
   wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")
   present = [flag for flag in wanted if flag in flags_seen]
-  return f"{model}, {os.cpu_count()} cores; flags: {', '.join(present) or 'none of ' + ', '.join(wanted)}"
+  listed = ", ".join(present) or "none of " + ", ".join(wanted)
+  return f"{model}, {os.cpu_count()} cores; flags: {listed}"
 
 
 

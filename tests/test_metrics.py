@@ -1,4 +1,5 @@
-"""Tests for crmvae_jax.evaluation.metrics and crmvae_jax.evaluation.inception (FID network and weights)."""
+"""Tests for crmvae_jax.evaluation.metrics and crmvae_jax.evaluation.inception (the FID
+network and its weights)."""
 
 from __future__ import annotations
 
