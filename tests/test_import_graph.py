@@ -37,7 +37,7 @@ LAYERS = (
     # The run's state, the sharded steps, checkpoints and the loop; the supervised loop
     # that trains the judges' classifiers on the same state and step.
     ("training", {"training", "training.state", "training.step", "training.checkpoints",
-                  "training.loop", "training.supervised"}),
+                  "training.guards", "training.loop", "training.supervised"}),
     # The metrics on arrays, the FID Inception network (whose weights file is data), one
     # module per evaluation, the judges, and the drivers that evaluate a trained run.
     ("evaluation", {"evaluation", "evaluation.metrics", "evaluation.inception",
