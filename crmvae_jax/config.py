@@ -6,9 +6,9 @@ and this file is itself a config file (`get_config`): it is the default `--confi
 `python -m crmvae_jax.main` and `crmvae_jax.classifiers`, so they run, and take
 `--config.FIELD=VALUE` overrides, on a fresh install from any directory.
 
-Every config file takes one setting, `--config=FILE.py:small` (big_vision's `runlocal`
-pattern): `apply_setting` shrinks the config for a CPU with `small`, the same way for
-every data set.
+Every config file takes a setting, `--config=FILE.py:small` or `:tiny` (big_vision's
+`runlocal` pattern): `apply_setting` resizes the config by the run-size table
+`RUN_SIZES`, the same way for every data set.
 """
 
 from __future__ import annotations
@@ -226,11 +226,12 @@ def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def apply_setting(config: ml_collections.ConfigDict, setting: str,
                   config_file: str) -> ml_collections.ConfigDict:
-  """`config` for the setting of `--config=FILE.py:SETTING`: as written or `small`.
+  """`config` for the setting of `--config=FILE.py:SETTING`: as written (`full`), or a
+  run size of `RUN_SIZES` (`small`, `tiny`).
 
   Args:
     config: the config file's full config.
-    setting: 'full' or 'small'.
+    setting: 'full', 'small' or 'tiny'.
     config_file: the file, for the message, e.g. 'configs/mst.py'.
 
   Raises:

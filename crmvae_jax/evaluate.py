@@ -58,9 +58,9 @@ from crmvae_jax import startup
 startup.exit_on_stop_signals()
 
 # pylint: disable=wrong-import-position
-from absl import flags
-
 import os
+
+from absl import flags
 
 from crmvae_jax import atomic, cli
 from crmvae_jax.training import state
