@@ -334,9 +334,10 @@ def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
   """y + bias (bias [C] broadcast over y [..., C]), its bias gradient summed in float32.
 
   The bias gradient sums the output gradient over every example and position (32,768
-  terms in a 32x32 layer at batch 32). In bfloat16 XLA would add them in bfloat16 and
-  the sum stops growing once it is 2^8 times the terms (a 1,182 gradient came out as
-  14); accumulating in float32 keeps it, then rounds once to the bias's dtype.
+  terms in a 32x32 layer at batch 32). In bfloat16 XLA would add them in bfloat16, whose
+  8-bit significand stops the sum growing once it is about 256 times a term (32,768
+  ones sum to 256; a gradient of 1,182 came out as 14); accumulating in float32 keeps
+  it, then rounds once to the bias's dtype.
   """
   return y + bias
 
