@@ -3,10 +3,12 @@ r"""Evaluation of image-text runs: CUB image-caption and Bimodal CelebA (docs/me
     python -m crmvae_jax.evaluate_image_text --workdir=workdirs/celeba_crmvae --train_classifier
 
 evaluates the latest checkpoint of a run, with the config it was trained with
-(`DIR/config.json`; `--config.eval.FIELD=VALUE` changes an evaluation setting), on `config.eval.num_examples` test pairs (a
-seeded random choice; -1: all) and writes `DIR/eval/results.json`,
-`DIR/eval/generated_from_text.png` and `DIR/eval/generated_from_text.npz` (replica r
-of a sweep: `DIR/replica_r/eval/...`). It measures:
+(`DIR/config.json`; `--config.eval.FIELD=VALUE` changes an evaluation setting), on
+`config.eval.num_examples` test pairs (a seeded random choice; -1: all) and writes
+`DIR/eval/results.json`, `DIR/eval/tables.md`, `DIR/eval/generated_from_text.png` and
+`DIR/eval/generated_from_text.npz` (replica r of a sweep: `DIR/replica_r/eval/...`).
+`python -m crmvae_jax.evaluate --workdir=DIR` evaluates such a run the same way; this
+command adds `--train_classifier`. It measures:
 
 - cosine similarity (both data sets): the mean cosine between the latents inferred
   from the image alone and from the text alone, each the mean of the model's own
@@ -31,8 +33,9 @@ with Orbax in `--config.eval.classifier_dir` (default `classifiers/celeba`), the
 `python -m crmvae_jax.classifiers` stores it; with --config=configs/celeba.py and no
 --workdir it only trains the classifier.
 
-This module is the command line of `crmvae_jax.evaluation.driver.evaluate_image_text`;
-the metrics live in `crmvae_jax.evaluation.image_text`.
+This module is a command line of `crmvae_jax.evaluation.driver.evaluate`; the metrics
+are the entries `cosine_similarity` and `images_from_text` of
+`crmvae_jax.evaluation.entries`, computed by `crmvae_jax.evaluation.image_text`.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def main() -> None:
     classifier_training.train_attribute_classifier(config)
   if workdir is not None:
     for replica in range(len(state.replica_grid(config)[0])):
-      driver.evaluate_image_text(config, workdir, replica)
+      driver.evaluate(config, workdir, replica)
 
 
 if __name__ == "__main__":

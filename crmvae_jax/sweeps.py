@@ -1,10 +1,12 @@
 """Grids of runs: models x seeds x betas, every model's grid trained in one program.
 
-`run_grid` trains each model's (seed, beta) replicas at once (`config.sweep`; one jitted
-step, vmapped over replicas and sharded over the devices), models one after another,
-evaluates every replica with `evaluation.driver.evaluate`, and returns their results;
-`reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py` and
-`experiments/mst_tables.py` are its command lines.
+`grid_runs` trains each model's (seed, beta) replicas at once (`config.sweep`; one
+jitted step, vmapped over replicas and sharded over the devices), models one after
+another, evaluates every replica with `evaluation.driver.evaluate`, and returns their
+results and where they are; `run_grid` returns the results alone, and
+`reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py`,
+`experiments/mst_tables.py`, `experiments/polymnist_figure2.py` and
+`experiments/beta_sweep.py` are its command lines.
 """
 
 
@@ -12,11 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import ml_collections
 
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
+from crmvae_jax import runs
+from crmvae_jax.data import registry
 from crmvae_jax.training import loop, state
 from crmvae_jax.core.modalities import modalities_of
 from crmvae_jax.evaluation import classifier_training, driver, judges
@@ -56,8 +62,8 @@ def grid_config(config: ml_collections.ConfigDict, model: str, seeds: list[int],
   """`config` training `model` for every (seed, beta) of the grid at once."""
   config = config.copy_and_resolve_references()
   config.model = model
-  config.sweep.seeds = tuple(seeds)
-  config.sweep.betas = tuple(betas)
+  config.sweep.seeds = tuple(int(seed) for seed in seeds)
+  config.sweep.betas = tuple(float(beta) for beta in betas)
   return config
 
 
@@ -66,9 +72,17 @@ def grid_directory(root: str, model: str, seeds: list[int], betas: list[float]) 
 
 
 def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
-  """Trains the classifiers of `config`'s data set unless every one is stored."""
-  train_set, _ = data_lib.load(config.data)
+  """Trains the classifiers that evaluating `config`'s data set needs unless they are
+  stored: one per modality of digit-labelled data, the attribute classifier of an
+  image-text data set with attributes (CelebA; CUB needs none)."""
   directory = judges.default_directory(config)
+  if registry.DATA_SETS[config.data.name].evaluation == "image_text":
+    if (config.data.name in registry.names(attributes=True)
+        and judges.read_metadata(directory, "image") is None):
+      print(f"Training the attribute classifier of {config.data.name} into {directory}.")
+      classifier_training.train_attribute_classifier(config)
+    return
+  train_set, _ = data_lib.load(config.data)
   missing = [m.name for m in modalities_of(config.data.name, train_set)
              if judges.read_metadata(directory, m.name) is None]
   if missing:
@@ -77,45 +91,71 @@ def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
     classifier_training.train_classifiers(config)
 
 
-def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
-  return os.path.join(state.replica_directory(config, workdir, replica), "eval",
-                      driver.RESULTS_FILE)
+class GridRun(NamedTuple):
+  """One evaluated replica of a grid: its results and the directory they are in."""
+
+  results: dict
+  eval_dir: str
 
 
-def run_grid(config: ml_collections.ConfigDict, models: list[str], seeds: list[int],
-             betas: list[float], root: str, collect_only: bool = False) -> list[dict]:
-  """Trains and evaluates every model's (seed, beta) grid that lacks results.
+def grid_runs(config: ml_collections.ConfigDict, models: Sequence[str], seeds: Sequence[int],
+              betas: Sequence[float], root: str, collect_only: bool = False,
+              workdir_of: Callable[[str], str] | None = None) -> list[GridRun]:
+  """Trains every model's (seed, beta) grid that lacks results, evaluates each replica
+  that lacks them, and returns every replica that has them.
 
   Args:
     config: the (possibly shrunk) experiment config.
     models: model names; each trains its whole grid in one program.
     seeds: seeds of the grid.
     betas: betas of the grid.
-    root: the runs' directory (see `grid_directory`).
+    root: the runs' directory.
     collect_only: read existing results only.
+    workdir_of: model -> its run's directory; default `grid_directory(root, model,
+      seeds, betas)`.
 
   Returns:
-    The `evaluate` results of every replica that has them.
+    Every replica with results, model by model, in the order of `state.replica_grid`.
+
+  Raises:
+    UserError: a model's directory holds a run with other model-defining fields.
   """
+  if workdir_of is None:
+    workdir_of = lambda model: grid_directory(root, model, list(seeds), list(betas))
   if not collect_only:
     ensure_classifiers(config)
-  runs, missing = [], []
+  found, missing = [], []
   for model in models:
-    model_config = grid_config(config, model, seeds, betas)
-    workdir = grid_directory(root, model, seeds, betas)
-    replicas = range(len(seeds) * len(betas))
-    if not collect_only and not all(
-        os.path.isfile(results_path(model_config, workdir, r)) for r in replicas):
+    model_config = grid_config(config, model, list(seeds), list(betas))
+    workdir = workdir_of(model)
+    eval_dirs = [os.path.dirname(results_path(model_config, workdir, replica))
+                 for replica in range(len(seeds) * len(betas))]
+    paths = [os.path.join(eval_dir, driver.RESULTS_FILE) for eval_dir in eval_dirs]
+    if not collect_only and not all(os.path.isfile(path) for path in paths):
+      runs.check_same_run(model_config, workdir, "pass those (the grid's seeds and betas, "
+                          "--config.FIELD), or another --root", required=False)
       loop.train_and_evaluate(model_config, workdir)
-      for replica in replicas:
-        driver.evaluate(model_config, workdir, replica=replica)
-    for replica in replicas:
-      path = results_path(model_config, workdir, replica)
+      for replica, path in enumerate(paths):
+        if not os.path.isfile(path):
+          driver.evaluate(model_config, workdir, replica=replica)
+    for eval_dir, path in zip(eval_dirs, paths):
       if os.path.isfile(path):
         with open(path) as f:
-          runs.append(json.load(f))
+          found.append(GridRun(json.load(f), eval_dir))
       else:
-        missing.append(path)
+        missing.append(eval_dir)
   if missing:
     print(f"No results in {len(missing)} replica(s): {', '.join(missing)}.")
-  return runs
+  return found
+
+
+def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
+  return os.path.join(state.replica_directory(config, workdir, replica), "eval",
+                      driver.RESULTS_FILE)
+
+
+def run_grid(config: ml_collections.ConfigDict, models: Sequence[str], seeds: Sequence[int],
+             betas: Sequence[float], root: str, collect_only: bool = False) -> list[dict]:
+  """The results of `grid_runs` (every replica's `evaluate` results), in
+  `grid_directory(root, ...)`."""
+  return [run.results for run in grid_runs(config, models, seeds, betas, root, collect_only)]

@@ -15,7 +15,8 @@ a few fake images written the way tests/test_image_text.py writes them.
 Every model of --models (default MVAE, MoPoE-VAE, MVTCAE and CRMVAE) is trained once
 in `<root>/<model>` with `training.loop.train_and_evaluate`, all of its (seed, beta) pairs
 (--seeds x --betas) at once as replicas of one program, then every replica is
-evaluated with `evaluate_image_text.evaluate_image_text`, unless its results exist.
+evaluated with `evaluation.driver.evaluate`, unless its results exist
+(`crmvae_jax.sweeps.grid_runs`).
 CelebA's attribute classifier is trained first if it is missing (the small setting
 keeps it under `<root>/classifiers`). `--collect_only` skips training and evaluation
 and reports the runs that have results.
@@ -36,9 +37,7 @@ seeds under another --root.
 
 from __future__ import annotations
 
-import json
 import os
-import typing
 from collections.abc import Sequence
 
 import ml_collections
@@ -46,15 +45,12 @@ import numpy as np
 from absl import flags
 from matplotlib.figure import Figure
 
-from crmvae_jax.reporting import plotting
-from crmvae_jax.evaluation import classifier_training, driver, image_text, judges
-from crmvae_jax import cli
-from crmvae_jax.training import loop, state
-from crmvae_jax.reporting import tables
+from crmvae_jax import atomic, cli, sweeps
 from crmvae_jax import config as config_lib
-from crmvae_jax import runs as run_files
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
+from crmvae_jax.evaluation import driver
+from crmvae_jax.reporting import plotting, tables
 
 MODELS = ("mvae", "mopoe", "mvtcae", "crmvae")
 BETAS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -72,13 +68,6 @@ GRID_FILE = "generated_from_text.png"
 TABLES_FILE = "beta_sweep.md"
 
 
-class SweepRun(typing.NamedTuple):
-  """One evaluated replica: its results and the directory they are in."""
-
-  results: dict
-  eval_dir: str
-
-
 def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collections.ConfigDict:
   """A copy of `config` shrunk to finish on a CPU; its classifier lives under `root`.
 
@@ -87,23 +76,23 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
     root: the sweep's directory.
 
   Returns:
-    The small setting of every config (`config_lib.small`) cut down to a check of the
-    pipeline: SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE pairs, at most
+    The `tiny` run size of every config (`config_lib.resize`) with a little more to
+    plot: SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE pairs, at most
     SMALL_TRAIN_IMAGES training and SMALL_TEST_IMAGES test images, SMALL_EVAL_EXAMPLES
     evaluated test pairs and FID images, a 2-epoch attribute classifier. FID stays as
     `config` asks (the sweep plots it, or says why it is missing). A smaller data size
     on the command line is kept; every other field here replaces its command-line value.
   """
   fid = config.eval.fid
-  config = config_lib.small(config)
+  config = config_lib.resize(config, "tiny")
   config_lib.limit_data(config, SMALL_TRAIN_IMAGES, SMALL_TEST_IMAGES)
   config.num_train_steps = SMALL_TRAIN_STEPS
   config.batch_size = SMALL_BATCH_SIZE
   config.log_every_steps = 5
   config.eval_every_steps = SMALL_TRAIN_STEPS
   config.checkpoint_every_steps = SMALL_TRAIN_STEPS
-  config.eval_batches = 1
   config.figure_examples = 4
+  config.disable_progress_bar = False
   config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.eval.classifier_epochs = 2
   config.eval.classifier_batch_size = 64
@@ -115,71 +104,16 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
   return config
 
 
-def model_config(config: ml_collections.ConfigDict, model: str, betas: Sequence[float],
-                 seeds: Sequence[int]) -> ml_collections.ConfigDict:
-  """`config` for one model, its replicas the grid seeds x betas."""
-  config = config.copy_and_resolve_references()
-  config.model = model
-  config.sweep.seeds = tuple(int(seed) for seed in seeds)
-  config.sweep.betas = tuple(float(beta) for beta in betas)
-  return config
-
-
-def ensure_attribute_classifier(config: ml_collections.ConfigDict) -> None:
-  """Trains CelebA's attribute classifier unless it is stored."""
-  if config.data.name not in registry.names(attributes=True):
-    return
-  directory = judges.default_directory(config)
-  if judges.read_metadata(directory, "image") is None:
-    print(f"Training the attribute classifier of {config.data.name} into {directory}.")
-    classifier_training.train_attribute_classifier(config)
-
-
 def run_sweep(config: ml_collections.ConfigDict, models: Sequence[str],
               betas: Sequence[float], seeds: Sequence[int], root: str,
-              collect_only: bool = False) -> list[SweepRun]:
-  """Trains and evaluates every model over the grid seeds x betas; returns all results.
-
-  Args:
-    config: the (possibly shrunk) experiment config.
-    models: model names.
-    betas: the betas of the sweep.
-    seeds: the seeds of every beta.
-    root: the sweep's directory; model m trains in `<root>/<m>`.
-    collect_only: read existing results only.
-
-  Returns:
-    Every replica that has results, model by model.
-  """
-  if not collect_only:
-    ensure_attribute_classifier(config)
-  runs, missing = [], []
-  for model in models:
-    config_of_model = model_config(config, model, betas, seeds)
-    workdir = os.path.join(root, model)
-    num_replicas = len(state.replica_grid(config_of_model)[0])
-    eval_dirs = [os.path.join(state.replica_directory(config_of_model, workdir, r), "eval")
-                 for r in range(num_replicas)]
-    results_paths = [os.path.join(d, driver.RESULTS_FILE) for d in eval_dirs]
-    if not collect_only and not all(os.path.isfile(path) for path in results_paths):
-      run_files.check_same_run(config_of_model, workdir, "pass those (--seeds, --betas, "
-                               "--config.FIELD), or another --root", required=False)
-      loop.train_and_evaluate(config_of_model, workdir)
-      for replica, path in enumerate(results_paths):
-        if not os.path.isfile(path):
-          driver.evaluate_image_text(config_of_model, workdir, replica)
-    for eval_dir, path in zip(eval_dirs, results_paths):
-      if os.path.isfile(path):
-        with open(path) as f:
-          runs.append(SweepRun(json.load(f), eval_dir))
-      else:
-        missing.append(eval_dir)
-  if missing:
-    print(f"No results in {len(missing)} run(s): {', '.join(missing)}.")
-  return runs
+              collect_only: bool = False) -> list[sweeps.GridRun]:
+  """Trains and evaluates every model over the grid seeds x betas
+  (`sweeps.grid_runs`, model m in `<root>/<m>`); returns every replica with results."""
+  return sweeps.grid_runs(config, models, seeds, betas, root, collect_only,
+                          workdir_of=lambda model: os.path.join(root, model))
 
 
-def _metric_values(runs: Sequence[SweepRun], metric: str) -> dict[str, dict[float, list[float]]]:
+def _metric_values(runs: Sequence[sweeps.GridRun], metric: str) -> dict[str, dict[float, list[float]]]:
   """model -> beta -> per-seed values of one metric (runs without it are left out)."""
   values: dict[str, dict[float, list[float]]] = {}
   for run in runs:
@@ -190,17 +124,17 @@ def _metric_values(runs: Sequence[SweepRun], metric: str) -> dict[str, dict[floa
   return values
 
 
-def _plotted_metrics(runs: Sequence[SweepRun]) -> list[str]:
-  return [metric for metric in image_text.SCALAR_METRICS if _metric_values(runs, metric)]
+def _plotted_metrics(runs: Sequence[sweeps.GridRun]) -> list[str]:
+  return [metric for metric in tables.SCALAR_METRICS if _metric_values(runs, metric)]
 
 
-def _ordered_models(runs: Sequence[SweepRun]) -> list[str]:
+def _ordered_models(runs: Sequence[sweeps.GridRun]) -> list[str]:
   present = {run.results["model"] for run in runs}
   return [m for m in tables.MODEL_NAMES if m in present] + sorted(
       present - set(tables.MODEL_NAMES))
 
 
-def metrics_figure(runs: Sequence[SweepRun], path: str) -> None:
+def metrics_figure(runs: Sequence[sweeps.GridRun], path: str) -> None:
   """Saves every scalar metric against beta (log axis), one line per model.
 
   Args:
@@ -224,24 +158,23 @@ def metrics_figure(runs: Sequence[SweepRun], path: str) -> None:
     axis.set_xticks(all_betas, [f"{beta:g}" for beta in all_betas])
     axis.minorticks_off()
     axis.set_xlabel("beta")
-    axis.set_title(image_text.SCALAR_METRICS[metric], fontsize=9)
+    axis.set_title(tables.SCALAR_METRICS[metric], fontsize=9)
     axis.grid(alpha=0.3)
   figure.axes[0].legend(fontsize=8)
   figure.suptitle(f"{data_name}: metrics against beta, mean ± std over seeds (the paper's "
                   f"{registry.DATA_SETS[data_name].paper_figure or 'figure'})", fontsize=10)
   figure.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  figure.savefig(path, dpi=120)
+  atomic.write_with(path, lambda f: figure.savefig(f, format="png", dpi=120))
 
 
-def generation_grid(runs: Sequence[SweepRun], path: str) -> None:
+def generation_grid(runs: Sequence[sweeps.GridRun], path: str) -> None:
   """Saves images generated from the chosen texts: one row per model and beta.
 
   Rows use each (model, beta)'s first seed; columns are the texts of the runs'
   evaluation grids.
 
   Args:
-    runs: evaluated replicas with `evaluate_image_text.GENERATED_FILE` in their
+    runs: evaluated replicas with `evaluation.driver.GENERATED_FILE` in their
       evaluation directories.
     path: the PNG to write.
   """
@@ -259,7 +192,7 @@ def generation_grid(runs: Sequence[SweepRun], path: str) -> None:
                           f"{runs[0].results['data']}: images from text (seed {first_seed})")
 
 
-def sweep_tables(runs: Sequence[SweepRun]) -> str:
+def sweep_tables(runs: Sequence[sweeps.GridRun]) -> str:
   """One Markdown table per metric: models by beta, mean ± std over seeds."""
   data_name = runs[0].results["data"]
   sections = [f"# Beta sweep: {data_name}, {len(_ordered_models(runs))} model(s), "
@@ -270,7 +203,7 @@ def sweep_tables(runs: Sequence[SweepRun]) -> str:
     columns = [f"beta={beta:g}" for beta in betas]
     results = {model: {f"beta={beta:g}": seeds_values for beta, seeds_values in by_beta.items()}
                for model, by_beta in values.items()}
-    sections += [f"## {image_text.SCALAR_METRICS[metric]}\n",
+    sections += [f"## {tables.SCALAR_METRICS[metric]}\n",
                  tables.markdown_table(results, columns, decimals=1 if "fid" in metric else 3)]
   notes = sorted({run.results["fid_note"] for run in runs if "fid_note" in run.results})
   if notes:
@@ -278,12 +211,10 @@ def sweep_tables(runs: Sequence[SweepRun]) -> str:
   return "\n".join(sections)
 
 
-def write_report(runs: Sequence[SweepRun], root: str) -> str:
+def write_report(runs: Sequence[sweeps.GridRun], root: str) -> str:
   """Writes the figure, the grid and the tables into `root`; returns the tables."""
   markdown = sweep_tables(runs)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, TABLES_FILE), "w") as f:
-    f.write(markdown)
+  atomic.write_text(os.path.join(root, TABLES_FILE), markdown)
   metrics_figure(runs, os.path.join(root, FIGURE_FILE))
   generation_grid(runs, os.path.join(root, GRID_FILE))
   return markdown

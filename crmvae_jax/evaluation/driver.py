@@ -1,20 +1,21 @@
-"""The evaluation drivers: a trained run's latest checkpoint evaluated with every metric
-its data set calls for, the results written beside the run (docs/metrics.md).
+"""The evaluation driver: a trained run's latest checkpoint evaluated with every metric
+its data set lists, the results written beside the run (docs/metrics.md).
 
-`evaluate` (digit-labelled data sets: MNIST-SVHN-Text, PolyMNIST, the quick start)
-computes coherence (`coherence`), FID and the classifier-Frechet distance (`fid`) and
-latent probes (`probes`), and writes `DIR/eval/results.json`, `DIR/eval/tables.md`
-and `DIR/eval/cross_generation.png`; `evaluate_image_text` (CUB, CelebA; `evaluate`
-hands them to it) computes cosine similarity, attribute accuracy and FID from text
-(`image_text`), and writes `DIR/eval/results.json`, `DIR/eval/generated_from_text.png`
-and `DIR/eval/generated_from_text.npz`. Replica r of a sweep writes to
-`DIR/replica_r/eval/`. `crmvae_jax/evaluate.py` and `crmvae_jax/evaluate_image_text.py`
-are their command lines.
+`evaluate` runs the data set's metrics (`evaluation.entries`): on digit-labelled data
+(MNIST-SVHN-Text, PolyMNIST, the quick start) coherence, the log-likelihood, FID and
+the classifier-Frechet distance, the latent probes; on image-text data (CUB, CelebA)
+the cosine similarity of the image and text latents and the scores of images
+generated from text. It writes `DIR/eval/results.json` and `DIR/eval/tables.md`, and
+`DIR/eval/cross_generation.png` or, for image-text data,
+`DIR/eval/generated_from_text.{png,npz}`. A user's own data without labels gets what
+needs none (the log-likelihood and the figure). Replica r of a sweep writes to
+`DIR/replica_r/eval/`. `crmvae_jax/evaluate.py` is its command line
+(`crmvae_jax/evaluate_image_text.py` too, which can first train CelebA's attribute
+classifier).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
@@ -31,7 +32,7 @@ from crmvae_jax.core.modalities import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
-from crmvae_jax.evaluation import entries, fid, image_text, likelihood
+from crmvae_jax.evaluation import entries, image_text, likelihood
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import plotting, summaries, tables
 
@@ -72,8 +73,10 @@ def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
              verbose: bool = True) -> dict:
-  """Evaluates the latest checkpoint in `workdir`; writes DIR/eval/{results.json,
-  tables.md, cross_generation.png} and prints the tables.
+  """Evaluates the latest checkpoint in `workdir` with its data set's metrics
+  (`registry.DataSet.metrics`, entries of `evaluation.entries.METRICS`); writes
+  DIR/eval/{results.json, tables.md} and a figure (`cross_generation.png`, or for
+  image-text data `generated_from_text.{png,npz}`), and prints the tables.
 
   Args:
     config: the config the run was trained with (`runs.load_config(workdir)`, whose
@@ -85,7 +88,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
       instead).
 
   Returns:
-    The results: model, data, seed, beta, step, modalities (abbreviation -> name), coherence
+    The results: model, data, seed, beta, step, modalities (abbreviation -> name),
+    num_test_pairs, then what each metric returns. Digit-labelled data: coherence
     (Table 1 columns), coherence_from_means (the cross-coherence columns decoded from
     the posteriors' means with `config.eval.coherence_from_means`, else None),
     coherence_exact and text_levenshtein (generated digit names judged by exact match,
@@ -95,32 +99,36 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
     fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
     None without an image to generate across), latent (Table 5 columns), judges,
     judge_accuracy and classifier_test_accuracy (per modality), and example counts
-    (num_test_pairs, num_prior_samples, num_fid_pairs, num_probe_train_pairs).
+    (num_prior_samples, num_fid_pairs, num_probe_train_pairs). Image-text data:
+    cosine_similarity, fid_from_text (None, with fid_note saying why, when not
+    computed), and for CelebA attribute_accuracy, attribute_accuracy_real (the
+    classifier on the real images) and classifier_test_accuracy.
 
   Raises:
     UserError: no saved config or checkpoint in `workdir`, the config describes
       another run, a value is out of range, a classifier is missing (the message names
       the command that makes it), or the labels are not one class per pair.
   """
-  if config.data.name in registry.names(evaluation="image_text"):
-    # CUB and CelebA have no digit labels: cosine similarity, attributes and FID instead.
-    return evaluate_image_text(config, workdir, replica)
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)
   _eval_directory(config, workdir, replica)
   header = _run_header(config, model.modalities, step, replica)
-  if test_set.labels.ndim == 1 and np.all(test_set.labels < 0):
-    return _evaluate_unlabelled(config, workdir, replica, model, params, test_set, header,
-                                verbose)
-  if test_set.labels.ndim != 1:
-    raise UserError(
-        f"Coherence needs one class label per pair; {config.data.name} has labels of shape "
-        f"{test_set.labels.shape[1:]} per pair, so evaluate it with python -m "
-        f"crmvae_jax.evaluate_image_text --workdir={workdir}.")
+  data_set = registry.DATA_SETS[config.data.name]
+  image_and_text = data_set.evaluation == "image_text"
+  if not image_and_text:
+    if test_set.labels.ndim == 1 and np.all(test_set.labels < 0):
+      return _evaluate_unlabelled(config, workdir, replica, model, params, test_set, header,
+                                  verbose)
+    if test_set.labels.ndim != 1:
+      raise UserError(
+          f"Coherence needs one class label per pair; {config.data.name} has labels of "
+          f"shape {test_set.labels.shape[1:]} per pair; give each pair one integer class "
+          "label, or none (-1) to evaluate without coherence.")
   directory = judges_lib.find_directory(config, workdir)
-  judges = judges_lib.load_judges(config, model.modalities, data_lib.text_decoders(test_set),
-                                  directory)
+  # Image-text data has no per-modality judges (images_from_text loads its classifier).
+  judges = {} if image_and_text else judges_lib.load_judges(
+      config, model.modalities, data_lib.text_decoders(test_set), directory)
   choice_rng = np.random.default_rng(config.eval.seed)
   test_pairs = test_set.subset(
       input_pipeline.sample_ids(len(test_set), config.eval.num_examples, choice_rng))
@@ -128,25 +136,46 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
       input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
   seed_key = jax.random.PRNGKey(config.eval.seed)
   coherence_key, prior_key, fid_key = jax.random.split(seed_key, 3)
+  images_from_text_key, grid_key = jax.random.split(seed_key)
   trained = TrainedModel.from_config(model, params, config, config.eval.batch_size)
   context = entries.Context(
       config=config, trained=trained, modalities=model.modalities, judges=judges,
       test_pairs=test_pairs, probe_pairs=probe_pairs, classifier_dir=directory,
+      workdir=workdir,
       # The log-likelihood's own stream, so the others draw as before it existed.
       keys={"coherence": coherence_key, "prior": prior_key, "fid": fid_key,
-            "log_likelihood": jax.random.fold_in(seed_key, 1)})
+            "log_likelihood": jax.random.fold_in(seed_key, 1),
+            "images_from_text": images_from_text_key})
 
-  tqdm.tqdm.write(f"Evaluating {config.model} on {config.data.name} at step {step}: "
-                  f"{len(test_pairs)} test pairs, {config.eval.num_prior_samples} prior "
-                  f"samples, {len(probe_pairs)} probe training pairs.")
-  results = {**header, "num_test_pairs": len(test_pairs),
-             "num_prior_samples": config.eval.num_prior_samples,
-             "num_probe_train_pairs": len(probe_pairs)}
-  for name in registry.DATA_SETS[config.data.name].metrics:
+  counts = {"num_test_pairs": len(test_pairs)}
+  if "coherence" in data_set.metrics:
+    counts["num_prior_samples"] = config.eval.num_prior_samples
+  if "latent" in data_set.metrics:
+    counts["num_probe_train_pairs"] = len(probe_pairs)
+  tqdm.tqdm.write(
+      f"Evaluating {config.model} on {config.data.name} at step {step}: " + ", ".join(
+          f"{count} {name.removeprefix('num_').replace('_', ' ')}"
+          for name, count in counts.items()) + ".")
+  results = {**header, **counts}
+  for name in data_set.metrics:
     results.update(entries.METRICS[name](context))
   if "fid_note" in results:  # last, where it always was
     results["fid_note"] = results.pop("fid_note")
 
+  if image_and_text:
+    eval_dir = _write_results(config, workdir, replica, results)
+    markdown = summaries.tables_markdown([results])
+    atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
+    texts, text_ids = chosen_texts(config, test_set, model.modalities[
+        image_text.image_and_text_indices(model.modalities)[1]].name)
+    save_generation_grid(image_text.make_image_generator(trained), texts, text_ids, eval_dir,
+                         grid_key, f"{config.model}, beta {header['beta']:g}, seed "
+                         f"{header['seed']}, step {step}")
+    if verbose:
+      print(markdown)
+    tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {TEXT_FIGURE_FILE}, "
+                    f"{GENERATED_FILE}}}.")
+    return results
   _write_outputs(config, workdir, replica, results, summaries.tables_markdown([results]),
                  trained, test_pairs, verbose)
   return results
@@ -209,83 +238,6 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
         + tables.markdown_table({config.model: log_likelihood}, list(log_likelihood),
                                 decimals=1))
   _write_outputs(config, workdir, replica, results, markdown, trained, test_pairs, verbose)
-  return results
-
-
-def evaluate_image_text(config: ml_collections.ConfigDict, workdir: str,
-                        replica: int = 0) -> dict:
-  """Evaluates the latest checkpoint of a CUB or CelebA run (module docstring).
-
-  Args:
-    config: the config the run was trained with; `config.eval` holds the evaluation
-      settings (num_examples, batch_size, seed, fid, fid_examples, inception_weights,
-      classifier_dir, generation_texts).
-    workdir: the run's directory.
-    replica: which (seed, beta) replica of a sweep run (`training.state.replica_grid`).
-
-  Returns:
-    The results written to `<run directory>/eval/results.json`: model, data, seed,
-    beta, step, modalities (abbreviation -> name), num_test_pairs,
-    cosine_similarity, fid_from_text (None, with fid_note saying why, when not
-    computed), and for CelebA attribute_accuracy, attribute_accuracy_real (the
-    classifier on the real images) and classifier_test_accuracy.
-
-  Raises:
-    UserError: no saved config or checkpoint in `workdir`, the config describes
-      another run, (CelebA) no attribute classifier (the message names the command
-      that makes it), or the data set is not an image-text one.
-  """
-  image_text_data = registry.names(evaluation="image_text")
-  if config.data.name not in image_text_data:
-    raise UserError(f"evaluate_image_text evaluates {', '.join(image_text_data)}, not "
-                    f"{config.data.name}; use python -m crmvae_jax.evaluate --workdir={workdir}.")
-  validation.validate_config(config)
-  runs.check_same_run(config, workdir)
-  model, params, _, test_set, step = checkpoints.load_trained(config, workdir, replica)
-  _eval_directory(config, workdir, replica)
-  modalities = model.modalities
-  image_index, text_index = image_text.image_and_text_indices(modalities)
-  image, text = modalities[image_index], modalities[text_index]
-  batch_size = config.eval.batch_size
-  trained = TrainedModel.from_config(model, params, config, batch_size)
-  header = _run_header(config, modalities, step, replica)
-  test_pairs = test_set.subset(
-      input_pipeline.sample_ids(len(test_set), config.eval.num_examples, config.eval.seed))
-  generation_rng, grid_rng = jax.random.split(jax.random.PRNGKey(config.eval.seed))
-  tqdm.tqdm.write(f"Evaluating {config.model} (seed {header['seed']}, beta "
-                  f"{header['beta']:g}) on {config.data.name} at step {step}: "
-                  f"{len(test_pairs)} test pairs.")
-
-  results = {
-      **header,
-      "num_test_pairs": len(test_pairs),
-      "cosine_similarity": image_text.latent_cosine_similarity(
-          image_text.encode_unimodal_means(trained, test_pairs, batch_size),
-          image_index, text_index),
-      "fid_from_text": None,
-  }
-  classifier = None
-  if config.data.name in registry.names(attributes=True):
-    classifier, metadata = judges_lib.load_attribute_classifier(config, image, workdir)
-    results["classifier_test_accuracy"] = metadata["test_accuracy"]
-  features_fn, fid_note = fid.inception_features(config)
-  if fid_note:
-    results["fid_note"] = fid_note
-  generate = image_text.make_image_generator(trained)
-  # A seeded random choice: test pairs stored in class order would give one class.
-  fid_ids = input_pipeline.sample_ids(len(test_pairs), config.eval.fid_examples,
-                                      config.eval.seed)
-  results.update(image_text.text_to_image_scores(
-      generate, test_pairs, image.name, text.name, batch_size, generation_rng, classifier,
-      features_fn, fid_ids))
-
-  eval_dir = _write_results(config, workdir, replica, results)
-  texts, text_ids = chosen_texts(config, test_set, text.name)
-  save_generation_grid(generate, texts, text_ids, eval_dir, grid_rng,
-                       f"{config.model}, beta {header['beta']:g}, seed {header['seed']}, "
-                       f"step {step}")
-  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TEXT_FIGURE_FILE}, {GENERATED_FILE}}}:\n"
-                  + json.dumps(results, indent=2))
   return results
 
 

@@ -1,9 +1,12 @@
-"""The metrics of a labelled evaluation as entries: each takes the evaluation's shared
-`Context` and returns named values for results.json.
+"""The metrics of an evaluation as entries: each takes the evaluation's shared `Context`
+and returns named values for results.json.
 
 `evaluation.driver.evaluate` builds one `Context` (the trained model, the judges, the
 test and probe pairs, one random key per metric) and then runs the metrics its data set
-lists (`crmvae_jax.data.registry.DataSet.metrics`) in order, merging what each returns.
+lists (`crmvae_jax.data.registry.DataSet.metrics`) in order, merging what each returns:
+for digit-labelled data, coherence, the log-likelihood, the Frechet distances, the
+latent probes and the judges' report; for image-text data (CUB, CelebA), the cosine
+similarity of the image and text latents and the scores of images generated from text.
 The tables (`reporting.summaries`) render the keys they know. Adding a metric is a
 function here (or anywhere) taking a `Context`, one line in `METRICS`, and its name in
 the data sets' `metrics`; tests/test_evaluate.py adds a toy one that way.
@@ -21,11 +24,13 @@ from typing import Any
 import jax
 import ml_collections
 
+from crmvae_jax import input_pipeline
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
+from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation import coherence as coherence_lib
-from crmvae_jax.evaluation import fid, generation, likelihood, probes
+from crmvae_jax.evaluation import fid, generation, image_text, likelihood, probes
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import tables
 
@@ -38,11 +43,14 @@ class Context:
     config: the run's config (`config.eval` holds the sample sizes).
     trained: the trained model (`core.inference.TrainedModel`).
     modalities: its modalities.
-    judges: modality name -> classifier or digit-name judge.
+    judges: modality name -> classifier or digit-name judge (none for image-text data,
+      whose one classifier, CelebA's attributes, `images_from_text` loads).
     test_pairs: the evaluated test pairs (a seeded choice of `config.eval.num_examples`).
     probe_pairs: training pairs the latent probes are fitted on.
     keys: metric name -> its own random key.
     classifier_dir: where the classifiers were found.
+    workdir: the evaluated run's directory (named in the command a missing classifier
+      needs).
   """
 
   config: ml_collections.ConfigDict
@@ -53,6 +61,7 @@ class Context:
   probe_pairs: MultimodalDataset
   keys: Mapping[str, jax.Array]
   classifier_dir: str
+  workdir: str
 
   @property
   def batch_size(self) -> int:
@@ -149,6 +158,41 @@ def judge_report(context: Context) -> dict[str, Any]:
   }
 
 
+def cosine_similarity(context: Context) -> dict[str, Any]:
+  """The mean cosine between the image's and the text's own posterior means (image-text
+  data): coordination pulls the two latents together."""
+  image_index, text_index = image_text.image_and_text_indices(context.modalities)
+  return {"cosine_similarity": image_text.latent_cosine_similarity(
+      image_text.encode_unimodal_means(context.trained, context.test_pairs, context.batch_size),
+      image_index, text_index)}
+
+
+def images_from_text(context: Context) -> dict[str, Any]:
+  """Images generated from the texts (image-text data): their attributes read by the
+  attribute classifier where the data set has attributes (CelebA), with the same
+  classifier on the real images as its ceiling, and their FID against the real images
+  of the same pairs (None, with `fid_note` saying why, when not computed)."""
+  config = context.config
+  image_index, text_index = image_text.image_and_text_indices(context.modalities)
+  image, text = context.modalities[image_index], context.modalities[text_index]
+  results: dict[str, Any] = {"fid_from_text": None}
+  classifier = None
+  if config.data.name in registry.names(attributes=True):
+    classifier, metadata = judges_lib.load_attribute_classifier(config, image, context.workdir)
+    results["classifier_test_accuracy"] = metadata["test_accuracy"]
+  features_fn, fid_note = fid.inception_features(config)
+  if fid_note:
+    results["fid_note"] = fid_note
+  # A seeded random choice: test pairs stored in class order would give one class.
+  fid_ids = input_pipeline.sample_ids(len(context.test_pairs), config.eval.fid_examples,
+                                      config.eval.seed)
+  results.update(image_text.text_to_image_scores(
+      image_text.make_image_generator(context.trained), context.test_pairs, image.name,
+      text.name, context.batch_size, context.keys["images_from_text"], classifier,
+      features_fn, fid_ids))
+  return results
+
+
 Metric = Callable[[Context], dict[str, Any]]
 METRICS: dict[str, Metric] = {
     "coherence": coherence,
@@ -156,4 +200,6 @@ METRICS: dict[str, Metric] = {
     "fid": fid_distances,
     "latent": latent_probes,
     "judges": judge_report,
+    "cosine_similarity": cosine_similarity,
+    "images_from_text": images_from_text,
 }

@@ -30,12 +30,6 @@ from crmvae_jax.errors import UserError
 from crmvae_jax.evaluation.generation import encode_all, subset_posterior_means
 from crmvae_jax.input_pipeline import padded_batches
 
-# Scalar results that a beta sweep plots against beta, with their axis labels.
-SCALAR_METRICS = {
-    "cosine_similarity": "cosine similarity, image vs text latents",
-    "attribute_accuracy": "attribute accuracy of images from text",
-    "fid_from_text": "FID of images generated from text",
-}
 
 
 def image_and_text_indices(modalities: Sequence[Modality]) -> tuple[int, int]:

@@ -38,10 +38,13 @@ def tables_markdown(runs: Sequence[dict]) -> str:
     The Markdown document.
   """
   first = runs[0]
+  title = (f"# Evaluation: {first['data']}, "
+           f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n")
+  if first.get("coherence") is None:
+    return _image_text_markdown(runs, title)
   abbreviations = list(first["modalities"])
   paper = first["data"] in registry.names(paper_tables=True)
-  sections = [f"# Evaluation: {first['data']}, "
-              f"{len({run['model'] for run in runs})} model(s), {len(runs)} run(s)\n",
+  sections = [title,
               "## Table 1: joint coherence (R) and cross-coherence (target <- conditioning "
               "subset)\n",
               tables.coherence_table(_by_model(runs, "coherence"), abbreviations, paper=paper)]
@@ -76,6 +79,32 @@ def tables_markdown(runs: Sequence[dict]) -> str:
   judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
                  f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
   sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
+  return "\n".join(sections)
+
+
+def _image_text_markdown(runs: Sequence[dict], title: str) -> str:
+  """The scalar metrics of image-text evaluations (`tables.SCALAR_METRICS`), a row per
+  model, with the attribute classifier's own accuracies and any FID note."""
+  first = runs[0]
+  metrics = [metric for metric in tables.SCALAR_METRICS
+             if any(run.get(metric) is not None for run in runs)]
+  values = {}
+  for run in runs:
+    for metric in metrics:
+      if run.get(metric) is not None:
+        values.setdefault(run["model"], {}).setdefault(
+            tables.SCALAR_METRICS[metric], []).append(run[metric])
+  sections = [title, f"## Image and text, {first['num_test_pairs']} test pairs\n",
+              tables.markdown_table(values, [tables.SCALAR_METRICS[m] for m in metrics],
+                                    decimals=3)]
+  notes = []
+  if first.get("attribute_accuracy_real") is not None:
+    notes.append(f"The attribute classifier reads {first['attribute_accuracy_real']:.3f} of "
+                 f"the real test images' attributes right (its ceiling here) and "
+                 f"{first['classifier_test_accuracy']:.3f} of its own test split's.")
+  notes += sorted({run["fid_note"] for run in runs if run.get("fid_note")})
+  if notes:
+    sections += ["## Notes\n", "\n".join(notes) + "\n"]
   return "\n".join(sections)
 
 

@@ -44,6 +44,15 @@ Number = float | Sequence[float]
 Results = Mapping[str, Mapping[str, Number]]
 
 
+# The scalar results of an image-text evaluation, with their labels: the evaluation's
+# table and the beta sweep's axes and tables.
+SCALAR_METRICS = {
+    "cosine_similarity": "cosine similarity, image vs text latents",
+    "attribute_accuracy": "attribute accuracy of images from text",
+    "fid_from_text": "FID of images generated from text",
+}
+
+
 def subset_name(subset: Sequence[str]) -> str:
   """'M+S' for the subset ('M', 'S')."""
   return "+".join(subset)
