@@ -17,7 +17,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lowest first.
 LAYERS = (
     # Plain helpers: no model, data set or flag knowledge.
-    ("foundation", {"errors", "atomic", "startup", "xla_setup", "input_pipeline", "runs",
+    ("foundation", {"errors", "atomic", "field_checks", "startup", "xla_setup", "input_pipeline", "runs",
                     "data.text", "data.vocabulary"}),
     # The pure core: distributions, layers, networks, the objectives and the model
     # registry (`core.objectives.MODELS`).

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from configs import celeba, cub, mst, polymnist, translated_polymnist
+from configs import celeba, cub, mst, mst_offline, polymnist, translated_polymnist
 from crmvae_jax import config as config_lib
 from crmvae_jax import validation
 from crmvae_jax.errors import UserError
@@ -100,6 +100,24 @@ def test_data_fields_of_other_data_sets_are_checked():
   config.data.max_caption_length = 0
   with pytest.raises(UserError, match="--config.data.max_caption_length"):
     validation.validate_config(config)
+
+
+@pytest.mark.parametrize("config_module, field, value", [
+    (mst, "multiplication", 0), (mst, "max_per_digit", 0),
+    (mst_offline, "multiplication", 0), (mst_offline, "judge_renders", 0),
+    (cub, "min_word_count", 0), (celeba, "text_length", 0),
+    (polymnist, "num_modalities", 1), (polymnist, "num_modalities", 6),
+    (polymnist, "mnist_source", "mnist.org"), (translated_polymnist, "max_test", 0),
+])
+def test_a_data_sets_own_fields_are_checked_by_its_loader(config_module, field, value):
+  """Fields only one data set has are checked by its loader's `check_config`, which
+  validation calls: refused before any data is read, naming the flag."""
+  config = config_module.get_config()
+  validation.validate_config(config)
+  config.data[field] = value
+  with pytest.raises(UserError, match=rf"--config\.data\.{field}\b") as error:
+    validation.validate_config(config)
+  assert "\n" not in str(error.value)
 
 
 def test_epochs_do_not_matter_when_steps_are_given():

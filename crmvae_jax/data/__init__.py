@@ -36,6 +36,19 @@ def _loader_function(config_data, function: str) -> Callable | None:
   return getattr(loader, function, None)
 
 
+def check_fields(config_data) -> None:
+  """Runs the loader's own checks of the fields only its data set has
+  (`check_config(config_data)`, where the loader defines one), so that a bad value is
+  refused before any data is read; `crmvae_jax.validation.validate_config` calls it.
+
+  Raises:
+    UserError: the first field out of range, naming its flag.
+  """
+  hook = _loader_function(config_data, "check_config")
+  if hook is not None:
+    hook(config_data)
+
+
 def judge_training_examples(config_data, modality: str):
   """(values, labels) the judge of `modality` trains on, where its data set has a pool of
   its own for it (mst_offline's SVHN-like renders); None: the training split's rows."""

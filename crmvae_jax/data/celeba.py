@@ -34,6 +34,7 @@ import numpy as np
 from ml_collections import config_dict
 from PIL import Image
 
+from crmvae_jax import field_checks
 from crmvae_jax.data import text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 
@@ -101,6 +102,11 @@ def get_data_config() -> ml_collections.ConfigDict:
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
   })
+
+
+def check_config(config_data: ml_collections.ConfigDict) -> None:
+  """Refuses a text length that holds no character (`data.check_fields`)."""
+  field_checks.check_number({"data": config_data}, "data.text_length", 1, integer=True)
 
 
 def attribute_text(attributes: np.ndarray, names: Sequence[str],

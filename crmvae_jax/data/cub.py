@@ -36,6 +36,7 @@ import numpy as np
 from ml_collections import config_dict
 from PIL import Image
 
+from crmvae_jax import field_checks
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 from crmvae_jax.data.vocabulary import Vocabulary
@@ -89,6 +90,12 @@ def get_data_config() -> ml_collections.ConfigDict:
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
   })
+
+
+def check_config(config_data: ml_collections.ConfigDict) -> None:
+  """Refuses caption settings that cannot build a vocabulary (`data.check_fields`)."""
+  for field in ("max_caption_length", "min_word_count"):
+    field_checks.check_number({"data": config_data}, f"data.{field}", 1, integer=True)
 
 
 def caption_path(captions_dir: str | pathlib.Path, image_filename: str) -> pathlib.Path:

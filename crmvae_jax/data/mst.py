@@ -17,6 +17,7 @@ import ml_collections
 from ml_collections import config_dict
 import numpy as np
 
+from crmvae_jax import field_checks
 from crmvae_jax.data import text
 from crmvae_jax.data.base import MultimodalDataset
 
@@ -43,6 +44,12 @@ def get_data_config() -> ml_collections.ConfigDict:
       "max_train_pairs": config_dict.placeholder(int),
       "max_test_pairs": config_dict.placeholder(int),
   })
+
+
+def check_config(config_data: ml_collections.ConfigDict) -> None:
+  """Refuses pairing settings that cannot build the pairs (`data.check_fields`)."""
+  for field in ("multiplication", "max_per_digit"):
+    field_checks.check_number({"data": config_data}, f"data.{field}", 1, integer=True)
 
 
 def pair_by_digit(labels_a: np.ndarray, labels_b: np.ndarray, rng: np.random.Generator,

@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 from ml_collections import config_dict
 
-from crmvae_jax import atomic
+from crmvae_jax import atomic, field_checks
 from crmvae_jax.data import syndigits
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.data.mst import paired_split
@@ -72,6 +72,13 @@ def get_data_config() -> ml_collections.ConfigDict:
       # Where renders are cached; None: ~/.cache/crmvae_jax/mst_offline.
       "cache_dir": config_dict.placeholder(str),
   })
+
+
+def check_config(config_data: ml_collections.ConfigDict) -> None:
+  """Refuses pairing and rendering settings that cannot build the data
+  (`data.check_fields`)."""
+  for field in ("multiplication", "judge_renders"):
+    field_checks.check_number({"data": config_data}, f"data.{field}", 1, integer=True)
 
 
 def _cache_path(config_data: ml_collections.ConfigDict, pool: str,

@@ -30,7 +30,7 @@ from absl import logging
 from ml_collections import config_dict
 from PIL import Image
 
-from crmvae_jax import atomic
+from crmvae_jax import atomic, field_checks
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.errors import UserError
 
@@ -306,20 +306,16 @@ def build(images: np.ndarray, labels: np.ndarray, backgrounds: Sequence[np.ndarr
   return _dataset(arrays, np.asarray(labels, dtype=np.int64)[tuples[:, 0]])
 
 
-def _validate(config_data: ml_collections.ConfigDict) -> None:
-  if config_data.name not in NAMES:
-    raise UserError(f"--config.data.name must be one of {NAMES}, got {config_data.name!r}.")
-  if not MIN_MODALITIES <= config_data.num_modalities <= MAX_MODALITIES:
-    raise UserError(f"--config.data.num_modalities must be between {MIN_MODALITIES} and "
-                    f"{MAX_MODALITIES} for {config_data.name}, got "
-                    f"{config_data.num_modalities}.")
-  if config_data.mnist_source not in MNIST_SOURCES:
-    raise UserError(f"--config.data.mnist_source must be one of {MNIST_SOURCES}, got "
-                    f"{config_data.mnist_source!r}.")
+def check_config(config_data: ml_collections.ConfigDict) -> None:
+  """Refuses PolyMNIST settings that cannot build the data (`data.check_fields`; `load`
+  calls it too)."""
+  fields = {"data": config_data}
+  field_checks.check_choice(fields, "data.name", NAMES, "PolyMNIST data set")
+  field_checks.check_number(fields, "data.num_modalities", MIN_MODALITIES, integer=True,
+                            maximum=MAX_MODALITIES)
+  field_checks.check_choice(fields, "data.mnist_source", MNIST_SOURCES, "MNIST source")
   for field in ("max_train", "max_test"):
-    size = config_data[field]
-    if size is not None and size < 1:
-      raise UserError(f"--config.data.{field} must be positive or None, got {size}.")
+    field_checks.check_number(fields, f"data.{field}", 1, integer=True, optional=True)
 
 
 def _load_mnist(config_data: ml_collections.ConfigDict
@@ -408,7 +404,7 @@ def load(config_data: ml_collections.ConfigDict
     UserError: a config field is out of range.
     DataUnavailableError: MNIST or the background photos are missing.
   """
-  _validate(config_data)
+  check_config(config_data)
   if config_data.backgrounds is None:
     backgrounds = default_backgrounds()
   else:
