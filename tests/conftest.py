@@ -38,21 +38,20 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(autouse=True)
-def _unit_tests_compile_without_most_optimizations(request):
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
   """Unit tests run on tiny arrays, where XLA's compile time is nearly all of a test's
   time and its optimisations save nothing, so they compile with
   `jax_disable_most_optimizations` (the same programs and arithmetic, without the
   expensive LLVM passes). End-to-end tests (marked slow) run real training steps and
-  keep the optimising compiler."""
-  if request.node.get_closest_marker("slow") is not None:
-    yield
-    return
-  jax.config.update("jax_disable_most_optimizations", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_disable_most_optimizations", False)
+  keep the optimising compiler.
+
+  Set here, before any fixture of the test is set up, so that the module- and
+  session-scoped fixtures a test is the first to need (a model's initialisation, a
+  classifier) compile as the test itself does, and share the primitives the worker
+  compiled before, instead of compiling with the optimising passes."""
+  jax.config.update("jax_disable_most_optimizations",
+                    item.get_closest_marker("slow") is None)
 
 
 def _random_split(rng, size, shape):
