@@ -1,6 +1,6 @@
-"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network), and a
-persistent compilation cache for tests that start training subprocesses, which the
-tests' own compilations use too."""
+"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network), the
+quick start's model with initial parameters, and a persistent compilation cache for tests
+that start training subprocesses, which the tests' own compilations use too."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from crmvae_jax.data import tfds_arrays
+from crmvae_jax.core import models
+from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data import text, tfds_arrays
+from crmvae_jax.data.base import MultimodalDataset
 
 
 def pytest_configure(config):
@@ -71,6 +74,29 @@ def mst_data_dir(tmp_path_factory):
     arrays["id"] = np.array([f"{split}_{i}" for i in range(len(arrays["label"]))])
   tfds_arrays.write_arrays("svhn_cropped", data_dir, svhn)
   return data_dir
+
+
+QUICKSTART_LATENT_DIM = 4
+
+
+@pytest.fixture(scope="session")
+def quickstart_vae():
+  """(model, params): the quick start's networks (an MNIST MLP and the MST text
+  convolutions) with latent dimension QUICKSTART_LATENT_DIM, and their initial
+  parameters, built once per worker for the tests of the trained-model API
+  (test_inference.py and test_generate.py, which share an xdist group so that one
+  worker builds it). The initialisation is compiled as one program: op by op, every
+  initialiser compiles apart, for seconds."""
+  # The model reads the modalities' shapes and kinds only: one stored pair gives them.
+  arrays = {"mnist": np.zeros((1, 28, 28, 1), np.uint8),
+            "text": text.digit_texts(np.zeros(1, np.int64), np.random.default_rng(0))}
+  dataset = MultimodalDataset(("mnist", "text"), arrays, {name: np.arange(1) for name in arrays},
+                              np.zeros(1, np.int64))
+  model = models.MultimodalVAE(tuple(modalities_of("quickstart", dataset)),
+                               QUICKSTART_LATENT_DIM)
+  batch = dataset.batch(np.arange(1))
+  params = jax.jit(lambda rng: models.init_params(model, rng, batch))(jax.random.PRNGKey(0))
+  return model, params
 
 
 @pytest.fixture(scope="module")

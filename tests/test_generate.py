@@ -15,20 +15,23 @@ from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.core.modalities import modalities_of
 
-LATENT_DIM = 4
+# The quick-start model and its parameters come from conftest.py (`quickstart_vae`),
+# built once by the worker that runs this group.
+pytestmark = pytest.mark.xdist_group("quickstart_vae")
 
 
 @pytest.fixture(scope="module")
-def quickstart_model():
+def quickstart_model(quickstart_vae):
+  """(model, params, batch): the quick-start model and six real digits with their names."""
   images, labels = quickstart.embedded_mnist()
   ids = np.random.default_rng(0).choice(len(labels), 6, replace=False)
   arrays = {"mnist": images[ids],
             "text": text.digit_texts(labels[ids], np.random.default_rng(0))}
   dataset = MultimodalDataset(("mnist", "text"), arrays,
                               {name: np.arange(6) for name in arrays}, labels[ids])
-  model = models.MultimodalVAE(tuple(modalities_of("quickstart", dataset)), LATENT_DIM)
-  batch = dataset.batch(np.arange(6))
-  return model, models.init_params(model, jax.random.PRNGKey(0), batch), batch
+  model, params = quickstart_vae
+  assert model.modalities == tuple(modalities_of("quickstart", dataset))
+  return model, params, dataset.batch(np.arange(6))
 
 
 @pytest.mark.parametrize("kind", ["poe", "moe"])

@@ -17,20 +17,26 @@ from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.errors import UserError
 
-LATENT_DIM = 4
+LATENT_DIM = 4  # conftest.QUICKSTART_LATENT_DIM, the latent dimension of `quickstart_vae`
 NUM = 7
+
+# The quick-start model and its parameters come from conftest.py (`quickstart_vae`),
+# built once by the worker that runs this group.
+pytestmark = pytest.mark.xdist_group("quickstart_vae")
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(quickstart_vae):
+  """(model, params, inputs): the quick-start model and NUM real digits with their names."""
   images, labels = quickstart.embedded_mnist()
   ids = np.arange(0, 5000, 5000 // NUM)[:NUM]
   arrays = {"mnist": images[ids], "text": text.digit_texts(labels[ids], np.random.default_rng(0))}
   dataset = MultimodalDataset(("mnist", "text"), arrays,
                               {name: np.arange(NUM) for name in arrays}, labels[ids])
-  model = models.MultimodalVAE(tuple(modalities_of("quickstart", dataset)), LATENT_DIM)
+  model, params = quickstart_vae
+  assert model.modalities == tuple(modalities_of("quickstart", dataset))
+  assert model.latent_dim == LATENT_DIM
   batch = dataset.batch(np.arange(NUM))
-  params = models.init_params(model, jax.random.PRNGKey(0), batch)
   return model, params, {"mnist": batch["mnist"], "text": batch["text"]}
 
 
