@@ -360,3 +360,6 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path, monkeypatch):
   with_toy = driver.evaluate(config, workdir)
   assert (with_toy["toy_test_pairs"], with_toy["toy_modalities"]) == (64, ["mnist", "text"])
   assert {key: value for key, value in with_toy.items() if not key.startswith("toy")} == results
+  # The tables show its number too, without a line of rendering code for it.
+  with open(os.path.join(eval_dir, "tables.md")) as f:
+    assert "| model | toy_test_pairs |\n|---|---|\n| CRMVAE | 64.000 |" in f.read()

@@ -61,25 +61,58 @@ def tables_markdown(runs: Sequence[dict]) -> str:
     if values:
       sections += [heading, tables.markdown_table(values, list(next(iter(values.values()))),
                                                   decimals=decimals)]
-  fid = _by_model(runs, "fid")
-  sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
-  if fid:
-    columns = list(tables.FID_COLUMNS) if paper else list(next(iter(fid.values())))
-    sections.append(tables.fid_table(fid, columns, paper=paper))
-  else:
-    sections.append(first["fid_note"] + "\n")
+  # Each section below is there when its metric ran (`DataSet.metrics`).
+  if "fid" in first:
+    fid = _by_model(runs, "fid")
+    sections.append("## Table 2: FID of cross-generated images (source -> generated)\n")
+    if fid:
+      columns = list(tables.FID_COLUMNS) if paper else list(next(iter(fid.values())))
+      sections.append(tables.fid_table(fid, columns, paper=paper))
+    else:
+      sections.append(first.get("fid_note", "No FID.") + "\n")
   classifier_fd = _by_model(runs, "classifier_fd")
   if classifier_fd:
     columns = list(next(iter(classifier_fd.values())))
     sections += ["## Classifier-Frechet distance (lower is better), features of the "
                  "target's own classifier\n",
                  tables.fid_table(classifier_fd, columns, decimals=2)]
-  sections += ["## Table 5: linear classification of posterior means per input subset\n",
-               tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
-  judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
-                 f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
-  sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
+  if "latent" in first:
+    sections += ["## Table 5: linear classification of posterior means per input subset\n",
+                 tables.latent_table(_by_model(runs, "latent"), abbreviations, paper=paper)]
+  if "judge_accuracy" in first:
+    judge_lines = [f"{name}: {first['judges'][name]}, accuracy on real test data "
+                   f"{accuracy:.4f}" for name, accuracy in first["judge_accuracy"].items()]
+    sections += ["## Judges\n", "\n".join(judge_lines) + "\n"]
+  others = _other_results(runs)
+  if others:
+    sections += ["## Other results\n",
+                 tables.markdown_table(others, list(next(iter(others.values()))), decimals=3)]
   return "\n".join(sections)
+
+
+# The results the sections above render, or that only describe the run.
+_RENDERED = frozenset({
+    "model", "data", "seed", "beta", "step", "modalities", "note", "num_test_pairs",
+    "num_prior_samples", "num_probe_train_pairs", "num_fid_pairs", "coherence",
+    "coherence_from_means", "coherence_exact", "text_levenshtein", "log_likelihood",
+    "log_likelihood_samples", "num_log_likelihood_pairs", "fid", "fid_note",
+    "classifier_fd", "latent", "judges", "judge_accuracy", "classifier_test_accuracy"})
+
+
+def _other_results(runs: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
+  """model -> column -> per-run values of the numbers no section above renders (a new
+  metric's): a number is its own column, a mapping of numbers one column per key."""
+  others: dict[str, dict[str, list[float]]] = {}
+  for run in runs:
+    for name, value in run.items():
+      if name in _RENDERED:
+        continue
+      items = value.items() if isinstance(value, Mapping) else [("", value)]
+      for column, number in items:
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+          others.setdefault(run["model"], {}).setdefault(
+              f"{name} {column}".strip(), []).append(number)
+  return others
 
 
 def _image_text_markdown(runs: Sequence[dict], title: str) -> str:
