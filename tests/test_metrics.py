@@ -222,12 +222,18 @@ def random_variables():
 
 
 @pytest.fixture(scope="module")
-def zero_variables():
+def variable_shapes():
+  """The Inception's variable tree with ShapeDtypeStruct leaves, as
+  `inception._variable_shapes` gives it: tracing the network takes about a second, so
+  this file traces it once."""
+  return inception._variable_shapes()
+
+
+@pytest.fixture(scope="module")
+def zero_variables(variable_shapes):
   """The Inception's variables as zeros: for checks of names and shapes only (drawing
   the 21.8M random numbers takes seconds)."""
-  shapes = jax.eval_shape(inception.FIDInceptionV3().init, jax.random.key(0),
-                          jnp.zeros((1, 75, 75, 3)))
-  return jax.tree.map(lambda shape: np.zeros(shape.shape, np.float32), shapes)
+  return jax.tree.map(lambda shape: np.zeros(shape.shape, np.float32), variable_shapes)
 
 
 def test_inception_has_pytorch_fids_layers(zero_variables):
@@ -290,7 +296,11 @@ def test_weights_file_round_trip(random_variables, converter, tmp_path):
                                 apply(random_variables, images))
 
 
-def test_state_dict_is_checked(zero_variables):
+def test_state_dict_is_checked(zero_variables, variable_shapes, monkeypatch):
+  """A missing name, a wrong shape and an unexpected name are each refused, naming it.
+  (Every call traces the whole network for its shapes; here they are the traced ones
+  of the `variable_shapes` fixture.)"""
+  monkeypatch.setattr(inception, "_variable_shapes", lambda: variable_shapes)
   state_dict = _torch_state_dict(zero_variables)
   missing = dict(state_dict)
   del missing["Mixed_5b.branch1x1.bn.running_var"]
