@@ -144,7 +144,6 @@ def _shrink(config, root):
   config.log_every_steps = 1
   config.eval_every_steps = 2
   config.checkpoint_every_steps = 2
-  config.eval_batches = 1
   config.figure_examples = 2
   config.disable_progress_bar = True
   config.eval.batch_size = 4
