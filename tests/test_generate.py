@@ -42,11 +42,16 @@ def test_generation_from_means_decodes_the_subset_posteriors_mean(quickstart_mod
   first, again = (from_mean(subset, batch, jax.random.PRNGKey(seed)) for seed in (1, 2))
   np.testing.assert_array_equal(first[0], again[0])  # no sampling
 
-  posteriors = model.apply({"params": params},
-                           models.model_inputs(model.modalities, batch), method=model.encode)
-  mean = models.posterior_mean(models.subset_posterior(posteriors, jnp.asarray(subset), kind))
-  decoded = model.apply({"params": params}, jnp.broadcast_to(mean, (2,) + mean.shape),
-                        method=model.decode)
+  # The reference, written out from the model's own pieces (compiled as one program:
+  # op by op, every primitive of the networks compiles apart).
+  @jax.jit
+  def decoded_subset_mean(params, inputs):
+    posteriors = model.apply({"params": params}, inputs, method=model.encode)
+    mean = models.posterior_mean(models.subset_posterior(posteriors, jnp.asarray(subset), kind))
+    return model.apply({"params": params}, jnp.broadcast_to(mean, (2,) + mean.shape),
+                       method=model.decode)
+
+  decoded = decoded_subset_mean(params, models.model_inputs(model.modalities, batch))
   np.testing.assert_allclose(first[0], model.modalities[0].display(decoded[0]), atol=1e-6)
 
   sampled = generation.make_generate(TrainedModel(model, params, kind))
