@@ -84,44 +84,49 @@ def _wait_for_checkpoint(process: subprocess.Popen, workdir: str, timeout_s: flo
     time.sleep(0.5)
 
 
-def run_with_sigterm(argv: list[str], workdir: str) -> tuple[int, str]:
-  """SIGTERM once the first checkpoint is written, as a cluster's scheduler would."""
-  process = _popen(argv)
-  _wait_for_checkpoint(process, workdir)
-  time.sleep(2)
-  process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=TIMEOUT_S)
-  return process.returncode, stderr
-
-
-def run_concurrently(argv: list[str], workdir: str) -> tuple[int, str]:
-  """A second training on the workdir of one still running; the first is then stopped."""
+def run_concurrently(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """A second training on the workdir of one still running; the first is then stopped.
+  Nothing lost: the first run's newest checkpoint when the second started is kept (or
+  a newer one replaced it), and the first run stopped with its own status 143."""
   first = _popen(argv)
   try:
     _wait_for_checkpoint(first, workdir)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    steps_before = _committed_steps(checkpoints)
+    newest = _snapshot(os.path.join(checkpoints, str(steps_before[-1])))
     second = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
                             timeout=TIMEOUT_S)
   finally:
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=TIMEOUT_S)
-  return second.returncode, second.stderr
+  kept = _newest_kept(checkpoints, steps_before, newest)
+  kept = kept if first.returncode == 128 + signal.SIGTERM else "no"
+  return second.returncode, second.stderr, kept
 
 
-def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, str]:
-  """Resumes a copy of the trained run {tmp}/run whose latest checkpoint is cut in half."""
+def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Resumes a copy of the trained run {tmp}/run whose latest checkpoint is cut in half.
+  Nothing lost: the damaged checkpoint's files are all in `unreadable_checkpoints/`, as
+  they were, and the run resumed from the one before."""
   source = argv[argv.index("--copy_of") + 1]
   argv = argv[:argv.index("--copy_of")]
   shutil.rmtree(workdir, ignore_errors=True)
   shutil.copytree(source, workdir)
   checkpoints = os.path.join(workdir, "checkpoints")
   latest = max((name for name in os.listdir(checkpoints) if name.isdigit()), key=int)
-  for root, _, files in os.walk(os.path.join(checkpoints, latest)):
+  damaged = os.path.join(checkpoints, latest)
+  for root, _, files in os.walk(damaged):
     for name in files:
       path = os.path.join(root, name)
       os.truncate(path, os.path.getsize(path) // 2)
+  damaged_files = _snapshot(damaged)
   completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
                              timeout=TIMEOUT_S)
-  return completed.returncode, completed.stderr
+  quarantine = os.path.join(workdir, "unreadable_checkpoints")
+  moved = [os.path.join(quarantine, name) for name in os.listdir(quarantine)
+           if name.startswith(f"{latest}_")] if os.path.isdir(quarantine) else []
+  kept = "yes" if any(_snapshot(path) == damaged_files for path in moved) else "no"
+  return completed.returncode, completed.stderr, kept
 
 
 def _snapshot(directory: str) -> dict[str, bytes]:
@@ -171,18 +176,26 @@ def run_without_config_json(argv: list[str], workdir: str) -> tuple[int, str, st
   return code, stderr, _kept(before, os.path.join(workdir, "checkpoints"))
 
 
-def run_with_checkpoints_file(argv: list[str], workdir: str) -> tuple[int, str]:
-  """Trains into a workdir whose `checkpoints` is a file."""
+def run_with_checkpoints_file(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Trains into a workdir whose `checkpoints` is a file; nothing lost: the file is as
+  it was."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "checkpoints"), "w") as f:
     f.write("a file\n")
-  return _run(argv)
+  before = _snapshot(workdir)
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, workdir)
 
 
-def run_with_lock_directory(argv: list[str], workdir: str) -> tuple[int, str]:
-  """Trains into a workdir whose `train.lock` is a directory."""
+def run_with_lock_directory(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Trains into a workdir whose `train.lock` is a directory (holding a file); nothing
+  lost: the directory and its file are as they were."""
   os.makedirs(os.path.join(workdir, "train.lock"))
-  return _run(argv)
+  with open(os.path.join(workdir, "train.lock", "notes.txt"), "w") as f:
+    f.write("the user's\n")
+  before = _snapshot(workdir)
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, workdir)
 
 
 def _mount(*args: str) -> bool:
@@ -232,19 +245,28 @@ def run_on_full_disk(argv: list[str], workdir: str) -> tuple:
     subprocess.run(["umount", workdir], check=False)
 
 
-def run_with_damaged_classifier(argv: list[str], workdir: str) -> tuple[int, str]:
-  """Evaluates with a copy of the classifiers whose mnist classifier.json is cut short."""
+def run_with_damaged_classifier(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Evaluates with a copy of the classifiers whose mnist classifier.json is cut short;
+  nothing lost: the classifiers, the damaged one included, are as they were."""
   source = argv[argv.index("--classifiers_of") + 1]
   argv = argv[:argv.index("--classifiers_of")]
   shutil.copytree(source, os.path.join(workdir, "classifiers"))
   path = os.path.join(workdir, "classifiers", "mnist", "classifier.json")
   os.truncate(path, os.path.getsize(path) // 2)
-  return _run(argv)
+  before = _snapshot(os.path.join(workdir, "classifiers"))
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, os.path.join(workdir, "classifiers"))
 
 
 def run_with_unreadable_photo(argv: list[str], workdir: str) -> tuple[int, str]:
-  """Trains PolyMNIST on a backgrounds directory holding a file that is no image."""
+  """Trains PolyMNIST on a backgrounds directory of five good photos and one file
+  named .jpg that is no image."""
+  from PIL import Image
+
   os.makedirs(os.path.join(workdir, "photos"))
+  for index in range(5):
+    Image.new("RGB", (64, 64), (40 * index, 90, 160)).save(
+        os.path.join(workdir, "photos", f"good_{index}.png"))
   with open(os.path.join(workdir, "photos", "photo.jpg"), "wb") as f:
     f.write(b"not a jpeg")
   return _run(argv)
@@ -276,16 +298,18 @@ def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool 
               if steps_before else {})
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
-    steps_after = _committed_steps(checkpoints)
-    if not steps_before:
-      kept = "yes"
-    elif steps_after and steps_after[-1] > steps_before[-1]:
-      kept = "yes"
-    else:
-      kept = _kept(newest, os.path.join(checkpoints, str(steps_before[-1])))
-    return process.returncode, stderr, kept
+    return process.returncode, stderr, _newest_kept(checkpoints, steps_before, newest)
 
   return run
+
+
+def _newest_kept(checkpoints: str, steps_before: list[int], newest: dict[str, bytes]) -> str:
+  """'yes' if the newest checkpoint of `steps_before` (its files `newest`) is still there
+  unchanged, or a newer one replaced it (checkpoints rotate)."""
+  steps_after = _committed_steps(checkpoints)
+  if not steps_before or (steps_after and steps_after[-1] > steps_before[-1]):
+    return "yes"
+  return _kept(newest, os.path.join(checkpoints, str(steps_before[-1])))
 
 
 def cases() -> list[Case]:
@@ -323,7 +347,8 @@ def cases() -> list[Case]:
       Case("`--config=configs/msts.py` (missing file)", main_args("--config=configs/msts.py")),
       Case("a config file with a syntax error", main_args("--config={tmp}/syntax.py")),
       Case("a config file whose get_config returns a dict", main_args("--config={tmp}/dict.py")),
-      Case("`--config=configs/polymnist.py:tiny`", main_args("--config=configs/polymnist.py:tiny")),
+      Case("`--config=configs/polymnist.py:huge` (no such setting)",
+           main_args("--config=configs/polymnist.py:huge")),
       Case("MST data not prepared, no download",
            main_args("--config=configs/mst.py", "--config.data.data_dir={tmp}/no_tfds",
                      "--config.data.download=False")),
@@ -359,7 +384,10 @@ def cases() -> list[Case]:
            ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/config_only"), quick=False),
       Case("`evaluate` without `--workdir`", ("-m", "crmvae_jax.evaluate"), quick=False),
       # Faults during training (crmvae_jax/training/loop.py).
-      Case("`--config.learning_rate=1e8`", main_args("--config.learning_rate=1e8")),
+      Case("resume the 60-step run to step 80 with `--config.learning_rate=1e8` (diverges)",
+           main_args("--config.num_train_steps=80", "--config.learning_rate=1e8",
+                     "--workdir={workdir}", "--copy_of", "{tmp}/run"),
+           quick=False, run=run_on_copy),
       Case("resume the crmvae run with `--config.model=mvae`",
            main_args(*QUICK, "--config.model=mvae", "--workdir={tmp}/run"), quick=False),
       Case("two trainings on one workdir at once",
@@ -371,7 +399,8 @@ def cases() -> list[Case]:
            quick=False, run=run_with_truncated_checkpoint),
       Case("SIGTERM during training",
            main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
-                     "--workdir={workdir}"), quick=False, run=run_with_sigterm),
+                     "--workdir={workdir}"), quick=False,
+           run=_signal_after(signal.SIGTERM, 2, wait_for_checkpoint=True)),
       # Numbers finite in Python but not on the devices, repeats, sizes.
       Case("`--config.learning_rate=1e39` (infinite in float32)",
            main_args("--config.learning_rate=1e39")),
@@ -406,7 +435,7 @@ def cases() -> list[Case]:
            ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/run16", *SMALL_EVAL[1:],
             "--config.eval.classifier_dir={workdir}/classifiers", "--classifiers_of",
             "{tmp}/classifiers"), quick=False, run=run_with_damaged_classifier),
-      Case("PolyMNIST with a background photo that is no image",
+      Case("PolyMNIST with a background 'photo' that is no image (beside five good ones)",
            main_args("--config=configs/polymnist.py", "--config.data.backgrounds={workdir}/photos"),
            run=run_with_unreadable_photo),
       # Signals at every moment.
