@@ -324,7 +324,8 @@ def test_load_rebuilds_when_the_photos_change(fake_sources, tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("num_modalities", 1, "between 2 and 5"), ("num_modalities", 6, "between 2 and 5"),
+    ("num_modalities", 1, r"--config\.data\.num_modalities must be an integer >= 2 and <= 5"),
+    ("num_modalities", 6, r"--config\.data\.num_modalities must be an integer >= 2 and <= 5"),
     ("name", "mnist", "data.name"), ("mnist_source", "web", "data.mnist_source"),
     ("max_test", 0, "data.max_test")])
 def test_load_rejects_bad_config(fake_sources, field, value, message):
