@@ -295,8 +295,10 @@ def _variable_to_state_dict_name(collection: str, path: tuple[str, ...]) -> str:
   return ".".join(layer + (torch_names[(collection, name)],))
 
 
+@functools.cache
 def _variable_shapes() -> dict[str, Any]:
-  """The model's variable tree with ShapeDtypeStruct leaves (nothing is computed)."""
+  """The model's variable tree with ShapeDtypeStruct leaves (nothing is computed; the
+  trace takes about a second, so it is made once). Callers must not change it."""
   return jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
                         jnp.zeros((1, 75, 75, 3), jnp.float32))
 
