@@ -37,7 +37,6 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 import skimage.data
-import sklearn.datasets
 import tqdm
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -99,6 +98,8 @@ def photos() -> tuple[np.ndarray, ...]:
     Read-only uint8 RGB arrays [H, W, 3] (grey photos repeated over the channels).
   """
   images = [np.asarray(getattr(skimage.data, name)()) for name in _SKIMAGE_PHOTOS]
+  import sklearn.datasets  # about a second to import; only the photos need it
+
   images += list(sklearn.datasets.load_sample_images().images)
   result = []
   for image in images:

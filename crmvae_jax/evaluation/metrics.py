@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from sklearn import linear_model, pipeline, preprocessing
 
 from crmvae_jax.data.text import DIGIT_NAMES
 
@@ -183,6 +182,10 @@ def linear_probe(train_latents: np.ndarray, train_labels: np.ndarray,
   Returns:
     Accuracy on the test points, in [0, 1].
   """
+  # Imported here: scikit-learn takes about a second to import, and only the probes
+  # need it (every command line imports this module).
+  from sklearn import linear_model, pipeline, preprocessing
+
   probe = pipeline.make_pipeline(
       preprocessing.StandardScaler(),
       linear_model.LogisticRegression(max_iter=max_iter))
