@@ -85,7 +85,7 @@ def product_of_experts(
   Returns:
     Gaussian with arrays [..., D].
   """
-  expert_weights = jnp.ones(experts.mean.shape[:-1], experts.mean.dtype)
+  expert_weights = jnp.ones_like(experts.mean[..., 0])  # its dtype, float32 for NumPy float64
   if weights is not None:
     expert_weights = expert_weights * weights
   if mask is not None:
