@@ -17,7 +17,7 @@ classifier).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
@@ -163,41 +163,50 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
     results["fid_note"] = results.pop("fid_note")
 
   if image_and_text:
-    eval_dir = _write_results(config, workdir, replica, results)
-    markdown = summaries.tables_markdown([results])
-    atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
     texts, text_ids = chosen_texts(config, test_set, model.modalities[
         image_text.image_and_text_indices(model.modalities)[1]].name)
-    save_generation_grid(image_text.make_image_generator(trained), texts, text_ids, eval_dir,
-                         grid_key, f"{config.model}, beta {header['beta']:g}, seed "
-                         f"{header['seed']}, step {step}")
-    if verbose:
-      print(markdown)
-    tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {TEXT_FIGURE_FILE}, "
-                    f"{GENERATED_FILE}}}.")
-    return results
+
+    def draw(eval_dir: str, title: str) -> tuple[str, ...]:
+      save_generation_grid(image_text.make_image_generator(trained), texts, text_ids,
+                           eval_dir, grid_key, title)
+      return TEXT_FIGURE_FILE, GENERATED_FILE
+  else:
+    draw = _cross_generation_drawer(config, trained, test_pairs)
   _write_outputs(config, workdir, replica, results, summaries.tables_markdown([results]),
-                 trained, test_pairs, verbose)
+                 draw, verbose)
   return results
 
 
+# Draws a replica's figure into its eval directory, under a title; returns the files.
+Drawer = Callable[[str, str], tuple[str, ...]]
+
+
+def _cross_generation_drawer(config: ml_collections.ConfigDict, trained: TrainedModel,
+                             test_pairs: MultimodalDataset) -> Drawer:
+  """The cross-generation grid of a seeded choice of `config.figure_examples` test pairs."""
+
+  def draw(eval_dir: str, title: str) -> tuple[str, ...]:
+    figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
+                                           config.eval.seed)
+    plotting.cross_generation_figure(
+        trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_pairs),
+        os.path.join(eval_dir, FIGURE_FILE), title=title)
+    return (FIGURE_FILE,)
+
+  return draw
+
+
 def _write_outputs(config: ml_collections.ConfigDict, workdir: str, replica: int,
-                   results: dict, markdown: str, trained: TrainedModel,
-                   test_pairs: MultimodalDataset, verbose: bool) -> None:
-  """Writes a replica's results.json, tables.md and cross-generation grid (a seeded
-  choice of `config.figure_examples` test pairs), and prints the tables if `verbose`."""
+                   results: dict, markdown: str, draw: Drawer, verbose: bool) -> None:
+  """Writes a replica's results.json, tables.md and figure (`draw`), and prints the
+  tables if `verbose`."""
   eval_dir = _write_results(config, workdir, replica, results)
   atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
-  figure_ids = input_pipeline.sample_ids(len(test_pairs), config.figure_examples,
-                                         config.eval.seed)
-  plotting.cross_generation_figure(
-      trained, test_pairs.batch(figure_ids), data_lib.text_decoders(test_pairs),
-      os.path.join(eval_dir, FIGURE_FILE),
-      title=f"{config.model}, seed {results['seed']}, beta {results['beta']:g}, "
-            f"step {results['step']}")
+  figures = draw(eval_dir, f"{config.model}, seed {results['seed']}, beta "
+                           f"{results['beta']:g}, step {results['step']}")
   if verbose:
     print(markdown)
-  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{RESULTS_FILE}, {TABLES_FILE}, {FIGURE_FILE}}}.")
+  tqdm.tqdm.write(f"Wrote {eval_dir}/{{{', '.join((RESULTS_FILE, TABLES_FILE, *figures))}}}.")
 
 
 UNLABELLED_NOTE = ("no labels: coherence, the latent probes and the classifier-Frechet "
@@ -237,7 +246,8 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
         f"{results['num_log_likelihood_pairs']} test pairs\n\n"
         + tables.markdown_table({config.model: log_likelihood}, list(log_likelihood),
                                 decimals=1))
-  _write_outputs(config, workdir, replica, results, markdown, trained, test_pairs, verbose)
+  _write_outputs(config, workdir, replica, results, markdown,
+                 _cross_generation_drawer(config, trained, test_pairs), verbose)
   return results
 
 
