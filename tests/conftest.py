@@ -82,15 +82,12 @@ QUICKSTART_LATENT_DIM = 4
 @pytest.fixture(scope="session")
 def quickstart_vae():
   """(model, params): the quick start's networks (an MNIST MLP and the MST text
-  convolutions) with latent dimension QUICKSTART_LATENT_DIM, and parameters for them,
-  built once per worker for the tests of the trained-model API (test_inference.py and
-  test_generate.py, which share an xdist group so that one worker builds it).
-
-  The parameters are drawn by NumPy as PyTorch initialises its layers, every kernel
-  and bias from U(-b, b) with b = 1 / sqrt(the kernel's fan-in): compiling the model's
-  initialisation takes seconds on a CPU, and those tests check what the API computes
-  from the parameters, not their initial values (the initialisers are tested in
-  test_networks.py, the model's initialisation by the train-step tests)."""
+  convolutions) with latent dimension QUICKSTART_LATENT_DIM and their initial
+  parameters, built once per worker for the tests of the trained-model API
+  (test_inference.py and test_generate.py, which share an xdist group so that one
+  worker builds it). The initialisation is compiled as one program (op by op, every
+  initialiser compiles apart), with the classic threefry, whose draws compile several
+  times faster on a CPU (as in test_networks.py)."""
   # The model reads the modalities' shapes and kinds only: one stored pair gives them.
   arrays = {"mnist": np.zeros((1, 28, 28, 1), np.uint8),
             "text": text.digit_texts(np.zeros(1, np.int64), np.random.default_rng(0))}
@@ -99,18 +96,9 @@ def quickstart_vae():
   model = models.MultimodalVAE(tuple(modalities_of("quickstart", dataset)),
                                QUICKSTART_LATENT_DIM)
   batch = dataset.batch(np.arange(1))
-  shapes = jax.eval_shape(lambda rng: models.init_params(model, rng, batch),
-                          jax.random.PRNGKey(0))
-  rng = np.random.default_rng(0)
-
-  def draw(layer):
-    if "kernel" not in layer:
-      return {name: draw(sublayer) for name, sublayer in layer.items()}
-    bound = 1.0 / np.sqrt(np.prod(layer["kernel"].shape[:-1]))
-    return {name: rng.uniform(-bound, bound, leaf.shape).astype(leaf.dtype)
-            for name, leaf in layer.items()}
-
-  return model, draw(shapes)
+  with jax.threefry_partitionable(False):
+    params = jax.jit(lambda rng: models.init_params(model, rng, batch))(jax.random.PRNGKey(0))
+  return model, params
 
 
 @pytest.fixture(scope="module")
