@@ -128,9 +128,8 @@ def grid_runs(config: ml_collections.ConfigDict, models: Sequence[str], seeds: S
   for model in models:
     model_config = grid_config(config, model, list(seeds), list(betas))
     workdir = workdir_of(model)
-    eval_dirs = [os.path.dirname(results_path(model_config, workdir, replica))
-                 for replica in range(len(seeds) * len(betas))]
-    paths = [os.path.join(eval_dir, driver.RESULTS_FILE) for eval_dir in eval_dirs]
+    paths = [results_path(model_config, workdir, replica)
+             for replica in range(len(seeds) * len(betas))]
     if not collect_only and not all(os.path.isfile(path) for path in paths):
       runs.check_same_run(model_config, workdir, "pass those (the grid's seeds and betas, "
                           "--config.FIELD), or another --root", required=False)
@@ -138,12 +137,12 @@ def grid_runs(config: ml_collections.ConfigDict, models: Sequence[str], seeds: S
       for replica, path in enumerate(paths):
         if not os.path.isfile(path):
           driver.evaluate(model_config, workdir, replica=replica)
-    for eval_dir, path in zip(eval_dirs, paths):
+    for path in paths:
       if os.path.isfile(path):
         with open(path) as f:
-          found.append(GridRun(json.load(f), eval_dir))
+          found.append(GridRun(json.load(f), os.path.dirname(path)))
       else:
-        missing.append(eval_dir)
+        missing.append(os.path.dirname(path))
   if missing:
     print(f"No results in {len(missing)} replica(s): {', '.join(missing)}.")
   return found
