@@ -94,39 +94,34 @@ def run_concurrently(argv: list[str], workdir: str) -> tuple[int, str, str]:
     checkpoints = os.path.join(workdir, "checkpoints")
     steps_before = _committed_steps(checkpoints)
     newest = _snapshot(os.path.join(checkpoints, str(steps_before[-1])))
-    second = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
-                            timeout=TIMEOUT_S)
+    code, stderr = _run(argv)
   finally:
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=TIMEOUT_S)
   kept = _newest_kept(checkpoints, steps_before, newest)
   kept = kept if first.returncode == 128 + signal.SIGTERM else "no"
-  return second.returncode, second.stderr, kept
+  return code, stderr, kept
 
 
 def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, str, str]:
   """Resumes a copy of the trained run {tmp}/run whose latest checkpoint is cut in half.
   Nothing lost: the damaged checkpoint's files are all in `unreadable_checkpoints/`, as
   they were, and the run resumed from the one before."""
-  source = argv[argv.index("--copy_of") + 1]
-  argv = argv[:argv.index("--copy_of")]
-  shutil.rmtree(workdir, ignore_errors=True)
-  shutil.copytree(source, workdir)
+  argv = _copy_run(argv, workdir)
   checkpoints = os.path.join(workdir, "checkpoints")
-  latest = max((name for name in os.listdir(checkpoints) if name.isdigit()), key=int)
-  damaged = os.path.join(checkpoints, latest)
+  latest = _committed_steps(checkpoints)[-1]
+  damaged = os.path.join(checkpoints, str(latest))
   for root, _, files in os.walk(damaged):
     for name in files:
       path = os.path.join(root, name)
       os.truncate(path, os.path.getsize(path) // 2)
   damaged_files = _snapshot(damaged)
-  completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
-                             timeout=TIMEOUT_S)
+  code, stderr = _run(argv)
   quarantine = os.path.join(workdir, "unreadable_checkpoints")
   moved = [os.path.join(quarantine, name) for name in os.listdir(quarantine)
            if name.startswith(f"{latest}_")] if os.path.isdir(quarantine) else []
   kept = "yes" if any(_snapshot(path) == damaged_files for path in moved) else "no"
-  return completed.returncode, completed.stderr, kept
+  return code, stderr, kept
 
 
 def _snapshot(directory: str) -> dict[str, bytes]:
