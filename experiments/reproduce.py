@@ -442,7 +442,7 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
   # One colour per model in every panel, so a row's legend reads the same everywhere.
   colours = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(m for _, m in groups))}
   figure, axes = plt.subplots(len(data_names), len(metrics), squeeze=False,
-                              figsize=(4.2 * len(metrics), 3.2 * len(data_names)))
+                              figsize=(4.2 * len(metrics) + 1.4, 3.2 * len(data_names)))
   for row, data in enumerate(data_names):
     for column, (key, label) in enumerate(metrics):
       ax = axes[row, column]
@@ -456,12 +456,16 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
         ax.plot(steps, mean, marker="o", label=model, color=colours[model])
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colours[model])
       ax.set_title(f"{data}: {label}", fontsize=9)
-      ax.set_xscale("log")  # budgets grow geometrically
+      ax.set_xscale("log")  # budgets grow geometrically; ticks at the budgets themselves
+      budgets = sorted({r["step"] for (d, _), group in groups.items() if d == data
+                        for r in group})
+      ax.set_xticks(budgets, [f"{b:,}" for b in budgets], fontsize=7)
+      ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
       ax.set_xlabel("training step")
       if key != "classifier_fd":
         ax.axhline(0.1, color="grey", linestyle=":", linewidth=1)
-      if column == 0:
-        ax.legend(fontsize=7)
+      if column == len(metrics) - 1:  # beside the row, clear of the curves
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)
