@@ -444,6 +444,8 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
   figure, axes = plt.subplots(len(data_names), len(metrics), squeeze=False,
                               figsize=(4.2 * len(metrics) + 1.4, 3.2 * len(data_names)))
   for row, data in enumerate(data_names):
+    budgets = sorted({r["step"] for (d, _), group in groups.items() if d == data
+                      for r in group})
     for column, (key, label) in enumerate(metrics):
       ax = axes[row, column]
       for (d, model), group in groups.items():
@@ -457,8 +459,6 @@ def learning_curves_figure(records: list[dict], path: str) -> None:
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colours[model])
       ax.set_title(f"{data}: {label}", fontsize=9)
       ax.set_xscale("log")  # budgets grow geometrically; ticks at the budgets themselves
-      budgets = sorted({r["step"] for (d, _), group in groups.items() if d == data
-                        for r in group})
       ax.set_xticks(budgets, [f"{b:,}" for b in budgets], fontsize=7)
       ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
       ax.set_xlabel("training step")
