@@ -61,7 +61,7 @@ def test_training_and_test_pools_crop_disjoint_photo_regions(monkeypatch):
 
 def test_the_digit_colour_is_symmetric_about_its_background():
   rng = np.random.default_rng(0)
-  low, high = syndigits._LUMINANCE_GAP
+  low, high = syndigits.VERSIONS[1].luminance_gap
   differences = []
   for luminance in np.linspace(0, 255, 52):
     background = np.full((4, 4, 3), luminance)

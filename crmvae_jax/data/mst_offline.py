@@ -24,6 +24,7 @@ and its labels; later runs read the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -39,6 +40,7 @@ from crmvae_jax.data import syndigits
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.data.mst import paired_split
 from crmvae_jax.data.quickstart import embedded_mnist
+from crmvae_jax.errors import UserError
 
 MODALITIES = ("mnist", "svhn", "text")
 # The reference's cap on the images of a digit; the embedded digits have 500 of each.
@@ -69,6 +71,8 @@ def get_data_config() -> ml_collections.ConfigDict:
       "text_redraw": False,
       # Renders the SVHN judge trains on (a pool of their own).
       "judge_renders": 30000,
+      # The SVHN-like renderer's version (`syndigits.VERSIONS`).
+      "renderer_version": syndigits.VERSION,
       # Where renders are cached; None: ~/.cache/crmvae_jax/mst_offline.
       "cache_dir": config_dict.placeholder(str),
   })
@@ -79,12 +83,29 @@ def check_config(config_data: ml_collections.ConfigDict) -> None:
   (`data.check_fields`)."""
   for field in ("multiplication", "judge_renders"):
     field_checks.check_number({"data": config_data}, f"data.{field}", 1, integer=True)
+  version = config_data.get("renderer_version", 1)
+  if version not in syndigits.VERSIONS:
+    raise UserError(f"data.renderer_version {version!r} is not a renderer version; "
+                    f"use one of {', '.join(map(str, syndigits.VERSIONS))} "
+                    f"(--config.data.renderer_version).")
 
 
-def _cache_path(config_data: ml_collections.ConfigDict, pool: str,
-                labels: np.ndarray) -> pathlib.Path:
+def identity(config_data: ml_collections.ConfigDict) -> dict:
+  """The renderer version decides the S images (`data.identity`)."""
+  return {"renderer_version": config_data.get("renderer_version", 1)}
+
+
+def settings_of(config_data: ml_collections.ConfigDict) -> syndigits.RenderSettings:
+  """The drawing rules of the config's renderer version (version 1 where a run's saved
+  config predates the field)."""
+  return syndigits.settings_of(config_data.get("renderer_version", 1))
+
+
+def _cache_path(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarray,
+                settings: syndigits.RenderSettings) -> pathlib.Path:
   """The cache file of one pool: its name hashes everything the renders depend on."""
-  parameters = {"version": syndigits.VERSION, "seed": config_data.seed, "pool": pool,
+  parameters = {"settings": dataclasses.asdict(settings), "seed": config_data.seed,
+                "pool": pool,
                 "labels": hashlib.sha256(np.ascontiguousarray(labels, np.int64)).hexdigest()}
   key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
   directory = pathlib.Path(config_data.get("cache_dir") or DEFAULT_CACHE_DIR).expanduser()
@@ -92,7 +113,9 @@ def _cache_path(config_data: ml_collections.ConfigDict, pool: str,
 
 
 def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarray,
-            disable_progress_bar: bool = False) -> np.ndarray:
+            disable_progress_bar: bool = False,
+            settings: syndigits.RenderSettings | None = None, cache: bool = True
+            ) -> np.ndarray:
   """The SVHN-like images of `labels` from `pool`, rendered once and then read back.
 
   Args:
@@ -100,12 +123,18 @@ def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarra
     pool: 'train', 'test', 'judge' or 'class_means' (`syndigits.PHOTO_REGIONS`).
     labels: int digits [N].
     disable_progress_bar: hide the rendering progress bar.
+    settings: the drawing rules; None: those of `data.renderer_version`.
+    cache: read and write the cache (False: render, e.g. a few images for a figure).
 
   Returns:
     uint8 [N, 32, 32, 3]; image i shows digit labels[i].
   """
   labels = np.asarray(labels, np.int64)
-  path = _cache_path(config_data, pool, labels)
+  settings = settings_of(config_data) if settings is None else settings
+  if not cache:
+    return syndigits.render_pool(labels, config_data.seed, pool, settings=settings,
+                                 disable_progress_bar=True)
+  path = _cache_path(config_data, pool, labels, settings)
   if path.exists():
     try:
       with np.load(path) as stored:
@@ -116,7 +145,8 @@ def renders(config_data: ml_collections.ConfigDict, pool: str, labels: np.ndarra
   images = syndigits.render_pool(
       labels, config_data.seed, pool,
       description=f"Rendering {len(labels)} SVHN-like {pool} digits (once; cached in "
-                  f"{path.parent})", disable_progress_bar=disable_progress_bar)
+                  f"{path.parent})", disable_progress_bar=disable_progress_bar,
+      settings=settings)
   # Atomically: an interrupted write never leaves a truncated cache.
   atomic.write_with(str(path), lambda f: np.savez(f, images=images))
   return images
@@ -166,9 +196,17 @@ def judge_training_examples(config_data: ml_collections.ConfigDict, modality: st
   """
   if modality != "svhn":
     return None
+  return judge_renders(config_data)
+
+
+def judge_renders(config_data: ml_collections.ConfigDict,
+                  settings: syndigits.RenderSettings | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The SVHN judge's own pool: `judge_renders` renders balanced over the digits in a
+  seeded order, with their labels (settings: as in `renders`)."""
   labels = np.random.default_rng([config_data.seed, _JUDGE_STREAM]).permutation(
       np.arange(config_data.judge_renders) % 10)
-  return renders(config_data, "judge", labels), labels
+  return renders(config_data, "judge", labels, settings=settings), labels
 
 
 def class_mean_images(config_data: ml_collections.ConfigDict, modality: str
@@ -188,14 +226,21 @@ def class_mean_images(config_data: ml_collections.ConfigDict, modality: str
   """
   if modality != "svhn":
     return None
+  return class_means(config_data)
+
+
+def class_means(config_data: ml_collections.ConfigDict,
+                settings: syndigits.RenderSettings | None = None
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """The class means of `class_mean_images` (settings: as in `renders`)."""
   means = {}
   offset = 0
+  pool = renders(config_data, "class_means", _class_mean_labels(), settings=settings)
   for renders_per_mean, per_digit in CLASS_MEANS.items():
     count = 10 * per_digit * renders_per_mean
     # One pool for every n, its images disjoint between them.
-    images = renders(config_data, "class_means", _class_mean_labels())[offset:offset + count]
+    images = pool[offset:offset + count].astype(np.float32) / 255.0
     offset += count
-    images = images.astype(np.float32) / 255.0
     means[renders_per_mean] = (
         images.reshape(10 * per_digit, renders_per_mean, *images.shape[1:]).mean(axis=1),
         np.repeat(np.arange(10), per_digit).astype(np.int64))

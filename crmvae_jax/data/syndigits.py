@@ -30,6 +30,7 @@ test pool and the class-mean pool the right 25% (`PHOTO_REGIONS`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Sequence
@@ -42,9 +43,6 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 IMAGE_SIZE = 32
 CANVAS_SIZE = 64
-# The renderer's version: a change to any drawing rule changes it, so cached renders
-# of an older rule are never read back (`crmvae_jax.data.mst_offline` keys its cache on it).
-VERSION = 1
 
 _FONT_FILES = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
@@ -59,29 +57,65 @@ _SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemi
 PHOTO_REGIONS = {"train": (0.0, 0.75), "judge": (0.0, 0.75), "test": (0.75, 1.0),
                  "class_means": (0.75, 1.0)}
 _POOL_STREAMS = {"train": 0, "test": 1, "judge": 2, "class_means": 3}
-
-_CROP_SIZES = (24, 160)
-_BACKGROUND_BLUR = (0.0, 3.0)
-_CONTRAST = (0.3, 1.0)
-_TINT = (0.6, 1.4)
-_FONT_SIZES = (30, 50)
-_MAX_STROKE = 2
-_MAX_JITTER = 3
-_MAX_ROTATION_DEGREES = 12.0
-_MAX_SHEAR = 0.25
-# The digit's luminance minus its background's, in either polarity.
-_LUMINANCE_GAP = (70.0, 125.0)
-_NEIGHBOUR_PROBABILITY = 0.6
-_NEIGHBOUR_DISTANCE = (1.05, 1.4)  # centre to centre, in glyph widths
-# Faint characters in the background, as on the walls and signs around house numbers:
-# how many, their size (px on the canvas) and their luminance difference from the photo.
-_CLUTTER_COUNT = (2, 6)
-_CLUTTER_SIZES = (12, 60)
-_CLUTTER_CONTRAST = (10.0, 45.0)
 _CLUTTER_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_CAMERA_BLUR = (0.0, 1.6)
-_NOISE = (0.0, 8.0)
 _LUMINANCE = np.array([0.299, 0.587, 0.114])
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings:
+  """Every drawing rule of the renderer: (low, high) ranges drawn uniformly per image.
+
+  Attributes:
+    stream: the number mixed into every image's seed: settings with different streams
+      draw different images, so cached renders of one are never read as another's.
+    crop_sizes: side of the square photo crop (px), resized to the 64x64 canvas.
+    background_blur: Gaussian blur of the background (sigma, canvas px).
+    contrast: the photo's contrast about its mean is scaled by this.
+    tint: each colour channel of the background is multiplied by this.
+    font_sizes: the digit's font size (canvas px).
+    max_stroke: the glyph's outline width is drawn from 0..max_stroke (canvas px).
+    max_jitter: the digit's centre moves by up to this (canvas px).
+    max_rotation_degrees, max_shear: the digit's pose.
+    luminance_gap: the digit's luminance minus its background's, in either polarity.
+    chroma: the spread of the digit's hue about its grey (per channel, of 255).
+    neighbour_probability: on each side, the chance of a cut-off neighbouring digit.
+    neighbour_distance: a neighbour's centre to the digit's, in glyph widths.
+    clutter_count, clutter_sizes, clutter_contrast: faint characters in the
+      background, as on the walls and signs around house numbers: how many, their size
+      (canvas px) and their luminance difference from the photo.
+    camera_blur: blur after reduction to 32x32 (sigma, px at 32x32).
+    noise: Gaussian noise (sigma, of 255).
+  """
+
+  stream: int
+  crop_sizes: tuple[int, int] = (24, 160)
+  background_blur: tuple[float, float] = (0.0, 3.0)
+  contrast: tuple[float, float] = (0.3, 1.0)
+  tint: tuple[float, float] = (0.6, 1.4)
+  font_sizes: tuple[int, int] = (30, 50)
+  max_stroke: int = 2
+  max_jitter: float = 3.0
+  max_rotation_degrees: float = 12.0
+  max_shear: float = 0.25
+  luminance_gap: tuple[float, float] = (70.0, 125.0)
+  chroma: float = 60.0
+  neighbour_probability: float = 0.6
+  neighbour_distance: tuple[float, float] = (1.05, 1.4)
+  clutter_count: tuple[int, int] = (2, 6)
+  clutter_sizes: tuple[int, int] = (12, 60)
+  clutter_contrast: tuple[float, float] = (10.0, 45.0)
+  camera_blur: tuple[float, float] = (0.0, 1.6)
+  noise: tuple[float, float] = (0.0, 8.0)
+
+
+# The renderer's versions. A version's rules never change: a new rule is a new version,
+# and `crmvae_jax.data.mst_offline` keys its cache on the version's settings.
+VERSIONS = {
+    # The first surrogate: textured photo crops and clutter, calibrated only so that the
+    # mean of many renders of a digit shows none.
+    1: RenderSettings(stream=1),
+}
+VERSION = 1  # the default of `render_pool` and of configs/mst_offline.py
 
 
 def font_paths() -> list[str]:
@@ -116,62 +150,65 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
   return ImageFont.truetype(path, size)
 
 
-def _background(rng: np.random.Generator, region: tuple[float, float]) -> np.ndarray:
+def _background(rng: np.random.Generator, region: tuple[float, float],
+                settings: RenderSettings) -> np.ndarray:
   """A blurred, contrast-scaled, tinted photo crop: float [64, 64, 3] in [0, 255]."""
   all_photos = photos()
   photo = all_photos[rng.integers(len(all_photos))]
   height, width = photo.shape[:2]
   left, right = int(region[0] * width), int(region[1] * width)
-  size = min(int(rng.integers(_CROP_SIZES[0], _CROP_SIZES[1] + 1)), height, right - left)
+  size = min(int(rng.integers(settings.crop_sizes[0], settings.crop_sizes[1] + 1)), height, right - left)
   top = int(rng.integers(0, height - size + 1))
   start = int(rng.integers(left, right - size + 1))
   crop = Image.fromarray(photo[top:top + size, start:start + size])
   crop = crop.resize((CANVAS_SIZE, CANVAS_SIZE), Image.BILINEAR)
-  crop = crop.filter(ImageFilter.GaussianBlur(rng.uniform(*_BACKGROUND_BLUR)))
+  crop = crop.filter(ImageFilter.GaussianBlur(rng.uniform(*settings.background_blur)))
   pixels = np.asarray(crop, dtype=np.float64)
   mean = pixels.mean()
-  pixels = mean + rng.uniform(*_CONTRAST) * (pixels - mean)
-  return np.clip(pixels * rng.uniform(*_TINT, size=3), 0.0, 255.0)
+  pixels = mean + rng.uniform(*settings.contrast) * (pixels - mean)
+  return np.clip(pixels * rng.uniform(*settings.tint, size=3), 0.0, 255.0)
 
 
-def _clutter(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _clutter(background: np.ndarray, rng: np.random.Generator,
+             settings: RenderSettings) -> np.ndarray:
   """`background` with a few faint characters anywhere on it, lighter or darker."""
   paths = font_paths()
-  for _ in range(int(rng.integers(_CLUTTER_COUNT[0], _CLUTTER_COUNT[1] + 1))):
+  for _ in range(int(rng.integers(settings.clutter_count[0], settings.clutter_count[1] + 1))):
     layer = Image.new("L", (CANVAS_SIZE, CANVAS_SIZE), 0)
     font = _font(paths[rng.integers(len(paths))],
-                 int(rng.integers(_CLUTTER_SIZES[0], _CLUTTER_SIZES[1] + 1)))
+                 int(rng.integers(settings.clutter_sizes[0], settings.clutter_sizes[1] + 1)))
     character = _CLUTTER_CHARACTERS[rng.integers(len(_CLUTTER_CHARACTERS))]
     position = tuple(rng.uniform(0, CANVAS_SIZE, size=2))
     ImageDraw.Draw(layer).text(position, character, fill=255, font=font, anchor="mm")
     coverage = np.asarray(layer, np.float64)[..., None] / 255.0
-    shift = rng.choice((-1.0, 1.0)) * rng.uniform(*_CLUTTER_CONTRAST)
+    shift = rng.choice((-1.0, 1.0)) * rng.uniform(*settings.clutter_contrast)
     background = np.clip(background + shift * coverage, 0.0, 255.0)
   return background
 
 
-def _digit_mask(digit: int, rng: np.random.Generator) -> np.ndarray:
+def _digit_mask(digit: int, rng: np.random.Generator, settings: RenderSettings) -> np.ndarray:
   """Coverage [64, 64] in [0, 1] of the digit, its neighbours, posed (rotated, sheared)."""
   paths = font_paths()
-  font = _font(paths[rng.integers(len(paths))], int(rng.integers(_FONT_SIZES[0],
-                                                                  _FONT_SIZES[1] + 1)))
-  stroke = int(rng.integers(0, _MAX_STROKE + 1))
+  font = _font(paths[rng.integers(len(paths))], int(rng.integers(settings.font_sizes[0],
+                                                                  settings.font_sizes[1] + 1)))
+  stroke = int(rng.integers(0, settings.max_stroke + 1))
   canvas = Image.new("L", (CANVAS_SIZE, CANVAS_SIZE), 0)
   draw = ImageDraw.Draw(canvas)
-  centre_x, centre_y = (CANVAS_SIZE / 2 + rng.uniform(-_MAX_JITTER, _MAX_JITTER, size=2))
+  centre_x, centre_y = (CANVAS_SIZE / 2 + rng.uniform(-settings.max_jitter, settings.max_jitter, size=2))
   left, _, right, _ = font.getbbox(str(digit), stroke_width=stroke)
   glyph_width = right - left
   draw.text((centre_x, centre_y), str(digit), fill=255, font=font, anchor="mm",
             stroke_width=stroke, stroke_fill=255)
   for side in (-1, 1):
-    if rng.uniform() < _NEIGHBOUR_PROBABILITY:
-      offset = side * rng.uniform(*_NEIGHBOUR_DISTANCE) * glyph_width
+    if rng.uniform() < settings.neighbour_probability:
+      offset = side * rng.uniform(*settings.neighbour_distance) * glyph_width
       draw.text((centre_x + offset, centre_y), str(int(rng.integers(10))), fill=255, font=font,
                 anchor="mm", stroke_width=stroke, stroke_fill=255)
   # PIL's affine transform maps output to input coordinates: the inverse of the pose
   # (a rotation after a horizontal shear, both about the canvas centre).
-  angle = np.deg2rad(rng.uniform(-_MAX_ROTATION_DEGREES, _MAX_ROTATION_DEGREES))
-  shear = rng.uniform(-_MAX_SHEAR, _MAX_SHEAR)
+  angle = np.deg2rad(rng.uniform(-settings.max_rotation_degrees,
+                                 settings.max_rotation_degrees))
+  shear = rng.uniform(-settings.max_shear, settings.max_shear)
   rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
   inverse = np.linalg.inv(rotation @ np.array([[1.0, shear], [0.0, 1.0]]))
   centre = np.full(2, CANVAS_SIZE / 2)
@@ -183,8 +220,8 @@ def _digit_mask(digit: int, rng: np.random.Generator) -> np.ndarray:
   return np.asarray(posed, dtype=np.float64) / 255.0
 
 
-def _digit_colour(background: np.ndarray, luminance: float, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _digit_colour(background: np.ndarray, luminance: float, rng: np.random.Generator,
+                  settings: RenderSettings = VERSIONS[1]) -> tuple[np.ndarray, np.ndarray]:
   """A digit colour `d` lighter or darker (a fair coin) than the background under it.
 
   The luminance difference d is drawn from one distribution for both polarities, and
@@ -196,13 +233,13 @@ def _digit_colour(background: np.ndarray, luminance: float, rng: np.random.Gener
   Returns:
     (background, colour): the background, shifted where needed, and an RGB colour.
   """
-  difference = rng.uniform(*_LUMINANCE_GAP)
+  difference = rng.uniform(*settings.luminance_gap)
   target = float(np.clip(luminance, difference, 255.0 - difference))
   background = np.clip(background + (target - luminance), 0.0, 255.0)
   grey = target + (difference if rng.uniform() < 0.5 else -difference)
   # A random hue at that luminance: a zero-luminance chroma vector, shrunk until the
   # colour fits in [0, 255] (shrinking keeps the luminance).
-  chroma = rng.normal(size=3) * 60.0
+  chroma = rng.normal(size=3) * settings.chroma
   chroma -= (_LUMINANCE @ chroma) * np.ones(3)
   for _ in range(20):
     colour = grey + chroma
@@ -212,29 +249,41 @@ def _digit_colour(background: np.ndarray, luminance: float, rng: np.random.Gener
   return background, np.full(3, grey)
 
 
-def render(digit: int, rng: np.random.Generator, region: tuple[float, float]) -> np.ndarray:
+def render(digit: int, rng: np.random.Generator, region: tuple[float, float],
+           settings: RenderSettings = VERSIONS[VERSION]) -> np.ndarray:
   """One SVHN-like image of `digit` (module docstring): uint8 [32, 32, 3].
 
   Args:
     digit: 0..9.
     rng: its randomness; the image is a function of the generator's state.
     region: the horizontal fraction (start, end) of every photo it may crop.
+    settings: the drawing rules.
   """
-  background = _clutter(_background(rng, region), rng)
-  mask = _digit_mask(digit, rng)[..., None]
+  background = _clutter(_background(rng, region, settings), rng, settings)
+  mask = _digit_mask(digit, rng, settings)[..., None]
   covered = mask[..., 0] > 0.5
   under = background[covered] if covered.any() else background.reshape(-1, 3)
-  background, colour = _digit_colour(background, float(under.mean(axis=0) @ _LUMINANCE), rng)
+  background, colour = _digit_colour(background, float(under.mean(axis=0) @ _LUMINANCE), rng,
+                                     settings)
   canvas = background * (1.0 - mask) + colour * mask
   image = Image.fromarray(canvas.round().astype(np.uint8)).reduce(CANVAS_SIZE // IMAGE_SIZE)
-  image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*_CAMERA_BLUR)))
+  image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*settings.camera_blur)))
   pixels = np.asarray(image, dtype=np.float64)
-  pixels += rng.normal(size=pixels.shape) * rng.uniform(*_NOISE)
+  pixels += rng.normal(size=pixels.shape) * rng.uniform(*settings.noise)
   return np.clip(pixels.round(), 0, 255).astype(np.uint8)
 
 
+def settings_of(version: int) -> RenderSettings:
+  """The drawing rules of renderer `version` (`VERSIONS`)."""
+  if version not in VERSIONS:
+    raise ValueError(f"unknown renderer version {version!r}; known: "
+                     f"{', '.join(map(str, VERSIONS))}.")
+  return VERSIONS[version]
+
+
 def render_pool(labels: Sequence[int], seed: int, pool: str, description: str | None = None,
-                disable_progress_bar: bool = False) -> np.ndarray:
+                disable_progress_bar: bool = False,
+                settings: RenderSettings | None = None) -> np.ndarray:
   """Renders one image per label: image i is `render(labels[i], ...)` with its own generator.
 
   Args:
@@ -244,17 +293,19 @@ def render_pool(labels: Sequence[int], seed: int, pool: str, description: str | 
       photo region and an independent stream of randomness.
     description: the progress bar's text; None: no progress bar.
     disable_progress_bar: hide the progress bar.
+    settings: the drawing rules; None: those of `VERSION`.
 
   Returns:
     uint8 [N, 32, 32, 3].
   """
   if pool not in PHOTO_REGIONS:
     raise ValueError(f"render_pool: unknown pool {pool!r}; known: {', '.join(PHOTO_REGIONS)}.")
+  settings = VERSIONS[VERSION] if settings is None else settings
   labels = np.asarray(labels)
   images = np.empty((len(labels), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
   indices = tqdm.trange(len(labels), desc=description, unit="image", leave=False,
                         disable=disable_progress_bar or description is None)
   for i in indices:
-    rng = np.random.default_rng([seed, VERSION, _POOL_STREAMS[pool], i])
-    images[i] = render(int(labels[i]), rng, PHOTO_REGIONS[pool])
+    rng = np.random.default_rng([seed, settings.stream, _POOL_STREAMS[pool], i])
+    images[i] = render(int(labels[i]), rng, PHOTO_REGIONS[pool], settings)
   return images
