@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
+import tracemalloc
+import zipfile
+
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 from configs import arrays as arrays_config
 from crmvae_jax import data as data_lib
@@ -171,6 +177,232 @@ def test_missing_files_say_which_flag(tmp_path):
     data_lib.load(config)
 
 
+def _load_changed(tmp_path, change, fields=None, test_change=None):
+  """Loads example_arrays() changed by `change` (and a test file changed by `test_change`)."""
+  np.savez(tmp_path / "bad.npz", **change(example_arrays()))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "bad.npz")
+  if test_change is not None:
+    np.savez(tmp_path / "test.npz", **test_change(example_arrays(5)))
+    config.test_path = str(tmp_path / "test.npz")
+  config.update(fields or {})
+  return data_lib.load(config)
+
+
+def _refused_without_allocating(config, message):
+  """Asserts that loading `config` raises UserError(`message`) without allocating more
+  than a few MB (the refused file claims gigabytes)."""
+  tracemalloc.start()
+  try:
+    with pytest.raises(UserError, match=message):
+      data_lib.load(config)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak < 64 * 2**20
+
+
+def _with_member(arrays_: dict[str, np.ndarray], name: str, member: bytes) -> bytes:
+  """An .npz of `arrays_` plus a zip member `name` holding the raw bytes `member`."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays_)
+  with zipfile.ZipFile(buffer, "a") as archive:
+    archive.writestr(name, member)
+  return buffer.getvalue()
+
+
+def _npy_header(shape, descr="<f8") -> bytes:
+  """A hand-written .npy version 1.0 header claiming `shape` of `descr`."""
+  buffer = io.BytesIO()
+  npy_format.write_array_header_1_0(
+      buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+  return buffer.getvalue()
+
+
+def _without(name):
+  return lambda a: {k: v for k, v in a.items() if k != name}
+
+
+@pytest.mark.parametrize("change, fields, test_change, message", [
+    (lambda a: {**a, "image": a["image"][:0]}, None, None,
+     "Array 'image' of .*bad.npz holds 0 examples"),
+    (lambda a: {**a, "labels": a["labels"][:0]}, None, None,
+     "Array 'labels' of .*bad.npz holds 0 examples"),
+    (lambda a: {**a, "masks": a["masks"][:0]}, None, None,
+     "Array 'masks' of .*bad.npz holds 0 examples"),
+    (lambda a: {k: v[:0] for k, v in a.items()}, None, None, "holds 0 examples"),
+    (lambda a: {**a, "features": a["features"][:, :0]}, None, None,
+     "Array 'features' of .*bad.npz has shape \\(200, 0\\), no values per example"),
+    (lambda a: {**a, "labels": np.int64(3)}, None, None,
+     "Array 'labels' of .*bad.npz is a single value"),
+    # Splits left empty: one example, all of it test; a test file without a complete
+    # example; no training example kept.
+    (lambda a: {k: v[:1] for k, v in a.items()}, None, None,
+     "bad.npz holds too few examples \\(1\\) to leave any for training"),
+    (lambda a: a, None, lambda a: {**a, "masks": a["masks"] & (np.arange(3) != 2)},
+     "No test example of .*test.npz has every modality"),
+    (lambda a: a, {"max_train": 0}, None, "--config.data.max_train is 0"),
+    (lambda a: a, {"test_fraction": 1.0}, None, "--config.data.test_fraction is 1.0"),
+])
+def test_zero_examples_are_refused_naming_the_array_or_file(tmp_path, change, fields,
+                                                            test_change, message):
+  with pytest.raises(UserError, match=message):
+    _load_changed(tmp_path, change, fields, test_change)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: {**a, "labels": a["labels"] - 1},
+     "'labels' of .*bad.npz holds the class id -1 \\(\\d+ examples\\); give integer class ids"),
+    (lambda a: {**a, "labels": a["labels"].astype(np.float64)},
+     "'labels' of .*bad.npz must be integers.* not float64 .*integer class ids"),
+    (lambda a: {**a, "labels": np.where(np.arange(NUM) == 3, np.nan, a["labels"])},
+     "'labels' of .*bad.npz must be integers.* not float64"),
+    (lambda a: {**a, "labels": a["labels"] > 4}, "'labels' of .*bad.npz must be integers.* bool"),
+    (lambda a: {**a, "labels": np.stack([a["labels"]] * 2, axis=1)},
+     "'labels' of .*bad.npz must be integers, one class id per example \\(\\[N\\] = \\[200\\]\\)"),
+    (lambda a: {**a, "labels": np.where(np.arange(NUM) == 0, 10**9, a["labels"])},
+     "'labels' of .*bad.npz holds the class id 1000000000 \\(1 examples\\).*at most 65,536"),
+    (lambda a: {**a, "masks": a["masks"].astype(np.float32)},
+     "'masks' of .*bad.npz is float32; give bool \\(or 0/1\\)"),
+    (lambda a: {**a, "masks": a["masks"] * 2}, "'masks' of .*bad.npz is int64"),
+])
+def test_labels_and_masks_that_are_not_per_example_ids_are_refused(tmp_path, change, message):
+  with pytest.raises(UserError, match=message):
+    _load_changed(tmp_path, change)
+
+
+@pytest.mark.parametrize("change, declared, message", [
+    (lambda a: {**a, "name": np.where(np.arange(8) == 3, -1, a["name"])}, {},
+     "Text 'name' holds the negative token id -1 in 200 examples; renumber the ids to 0..V-1"),
+    (lambda a: {**a, "name": a["name"].astype(np.float32)}, {"kind": "text"},
+     "Text 'name' must be integer token ids \\[N, L\\]; got float32"),
+    (lambda a: {**a, "name": np.where(np.arange(8) == 0, 10**6, a["name"].astype(np.int64))}, {},
+     "Text 'name' holds the token id 1000000, .*1,000,001 ids, over the 65,536 .*renumber"),
+    (lambda a: {**a, "name": np.where(np.arange(8) == 0, 2**62, a["name"].astype(np.int64))}, {},
+     "Text 'name' holds the token id 4611686018427387904"),
+    (lambda a: a, {"vocab_size": 10**6}, "vocab_size is 1000000; give an integer from 1 to 65,536"),
+    (lambda a: a, {"vocab_size": 0}, "vocab_size is 0"),
+    (lambda a: a, {"vocab_size": 50}, "Text 'name' holds token id 69 but .*vocab_size is 50"),
+])
+def test_text_ids_that_are_negative_fractional_or_too_many_are_refused_at_once(
+    tmp_path, change, declared, message):
+  np.savez(tmp_path / "bad.npz", **change(example_arrays()))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "bad.npz")
+  if declared:
+    config.modalities = {"image": {}, "name": declared, "features": {}}
+  _refused_without_allocating(config, message)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: {**a, "image": a["image"].astype(np.int32) + 100},
+     "Image 'image' is int32 in \\[100, 355\\]; give uint8 or floats in \\[0, 1\\]"),
+    (lambda a: {**a, "image": a["image"].astype(np.int16) - 1}, "Image 'image' is int16 in \\[-1,"),
+    (lambda a: {**a, "image": a["image"] / 200.0}, "Image 'image' is float64 in \\[0.0, 1.275\\]"),
+    (lambda a: {**a, "image": a["image"] / -255.0}, "Image 'image' is float64 in \\[-1.0, "),
+    (lambda a: {**a, "image": a["image"] > 0}, "Image 'image' is bool; give uint8"),
+    (lambda a: {**a, "image": np.where(a["image"] > 250, np.nan, a["image"] / 255.0)},
+     "Array 'image' holds NaN or infinite values in \\d+ examples"),
+    (lambda a: {**a, "image": np.where(a["image"] > 250, np.inf, a["image"] / 255.0)},
+     "Array 'image' holds NaN or infinite values"),
+])
+def test_images_outside_their_range_are_refused(tmp_path, change, message):
+  with pytest.raises(UserError, match=message):
+    _load_changed(tmp_path, change)
+
+
+@pytest.mark.parametrize("change, declared, message", [
+    (lambda a: {**a, "features": np.where(np.arange(5) == 0, np.nan, a["features"])}, {},
+     "Array 'features' holds NaN or infinite values in 200 examples"),
+    (lambda a: {**a, "features": np.where(np.arange(NUM)[:, None] == 7, np.inf, a["features"])},
+     {}, "Array 'features' holds NaN or infinite values in 1 examples"),
+    (lambda a: {**a, "features": -np.inf * a["features"]}, {}, "Array 'features' holds NaN"),
+    (lambda a: {**a, "features": a["features"].astype(np.float64) * 1e300}, {},
+     "Vector 'features' holds values beyond float32's range .* in \\d+ examples; rescale it"),
+    (lambda a: {**a, "features": np.round(a["features"]).astype(np.int64)}, {"kind": "vector"},
+     "Vector 'features' must be floats \\[N, F\\]; got int64"),
+])
+def test_vectors_that_are_not_finite_floats_are_refused(tmp_path, change, declared, message):
+  np.savez(tmp_path / "bad.npz", **change(example_arrays()))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "bad.npz")
+  if declared:
+    config.modalities = {"image": {}, "name": {}, "features": declared}
+  with pytest.raises(UserError, match=message):
+    data_lib.load(config)
+
+
+@pytest.mark.parametrize("contents, message", [
+    # A header claiming 10**10 float64 (80 GB) over 16 stored bytes: refused from the header.
+    (lambda a: _with_member(_without("image")(a), "image.npy",
+                            _npy_header((10**10,)) + bytes(16)),
+     "Array 'image' of .*bad.npz claims the shape \\(10000000000,\\) of float64 "
+     "\\(80,000,000,000 bytes\\) in its .npy header but stores 16 bytes"),
+    (lambda a: _with_member(_without("image")(a), "image.npy",
+                            _npy_header((NUM, 28, 28, 1), "|u1") + bytes(100)),
+     "Array 'image' of .*bad.npz claims the shape \\(200, 28, 28, 1\\)"),
+    (lambda a: _with_member(_without("image")(a), "image.npy", _npy_header((-5,))),
+     "Array 'image' of .*bad.npz claims the shape \\(-5,\\)"),
+    (lambda a: _with_member(_without("image")(a), "image.npy", b"\x93NUMPY\x01\x00junk"),
+     "Array 'image' of .*bad.npz has no valid .npy header"),
+    (lambda a: _with_member(_without("image")(a), "image.npy",
+                            b"\x93NUMPY\x09" + _npy_header((NUM,))[7:] + bytes(8 * NUM)),
+     "Array 'image' of .*bad.npz has no valid .npy header \\(unknown .npy format version"),
+    (lambda a: _with_member(a, "readme.txt", b"my data"),
+     "bad.npz holds 'readme.txt', which is no .npy array"),
+    (lambda a: _with_member(a, "extra.npy", _npy_header((NUM,), "|O") + bytes(8 * NUM)),
+     "Array 'extra' of .*bad.npz holds Python objects \\(pickled data\\)"),
+    (lambda a: b"image,name\n1,2\n",
+     "bad.npz is not a readable .npz file: it is no zip of .npy arrays; write it with "
+     "numpy.savez"),
+    (lambda a: _npy_bytes(a["image"]), "bad.npz is not a readable .npz file: it is a single "
+     ".npy array"),
+])
+def test_files_whose_headers_lie_or_hold_no_arrays_are_refused_before_loading(
+    tmp_path, contents, message):
+  (tmp_path / "bad.npz").write_bytes(contents(example_arrays()))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "bad.npz")
+  _refused_without_allocating(config, message)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  np.save(buffer, array)
+  return buffer.getvalue()
+
+
+def test_object_arrays_written_by_savez_are_refused(tmp_path):
+  np.savez(tmp_path / "bad.npz", **example_arrays(), notes=np.array([{"a": 1}] * NUM))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "bad.npz")
+  with pytest.raises(UserError, match="Array 'notes' of .*bad.npz holds Python objects"):
+    data_lib.load(config)
+
+
+def test_arrays_larger_than_the_available_memory_are_refused_from_their_headers(
+    tmp_path, monkeypatch, config_data):
+  monkeypatch.setattr(arrays, "_available_memory", lambda: 100_000)
+  _refused_without_allocating(
+      config_data, "The arrays of .*data.npz need .* of memory \\(the largest, 'image' of "
+      ".*data.npz, is uint8 \\(200, 28, 28, 1\\)\\) but this machine has 100,000 bytes "
+      "available; store fewer or smaller examples")
+
+
+def test_integer_images_compressed_files_and_integer_masks_load(tmp_path):
+  original = example_arrays()
+  changed = {**original, "image": original["image"].astype(np.int64),
+             "labels": original["labels"].astype(np.uint8),
+             "masks": original["masks"].astype(np.int8)}
+  np.savez_compressed(tmp_path / "data.npz", **changed)
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "data.npz")
+  train, test = data_lib.load(config)
+  assert train.arrays["image"].dtype == np.uint8
+  np.testing.assert_array_equal(train.arrays["image"], original["image"])
+  assert train.masks.dtype == bool and len(train) + len(test) <= NUM
+
+
 def test_unlabelled_data_loads_with_every_label_missing(tmp_path):
   unlabelled = {k: v for k, v in example_arrays().items() if k != "labels"}
   np.savez(tmp_path / "data.npz", **unlabelled)
@@ -210,3 +442,38 @@ def test_unlabelled_data_is_evaluated_by_what_needs_no_labels(tmp_path):
     assert json.load(f)["log_likelihood"] == results["log_likelihood"]
   assert os.path.getsize(tmp_path / "run" / "eval" / "cross_generation.png") > 1000
   assert not os.path.exists(tmp_path / "no_classifiers")
+
+
+def test_the_datas_identity_is_its_content_not_its_path(tmp_path, config_data):
+  first = data_lib.identity(config_data)
+  assert first["name"] == "arrays" and set(first["files"]) == {"path"}
+  moved = tmp_path / "moved.npz"
+  os.replace(config_data.path, moved)
+  config_data.path = str(moved)
+  assert data_lib.identity(config_data) == first  # the same bytes elsewhere
+  np.savez(moved, **example_arrays(seed=1))  # other data, the same shapes, the same path
+  assert data_lib.identity(config_data)["files"]["path"] != first["files"]["path"]
+
+
+@pytest.mark.slow
+def test_a_run_refuses_to_resume_or_load_on_another_file_at_its_path(tmp_path):
+  import crmvae_jax
+  from crmvae_jax import config as config_lib
+  from crmvae_jax.training import loop
+
+  np.savez(tmp_path / "data.npz", **example_arrays())
+  config = config_lib.resize(arrays_config.get_config(), "tiny")
+  config.data.path = str(tmp_path / "data.npz")
+  config.batch_size = config.eval.batch_size = 8
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  checkpoints_before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+  np.savez(tmp_path / "data.npz", **example_arrays(seed=1))  # same shapes, other values
+  config.num_train_steps *= 2
+  with pytest.raises(UserError, match=r"run was trained on other data \(files.path '[0-9a-f]+' "
+                     r"then, '[0-9a-f]+' now\); resume it on the data it was trained on"):
+    loop.train_and_evaluate(config, workdir)
+  with pytest.raises(UserError, match=r"run was trained on other data .*; give it the data it "
+                     r"was trained on"):
+    crmvae_jax.load(workdir)
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == checkpoints_before

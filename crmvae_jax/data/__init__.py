@@ -49,6 +49,22 @@ def check_fields(config_data) -> None:
     hook(config_data)
 
 
+def identity(config_data) -> dict:
+  """What the data is, for the runs trained on it and the judges that judge it.
+
+  The data set's name, plus what its loader says decides the examples and their labels
+  (`identity(config_data)` where the loader defines one: the renderer version of
+  MNIST-SVHN-Text offline, the content of a user's own files). A run saves it
+  (`runs.save_data_identity`) and refuses to resume or be evaluated on other data; a
+  judge records it and refuses to judge a run of other data.
+
+  Returns:
+    A JSON-serialisable dict; equal dicts mean the same data.
+  """
+  hook = _loader_function(config_data, "identity")
+  return {"name": config_data.name, **(hook(config_data) if hook is not None else {})}
+
+
 def judge_training_examples(config_data, modality: str):
   """(values, labels) the judge of `modality` trains on, where its data set has a pool of
   its own for it (mst_offline's SVHN-like renders); None: the training split's rows."""
