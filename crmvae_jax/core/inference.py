@@ -4,11 +4,20 @@ score any subset of its modalities.
 `TrainedModel` wraps the module, its parameters and how the model infers z from a subset
 of modalities (`objectives.subset_posterior_kind`: a product of experts with or without
 the prior expert, or a mixture), worked out once from the readings the model was
-trained with. Every method takes inputs as a dict {modality name: array} holding any
-non-empty subset of the modalities, in the stored form of the data sets (images uint8
-[B, H, W, C], text int token ids [B, L]); modalities left out are left out of the
-posterior (masked, never branched on), so one compiled program serves every subset of
-one batch size. Large inputs are processed in batches of `batch_size`.
+trained with. Every method takes inputs as a dict {modality name: array [B, ...]}, B >= 1,
+holding any non-empty subset of the modalities (`Modality.check_values` says what each
+kind takes): images as uint8 [B, H, W, C] in 0..255 (the stored form) or floats in
+[0, 1] (read as they are, so a generated image can be fed back in), text as integer token
+ids [B, L] below the vocabulary size, vectors as finite floats [B, F]. Modalities left
+out are left out of the posterior (masked, never branched on), so one compiled program
+serves every subset of one batch size. Large inputs are processed in batches of
+`batch_size`.
+
+Randomness: every `rng` argument takes a JAX PRNG key (raw uint32 [2] from
+`jax.random.PRNGKey`, or a typed key from `jax.random.key`) or an int seed (made
+`jax.random.PRNGKey(seed)`). `rng=None` means the posterior's mean in `encode`,
+`latents` and `generate`, and seed 0 in `log_likelihood`; `sample` draws with seed 0 by
+default. Arguments outside these rules raise a TypeError or ValueError naming them.
 
 Outputs are what a person looks at (`Modality.display`): images as floats in [0, 1],
 text as token ids [B, L] (`crmvae_jax.data.text.decode` turns MST-style ids into
@@ -24,7 +33,7 @@ Every evaluation metric and figure of the package goes through this class.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +148,42 @@ def _log_likelihood(model, kind, num_samples, params, stored, subset, scored, rn
   return log_marginal_estimate(log_likelihood_fn, proposal, num_samples, rng)
 
 
+# Checks of the API's arguments: each raises a TypeError (wrong type) or ValueError (wrong
+# value) of one sentence that names the argument and says what it accepts.
+
+_SEEDS = "an int seed"
+_KEYS = "a JAX PRNG key (jax.random.PRNGKey(0) or jax.random.key(0))"
+
+
+def _count(value, argument: str) -> int:
+  """`value` as a Python int, if it is an int >= 1 (numpy integers too, bools not)."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{argument} is {value!r}; pass an int >= 1.")
+  if value < 1:
+    raise ValueError(f"{argument} is {value}; pass an int >= 1.")
+  return int(value)
+
+
+def _key(rng: jax.Array | int, argument: str = "rng") -> jax.Array:
+  """The PRNG key of `rng`: a JAX key as it is (raw uint32 [2] or a typed key of shape
+  ()), an int seed (numpy integers too, bools not) as `jax.random.PRNGKey(seed)`."""
+  if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+    if not -2**63 <= rng < 2**63:
+      raise ValueError(f"{argument} is the seed {rng}; pass {_KEYS} or {_SEEDS} that fits "
+                       "in int64.")
+    return jax.random.PRNGKey(int(rng))
+  if isinstance(rng, (jax.Array, np.ndarray)):
+    if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) and rng.shape == ():
+      return rng
+    if rng.dtype == np.uint32 and rng.shape == (2,):
+      return jnp.asarray(rng)
+    given = f"an array of dtype {rng.dtype} and shape {rng.shape}"
+  else:
+    given = repr(rng) if isinstance(rng, (float, str, bool, np.bool_, type(None))) else (
+        f"a {type(rng).__name__}")
+  raise TypeError(f"{argument} is {given}; pass {_KEYS} or {_SEEDS}.")
+
+
 class TrainedModel:
   """A trained multimodal VAE (module docstring).
 
@@ -149,7 +194,7 @@ class TrainedModel:
     modalities: its `Modality`s, in its order.
     names: their names.
     latent_dim: D.
-    batch_size: examples per compiled call.
+    batch_size: examples per compiled call (an int >= 1).
     config: the run's config, step: the step of its checkpoint, train_set and test_set:
       its data (`crmvae_jax.load` sets them; None otherwise).
   """
@@ -165,6 +210,14 @@ class TrainedModel:
     self.batch_size = batch_size
     self.config = self.step = self.train_set = self.test_set = None
 
+  @property
+  def batch_size(self) -> int:
+    return self._batch_size
+
+  @batch_size.setter
+  def batch_size(self, value: int) -> None:
+    self._batch_size = _count(value, "batch_size")
+
   def __repr__(self) -> str:
     run = "" if self.config is None else f"{self.config.model} at step {self.step}, "
     return (f"TrainedModel({run}modalities {list(self.names)}, latent {self.latent_dim}, "
@@ -173,34 +226,70 @@ class TrainedModel:
   @classmethod
   def from_config(cls, model: models.MultimodalVAE, params, config, batch_size: int = 256
                   ) -> "TrainedModel":
-    """The model with the posterior kind of `config`'s model and readings."""
+    """The model with the posterior kind of `config`'s model and readings (batch_size:
+    an int >= 1)."""
     return cls(model, params, objectives.subset_posterior_kind(config.model,
                                                                config.get("readings")),
                batch_size)
 
+  # Arguments.
+
+  def _checked_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The given modalities' arrays, each checked (`Modality.check_values`), of one length."""
+    if not isinstance(inputs, Mapping):
+      raise TypeError(f"inputs is a {type(inputs).__name__}; pass a dict {{modality name: "
+                      f"array [B, ...]}} of the model's modalities {list(self.names)}.")
+    unknown = sorted(set(inputs) - set(self.names), key=str)
+    if unknown or not inputs:
+      raise ValueError(f"inputs has the keys {sorted(inputs, key=str)}; pass a non-empty dict "
+                       f"of the model's modalities {list(self.names)}; unknown: {unknown}.")
+    given = {m.name: m.check_values(inputs[m.name], f"inputs[{m.name!r}]")
+             for m in self.modalities if m.name in inputs}
+    sizes = {name: len(values) for name, values in given.items()}
+    if len(set(sizes.values())) != 1:
+      raise ValueError(f"inputs has modalities of different lengths {sizes}; pass one example "
+                       "per row of every modality.")
+    return given
+
+  def _names(self, names: Iterable[str], argument: str) -> tuple[str, ...]:
+    """`names` as a tuple, if it is a collection (not a string) of the model's modality
+    names."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+      raise TypeError(f"{argument} is {names!r}; pass a list of the model's modalities, "
+                      f"e.g. {list(self.names[:1])}.")
+    names = tuple(names)
+    unknown = sorted(set(names) - set(self.names), key=str)
+    if unknown:
+      raise ValueError(f"Unknown {argument} {unknown}; pass names of the model's modalities "
+                       f"{list(self.names)}.")
+    return names
+
+  def _checked_latents(self, z) -> np.ndarray:
+    """Latents `z` as float32 [B, D], if they are finite floats of that shape."""
+    z = np.asarray(z)
+    accepted = f"pass finite float latents [B, {self.latent_dim}] with B >= 1"
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+      raise TypeError(f"z is of dtype {z.dtype}; {accepted}.")
+    if z.ndim != 2 or z.shape[1] != self.latent_dim or not len(z):
+      raise ValueError(f"z has shape {z.shape} and the model's latent_dim is "
+                       f"{self.latent_dim}; {accepted}.")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below
+      z = z.astype(np.float32)
+    if not np.isfinite(z).all():
+      raise ValueError(f"z holds NaN or infinite values (in float32); {accepted}.")
+    return z
+
   # Inputs.
 
-  def _batch_size_of(self, inputs: Mapping[str, np.ndarray]) -> int:
-    unknown = sorted(set(inputs) - set(self.names))
-    if unknown or not inputs:
-      raise ValueError(f"Inputs {sorted(inputs)}: give a non-empty dict of the model's "
-                       f"modalities {list(self.names)}; unknown: {unknown}.")
-    sizes = {name: len(values) for name, values in inputs.items()}
-    if len(set(sizes.values())) != 1:
-      raise ValueError(f"Inputs of different lengths {sizes}: give one example per row of "
-                       "every modality.")
-    for m in self.modalities:
-      if m.name in inputs and tuple(np.shape(inputs[m.name])[1:]) != m.shape:
-        raise ValueError(f"Input {m.name!r} has examples of shape "
-                         f"{tuple(np.shape(inputs[m.name])[1:])}; the model reads {m.shape}.")
-    return next(iter(sizes.values()))
-
   def stored(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every modality's array for the encoders: the given ones, zeros for the others
-    (they are masked out of the posterior)."""
-    size = self._batch_size_of(inputs)
-    return {m.name: (np.asarray(inputs[m.name]) if m.name in inputs else
-                     np.zeros((size,) + m.shape, np.int32 if m.is_text else np.uint8))
+    """Every modality's array for the encoders: the given ones checked, in the form their
+    network reads (`Modality.check_values`), zeros for the others (they are masked out
+    of the posterior)."""
+    given = self._checked_inputs(inputs)
+    size = len(next(iter(given.values())))
+    return {m.name: (given[m.name] if m.name in given else
+                     np.zeros((size,) + m.shape, np.int32 if m.is_text else
+                              np.float32 if m.kind == "vector" else np.uint8))
             for m in self.modalities}
 
   def subset_of(self, names: Sequence[str]) -> np.ndarray:
@@ -221,29 +310,41 @@ class TrainedModel:
 
   # The API.
 
-  def latents(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | None = None,
+  def latents(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | int | None = None,
               subset: np.ndarray | None = None) -> np.ndarray:
-    """z [B, D] from the model's posterior of the modalities in `inputs` (or of `subset`,
-    a mask [M] over the model's modalities): its mean with `rng` None, else a sample."""
+    """z [B, D] from the model's posterior of the modalities in `inputs` (or of `subset`).
+
+    Args:
+      inputs: {modality: array [B, ...]} (module docstring), any non-empty subset.
+      rng: None: the posterior's mean; a JAX PRNG key or an int seed: a sample of it.
+      subset: a boolean mask [M] over the model's modalities; default: those of `inputs`.
+
+    Returns:
+      [B, D] latents.
+    """
     stored = self.stored(inputs)
+    key = None if rng is None else _key(rng)
     subset = jnp.asarray(self.subset_of(list(inputs)) if subset is None else subset)
     batches = list(self._batches(stored))
     outputs = []
     for index, (batch, valid) in enumerate(batches):
-      # One batch draws with `rng` itself; several, each with its own fold of it.
-      key = (jax.random.PRNGKey(0) if rng is None else
-             rng if len(batches) == 1 else jax.random.fold_in(rng, index))
-      outputs.append(np.asarray(_latents(self.model, self.kind, rng is None, self.params,
-                                         batch, subset, key))[:valid])
+      # One batch draws with the key itself; several, each with its own fold of it.
+      batch_key = (jax.random.PRNGKey(0) if key is None else
+                   key if len(batches) == 1 else jax.random.fold_in(key, index))
+      outputs.append(np.asarray(_latents(self.model, self.kind, key is None, self.params,
+                                         batch, subset, batch_key))[:valid])
     return np.concatenate(outputs)
 
-  def encode(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | None = None) -> np.ndarray:
-    """The latent representation of `inputs` (any non-empty subset of the modalities):
-    the posterior mean [B, D], or a sample of the posterior when `rng` is given."""
+  def encode(self, inputs: Mapping[str, np.ndarray], rng: jax.Array | int | None = None
+             ) -> np.ndarray:
+    """The latent representation [B, D] of `inputs` (any non-empty subset of the
+    modalities, module docstring): the posterior mean with `rng` None, else a sample of
+    the posterior drawn with `rng` (a JAX PRNG key or an int seed)."""
     return self.latents(inputs, rng)
 
   def subset_means(self, inputs: Mapping[str, np.ndarray], subsets: np.ndarray) -> np.ndarray:
-    """[K, B, D]: the posterior mean of every subset of `subsets` [K, M] (one encoding)."""
+    """[K, B, D]: the posterior mean of every subset of `subsets` [K, M] (one encoding of
+    `inputs`, {modality: array [B, ...]} as in the module docstring)."""
     stored = self.stored(inputs)
     return np.concatenate([
         np.asarray(_subset_means(self.model, self.kind, self.params, batch,
@@ -251,12 +352,10 @@ class TrainedModel:
         for batch, valid in self._batches(stored)], axis=1)
 
   def decode(self, z: np.ndarray, targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Latents [B, D] -> {target: displayed output} for `targets` (default: every one)."""
-    targets = self.names if targets is None else tuple(targets)
-    unknown = sorted(set(targets) - set(self.names))
-    if unknown:
-      raise ValueError(f"Unknown targets {unknown}; the model's modalities: {list(self.names)}.")
-    z = np.asarray(z, np.float32)
+    """Latents z (finite floats [B, D], B >= 1) -> {target: displayed output} for
+    `targets` (a list of modality names; default: every one)."""
+    targets = self.names if targets is None else self._names(targets, "targets")
+    z = self._checked_latents(z)
     outputs = {name: [] for name in targets}
     for batch, valid in self._batches({"z": z}):
       decoded = jax.device_get(_decode(self.model, self.params, jnp.asarray(batch["z"])))
@@ -266,13 +365,15 @@ class TrainedModel:
     return {name: np.concatenate(values) for name, values in outputs.items()}
 
   def generate(self, inputs: Mapping[str, np.ndarray], targets: Sequence[str] | None = None,
-               rng: jax.Array | None = None) -> dict[str, np.ndarray]:
+               rng: jax.Array | int | None = None) -> dict[str, np.ndarray]:
     """The `targets` (default: every modality) generated from `inputs`.
 
     Args:
-      inputs: {modality: stored array [B, ...]}, any non-empty subset of the modalities.
-      targets: the modalities to generate.
-      rng: None: decode the posterior's mean; a key: decode a sample of it.
+      inputs: {modality: array [B, ...]}, any non-empty subset of the modalities (module
+        docstring); images may be uint8 0..255 or floats in [0, 1], e.g. generated ones.
+      targets: a list of the modalities to generate.
+      rng: None: decode the posterior's mean; a JAX PRNG key or an int seed: decode a
+        sample of it.
 
     Returns:
       {target: images [B, H, W, C] in [0, 1] or token ids [B, L]}.
@@ -280,17 +381,21 @@ class TrainedModel:
     return self.decode(self.latents(inputs, rng), targets)
 
   def reconstruct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`inputs` encoded together and decoded back (from the posterior mean)."""
-    return self.generate(inputs, list(inputs))
+    """`inputs` ({modality: array [B, ...]}) encoded together and decoded back (from the
+    posterior mean)."""
+    return self.generate(inputs, list(inputs) if isinstance(inputs, Mapping) else None)
 
-  def sample(self, num_samples: int, rng: jax.Array,
+  def sample(self, num_samples: int, rng: jax.Array | int = 0,
              targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """`num_samples` examples of every modality (or of `targets`) from z ~ N(0, I)."""
-    return self.decode(np.asarray(jax.random.normal(rng, (num_samples, self.latent_dim))),
-                       targets)
+    """`num_samples` (an int >= 1) examples of every modality (or of `targets`, a list of
+    modality names) decoded from z ~ N(0, I), drawn with `rng` (a JAX PRNG key or an int
+    seed; default: seed 0)."""
+    num_samples = _count(num_samples, "num_samples")
+    z = jax.random.normal(_key(rng), (num_samples, self.latent_dim))
+    return self.decode(np.asarray(z), targets)
 
   def log_likelihood(self, inputs: Mapping[str, np.ndarray], num_samples: int = 1000,
-                     rng: jax.Array | None = None,
+                     rng: jax.Array | int | None = None,
                      proposal: Sequence[str] | None = None) -> np.ndarray:
     """Importance-sampled log p(X) of the modalities in `inputs`, per example (nats).
 
@@ -298,20 +403,22 @@ class TrainedModel:
     images, categorical for text), without the training's likelihood weights.
 
     Args:
-      inputs: {modality: stored array [B, ...]}.
-      num_samples: K importance samples per example.
-      rng: sampling randomness (default: key 0).
-      proposal: the modalities whose posterior is the proposal; default: those of
-        `inputs` (the model's joint posterior of them).
+      inputs: {modality: array [B, ...]} (module docstring).
+      num_samples: K importance samples per example, an int >= 1.
+      rng: sampling randomness: a JAX PRNG key or an int seed (None: seed 0).
+      proposal: a list of the modalities whose posterior is the proposal; default: those
+        of `inputs` (the model's joint posterior of them).
 
     Returns:
       [B] estimates of log p(X).
     """
+    num_samples = _count(num_samples, "num_samples")
+    key = _key(0 if rng is None else rng)
     stored = self.stored(inputs)
+    proposal = list(inputs) if proposal is None else self._names(proposal, "proposal")
     scored = jnp.asarray(self.subset_of(list(inputs)), jnp.float32)
-    subset = jnp.asarray(self.subset_of(list(inputs) if proposal is None else proposal))
-    rng = jax.random.PRNGKey(0) if rng is None else rng
+    subset = jnp.asarray(self.subset_of(proposal))
     return np.concatenate([
         np.asarray(_log_likelihood(self.model, self.kind, num_samples, self.params, batch,
-                                   subset, scored, jax.random.fold_in(rng, index)))[:valid]
+                                   subset, scored, jax.random.fold_in(key, index)))[:valid]
         for index, (batch, valid) in enumerate(self._batches(stored))])

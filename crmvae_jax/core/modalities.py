@@ -3,7 +3,10 @@
 A `Modality` turns the stored batch arrays of `crmvae_jax.data` (uint8 images, int32
 tokens) into network inputs on the device, scores decoder outputs with the modality's
 likelihood (docs/models.md: Laplace with scale 0.75 for images, a categorical over
-logits for text), and turns outputs back into pictures or strings for figures.
+logits for text), and turns outputs back into pictures or strings for figures. It also
+defines, once, what the Python API takes as an input (`Modality.check_values`): uint8
+images or floats in [0, 1] (the API's own outputs), integer token ids below the
+vocabulary size, finite float vectors.
 
 Likelihood weights follow the size rule of docs/models.md, written once for every data
 set: lambda_m = max_k size(x_k) / size(x_m), where an image's size is its number of
@@ -86,13 +89,100 @@ class Modality:
     return {name: sizes[name] for name in networks.SIZED_NETWORKS.get(self.network, ())}
 
   def inputs(self, stored: jax.Array) -> jax.Array:
-    """Stored batch -> network input: images to float [0, 1], tokens to one-hot,
-    vectors as they are."""
+    """Stored batch -> network input: tokens to one-hot, vectors as they are, images to
+    floats in [0, 1]: integer (uint8) pixels divided by 255, float pixels (already in
+    [0, 1], as `display` returns them) as they are. The dtype is static under jit; the
+    training pipeline always passes uint8."""
     if self.is_text:
       return jax.nn.one_hot(stored, self.vocab_size, dtype=jnp.float32)
-    if self.kind == "vector":
+    if self.kind == "vector" or jnp.issubdtype(stored.dtype, jnp.floating):
       return stored.astype(jnp.float32)
     return stored.astype(jnp.float32) / 255.0
+
+  def check_values(self, values, argument: str) -> np.ndarray:
+    """`values`, a batch [B, *shape] of this modality given to the Python API
+    (`core.inference.TrainedModel`), as the array that `inputs` reads.
+
+    Accepted, per kind (the one definition of an input):
+      image: uint8 0..255 (the stored form); other integers within 0..255 (made uint8);
+        floats in [0, 1] (what `display` returns, so a model's output can be fed back),
+        read as they are.
+      text: integer token ids in [0, vocab_size) (made int32).
+      vector: finite floats (made float32).
+
+    Args:
+      values: an array-like [B, *shape], B >= 1.
+      argument: how the caller's message names it, e.g. "inputs['mnist']".
+
+    Returns:
+      The checked array (numpy).
+
+    Raises:
+      TypeError: a dtype the kind does not take (bool, float token ids, text, ...).
+      ValueError: a wrong shape, no examples, or values outside the accepted range.
+    """
+    array = np.asarray(values)
+    self._check_shape(array, argument)
+    if self.is_text:
+      return self._checked_token_ids(array, argument)
+    if self.kind == "vector":
+      return self._checked_vectors(array, argument)
+    return self._checked_pixels(array, argument)
+
+  def _check_shape(self, array: np.ndarray, argument: str) -> None:
+    if array.ndim == 0 or array.shape[1:] != self.shape:
+      if self.is_text:
+        form = f"token ids [B, L] with L = {self.shape[0]} (one text as [1, {self.shape[0]}])"
+      elif self.kind == "vector":
+        form = f"vectors [B, F] with F = {self.shape[0]}"
+      else:
+        form = f"images [B, H, W, C] = [B, {', '.join(map(str, self.shape))}]"
+      raise ValueError(f"{argument} has examples of shape {array.shape[1:]}; the model reads "
+                       f"{self.shape}: pass {form}.")
+    if not len(array):
+      raise ValueError(f"{argument} holds no examples (shape {array.shape}); pass a batch "
+                       "of at least one.")
+
+  def _checked_pixels(self, array: np.ndarray, argument: str) -> np.ndarray:
+    accepted = "pass uint8 images 0..255 or floats in [0, 1]"
+    if array.dtype == np.uint8:
+      return array
+    integer = np.issubdtype(array.dtype, np.integer)
+    if not (integer or jnp.issubdtype(array.dtype, jnp.floating)):
+      raise TypeError(f"{argument} is of dtype {array.dtype}; {accepted}.")
+    if not integer and not np.isfinite(array).all():
+      raise ValueError(f"{argument} holds NaN or infinite values; {accepted}.")
+    low, high = array.min(), array.max()
+    if integer and not 0 <= low <= high <= 255:
+      raise ValueError(f"{argument} holds {array.dtype} values in [{low}, {high}]; {accepted}.")
+    if integer:
+      return array.astype(np.uint8)
+    if not 0 <= low <= high <= 1:
+      raise ValueError(f"{argument} holds floats in [{float(low):.4g}, {float(high):.4g}]; "
+                       f"{accepted} (floats are read as they are, not divided by 255).")
+    return array.astype(np.float32)
+
+  def _checked_token_ids(self, array: np.ndarray, argument: str) -> np.ndarray:
+    accepted = f"pass integer token ids in [0, {self.vocab_size})"
+    if not np.issubdtype(array.dtype, np.integer):
+      raise TypeError(f"{argument} is of dtype {array.dtype}; {accepted} (cast integral "
+                      "floats with .astype(int)).")
+    low, high = array.min(), array.max()
+    if not 0 <= low <= high < self.vocab_size:
+      raise ValueError(f"{argument} holds token ids in [{low}, {high}]; {accepted}, the "
+                       f"model's vocabulary of {self.vocab_size}.")
+    return array.astype(np.int32)
+
+  def _checked_vectors(self, array: np.ndarray, argument: str) -> np.ndarray:
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+      raise TypeError(f"{argument} is of dtype {array.dtype}; pass float vectors "
+                      f"[B, {self.shape[0]}].")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below
+      array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+      raise ValueError(f"{argument} holds NaN or infinite values (in float32); pass finite "
+                       "floats.")
+    return array
 
   def log_likelihood(self, stored: jax.Array, output: jax.Array) -> jax.Array:
     """log p(x | decoder output) summed over the example's elements: [B]."""
