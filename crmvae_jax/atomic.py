@@ -85,6 +85,10 @@ def check_writable(directory: str, fix: str, what: str = "") -> None:
     UserError: `directory` is a file, or creating it or a file in it fails (read-only,
       full); the message names it, the reason and `fix`.
   """
+  if os.path.islink(directory) and not os.path.exists(directory):
+    raise UserError(f"{directory} is a link to {os.readlink(directory)}, which does not exist"
+                    f"{' (meant for ' + what + ')' if what else ''}; create its target, remove "
+                    f"the link, or {fix}.")
   if os.path.lexists(directory) and not os.path.isdir(directory):
     raise UserError(f"{directory} is a file, not a directory{' for ' + what if what else ''}; "
                     f"move it away or {fix}.")

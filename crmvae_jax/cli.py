@@ -11,14 +11,16 @@ Every program (`crmvae_jax.main`, `.evaluate`, `.evaluate_image_text`, `.classif
   the config lacks (naming the closest field);
 - prints every other flag error, and every `UserError` that `main` raises, as one
   line `error: <message>` on stderr, with exit status 1;
-- ends on SIGTERM or SIGHUP at any moment with one line and status 128 + the signal
-  (training first saves its current step: `training.loop.StopSignals`).
+- ends on SIGINT, SIGTERM or SIGHUP at any moment with one line and status 128 + the
+  signal (training first saves its current step: `training.loop.StopSignals`), even
+  where a library swallowed the exception the signal raised (`startup.stop_requested`).
 
 Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import inspect
@@ -26,6 +28,7 @@ import os
 import re
 import signal
 import sys
+import traceback
 import types
 from collections.abc import Callable, Sequence
 
@@ -36,6 +39,7 @@ from ml_collections import config_flags
 from crmvae_jax import config as config_lib
 from crmvae_jax import startup
 from crmvae_jax import runs
+from crmvae_jax import errors
 from crmvae_jax.errors import UserError
 
 # The default --config of training and of the classifiers: the quick start, whose
@@ -49,7 +53,7 @@ _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 
 
 class Stopped(UserError):
-  """SIGTERM or SIGHUP stopped the program outside training's own handling.
+  """SIGINT, SIGTERM or SIGHUP stopped the program outside training's own handling.
 
   Attributes:
     exit_code: 128 + the signal number, the shell's convention for a signalled program.
@@ -64,9 +68,13 @@ class Stopped(UserError):
 
 def _raise_stopped(signal_number, frame) -> None:
   del frame
+  startup.request_stop(signal_number)  # in case a library swallows the exception
   raise Stopped(signal_number)
 
 
+# Flags that name a directory or file: an empty value (`--workdir=`) would silently mean
+# the default or the current directory, so it is refused.
+PATH_FLAGS = ("workdir", "results", "root", "report", "torch_weights", "output")
 # Signals that end a program with one line (training saves first: loop.StopSignals).
 STOP_SIGNALS = startup.STOP_SIGNALS
 
@@ -132,6 +140,25 @@ def check_override_names(config: ml_collections.ConfigDict, argv: Sequence[str],
                     f"--config.{closest}?")
 
 
+@contextlib.contextmanager
+def _errors_of_config_file(path: str):
+  """An exception raised by the config file's own code (an import it lacks, a bug in
+  get_config) becomes one line naming the file and its line; an exception raised in the
+  package's code that the file calls keeps its traceback (a bug of ours)."""
+  try:
+    yield
+  except UserError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if os.path.abspath(frame.filename) == os.path.abspath(path)]
+    if not lines:
+      raise
+    message = " ".join(str(error).split()) or "no message"
+    raise UserError(f"Config file {path}, line {lines[-1]}: {type(error).__name__}: {message}; "
+                    "fix the file or pass another --config.") from None
+
+
 def load_config_file(argument: str) -> ml_collections.ConfigDict:
   """The config that a --config value names: `PATH.py[:SETTING]` or a run's `config.json`.
 
@@ -144,6 +171,11 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
   path, _, setting = argument.partition(":")
   if path.endswith(".json"):
     return runs.read_config(path)
+  if os.path.isdir(path):
+    inside = sorted(glob.glob(os.path.join(path, "*.py")))
+    example = next((f for f in inside if not f.endswith("__init__.py")), None)
+    hint = f"e.g. --config={example}" if example else "e.g. --config=configs/mst.py"
+    raise UserError(f"--config={path} is a directory; pass a config file, {hint}.")
   if not os.path.isfile(path):
     siblings = glob.glob(os.path.join(os.path.dirname(path) or ".", "*.py"))
     close = difflib.get_close_matches(path, siblings, n=1, cutoff=0.6)
@@ -160,7 +192,8 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
   # user's one-line error; an exception inside it keeps its traceback.
   module = types.ModuleType(f"config_{os.path.splitext(os.path.basename(path))[0]}")
   module.__file__ = path
-  exec(code, module.__dict__)  # pylint: disable=exec-used
+  with _errors_of_config_file(path):
+    exec(code, module.__dict__)  # pylint: disable=exec-used
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise UserError(f"Config file {path} defines no get_config(); it must define one that "
@@ -172,7 +205,8 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
     wanted = "no setting; drop" if setting else "a setting; add"
     raise UserError(f"{path}'s get_config takes {wanted} ':SETTING' in --config="
                     f"{argument}.") from None
-  config = get_config(*args)
+  with _errors_of_config_file(path):
+    config = get_config(*args)
   if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f"Config file {path}: get_config() returned a {type(config).__name__}, "
                     "not an ml_collections.ConfigDict; return ml_collections.ConfigDict(...).")
@@ -285,6 +319,40 @@ def use_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
 
 
+def check_xla_flags() -> None:
+  """Refuses an XLA_FLAGS that XLA would abort on (it ends the process with a fatal log
+  line on any word it does not know): every word must be a --xla_NAME[=VALUE] flag.
+
+  Raises:
+    UserError: naming the first word that is not such a flag.
+  """
+  for word in os.environ.get("XLA_FLAGS", "").split():
+    if not re.fullmatch(r"--xla_\w+(=\S*)?", word):
+      raise UserError(f"XLA_FLAGS holds {word!r}, which is not an XLA flag (--xla_NAME=VALUE); "
+                      "XLA would abort on it: fix or unset XLA_FLAGS.")
+
+
+def _platform_error() -> UserError | None:
+  """After a failure: a `UserError` if JAX has no usable device (JAX_PLATFORMS naming a
+  platform this machine lacks, a GPU build without a GPU), else None.
+
+  Asked only once something failed, since a multi-host run must not start JAX's backends
+  before it joins its peers.
+  """
+  import jax
+
+  try:
+    jax.devices()
+  except Exception as error:  # pylint: disable=broad-except  # RuntimeError, AssertionError
+    platforms = os.environ.get("JAX_PLATFORMS")
+    named = f"JAX_PLATFORMS={platforms}" if platforms else "JAX's default platforms"
+    detail = " ".join(str(error).split()).split(". ")[0].rstrip(".") or type(error).__name__
+    return UserError(f"JAX cannot start a device with {named} ({detail}); unset JAX_PLATFORMS "
+                     "(or set it to cpu) on a machine without a GPU, or install the GPU build "
+                     "with pip install -e '.[cuda12]' on a GPU machine.")
+  return None
+
+
 def run(main: Callable[[], None], config: str | None = QUICKSTART,
         config_help: str = "A configs/*.py file; default: the offline quick start.") -> None:
   """Runs `main()` as a command line (see the module docstring).
@@ -299,6 +367,14 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
   def checked_main(argv):
     if len(argv) > 1:
       exit_with(f"Unexpected arguments {' '.join(argv[1:])}; flags are written --NAME=VALUE.")
+    for name, value in flags.FLAGS.flag_values_dict().items():
+      if value == "" and name in PATH_FLAGS:
+        exit_with(f"--{name}= is empty; pass a directory or file (e.g. --{name}=workdirs/run), "
+                  "or leave the flag out for its default.")
+    try:
+      check_xla_flags()
+    except UserError as error:
+      exit_with(error)
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # Orbax logs every save and restore at INFO
     for number in STOP_SIGNALS:  # by default they end the process silently
@@ -307,10 +383,17 @@ def run(main: Callable[[], None], config: str | None = QUICKSTART,
       main()
     except UserError as error:
       exit_with(error)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+    except KeyboardInterrupt:  # a second Ctrl-C during training
       print("error: interrupted; the same command resumes from the last checkpoint.",
             file=sys.stderr)
       sys.exit(128 + signal.SIGINT)
+    except Exception as error:  # pylint: disable=broad-except
+      converted = errors.from_library_error(error) or _platform_error()
+      if converted is None:
+        raise  # a bug: its traceback is what a report needs
+      exit_with(converted)
+    if startup.stop_requested() is not None:  # a stop whose exception was swallowed
+      exit_with(Stopped(startup.stop_requested()))
 
   use_compilation_cache()
   app.run(checked_main, flags_parser=lambda argv: parse_flags(argv, config, config_help))

@@ -8,6 +8,7 @@ absent field passes, since configs saved by older runs lack some.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import math
 from typing import Any
@@ -103,9 +104,14 @@ def check_numbers(config, field: str, minimum: float, *, integer: bool = False,
   if not valid:
     raise UserError(f"--config.{field} must be a tuple of {kind} >= {minimum:g} and <= "
                     f"{maximum:g}, e.g. --config.{field}='{example}'; got {values!r}.")
-  repeated = sorted({v for v in values if list(values).count(v) > 1})
-  if distinct and repeated:
-    raise UserError(f"--config.{field} repeats {', '.join(map(str, repeated))}, which would "
+  if not distinct:
+    return
+  # Counted in one pass: a sweep of a million seeds is checked in a second.
+  repeated = sorted(value for value, count in collections.Counter(values).items() if count > 1)
+  if repeated:
+    shown = ", ".join(map(str, repeated[:5])) + (
+        f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
+    raise UserError(f"--config.{field} repeats {shown}, which would "
                     f"train identical replicas; list each value once, e.g. "
                     f"--config.{field}='{example}'.")
 

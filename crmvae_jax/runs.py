@@ -25,6 +25,8 @@ from crmvae_jax import atomic
 from crmvae_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
+# The identity of the data a run was trained on (`crmvae_jax.data.identity`).
+DATA_FILE = "data.json"
 # Dotted field -> type name, for the fields whose JSON form loses their type.
 TYPES_KEY = "__types__"
 _TYPES = {cls.__name__: cls for cls in (tuple, list, str, int, float, bool, dict)}
@@ -40,6 +42,44 @@ ADDED_FIELDS = {"data.missing_ratio": 0.0}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")
+
+
+def save_data_identity(workdir: str, identity: dict) -> str:
+  """Writes the identity of the run's data (`crmvae_jax.data.identity`) to
+  `workdir/data.json`, atomically."""
+  return atomic.write_json(os.path.join(workdir, DATA_FILE), identity)
+
+
+def check_same_data(workdir: str, identity: dict, fix: str) -> None:
+  """Refuses to resume or evaluate `workdir`'s run on data other than its own.
+
+  A run saved before runs recorded their data (no data.json) passes.
+
+  Args:
+    workdir: the run's directory.
+    identity: the identity of the data about to be used (`crmvae_jax.data.identity`).
+    fix: what the refusal tells the user to do.
+
+  Raises:
+    UserError: the saved identity differs; the message names what changed.
+  """
+  path = os.path.join(workdir, DATA_FILE)
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise UserError(f"{path} is not readable ({error}); delete it to accept the current "
+                    "data as the run's own.") from None
+  if saved == json.loads(json.dumps(identity)):
+    return
+  flat_saved, flat_now = _flatten(saved), _flatten(identity)
+  changed = sorted(field for field in set(flat_saved) | set(flat_now)
+                   if flat_saved.get(field) != flat_now.get(field))
+  described = ", ".join(f"{field} {flat_saved.get(field)!r} then, {flat_now.get(field)!r} now"
+                        for field in changed)
+  raise UserError(f"{workdir} was trained on other data ({described}); {fix}.")
 
 
 def config_path(workdir: str) -> str:
@@ -62,6 +102,9 @@ def check_workdir(workdir: str, flag: str = "--workdir") -> None:
     UserError: `workdir` (or a directory above it) is a file, or the nearest existing
       directory above it is not writable.
   """
+  if os.path.islink(workdir) and not os.path.exists(workdir):
+    raise UserError(f"{flag}={workdir} is a link to {os.readlink(workdir)}, which does not "
+                    "exist; create its target, remove the link, or pass another directory.")
   existing = os.path.abspath(workdir)
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)

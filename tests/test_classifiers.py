@@ -11,6 +11,7 @@ import pytest
 
 from crmvae_jax.evaluation import classifier_training, judges
 from crmvae_jax import config as config_lib
+from crmvae_jax import data as data_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.errors import UserError
 from crmvae_jax.core.modalities import modalities_of
@@ -76,6 +77,8 @@ def test_text_classifier_learns_digit_names(quickstart_data):
 def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
   config, _, _, modalities = quickstart_data
   classifier, metadata, (test_images, _) = trained_mnist
+  # As `train_classifiers` stores it: with the data it was trained on.
+  metadata = {**metadata, "data": data_lib.identity(config.data)}
   folder = classifier_training.save_classifier(str(tmp_path), classifier, metadata)
   assert folder == os.path.join(str(tmp_path), "mnist")
   with open(os.path.join(folder, judges.METADATA_FILE)) as f:

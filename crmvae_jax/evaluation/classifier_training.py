@@ -6,6 +6,8 @@ its test accuracy, and its storage where `judges` loads it from.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,10 @@ from crmvae_jax.evaluation.image_text import image_and_text_indices
 from crmvae_jax.evaluation.judges import (METADATA_FILE, PARAMS_DIR, Classifier,
                                           default_directory, network_input, predict_in_batches)
 from crmvae_jax.training import supervised
+from crmvae_jax.training.guards import WorkdirLock
+
+# Held by every program that writes a judges' directory (`judges_lock`).
+LOCK_FILE = "classifiers.lock"
 
 
 def classifier_examples(dataset: MultimodalDataset, name: str, max_examples: int | None = None,
@@ -149,14 +155,32 @@ def class_mean_accuracy(classifier: Classifier,
 
 
 def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> str:
-  """Writes `<directory>/<modality>/{params, classifier.json}`; returns that folder."""
+  """Stores one judge in `<directory>/<modality>`, replacing any judge there only whole.
+
+  The parameters go to a new folder beside the old ones (`params-<id>`); the judge is
+  then committed by replacing `classifier.json`, which names its parameters' folder, in
+  one atomic rename; only then are the old parameters removed. A program stopped at any
+  moment (even by SIGKILL) leaves the old judge or the new one, never a description
+  without parameters. Folders of a write that never committed are removed at the next
+  save.
+
+  Returns:
+    The judge's folder.
+  """
   folder = os.path.abspath(os.path.join(directory, classifier.modality.name))
   os.makedirs(folder, exist_ok=True)
+  params_dir = f"{PARAMS_DIR}-{time.time_ns():x}-{os.getpid()}"
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(folder, PARAMS_DIR), classifier.params, force=True)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  atomic.write_json(os.path.join(folder, METADATA_FILE), metadata)
+  try:
+    checkpointer.save(os.path.join(folder, params_dir), classifier.params)
+    checkpointer.wait_until_finished()
+  finally:
+    checkpointer.close()
+  atomic.write_json(os.path.join(folder, METADATA_FILE), {**metadata, "params": params_dir})
+  for name in os.listdir(folder):
+    stale = name == PARAMS_DIR or name.startswith(f"{PARAMS_DIR}-")
+    if stale and name != params_dir and os.path.isdir(os.path.join(folder, name)):
+      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
   return folder
 
 
@@ -179,9 +203,23 @@ def train_classifiers(config: ml_collections.ConfigDict, directory: str | None =
   """
   directory = default_directory(config) if directory is None else directory
   runs.check_workdir(directory, "--config.eval.classifier_dir")
+  os.makedirs(directory, exist_ok=True)
+  with judges_lock(directory):
+    return _train_classifiers(config, directory)
+
+
+def judges_lock(directory: str) -> WorkdirLock:
+  """The lock every writer of a judges' directory holds: two trainings of judges into
+  one directory would silently keep only the last one's."""
+  return WorkdirLock(directory, LOCK_FILE, "classifier training",
+                     "--config.eval.classifier_dir")
+
+
+def _train_classifiers(config: ml_collections.ConfigDict, directory: str) -> dict[str, float]:
   train_set, test_set = data_lib.load(config.data)
   modalities = modalities_of(config.data.name, train_set)
   max_examples = config.eval.get("classifier_max_train_examples")
+  identity = data_lib.identity(config.data)
   accuracies = {}
   for index, modality in enumerate(modalities):
     rng = np.random.default_rng([config.eval.seed, index])
@@ -194,6 +232,7 @@ def train_classifiers(config: ml_collections.ConfigDict, directory: str | None =
     tqdm.tqdm.write(f"{modality.name} classifier: test accuracy "
                     f"{metadata['test_accuracy']:.4f} on {len(test_examples[1])} examples "
                     f"(trained on {metadata['train_examples']})")
+    metadata["data"] = identity
     class_means = data_lib.class_mean_images(config.data, modality.name)
     if class_means is not None:
       metadata["class_mean_accuracy"] = class_mean_accuracy(classifier, class_means,
@@ -235,7 +274,11 @@ def train_attribute_classifier(config: ml_collections.ConfigDict) -> dict:
       classifier_examples(test_set, image.name, max_examples, rng), config.eval,
       seed=config.eval.seed + image_index,
       disable_progress_bar=config.get("disable_progress_bar", False))
-  folder = save_classifier(default_directory(config), classifier, metadata)
+  metadata["data"] = data_lib.identity(config.data)
+  directory = default_directory(config)
+  os.makedirs(directory, exist_ok=True)
+  with judges_lock(directory):
+    folder = save_classifier(directory, classifier, metadata)
   tqdm.tqdm.write(f"{image.name} attribute classifier: test accuracy "
                   f"{metadata['test_accuracy']:.4f}; stored in {folder}")
   return metadata

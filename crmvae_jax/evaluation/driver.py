@@ -17,6 +17,8 @@ classifier).
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from collections.abc import Callable, Sequence
 
 import jax
@@ -25,7 +27,7 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, input_pipeline, runs, validation
+from crmvae_jax import atomic, errors, input_pipeline, runs, validation
 from crmvae_jax.training import checkpoints, state
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.core.modalities import Modality
@@ -57,18 +59,52 @@ def _run_header(config: ml_collections.ConfigDict, modalities: Sequence[Modality
 
 
 def _eval_directory(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
-  """Where a replica's evaluation goes, checked writable before anything is computed."""
+  """Where a replica's evaluation goes, checked writable before anything is computed
+  (and put back whole if an earlier evaluation was stopped while replacing it)."""
   eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
+  _recover_eval_directory(eval_dir)
   atomic.check_writable(eval_dir, "copy the run somewhere writable and pass that --workdir")
   return eval_dir
 
 
-def _write_results(config: ml_collections.ConfigDict, workdir: str, replica: int,
-                   results: dict) -> str:
-  """Writes `results` to the replica's `eval/RESULTS_FILE`; returns that directory."""
-  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
-  atomic.write_json(os.path.join(eval_dir, RESULTS_FILE), results)
-  return eval_dir
+def _recover_eval_directory(eval_dir: str) -> None:
+  """Puts back the previous evaluation if a program stopped between the two renames of
+  `_replace_eval_directory`, and removes evaluations that were never committed."""
+  parent, name = os.path.split(eval_dir)
+  if not os.path.isdir(parent):
+    return
+  for entry in sorted(os.listdir(parent)):
+    path = os.path.join(parent, entry)
+    if entry.startswith(f"{name}.old-") and not os.path.exists(eval_dir):
+      os.rename(path, eval_dir)
+    elif entry.startswith((f"{name}.old-", f"{name}.new-")):
+      shutil.rmtree(path, ignore_errors=True)
+
+
+def _replace_eval_directory(eval_dir: str, write: Callable[[str], None]) -> None:
+  """Writes an evaluation's files with `write(directory)` into a new directory beside
+  `eval_dir`, then puts it in place of `eval_dir` whole: a program stopped or a disk
+  that fills up at any moment leaves the previous evaluation's files, all of them, or
+  the new ones, all of them. Files of `eval_dir` that this evaluation does not write (a
+  sweep's summary) are kept."""
+  suffix = f"{os.getpid()}-{time.time_ns():x}"
+  staging, previous = f"{eval_dir}.new-{suffix}", f"{eval_dir}.old-{suffix}"
+  os.makedirs(staging)
+  try:
+    write(staging)
+    if os.path.isdir(eval_dir):
+      for entry in os.listdir(eval_dir):
+        if not os.path.exists(os.path.join(staging, entry)):
+          source = os.path.join(eval_dir, entry)
+          copy = shutil.copytree if os.path.isdir(source) else shutil.copy2
+          copy(source, os.path.join(staging, entry))
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.isdir(eval_dir):
+    os.rename(eval_dir, previous)
+  os.rename(staging, eval_dir)
+  shutil.rmtree(previous, ignore_errors=True)
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
@@ -198,12 +234,27 @@ def _cross_generation_drawer(config: ml_collections.ConfigDict, trained: Trained
 
 def _write_outputs(config: ml_collections.ConfigDict, workdir: str, replica: int,
                    results: dict, markdown: str, draw: Drawer, verbose: bool) -> None:
-  """Writes a replica's results.json, tables.md and figure (`draw`), and prints the
-  tables if `verbose`."""
-  eval_dir = _write_results(config, workdir, replica, results)
-  atomic.write_text(os.path.join(eval_dir, TABLES_FILE), markdown)
-  figures = draw(eval_dir, f"{config.model}, seed {results['seed']}, beta "
-                           f"{results['beta']:g}, step {results['step']}")
+  """Writes a replica's results.json, tables.md and figure (`draw`) as one set
+  (`_replace_eval_directory`), and prints the tables if `verbose`."""
+  eval_dir = os.path.join(state.replica_directory(config, workdir, replica), "eval")
+  figures = []
+
+  def write(directory: str) -> None:
+    atomic.write_json(os.path.join(directory, RESULTS_FILE), results)
+    atomic.write_text(os.path.join(directory, TABLES_FILE), markdown)
+    figures.extend(draw(directory, f"{config.model}, seed {results['seed']}, beta "
+                                   f"{results['beta']:g}, step {results['step']}"))
+
+  try:
+    _replace_eval_directory(eval_dir, write)
+  except (OSError, UserError) as error:
+    os_error = next((e for e in (error, error.__cause__) if isinstance(e, OSError)), None)
+    reason = ("the disk is full" if errors.resource_problem(error) == "disk full" else
+              os_error.strerror if os_error is not None and os_error.strerror else
+              " ".join(str(error).split()))
+    raise UserError(f"Cannot write the evaluation into {eval_dir} ({reason}); free space or make "
+                    "it writable and run the same command again (the previous evaluation there "
+                    "is kept whole).") from error
   if verbose:
     print(markdown)
   tqdm.tqdm.write(f"Wrote {eval_dir}/{{{', '.join((RESULTS_FILE, TABLES_FILE, *figures))}}}.")

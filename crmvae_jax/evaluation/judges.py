@@ -31,6 +31,7 @@ from flax import linen as nn
 
 from crmvae_jax.evaluation import classifier_networks, metrics
 from crmvae_jax.core.modalities import Modality
+from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
 from crmvae_jax.errors import UserError
 
@@ -68,6 +69,11 @@ def train_command(config: ml_collections.ConfigDict, directory: str) -> str:
   config_file = registry.DATA_SETS[config.data.name].config_file
   if config_file is not None:
     command += f" --config={config_file}"
+  # What picks the data beyond the config file: a user's own files, a renderer version.
+  fields = ["path", "test_path", *data_lib.identity(config.data)]
+  for field in dict.fromkeys(fields):
+    if field != "name" and config.data.get(field) is not None:
+      command += f" --config.data.{field}={config.data[field]}"
   if os.path.abspath(directory) != os.path.abspath(
       os.path.join("classifiers", config.data.name)):
     command += f" --config.eval.classifier_dir={directory}"
@@ -241,6 +247,34 @@ def _damaged_classifier(directory: str, modality_name: str, why) -> UserError:
                    f"--config.eval.classifier_dir={os.path.abspath(directory)}.")
 
 
+def _check_judges_data(config: ml_collections.ConfigDict, modality_name: str, directory: str,
+                       metadata: dict) -> None:
+  """Refuses a judge trained on other data than the run's (`crmvae_jax.data.identity`).
+
+  Raises:
+    UserError: the judge records other data, or none (it was stored before judges
+      recorded their data); the message names the command that trains the right one.
+  """
+  expected = json.loads(json.dumps(data_lib.identity(config.data)))
+  recorded = metadata.get("data")
+  if recorded == expected:
+    return
+  folder = os.path.abspath(os.path.join(directory, modality_name))
+  what = ("does not record the data it was trained on" if recorded is None else
+          f"was trained on other data ({_difference(recorded, expected)})")
+  raise UserError(f"The {modality_name} classifier in {folder} {what}; train judges for this "
+                  f"run's data with: {train_command(config, directory)}")
+
+
+def _difference(recorded, expected) -> str:
+  """The first fields where two data identities differ, as 'field: judge's vs run's'."""
+  if not isinstance(recorded, dict):
+    return f"{recorded!r}"
+  fields = sorted(set(recorded) | set(expected), key=lambda f: (f != "name", f))
+  return "; ".join(f"{field}: {recorded.get(field)!r} for the judge, {expected.get(field)!r} "
+                   "for the run" for field in fields if recorded.get(field) != expected.get(field))
+
+
 def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
                     directory: str) -> Classifier:
   """Restores the classifier of one modality from `<directory>/<modality>`.
@@ -249,11 +283,14 @@ def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
     UserError: with the command that trains it, if it was never stored.
   """
   metadata = read_metadata(directory, modality.name)
-  params_path = os.path.abspath(os.path.join(directory, modality.name, PARAMS_DIR))
+  # Judges stored since their writes became atomic name their parameters' folder.
+  params_dir = metadata.get("params", PARAMS_DIR) if metadata else PARAMS_DIR
+  params_path = os.path.abspath(os.path.join(directory, modality.name, str(params_dir)))
   if metadata is None or not os.path.isdir(params_path):
     raise UserError(
         f"No {modality.name} classifier in {os.path.abspath(directory)}; train it with: "
         f"{train_command(config, directory)}")
+  _check_judges_data(config, modality.name, directory, metadata)
   try:
     module = classifier_networks.CLASSIFIERS[metadata["network"]](
         num_classes=metadata["num_classes"])

@@ -8,7 +8,6 @@ evaluation (`load_trained`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import time
@@ -22,7 +21,7 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, runs
+from crmvae_jax import atomic, errors, runs
 from crmvae_jax.core import models
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
@@ -71,20 +70,25 @@ def writing(manager: ocp.CheckpointManager):
 
   Raises:
     CheckpointWriteError: an OSError (full disk, read-only or vanished directory) in
-      the block; any other exception is a bug and passes unchanged.
+      the block, or a library's report of a full disk or read-only file system in its
+      own exception type (`errors.resource_problem`: Orbax raises ValueError); any
+      other exception is a bug and passes unchanged.
   """
   try:
     yield
   except Exception as error:  # pylint: disable=broad-except
     os_error = _os_error_in(error)
-    if os_error is None:
+    problem = errors.resource_problem(error)
+    if os_error is None and problem is None:
       raise
     directory = str(manager.directory)
-    if os_error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if problem == "disk full":
       free = shutil.disk_usage(directory).free if os.path.isdir(directory) else None
       reason = "the disk is full" + (f", {free / 1e6:.1f} MB free" if free is not None else "")
-    else:
+    elif os_error is not None:
       reason = os_error.strerror or type(os_error).__name__
+    else:
+      reason = problem
     raise CheckpointWriteError(
         f"Cannot write a checkpoint in {directory} ({reason}); free space or make it "
         "writable, then the same command resumes from the last saved checkpoint (or pass "
@@ -114,6 +118,8 @@ def _quarantine(manager: ocp.CheckpointManager, step: int) -> str:
 
 # The key of a checkpoint's custom metadata that holds `runs.model_defining_fields`.
 MODEL_DEFINING_KEY = "model_defining"
+# How often a reader lists the checkpoints again when the one it read was rotated away.
+_ROTATION_ATTEMPTS = 10
 UNREADABLE_DIR = "unreadable_checkpoints"
 
 
@@ -215,22 +221,34 @@ def restore_latest(manager: ocp.CheckpointManager, abstract, config=None,
     UserError: a checkpoint holds another model, or (with `quarantine`) every
       checkpoint was unreadable and none is left to resume.
   """
-  manager.reload()  # another process may have written or removed steps since it opened
-  steps = sorted(manager.all_steps(), reverse=True)
-  for index, step in enumerate(steps):
-    _check_same_model(manager, step, abstract, config)
-    try:
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as error:  # pylint: disable=broad-except
-      # Orbax raises many types; with the names and shapes checked above, any of them
-      # means the files are damaged.
-      where = f"; moved to {_quarantine(manager, step)}" if quarantine else ""
-      then = ("falling back to the previous one" if index + 1 < len(steps) else
-              "no earlier checkpoint is left")
-      message = (f"warning: checkpoint {step} in {manager.directory} is unreadable "
-                 f"({type(error).__name__}){where}; {then}.")
-      logging.warning(message)
-      tqdm.tqdm.write(message)
+  # A reader beside a training run may list a step that the run's rotation removes
+  # before it is read: it then lists the steps again and reads the newest one left.
+  for attempt in range(_ROTATION_ATTEMPTS):
+    manager.reload()  # another process may have written or removed steps since it opened
+    steps = sorted(manager.all_steps(), reverse=True)
+    rotated = False
+    for index, step in enumerate(steps):
+      try:
+        _check_same_model(manager, step, abstract, config)
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as error:  # pylint: disable=broad-except
+        if not os.path.isdir(os.path.join(str(manager.directory), str(step))):
+          rotated = True  # removed while we read it: neither damaged nor another model
+          continue
+        if isinstance(error, UserError):
+          raise
+        # Orbax raises many types; with the names and shapes checked above, any of them
+        # means the files are damaged.
+        where = f"; moved to {_quarantine(manager, step)}" if quarantine else ""
+        then = ("falling back to the previous one" if index + 1 < len(steps) else
+                "no earlier checkpoint is left")
+        message = (f"warning: checkpoint {step} in {manager.directory} is unreadable "
+                   f"({type(error).__name__}){where}; {then}.")
+        logging.warning(message)
+        tqdm.tqdm.write(message)
+    if not rotated:
+      break
+    time.sleep(0.2 * (attempt + 1))
   if steps and quarantine:
     workdir = os.path.dirname(str(manager.directory))
     raise UserError(
@@ -270,6 +288,9 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str, replica: int =
   Raises:
     UserError: with the command that trains it, if `workdir` has no readable checkpoint.
   """
+  runs.check_same_data(workdir, data_lib.identity(config.data),
+                       "give it the data it was trained on (the same files at "
+                       "--config.data.path / test_path)")
   train_set, test_set = data_lib.load(config.data)
   model = create_model(config, train_set)
   seeds, _ = replica_grid(config)

@@ -16,6 +16,7 @@ import numpy as np
 import tqdm
 from jax.experimental import multihost_utils
 
+from crmvae_jax import startup
 from crmvae_jax.errors import UserError
 
 
@@ -37,14 +38,24 @@ class TrainingInterrupted(UserError):
 
 
 class WorkdirLock:
-  """An exclusive lock on a workdir, so two trainings never write one run.
+  """An exclusive lock on a directory, so two programs never write one run (or one set
+  of judges) at once.
 
   `fcntl.flock` locks belong to the open file: the kernel releases them when the
-  process dies, even by SIGKILL, so a killed run never leaves a stale lock behind.
+  process dies, even by SIGKILL, so a killed program never leaves a stale lock behind.
+
+  Args:
+    workdir: the directory (it must exist).
+    file_name: the lock file inside it.
+    activity: what holds the lock, for the message ('training', 'classifier training').
+    flag: the flag that chooses the directory, for the message.
   """
 
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "train.lock")
+  def __init__(self, workdir: str, file_name: str = "train.lock", activity: str = "training",
+               flag: str = "--workdir"):
+    self.path = os.path.join(workdir, file_name)
+    self.activity = activity
+    self.flag = flag
     self._file = None
 
   def __enter__(self) -> "WorkdirLock":
@@ -52,7 +63,8 @@ class WorkdirLock:
       self._file = open(self.path, "a+")
     except OSError as error:
       raise UserError(f"Cannot open the lock file {self.path} ({error.strerror}); remove it "
-                      "(no training may be running there) or pass another --workdir.") from None
+                      f"(no {self.activity} may be running there) or pass another "
+                      f"{self.flag}.") from None
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -60,8 +72,8 @@ class WorkdirLock:
       holder = self._file.read().strip() or "another process"
       self._file.close()
       raise UserError(
-          f"Another training ({holder}) is running in {os.path.dirname(self.path)}; wait for it "
-          "to finish or pass another --workdir.") from None
+          f"Another {self.activity} ({holder}) is running in {os.path.dirname(self.path)}; "
+          f"wait for it to finish or pass another {self.flag}.") from None
     self._file.seek(0)
     self._file.truncate()
     self._file.write(f"pid {os.getpid()} on {os.uname().nodename}")
@@ -102,6 +114,10 @@ class StopSignals:
     return int(np.max(every)) or None
 
   def __enter__(self) -> "StopSignals":
+    pending = startup.stop_requested()
+    if pending is not None:  # asked before training started, and swallowed on the way
+      raise TrainingInterrupted(f"{signal.Signals(pending).name} stopped the program before "
+                                "training started; the same command starts it again.", pending)
     if threading.current_thread() is threading.main_thread():
       for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         self._previous[number] = signal.signal(number, self._handle)
@@ -112,12 +128,19 @@ class StopSignals:
       signal.signal(number, handler)
 
 
-def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config) -> str:
+def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config,
+                        has_checkpoint: bool = True) -> str:
   replica = int(np.argmax(first_non_finite >= 0))
   where = f" (replica seed {seeds[replica]}, beta {betas[replica]:g})" if len(seeds) > 1 else ""
+  weights = config.get("likelihood_weights")
+  causes = f"lower --config.learning_rate (now {config.learning_rate:g}) or beta"
+  if weights:  # set by the user: the first thing to look at
+    causes = (f"lower --config.likelihood_weights (now {tuple(weights)}), "
+              f"--config.learning_rate (now {config.learning_rate:g}) or beta")
+  kept = ("the last finite checkpoint is kept" if has_checkpoint else
+          "no checkpoint had been saved yet, so nothing was written")
   return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss, gradient "
-          "norm or updated parameters are not finite; lower --config.learning_rate (now "
-          f"{config.learning_rate:g}) or beta; the last finite checkpoint is kept.")
+          f"norm or updated parameters are not finite; {causes}; {kept}.")
 
 
 def available_memory_bytes() -> int | None:

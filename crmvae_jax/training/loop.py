@@ -247,7 +247,8 @@ class _Run:
     diverged_at = np.asarray(to_host(self.first_non_finite))
     if np.any(diverged_at >= 0):
       raise TrainingDiverged(
-          _divergence_message(diverged_at, self.seeds, self.beta_values, self.config))
+          _divergence_message(diverged_at, self.seeds, self.beta_values, self.config,
+                              has_checkpoint=bool(self.manager.all_steps())))
 
   def log_train(self, step: int) -> None:
     """Logs the last step's train metrics and the throughput since the last log."""
@@ -360,6 +361,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if has_checkpoints(workdir):
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
+      runs.check_same_data(workdir, data_lib.identity(config.data),
+                           "resume it on the data it was trained on, or pass another --workdir")
     return _train(config, workdir, eval_scalars)
 
 
@@ -374,6 +377,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     # replace the run's own config.json.
     if jax.process_index() == 0:
       runs.save_config(workdir, config)
+      runs.save_data_identity(workdir, data_lib.identity(config.data))
     with run.progress, StopSignals() as stop:
       while step < num_steps:
         end = next_stop(step, config, num_steps)
