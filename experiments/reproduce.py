@@ -6,7 +6,10 @@ on data that needs no download:
 
 - `mnist_text`: the quick start's 4,500 MNIST digits and their names (configs/quickstart.py);
 - `polymnist3`, `polymnist5`: PolyMNIST with 3 or 5 modalities built from the same
-  embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting.
+  embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting;
+- `mst_offline`, `mst_offline_v2`: MNIST-SVHN-Text offline (configs/mst_offline.py) with
+  the SVHN-like renderer's version 1 and version 2 (experiments/calibrate_svhn.py), in
+  the paper's layout; version 2's tables show version 1's rows beside its own.
 
 Every model is evaluated with `crmvae_jax.evaluation.driver.evaluate` at each budget of
 its data set's schedule (the run resumes exactly from one budget to the next), so coherence is
@@ -54,7 +57,7 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax.evaluation import driver
-from crmvae_jax import cli, input_pipeline, sweeps
+from crmvae_jax import atomic, cli, input_pipeline, sweeps
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data import mst_offline
 from crmvae_jax.data import text as text_lib
@@ -97,14 +100,24 @@ SCHEDULES = {
     # steps are 2.8 epochs of its 90,000 pairs. The other five models of Table 1 run
     # with one seed (--models=mmvae,mmjsd,mmjsd_poe,mvtcae_rescale,mvae --seeds=0).
     "mst_offline": ((1000, 2000, 4000, 8000), ("crmvae", "mopoe_sampled", "mvtcae")),
+    # The same with the renderer's version 2 (experiments/calibrate_svhn.py), whose S a
+    # plain VAE learns as on real SVHN; 16,000 steps for two seeds, then seed 0 to the
+    # surrogate's 100 epochs (35,200 steps). MVAE and MVTCAE-rescale run one seed
+    # (--models=mvae,mvtcae_rescale --seeds=0). experiments/mst_offline_v2_queue.sh runs
+    # every leg in order.
+    "mst_offline_v2": ((1000, 2000, 4000, 8000, 16000), ("crmvae", "mvtcae", "mopoe_sampled")),
 }
+# The renderer version of each MNIST-SVHN-Text offline data set of this script.
+RENDERER_VERSIONS = {"mst_offline": 1, "mst_offline_v2": 2}
 # Data sets evaluated in the paper's layout: every record keeps evaluate's whole results,
 # and reproduce.md shows Tables 1, 2 and 5 and the log-likelihoods at every budget.
-PAPER_LAYOUT = ("mst_offline",)
+PAPER_LAYOUT = ("mst_offline", "mst_offline_v2")
+# A data set whose tables also show, at each budget, the rows of the version before it.
+EARLIER_VERSION = {"mst_offline_v2": "mst_offline"}
 # The models whose S generated from M and from T are shown side by side.
 GENERATION_FIGURE_MODELS = ("crmvae", "mvtcae", "mopoe_sampled")
-RENDERS_FIGURE = "mst_offline_renders.png"
-GENERATION_FIGURE = "mst_offline_svhn_generation.png"
+RENDERS_FIGURE = "{data}_renders.png"
+GENERATION_FIGURE = "{data}_svhn_generation.png"
 # One change at a time from the paper's reading, on mnist_text, seed 0, at the quick
 # start's budget.
 ABLATIONS = {
@@ -135,8 +148,9 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   elif name in ("polymnist3", "polymnist5"):
     config = polymnist_config.get_config("small")
     config.data.num_modalities = int(name[-1])
-  elif name == "mst_offline":
+  elif name in RENDERER_VERSIONS:
     config = mst_offline_config.get_config()  # batch 256, latent 32, beta 1, size rule
+    config.data.renderer_version = RENDERER_VERSIONS[name]
     config.log_every_steps = 100
     config.eval.log_likelihood_samples = 100
     config.eval.log_likelihood_examples = 100
@@ -149,7 +163,7 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   config.eval.probe_train_examples = 500
   config.eval.fid = False  # no Inception weights offline; the classifier-Frechet distance is
   config.eval.coherence_from_means = True  # how much the posteriors' width costs
-  if name not in ("mst_offline",):
+  if name not in RENDERER_VERSIONS:
     config.eval.log_likelihood_samples = 0  # not asked of the earlier experiments
   return config
 
@@ -201,9 +215,7 @@ class Curves:
   def add(self, run: str, data: str, model: str, variant: str, record: dict) -> None:
     self.records.append({"run": run, "data": data, "model": model, "variant": variant,
                          **record})
-    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-    with open(self.path, "w") as f:
-      json.dump(self.records, f, indent=1)
+    atomic.write_json(self.path, self.records, indent=1)  # a stop never loses the curves
 
 
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
@@ -380,19 +392,26 @@ def paper_layout_sections(records: list[dict], data: str) -> list[str]:
   data_records = [r for r in main_records(records).items() if r[0][0] == data]
   steps = sorted({r["step"] for _, group in data_records for r in group if "results" in r})
   sections = []
+  earlier = [r for r in main_records(records).items() if r[0][0] == EARLIER_VERSION.get(data)]
   for step in steps:
     at_step = [r for _, group in data_records for r in group
                if r["step"] == step and "results" in r]
+    # The earlier version's rows at the same budget, named apart (no paper row of their own).
+    for _, group in earlier:
+      for r in group:
+        if r["step"] == step and "results" in r:
+          name = f"{r['model']} (version {RENDERER_VERSIONS[EARLIER_VERSION[data]]})"
+          at_step.append({**r, "model": name, "results": {**r["results"], "model": name}})
     sections += [f"## {data} at step {step}: the paper's layout\n",
                  _demoted(summaries.tables_markdown([r["results"] for r in at_step])),
                  f"### {data} at step {step}, every seed\n", _per_seed_table(at_step)]
   return sections
 
 
-def renders_figure(path: str) -> None:
+def renders_figure(path: str, data: str = "mst_offline") -> None:
   """40 SVHN-like test renders (4 per digit, one digit a column) and, below, class
   means (of 16 and of 256 renders): what the S judge must and must not read."""
-  config_data = mst_offline_config.get_config().data
+  config_data = data_config(data).data
   _, (_, test_labels) = mst_offline.mnist_split(config_data)
   images = mst_offline.renders(config_data, "test", test_labels)
   columns = [images[np.flatnonzero(test_labels == digit)[:4]] for digit in range(10)]
@@ -401,20 +420,22 @@ def renders_figure(path: str) -> None:
       mst_offline.class_mean_images(config_data, "svhn").items()):
     rows.append((f"mean of {renders_per_mean}",
                  np.stack([means[np.flatnonzero(mean_labels == d)[0]] for d in range(10)])))
+  version = config_data.renderer_version
   plotting.save_text_grid([str(d) for d in range(10)], rows, path,
-                          "SVHN-like renders (crmvae_jax.data.syndigits) and class means")
+                          f"SVHN-like renders, version {version} (crmvae_jax.data.syndigits), "
+                          "and class means")
 
 
-def generation_figure(root: str, path: str, budget: int | None = None,
+def generation_figure(root: str, path: str, data: str = "mst_offline",
                       num_examples: int = 8) -> bool:
   """S generated from M and from T by each of `GENERATION_FIGURE_MODELS` (seed 0, its
   last checkpoint), for the same test pairs, one pair a column. False if a run is missing."""
-  base = data_config("mst_offline")
+  base = data_config(data)
   rows, texts = [], None
   for name in GENERATION_FIGURE_MODELS:
     config = with_overrides(base, MODELS[name])
     config.sweep.seeds = (0,)
-    workdir = os.path.join(root, "mst_offline", name, "seed_0")
+    workdir = os.path.join(root, data, name, "seed_0")
     if not os.path.isdir(workdir):
       return False
     model, params, _, test_set, step = checkpoints.load_trained(config, workdir)
@@ -428,8 +449,8 @@ def generation_figure(root: str, path: str, budget: int | None = None,
     for source in ("mnist", "text"):
       svhn = trained.generate({source: batch[source]}, ["svhn"], jax.random.PRNGKey(0))["svhn"]
       rows.append((f"{name}, step {step}:\nS<-{'M' if source == 'mnist' else 'T'}", svhn))
-  plotting.save_text_grid(texts, rows, path, "S generated from M and from T (seed 0, each "
-                          "model's last checkpoint; z sampled); column headers: the T input")
+  plotting.save_text_grid(texts, rows, path, f"{data}: S generated from M and from T (seed 0, "
+                          "each model's last checkpoint; z sampled); column headers: the T input")
   return True
 
 
@@ -517,9 +538,11 @@ def main() -> None:
   with open(os.path.join(options.results, TABLES_FILE), "w") as f:
     f.write(markdown)
   learning_curves_figure(curves.records, os.path.join(options.results, FIGURE_FILE))
-  if "mst_offline" in options.data:
-    renders_figure(os.path.join(options.results, RENDERS_FIGURE))
-    generation_figure(options.root, os.path.join(options.results, GENERATION_FIGURE))
+  for data in RENDERER_VERSIONS:
+    if data in options.data:
+      renders_figure(os.path.join(options.results, RENDERS_FIGURE.format(data=data)), data)
+      generation_figure(options.root,
+                        os.path.join(options.results, GENERATION_FIGURE.format(data=data)), data)
   print(markdown)
   print(f"Wrote {options.results}/{{{TABLES_FILE}, {FIGURE_FILE}, {CURVES_FILE}}}.")
 

@@ -11,6 +11,7 @@ from configs import mst_offline as mst_offline_config
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import mst_offline, syndigits, text
 from crmvae_jax.data.quickstart import embedded_mnist
+from crmvae_jax.errors import UserError
 
 NUM_DIGITS = 200  # embedded MNIST digits the fast tests use: 180 train, 20 test
 
@@ -212,3 +213,20 @@ def test_train_judge_and_evaluate_end_to_end(config_data, tmp_path, monkeypatch)
   with open(os.path.join(workdir, "eval", "tables.md")) as f:
     tables_md = f.read()
   assert "| CRMVAE (paper) | 0.15 | 0.60 | 0.97 |" in tables_md
+
+
+def test_version_2_is_the_calibrated_candidate_and_renders_apart_from_version_1():
+  from experiments import calibrate_svhn
+
+  assert syndigits.VERSIONS[2] == calibrate_svhn.CANDIDATES["plain"]
+  assert syndigits.VERSIONS[1] == calibrate_svhn.CANDIDATES["v1"]
+  labels = np.arange(10)
+  first, second = (syndigits.render_pool(labels, seed=0, pool="test",
+                                         settings=syndigits.VERSIONS[v]) for v in (1, 2))
+  assert np.abs(first.astype(int) - second).mean() > 10
+  config = mst_offline_config.get_config().data
+  config.renderer_version = 2
+  assert data_lib.identity(config) == {"name": "mst_offline", "renderer_version": 2}
+  config.renderer_version = 3
+  with pytest.raises(UserError, match="data.renderer_version 3 is not a renderer version"):
+    mst_offline.check_config(config)

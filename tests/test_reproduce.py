@@ -140,3 +140,32 @@ def test_mst_offline_gets_the_papers_tables_at_every_budget_and_every_seed():
     per_seed = section.split(f"### mst_offline at step {step}, every seed")[1]
     assert "| crmvae | 1 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.300 | 0.300 " \
            "| 20.0 | 41.0 | -2999.0 |" in per_seed
+
+
+def test_version_2_shows_version_1_beside_it_at_the_same_budget():
+  def as_v2(record):
+    return {**record, "run": record["run"].replace("mst_offline", "mst_offline_v2"),
+            "data": "mst_offline_v2"}
+
+  records = ([mst_offline_record("crmvae", 0, 1000, 0.6)]
+             + [as_v2(mst_offline_record("crmvae", 0, 1000, 0.8)),
+                as_v2(mst_offline_record("crmvae", 0, 2000, 0.9))])
+  markdown = reproduce.tables_markdown(records)
+  at_1000 = markdown.split("## mst_offline_v2 at step 1000: the paper's layout")[1]
+  at_1000 = at_1000.split("## mst_offline_v2 at step 2000")[0]
+  # Version 2's row, the paper's under it, then version 1's at the same budget.
+  assert ("| CRMVAE | 0.10 | 0.80 | 0.80 | 0.80 | 0.80 | 0.80 | 0.80 | 0.80 | 0.80 | 0.80 |\n"
+          "| CRMVAE (paper) | 0.15 |") in at_1000
+  assert "| crmvae (version 1) | 0.10 | 0.60 | 0.60 |" in at_1000
+  assert "| crmvae (version 1) | 0 | 0.600 |" in at_1000  # and in the per-seed table
+  # No earlier row where version 1 has none at that budget.
+  at_2000 = markdown.split("## mst_offline_v2 at step 2000: the paper's layout")[1]
+  assert "(version 1)" not in at_2000
+  # Version 1's own sections keep only its own rows.
+  v1 = markdown.split("## mst_offline at step 1000: the paper's layout")[1]
+  assert "(version 1)" not in v1.split("## mst_offline_v2")[0]
+
+
+def test_each_surrogate_version_is_read_with_its_own_renderer():
+  assert reproduce.data_config("mst_offline").data.renderer_version == 1
+  assert reproduce.data_config("mst_offline_v2").data.renderer_version == 2

@@ -230,9 +230,11 @@ def class_mean_images(config_data: ml_collections.ConfigDict, modality: str
 
 
 def class_means(config_data: ml_collections.ConfigDict,
-                settings: syndigits.RenderSettings | None = None
+                settings: syndigits.RenderSettings | None = None, statistic=np.mean
                 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-  """The class means of `class_mean_images` (settings: as in `renders`)."""
+  """The class means of `class_mean_images` (settings: as in `renders`); with
+  `statistic=np.median`, the per-pixel medians instead: what a decoder with a Laplace
+  likelihood draws when it cannot predict S's own variation."""
   means = {}
   offset = 0
   pool = renders(config_data, "class_means", _class_mean_labels(), settings=settings)
@@ -242,7 +244,7 @@ def class_means(config_data: ml_collections.ConfigDict,
     images = pool[offset:offset + count].astype(np.float32) / 255.0
     offset += count
     means[renders_per_mean] = (
-        images.reshape(10 * per_digit, renders_per_mean, *images.shape[1:]).mean(axis=1),
+        statistic(images.reshape(10 * per_digit, renders_per_mean, *images.shape[1:]), axis=1),
         np.repeat(np.arange(10), per_digit).astype(np.int64))
   return means
 
