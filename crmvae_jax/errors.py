@@ -54,8 +54,13 @@ def from_library_error(error: BaseException) -> UserError | None:
   which keeps its traceback). Command lines call it at their boundary (`cli.run`)."""
   problem = resource_problem(error)
   if problem == "disk full":
-    return UserError("The disk is full (" + _first_line(error) + "); free space, then run the "
-                     "same command again: training resumes from its last saved checkpoint.")
+    full = UserError("The disk is full (" + _first_line(error) + "); free space, then run the "
+                     "same command again (what was saved before is kept; training resumes "
+                     "from its last checkpoint).")
+    # Libraries retry their writes at exit (TensorBoard's writers, Orbax's threads) and
+    # print a traceback of the same full disk: the program ends without running them.
+    full.hard_exit = True
+    return full
   if problem == "read-only":
     return UserError("A directory this program writes is read-only (" + _first_line(error) +
                      "); make it writable or pass another --workdir.")

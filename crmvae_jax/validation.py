@@ -8,9 +8,11 @@ right after the data is loaded, before anything is compiled.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
-from crmvae_jax import field_checks
+from crmvae_jax import field_checks, runs
 from crmvae_jax.errors import UserError
 
 MIXTURE_ESTIMATORS = ("stratified", "sampled")
@@ -130,3 +132,26 @@ def check_split_sizes(config: ml_collections.ConfigDict, num_train: int, num_tes
     raise UserError(f"--config.batch_size={batch_size} is larger than the {num_test} test "
                     f"examples of {data}, so no test batch can be formed; pass "
                     f"--config.batch_size={num_test} or less.")
+
+
+def check_saved_config(workdir: str) -> None:
+  """Refuses a run whose saved config.json holds a value training would refuse (edited
+  by hand or damaged), naming the file to correct: the --config.FIELD that
+  `validate_config` names cannot mend a run's own file.
+
+  A workdir without a saved config passes (a new run).
+
+  Raises:
+    UserError: the saved config is unreadable or holds a value out of range or of the
+      wrong type.
+  """
+  path = runs.config_path(workdir)
+  if not os.path.isfile(path):
+    return
+  try:
+    validate_config(runs.read_config(path))
+  except UserError as error:
+    problem = str(error).rstrip(".")
+    raise UserError(f"{path}, the run's saved config, holds a value that cannot be used "
+                    f"({problem}); correct it in that file, or train the run again in another "
+                    "--workdir.") from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -267,6 +268,231 @@ def run_with_unreadable_photo(argv: list[str], workdir: str) -> tuple[int, str]:
   return _run(argv)
 
 
+def with_env(**env: str) -> Callable[[list[str], str], tuple[int, str]]:
+  """A runner that runs the case with these environment variables set."""
+
+  def run(argv: list[str], workdir: str) -> tuple[int, str]:
+    del workdir
+    completed = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True,
+                               text=True, timeout=TIMEOUT_S, env={**os.environ, **env})
+    return completed.returncode, completed.stderr
+
+  return run
+
+
+def _judges_copy(argv: list[str], workdir: str) -> tuple[list[str], str]:
+  """Copies the judges named by `--classifiers_of SOURCE` to `workdir/classifiers`;
+  returns argv without the option, and the copy."""
+  source = argv[argv.index("--classifiers_of") + 1]
+  argv = argv[:argv.index("--classifiers_of")]
+  directory = os.path.join(workdir, "classifiers")
+  shutil.copytree(source, directory)
+  return argv, directory
+
+
+def _judges_committed(directory: str) -> dict[str, bytes]:
+  """Every committed judge's description and the parameters it names."""
+  files = {}
+  for modality in sorted(os.listdir(directory)):
+    description = os.path.join(directory, modality, "classifier.json")
+    if not os.path.isfile(description):
+      continue
+    with open(description, "rb") as f:
+      files[f"{modality}/classifier.json"] = f.read()
+    params = json.loads(files[f"{modality}/classifier.json"]).get("params", "params")
+    for path, content in _snapshot(os.path.join(directory, modality, params)).items():
+      files[f"{modality}/{params}/{path}"] = content
+  return files
+
+
+def _judges_load(directory: str) -> bool:
+  """Whether every quick-start judge in `directory` loads (in a fresh process)."""
+  program = ("from crmvae_jax import config; from crmvae_jax.core.modalities import "
+             "modalities_of; from crmvae_jax.data import quickstart; from crmvae_jax.evaluation "
+             "import judges; c = config.quickstart_config(); t, _ = quickstart.load(c.data); "
+             f"judges.load_classifiers(c, modalities_of('quickstart', t), {directory!r})")
+  return subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True,
+                        timeout=TIMEOUT_S).returncode == 0
+
+
+def run_classifiers_killed_while_saving(signal_number: int) -> Callable[[list[str], str], tuple]:
+  """Retrains a copy of the judges and sends `signal_number` the moment the first new
+  parameters start being written (SIGKILL: no chance to clean up). Nothing lost: every
+  judge described before is still there with the parameters its description names,
+  byte for byte, or was replaced whole by a new one."""
+
+  def run(argv: list[str], workdir: str) -> tuple:
+    argv, directory = _judges_copy(argv, workdir)
+    before = _judges_committed(directory)
+    process = _popen(argv)
+    deadline = time.monotonic() + TIMEOUT_S
+    mnist = os.path.join(directory, "mnist")
+    old = set(os.listdir(mnist))
+    while time.monotonic() < deadline and process.poll() is None:
+      if set(os.listdir(mnist)) - old:  # a new parameters folder: the save has begun
+        break
+      time.sleep(0.01)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    after = _judges_committed(directory)
+    whole = all(after.get(path) == content for path, content in before.items()
+                if path.startswith("mnist/")) or (
+                    after.keys() != before.keys() and "mnist/classifier.json" in after)
+    others = all(after.get(path) == content for path, content in before.items()
+                 if not path.startswith("mnist/"))
+    kept = whole and others and _judges_load(directory)
+    return process.returncode, stderr, "yes" if kept else "no"
+
+  return run
+
+
+def run_two_classifier_trainings(argv: list[str], workdir: str) -> tuple:
+  """A second `classifiers` into the directory of one still training; the first is then
+  stopped. Nothing lost: the judges there before are as they were or replaced whole."""
+  argv, directory = _judges_copy(argv, workdir)
+  first = _popen(argv)
+  lock = os.path.join(directory, "classifiers.lock")
+  deadline = time.monotonic() + TIMEOUT_S
+  while time.monotonic() < deadline and first.poll() is None:  # until the first holds it
+    with contextlib.suppress(OSError), open(lock) as f:
+      if f"pid {first.pid} " in f.read():
+        break
+    time.sleep(0.1)
+  try:
+    code, stderr = _run(argv)
+  finally:
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=TIMEOUT_S)
+  return code, stderr, "yes" if _judges_load(directory) else "no"
+
+
+def run_training_on_full_disk(argv: list[str], workdir: str) -> tuple:
+  """Resumes a copy of a run on a small tmpfs filled up, so the next checkpoint cannot be
+  written. Nothing lost: the run's checkpoints are as they were."""
+  os.makedirs(workdir)
+  if not _mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", workdir):
+    return "skipped", "needs root to mount a small tmpfs"
+  try:
+    run = os.path.join(workdir, "run")
+    argv = [arg.replace(workdir, run) for arg in _copy_run(argv, run)]
+    before = _snapshot(os.path.join(run, "checkpoints"))
+    _fill(workdir)
+    code, stderr = _run(argv)
+    return code, stderr, _kept(before, os.path.join(run, "checkpoints"))
+  finally:
+    subprocess.run(["umount", workdir], check=False)
+
+
+def run_classifiers_on_full_disk(argv: list[str], workdir: str) -> tuple:
+  """Retrains a copy of the judges on a small tmpfs filled up. Nothing lost: the judges
+  there before are as they were."""
+  os.makedirs(workdir)
+  if not _mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", workdir):
+    return "skipped", "needs root to mount a small tmpfs"
+  try:
+    argv, directory = _judges_copy(argv, workdir)
+    before = _judges_committed(directory)
+    _fill(workdir)
+    code, stderr = _run(argv)
+    after = _judges_committed(directory)
+    return code, stderr, "yes" if after == before else "no"
+  finally:
+    subprocess.run(["umount", workdir], check=False)
+
+
+def _fill(directory: str) -> None:
+  """Fills the file system of `directory`."""
+  with open(os.path.join(directory, "filler"), "wb") as f:
+    with contextlib.suppress(OSError):
+      while True:
+        f.write(b"\0" * (1 << 20))
+        f.flush()
+
+
+def run_beside_rotating_training(argv: list[str], workdir: str) -> tuple:
+  """Loads the run (`crmvae_jax.load`) 5 times while it trains and rotates a checkpoint
+  every 5 steps; the line reports how many loads succeeded. Nothing lost: the run
+  stopped with its own status 143 after saving."""
+  training = _popen(argv)
+  try:
+    _wait_for_checkpoint(training, workdir)
+    loaded, last = 0, ""
+    for _ in range(5):
+      completed = subprocess.run(
+          [sys.executable, "-c", f"import crmvae_jax; print(crmvae_jax.load({workdir!r}).step)"],
+          cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
+      loaded += completed.returncode == 0
+      last = completed.stderr.strip().splitlines()[-1] if completed.returncode else ""
+  finally:
+    training.send_signal(signal.SIGTERM)
+    training.communicate(timeout=TIMEOUT_S)
+  return (0 if loaded == 5 else 1), f"{loaded} of 5 loads read a checkpoint {last}".strip(), (
+      "yes" if training.returncode == 128 + signal.SIGTERM else "no")
+
+
+def run_with_edited_config(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Evaluates a copy of a run whose config.json was edited to a wrongly typed value;
+  nothing lost: the run's files are as they were."""
+  argv = _copy_run(argv, workdir)
+  path = runs.config_path(workdir)
+  with open(path) as f:
+    document = json.load(f)
+  document["latent_dim"] = "abc"
+  with open(path, "w") as f:
+    json.dump(document, f)
+  before = _snapshot(workdir)
+  code, stderr = _run(argv)
+  return code, stderr, _kept(before, workdir)
+
+
+def run_with_dangling_link(argv: list[str], workdir: str) -> tuple[int, str, str]:
+  """Trains into a workdir whose `checkpoints` is a link to nothing; nothing lost: the
+  link is as it was."""
+  os.makedirs(workdir)
+  os.symlink(os.path.join(workdir, "gone"), os.path.join(workdir, "checkpoints"))
+  code, stderr = _run(argv)
+  link = os.path.join(workdir, "checkpoints")
+  kept = os.path.islink(link) and os.readlink(link) == os.path.join(workdir, "gone")
+  return code, stderr, "yes" if kept else "no"
+
+
+def run_with_judges_of_other_data(argv: list[str], workdir: str) -> tuple[int, str]:
+  """Trains a tiny PolyMNIST run, copies the quick start's MNIST judge in as if it were
+  PolyMNIST's m0 judge, and evaluates."""
+  tmp = os.path.dirname(workdir)
+  run, judges_dir = os.path.join(tmp, "polymnist_run"), os.path.join(tmp, "other_judges")
+  if not os.path.isdir(run):
+    _run(main_args("--config=configs/polymnist.py:tiny", f"--workdir={run}"))
+  shutil.rmtree(judges_dir, ignore_errors=True)
+  shutil.copytree(os.path.join(tmp, "classifiers", "mnist"), os.path.join(judges_dir, "m0"))
+  return _run(argv)
+
+
+def _signal_when(signal_number: int, text: str) -> Callable[[list[str], str], tuple]:
+  """A runner that sends `signal_number` once the program prints `text` on stdout (a
+  moment inside its work, whatever the machine's speed). Nothing lost: the run's files
+  are as they were, or replaced whole."""
+
+  def run(argv: list[str], workdir: str) -> tuple:
+    if "--copy_of" in argv:
+      argv = _copy_run(argv, workdir)
+    before = _snapshot(os.path.join(workdir, "checkpoints"))
+    with tempfile.TemporaryFile("w+") as errors:
+      process = subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=subprocess.PIPE,
+                                 stderr=errors, text=True)
+      for line in process.stdout:
+        if text in line:
+          process.send_signal(signal_number)
+          break
+      process.stdout.read()
+      process.wait(timeout=TIMEOUT_S)
+      errors.seek(0)
+      stderr = errors.read()
+    return process.returncode, stderr, _kept(before, os.path.join(workdir, "checkpoints"))
+
+  return run
+
+
 def _committed_steps(checkpoints: str) -> list[int]:
   return sorted(int(name) for name in os.listdir(checkpoints) if name.isdigit()) \
       if os.path.isdir(checkpoints) else []
@@ -441,10 +667,99 @@ def cases() -> list[Case]:
       Case("SIGTERM during start-up",
            main_args(*QUICK, "--workdir={workdir}"), quick=False,
            run=_signal_after(signal.SIGTERM, 1)),
-      Case("SIGTERM during `evaluate`",
+      Case("SIGTERM during `evaluate` (when it prints 'Evaluating')",
            ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", *SMALL_EVAL, "--copy_of",
-            "{tmp}/run16"), quick=False, run=_signal_after(signal.SIGTERM, 15)),
+            "{tmp}/run16"), quick=False, run=_signal_when(signal.SIGTERM, "Evaluating")),
+      # Round 3: judges never lost.
+      Case("SIGKILL while `classifiers` saves over existing judges",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={workdir}/classifiers",
+            "--config.eval.classifier_epochs=1", "--classifiers_of", "{tmp}/classifiers"),
+           quick=False, run=run_classifiers_killed_while_saving(signal.SIGKILL)),
+      Case("SIGTERM while `classifiers` saves over existing judges",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={workdir}/classifiers",
+            "--config.eval.classifier_epochs=1", "--classifiers_of", "{tmp}/classifiers"),
+           quick=False, run=run_classifiers_killed_while_saving(signal.SIGTERM)),
+      Case("two `classifiers` into one directory at once",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={workdir}/classifiers",
+            "--config.eval.classifier_epochs=3", "--classifiers_of", "{tmp}/classifiers"),
+           quick=False, run=run_two_classifier_trainings),
+      Case("`classifiers` on a full disk (a filled 64 MB tmpfs)",
+           ("-m", "crmvae_jax.classifiers", "--config.eval.classifier_dir={workdir}/classifiers",
+            "--config.eval.classifier_epochs=1", "--classifiers_of", "{tmp}/classifiers"),
+           quick=False, run=run_classifiers_on_full_disk),
+      Case("judges of other data (`evaluate` with the MNIST judges on the PolyMNIST run)",
+           ("-m", "crmvae_jax.evaluate", "--workdir={tmp}/polymnist_run",
+            "--config.eval.classifier_dir={tmp}/other_judges"), quick=False,
+           run=run_with_judges_of_other_data),
+      # Round 3: stops honoured, no hang.
+      Case("SIGINT (Ctrl-C) during start-up",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False,
+           run=_signal_after(signal.SIGINT, 1)),
+      Case("SIGINT (Ctrl-C) during training",
+           main_args("--config.num_train_steps=5000", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}"), quick=False,
+           run=_signal_after(signal.SIGINT, 2, wait_for_checkpoint=True)),
+      Case("SIGINT (Ctrl-C) during `evaluate` (when it prints 'Evaluating')",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", *SMALL_EVAL, "--copy_of",
+            "{tmp}/run16"), quick=False, run=_signal_when(signal.SIGINT, "Evaluating")),
+      Case("a sweep of 1,000,000 seeds (a config file)",
+           main_args("--config={tmp}/million_seeds.py")),
+      # Round 3: library faults in one sentence.
+      Case("training on a full disk (resume to step 80 on a filled 64 MB tmpfs)",
+           main_args("--config.num_train_steps=80", "--config.checkpoint_every_steps=20",
+                     "--workdir={workdir}", "--copy_of", "{tmp}/run"),
+           quick=False, run=run_training_on_full_disk),
+      Case("`JAX_PLATFORMS=bogus`", main_args(), run=with_env(JAX_PLATFORMS="bogus")),
+      Case("`JAX_PLATFORMS=cuda` on a machine without a GPU", main_args(),
+           run=with_env(JAX_PLATFORMS="cuda")),
+      Case("`JAX_PLATFORMS=gpu` on a machine without a GPU", main_args(),
+           run=with_env(JAX_PLATFORMS="gpu")),
+      Case("`XLA_FLAGS=garbage`", main_args(), run=with_env(XLA_FLAGS="garbage")),
+      Case("a config file that imports a missing module", main_args("--config={tmp}/imports.py")),
+      Case("a config file whose get_config raises", main_args("--config={tmp}/raises.py")),
+      Case("`--config=configs` (a directory)", main_args("--config=configs")),
+      Case("`--workdir=` (empty)", main_args(*QUICK, "--workdir="), quick=False),
+      Case("`evaluate --workdir=` (empty)", ("-m", "crmvae_jax.evaluate", "--workdir="),
+           quick=False),
+      Case("`WORKDIR/checkpoints` is a dangling link",
+           main_args(*QUICK, "--workdir={workdir}"), quick=False, run=run_with_dangling_link),
+      Case("`--config.learning_rate=1e8` from scratch (diverges at step 1)",
+           main_args("--config.learning_rate=1e8")),
+      Case("`--config.likelihood_weights='(1.0,1e30)'` (diverges)",
+           main_args("--config.likelihood_weights=(1.0,1e30)")),
+      Case("`crmvae_jax.load` 5 times while the run rotates a checkpoint every 5 steps",
+           main_args("--config.num_train_steps=100000", "--config.checkpoint_every_steps=5",
+                     "--workdir={workdir}"), quick=False, run=run_beside_rotating_training),
+      Case("`evaluate` a run whose config.json says `\"latent_dim\": \"abc\"`",
+           ("-m", "crmvae_jax.evaluate", "--workdir={workdir}", "--copy_of", "{tmp}/run16"),
+           quick=False, run=run_with_edited_config),
+      *api_cases(),
   ]
+
+
+# The Python API on the trained quick-start run {tmp}/run: each call a case.
+API_CALLS = (
+    "m.sample(0)", "m.sample(-1)", "m.sample(2.5)", "m.sample(4, None)", "m.sample(4, 'a')",
+    "m.log_likelihood({'mnist': x}, num_samples=0)",
+    "m.encode({'mnist': x[:0]})", "crmvae_jax.load(W, batch_size=0)",
+    "m.generate({'text': np.full((2, 8), 500)})", "m.generate({'text': -np.ones((2, 8), int)})",
+    "m.generate({'text': np.zeros((2, 8)) + 0.5})", "m.encode({'mnist': x * np.nan})",
+    "m.encode({'mnist': x.astype(np.float32)})",
+)
+
+
+def api_cases() -> list[Case]:
+  """Each call in a program that prints the exception it raises as a user reads it in a
+  notebook (its type and message), and exits 1."""
+  program = ("import sys, numpy as np, crmvae_jax\nW = '{tmp}/run'\nm = crmvae_jax.load(W)\n"
+             "x = m.test_set.batch(np.arange(4))['mnist']\ntry:\n  CALL\n"
+             "except (TypeError, ValueError) as error:\n"
+             "  sys.exit(f'{{type(error).__name__}}: {{error}}')\n")
+  # The call's own braces doubled: every argument is filled in with str.format.
+  return [Case(f"Python API: `{call}`",
+               ("-c", program.replace("CALL", call.replace("{", "{{").replace("}", "}}"))),
+               quick=False)
+          for call in API_CALLS]
 
 
 def prepare(tmp: str) -> None:
@@ -456,6 +771,14 @@ def prepare(tmp: str) -> None:
   with open(os.path.join(tmp, "a_file"), "w") as f:
     f.write("not a directory\n")
   os.makedirs(os.path.join(tmp, "no_tfds"))
+  with open(os.path.join(tmp, "imports.py"), "w") as f:
+    f.write("import not_a_module\n\ndef get_config():\n  return None\n")
+  with open(os.path.join(tmp, "raises.py"), "w") as f:
+    f.write("def get_config():\n  settings = {}\n  return settings['model']\n")
+  with open(os.path.join(tmp, "million_seeds.py"), "w") as f:
+    f.write("from crmvae_jax import config\n\ndef get_config():\n"
+            "  c = config.quickstart_config()\n  c.sweep.seeds = tuple(range(1_000_000))\n"
+            "  return c\n")
   from crmvae_jax import config as config_lib
 
   runs.save_config(os.path.join(tmp, "config_only"), config_lib.quickstart_config())
@@ -504,15 +827,17 @@ def main() -> None:
   selected = [case for case in cases()
               if not _ONLY.value or any(word in case.shown for word in _ONLY.value)]
   rows = []
-  with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
-    prepare(tmp)
-    for index, case in enumerate(selected):
-      started = time.perf_counter()
-      code, line, kept = run_case(case, tmp, index)
-      print(f"[{index + 1}/{len(selected)}] {case.shown}: exit {code} "
-            f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-      rows.append((case.shown, code, line, kept))
-  print(markdown(rows))
+  try:
+    with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
+      prepare(tmp)
+      for index, case in enumerate(selected):
+        started = time.perf_counter()
+        code, line, kept = run_case(case, tmp, index)
+        print(f"[{index + 1}/{len(selected)}] {case.shown}: exit {code} "
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        rows.append((case.shown, code, line, kept))
+  finally:
+    print(markdown(rows))  # the rows so far, whatever stopped the script
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import mst_offline as mst_offline_config
-from crmvae_jax import atomic, cli, errors, field_checks, runs, startup
+from crmvae_jax import atomic, cli, errors, field_checks, runs, startup, validation
 from crmvae_jax import config as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.core.modalities import Modality
@@ -128,14 +127,6 @@ def test_a_judge_of_other_data_is_refused_naming_the_command(tmp_path, two_judge
   with pytest.raises(UserError, match=fragment + r".*train judges for this run's data with: "
                      r"python -m crmvae_jax.classifiers"):
     judges.load_classifier(config, MNIST, str(tmp_path))
-
-
-def test_the_renderer_version_is_part_of_the_surrogates_identity():
-  config = mst_offline_config.get_config()
-  first = data_lib.identity(config.data)
-  config.data.renderer_version = 1
-  assert data_lib.identity(config.data)["renderer_version"] == 1
-  assert first["name"] == "mst_offline"
 
 
 # A run's data.
@@ -279,7 +270,7 @@ def test_divergence_says_what_was_kept_and_names_the_weights_it_used():
   config.likelihood_weights = (1.0, 1e9)
   message = guards._divergence_message(np.array([1]), [0], [1.0], config, has_checkpoint=False)
   assert "no checkpoint had been saved yet, so nothing was written" in message
-  assert "lower --config.likelihood_weights (now (1.0, 1000000000.0))" in message
+  assert "--config.likelihood_weights (now (1.0, 1000000000.0)) or beta" in message
   config.likelihood_weights = None
   message = guards._divergence_message(np.array([7]), [0], [1.0], config)
   assert "the last finite checkpoint is kept" in message and "likelihood_weights" not in message
@@ -350,3 +341,37 @@ def test_an_evaluation_stopped_between_its_renames_is_put_back(tmp_path):
   driver._recover_eval_directory(str(tmp_path / "eval"))
   assert sorted(os.listdir(tmp_path)) == ["eval"]
   assert (tmp_path / "eval" / "results.json").read_text() == "old"
+
+
+def test_a_wrongly_typed_saved_config_names_the_file_to_correct(tmp_path):
+  validation.check_saved_config(str(tmp_path))  # a new run
+  runs.save_config(str(tmp_path), config_lib.quickstart_config())
+  validation.check_saved_config(str(tmp_path))
+  path = tmp_path / runs.CONFIG_FILE
+  document = json.loads(path.read_text())
+  document["latent_dim"] = "abc"
+  path.write_text(json.dumps(document))
+  with pytest.raises(UserError, match=rf"{path}, the run's saved config, holds a value that "
+                     r"cannot be used \(--config.latent_dim .*'abc'\); correct it in that file"):
+    validation.check_saved_config(str(tmp_path))
+
+
+def test_a_full_disk_ends_the_program_without_the_libraries_retrying_at_exit():
+  # TensorBoard's writers and Orbax's threads write again at exit and print tracebacks.
+  assert errors.from_library_error(OSError(28, "No space left on device")).hard_exit
+  assert not getattr(errors.from_library_error(MemoryError()), "hard_exit", False)
+
+
+def test_a_judge_that_cannot_fit_is_refused_before_orbax_writes(tmp_path, monkeypatch,
+                                                                 two_judges):
+  old, new = two_judges
+  config = _quickstart()
+  classifier_training.save_classifier(str(tmp_path), old, _metadata(config))
+  before = sorted(os.listdir(tmp_path / "mnist"))
+  usage = classifier_training.shutil.disk_usage(str(tmp_path))
+  monkeypatch.setattr(classifier_training.shutil, "disk_usage",
+                      lambda path: usage._replace(free=1000))
+  with pytest.raises(UserError, match=r"Cannot store the mnist judge in .*: the disk is full "
+                     r"\(\d+\.\d MiB needed, 0.0 MiB free\); .*the judges there are kept"):
+    classifier_training.save_classifier(str(tmp_path), new, _metadata(config))
+  assert sorted(os.listdir(tmp_path / "mnist")) == before

@@ -154,6 +154,24 @@ def class_mean_accuracy(classifier: Classifier,
   return accuracies
 
 
+def _check_room(folder: str, classifier: Classifier) -> None:
+  """Refuses to start writing a judge where it cannot fit: Orbax's writer threads report
+  a full disk in tracebacks of their own before the error reaches the program.
+
+  Raises:
+    UserError: the disk has less free space than the parameters need (plus 1 MiB of
+      metadata), or the folder is not writable.
+  """
+  atomic.check_writable(folder, "pass another --config.eval.classifier_dir",
+                        what=f"the {classifier.modality.name} judge")
+  needed = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(classifier.params)) + 2**20
+  free = shutil.disk_usage(folder).free
+  if free < needed:
+    raise UserError(f"Cannot store the {classifier.modality.name} judge in {folder}: the disk is "
+                    f"full ({needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free); free "
+                    "space and run the same command again (the judges there are kept).")
+
+
 def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> str:
   """Stores one judge in `<directory>/<modality>`, replacing any judge there only whole.
 
@@ -169,6 +187,7 @@ def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> s
   """
   folder = os.path.abspath(os.path.join(directory, classifier.modality.name))
   os.makedirs(folder, exist_ok=True)
+  _check_room(folder, classifier)
   params_dir = f"{PARAMS_DIR}-{time.time_ns():x}-{os.getpid()}"
   checkpointer = ocp.StandardCheckpointer()
   try:

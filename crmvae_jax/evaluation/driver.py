@@ -145,6 +145,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
       another run, a value is out of range, a classifier is missing (the message names
       the command that makes it), or the labels are not one class per pair.
   """
+  validation.check_saved_config(workdir)
   validation.validate_config(config)
   runs.check_same_run(config, workdir)
   model, params, train_set, test_set, step = checkpoints.load_trained(config, workdir, replica)

@@ -21,7 +21,7 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, errors, runs
+from crmvae_jax import atomic, errors, runs, validation
 from crmvae_jax.core import models
 from crmvae_jax.core.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
@@ -329,6 +329,7 @@ def load_run(workdir: str, replica: int = 0, batch_size: int = 256) -> TrainedMo
     UserError: no trained run or no readable checkpoint in `workdir`, or no such
       replica; the message says what to run or pass.
   """
+  validation.check_saved_config(workdir)
   config = runs.load_config(workdir)
   seeds, _ = replica_grid(config)
   if not 0 <= replica < len(seeds):

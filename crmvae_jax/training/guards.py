@@ -135,8 +135,8 @@ def _divergence_message(first_non_finite: np.ndarray, seeds, betas, config,
   weights = config.get("likelihood_weights")
   causes = f"lower --config.learning_rate (now {config.learning_rate:g}) or beta"
   if weights:  # set by the user: the first thing to look at
-    causes = (f"lower --config.likelihood_weights (now {tuple(weights)}), "
-              f"--config.learning_rate (now {config.learning_rate:g}) or beta")
+    causes = (f"lower --config.learning_rate (now {config.learning_rate:g}), "
+              f"--config.likelihood_weights (now {tuple(weights)}) or beta")
   kept = ("the last finite checkpoint is kept" if has_checkpoint else
           "no checkpoint had been saved yet, so nothing was written")
   return (f"Training diverged at step {first_non_finite[replica]}{where}: the loss, gradient "

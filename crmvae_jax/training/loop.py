@@ -359,6 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with lock:
     checkpoints.check_writable(workdir)
     if has_checkpoints(workdir):
+      validation.check_saved_config(workdir)
       runs.check_same_run(config, workdir, "resume it with those values, or pass another "
                           "--workdir", required=False)
       runs.check_same_data(workdir, data_lib.identity(config.data),
