@@ -86,9 +86,12 @@ def exit_with(error: Exception | str) -> None:
   An error with `hard_exit` (a failed checkpoint write) ends the process at once: the
   threads of the failed write never finish, and a normal exit would wait for them.
   """
-  print("error: " + " ".join(str(error).split("\n")), file=sys.stderr)
+  hard_exit = getattr(error, "hard_exit", False)
+  # A hard exit leaves a progress bar's line open (nothing unwinds to close it).
+  print(("\n" if hard_exit else "") + "error: " + " ".join(str(error).split("\n")),
+        file=sys.stderr)
   code = getattr(error, "exit_code", 1)
-  if getattr(error, "hard_exit", False):
+  if hard_exit:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # pylint: disable=protected-access

@@ -126,19 +126,24 @@ SVHN = Modality(name="svhn", network="svhn", shape=(32, 32, 3), vocab_size=None,
                 likelihood_weight=1.0)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("candidates", None, "Candidates to measure (default: every one not yet "
-                  f"in the results). Known: {', '.join(CANDIDATES)}.")
-flags.DEFINE_bool("redo", False, "Measure the candidates again even if they have results.")
-flags.DEFINE_bool("collect_only", False, "Only write the table from the results file.")
-flags.DEFINE_bool("judge_only", False, "Measure the judge of the candidates again (its class "
-                  "means and medians) and keep their VAEs' numbers.")
-flags.DEFINE_integer("steps", 1000, "Training steps of each VAE (the calibration budget).")
-flags.DEFINE_integer("batch_size", 256, "Examples per step.")
-flags.DEFINE_integer("latent_dim", 32, "Latent size of the VAEs.")
-flags.DEFINE_integer("seed", 0, "Seed of the data, the VAEs and the judge.")
-flags.DEFINE_integer("judge_epochs", 10, "Epochs of the judge on its 30,000 renders.")
-flags.DEFINE_string("results", "experiments/results", "Folder of the results.")
-flags.DEFINE_string("cache_dir", None, "Render cache (default: the surrogate's).")
+
+
+def define_flags() -> None:
+  """The command line's flags; defined only when run, so importing this module beside
+  other experiments (tests do) defines no clashing flags."""
+  flags.DEFINE_list("candidates", None, "Candidates to measure (default: every one not yet "
+                    f"in the results). Known: {', '.join(CANDIDATES)}.")
+  flags.DEFINE_bool("redo", False, "Measure the candidates again even if they have results.")
+  flags.DEFINE_bool("collect_only", False, "Only write the table from the results file.")
+  flags.DEFINE_bool("judge_only", False, "Measure the judge of the candidates again (its class "
+                    "means and medians) and keep their VAEs' numbers.")
+  flags.DEFINE_integer("steps", 1000, "Training steps of each VAE (the calibration budget).")
+  flags.DEFINE_integer("batch_size", 256, "Examples per step.")
+  flags.DEFINE_integer("latent_dim", 32, "Latent size of the VAEs.")
+  flags.DEFINE_integer("seed", 0, "Seed of the data, the VAEs and the judge.")
+  flags.DEFINE_integer("judge_epochs", 10, "Epochs of the judge on its 30,000 renders.")
+  flags.DEFINE_string("results", "experiments/results", "Folder of the results.")
+  flags.DEFINE_string("cache_dir", None, "Render cache (default: the surrogate's).")
 
 
 class ConditionedEncoder(networks.SvhnEncoder):
@@ -422,4 +427,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -109,3 +109,12 @@ def compilation_cache(request, tmp_path_factory) -> str:
   if cache is None:
     return str(tmp_path_factory.mktemp("jax_compilation_cache"))
   return str(cache.mkdir("jax_compilation_cache"))
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_requested_before(monkeypatch):
+  """A test that calls a stop signal's handler in-process records the stop
+  (`startup.request_stop`); every test starts with none recorded."""
+  from crmvae_jax import startup
+
+  monkeypatch.setattr(startup, "_requested", [])

@@ -92,16 +92,20 @@ def test_every_user_file_writer_goes_through_the_helper(tmp_path, monkeypatch):
   runs.save_config(str(workdir), config)
   saved = (workdir / runs.CONFIG_FILE).read_text()
   results_path = workdir / "eval" / driver.RESULTS_FILE
-  driver._write_results(config, str(workdir), 0, {"good": 1})
+  good, bad = ({"kept": kept, "seed": 0, "beta": 1.0, "step": 1} for kept in (True, False))
+  no_figure = lambda directory, title: ()
+  driver._write_outputs(config, str(workdir), 0, good, "# good\n", no_figure, False)
   summaries.write_markdown(str(workdir), "sweep.md", "# good\n")
   monkeypatch.setattr(atomic.os, "fsync", _no_space)
   for write in (lambda: runs.save_config(str(workdir), config),
-                lambda: driver._write_results(config, str(workdir), 0, {"bad": 1}),
+                lambda: driver._write_outputs(config, str(workdir), 0, bad, "# bad\n",
+                                              no_figure, False),
                 lambda: summaries.write_markdown(str(workdir), "sweep.md", "# bad\n")):
     with pytest.raises(UserError, match="disk is full"):
       write()
   assert (workdir / runs.CONFIG_FILE).read_text() == saved
-  assert json.loads(results_path.read_text()) == {"good": 1}
+  assert json.loads(results_path.read_text()) == good  # the evaluation's set kept whole
+  assert (workdir / "eval" / driver.TABLES_FILE).read_text() == "# good\n"
   assert (workdir / "sweep.md").read_text() == "# good\n"
 
 

@@ -5,8 +5,11 @@ its test accuracy, and its storage where `judges` loads it from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import threading
 import time
 
 import jax
@@ -154,6 +157,22 @@ def class_mean_accuracy(classifier: Classifier,
   return accuracies
 
 
+@contextlib.contextmanager
+def _stop_signals_deferred():
+  """SIGINT, SIGTERM and SIGHUP held back while a judge is written and committed (about
+  a second), then delivered: the program stops with its judges whole, and Orbax's
+  writer threads are never interrupted half-way. Only the main thread can hold them."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+  previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _check_room(folder: str, classifier: Classifier) -> None:
   """Refuses to start writing a judge where it cannot fit: Orbax's writer threads report
   a full disk in tracebacks of their own before the error reaches the program.
@@ -189,17 +208,18 @@ def save_classifier(directory: str, classifier: Classifier, metadata: dict) -> s
   os.makedirs(folder, exist_ok=True)
   _check_room(folder, classifier)
   params_dir = f"{PARAMS_DIR}-{time.time_ns():x}-{os.getpid()}"
-  checkpointer = ocp.StandardCheckpointer()
-  try:
-    checkpointer.save(os.path.join(folder, params_dir), classifier.params)
-    checkpointer.wait_until_finished()
-  finally:
-    checkpointer.close()
-  atomic.write_json(os.path.join(folder, METADATA_FILE), {**metadata, "params": params_dir})
-  for name in os.listdir(folder):
-    stale = name == PARAMS_DIR or name.startswith(f"{PARAMS_DIR}-")
-    if stale and name != params_dir and os.path.isdir(os.path.join(folder, name)):
-      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+  with _stop_signals_deferred():  # a stop inside Orbax's threads ends in their tracebacks
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+      checkpointer.save(os.path.join(folder, params_dir), classifier.params)
+      checkpointer.wait_until_finished()
+    finally:
+      checkpointer.close()
+    atomic.write_json(os.path.join(folder, METADATA_FILE), {**metadata, "params": params_dir})
+    for name in os.listdir(folder):
+      stale = name == PARAMS_DIR or name.startswith(f"{PARAMS_DIR}-")
+      if stale and name != params_dir and os.path.isdir(os.path.join(folder, name)):
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
   return folder
 
 
