@@ -230,11 +230,7 @@ def run_on_full_disk(argv: list[str], workdir: str) -> tuple:
     with open(os.path.join(eval_dir, "results.json"), "w") as f:
       f.write('{"earlier": "results"}\n')
     before = _snapshot(os.path.join(workdir, "run"))
-    with open(os.path.join(workdir, "filler"), "wb") as f:  # fills the disk
-      with contextlib.suppress(OSError):
-        while True:
-          f.write(b"\0" * (1 << 20))
-          f.flush()
+    _fill(workdir)
     code, stderr = _run(argv)
     return code, stderr, _kept(before, os.path.join(workdir, "run"))
   finally:
