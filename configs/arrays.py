@@ -14,7 +14,7 @@ CRMVAE, Adam 5e-4, batch 128, latent 32, beta 1, the size rule's likelihood weig
 [N, M] in the file, or --config.data.missing_ratio=p, train with missing modalities.
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import arrays
 
 

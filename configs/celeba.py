@@ -21,12 +21,12 @@ values) with seeds 0, 1, 2:
     python -m experiments.beta_sweep --setting=full --config=configs/celeba.py \
         --root=workdirs/celeba_sweep
 
-The CPU-sized setting (`crmvae_jax.config.small`: 5 epochs of batch 128 on at most
+The CPU-sized setting (`crmvae_jax.config.defaults.small`: 5 epochs of batch 128 on at most
 5,000 training and 1,000 test faces; it still needs CelebA's files):
 --config=configs/celeba.py:small.
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import celeba
 
 

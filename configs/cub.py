@@ -19,12 +19,12 @@ values) with seeds 0, 1, 2:
     python -m experiments.beta_sweep --setting=full --config=configs/cub.py \
         --config.data.captions_dir=DIR/text_c10 --root=workdirs/cub_sweep
 
-The CPU-sized setting (`crmvae_jax.config.small`: 5 epochs of batch 128 on at most
+The CPU-sized setting (`crmvae_jax.config.defaults.small`: 5 epochs of batch 128 on at most
 5,000 training and 1,000 test images; it still needs the TFDS images and the captions):
 --config=configs/cub.py:small.
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import cub
 
 

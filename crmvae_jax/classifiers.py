@@ -26,15 +26,15 @@ judges are loaded by `crmvae_jax.evaluation.judges`.
 
 from __future__ import annotations
 
-# First, before the imports below take their second or two (crmvae_jax/startup.py).
-from crmvae_jax import startup
+# First, before the imports below take their second or two (crmvae_jax/common/startup.py).
+from crmvae_jax.common import startup
 
-startup.exit_on_stop_signals()
+startup.start_program()
 
 # pylint: disable=wrong-import-position
 from absl import flags
 
-from crmvae_jax import cli, validation
+from crmvae_jax.config import cli, validation
 from crmvae_jax.evaluation import classifier_training
 from crmvae_jax.reporting import tables
 

@@ -11,7 +11,7 @@ It computes, on `config.eval.num_examples` test pairs (a seeded random choice; -
 
 - cross-coherence (Table 1): for every target modality and every non-empty subset S
   of the other modalities, z ~ the model's own posterior of S (PoE(S) or MoE(S),
-  `core.objectives.SUBSET_POSTERIOR`), the target's decoder mean classified and compared
+  `model.objectives.SUBSET_POSTERIOR`), the target's decoder mean classified and compared
   with the label. One compiled generator serves every subset: S is a mask.
 - joint coherence R (Table 1): z ~ N(0, I), every modality decoded and classified;
   the fraction of samples on which all predictions agree.
@@ -52,17 +52,19 @@ live in `crmvae_jax.evaluation` (`coherence`, `fid`, `probes`).
 
 from __future__ import annotations
 
-# First, before the imports below take their second or two (crmvae_jax/startup.py).
-from crmvae_jax import startup
+# First, before the imports below take their second or two (crmvae_jax/common/startup.py).
+from crmvae_jax.common import startup
 
-startup.exit_on_stop_signals()
+startup.start_program()
 
 # pylint: disable=wrong-import-position
 import os
 
 from absl import flags
 
-from crmvae_jax import atomic, cli
+from crmvae_jax.common import atomic
+
+from crmvae_jax.config import cli
 from crmvae_jax.training import state
 from crmvae_jax.evaluation import driver
 from crmvae_jax.reporting import summaries

@@ -12,7 +12,7 @@ command adds `--train_classifier`. It measures:
 
 - cosine similarity (both data sets): the mean cosine between the latents inferred
   from the image alone and from the text alone, each the mean of the model's own
-  posterior of that one modality (`core.objectives.SUBSET_POSTERIOR`: PoE({m}) = p q_m, or
+  posterior of that one modality (`model.objectives.SUBSET_POSTERIOR`: PoE({m}) = p q_m, or
   q_m for mixture models). Coordination-based objectives pull the two together.
 - attribute accuracy (CelebA): images generated from the text (z sampled from the text's
   posterior) are classified by a project-trained 40-attribute classifier
@@ -40,17 +40,17 @@ are the entries `cosine_similarity` and `images_from_text` of
 
 from __future__ import annotations
 
-# First, before the imports below take their second or two (crmvae_jax/startup.py).
-from crmvae_jax import startup
+# First, before the imports below take their second or two (crmvae_jax/common/startup.py).
+from crmvae_jax.common import startup
 
-startup.exit_on_stop_signals()
+startup.start_program()
 
 # pylint: disable=wrong-import-position
 from absl import flags
 
-from crmvae_jax import cli
+from crmvae_jax.config import cli
 from crmvae_jax.training import state
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import classifier_training, driver
 
 

@@ -6,21 +6,21 @@ r"""Trains a multimodal VAE.
 With no --config it trains CRMVAE on the offline quick-start data
 (configs/quickstart.py). Any config field can be overridden with --config.FIELD=VALUE,
 with or without --config, e.g. `python -m crmvae_jax.main --config.num_train_steps=60`.
-A config, workdir or data set the user can fix is refused in one line (`crmvae_jax.cli`).
+A config, workdir or data set the user can fix is refused in one line (`crmvae_jax.config.cli`).
 """
 
 from __future__ import annotations
 
-# First, before the imports below take their second or two (crmvae_jax/startup.py).
-from crmvae_jax import startup
+# First, before the imports below take their second or two (crmvae_jax/common/startup.py).
+from crmvae_jax.common import startup
 
-startup.exit_on_stop_signals()
+startup.start_program()
 
 # pylint: disable=wrong-import-position
 from absl import flags, logging
 
-from crmvae_jax import cli
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import cli
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import coherence
 from crmvae_jax.training import loop
 

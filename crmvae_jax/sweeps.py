@@ -19,15 +19,15 @@ from typing import NamedTuple
 
 import ml_collections
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import runs
+from crmvae_jax.config import runs
 from crmvae_jax.data import registry
 from crmvae_jax.training import loop, state
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.evaluation import classifier_training, driver, judges
 
-# The small setting: `crmvae_jax.config.small` (every data set shrunk the same way) for
+# The small setting: `crmvae_jax.config.defaults.small` (every data set shrunk the same way) for
 # a fixed number of steps, with small evaluation samples.
 SMALL_TRAIN_STEPS = 200
 SMALL_EVAL_EXAMPLES = 1000

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from crmvae_jax import cli, runs
+from crmvae_jax.config import cli, runs
 
 QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
 # Evaluation shrunk to a CPU minute; its classifiers are the ones a case trains.
@@ -303,9 +303,9 @@ def _judges_committed(directory: str) -> dict[str, bytes]:
 
 def _judges_load(directory: str) -> bool:
   """Whether every quick-start judge in `directory` loads (in a fresh process)."""
-  program = ("from crmvae_jax import config; from crmvae_jax.core.modalities import "
+  program = ("from crmvae_jax.config import defaults; from crmvae_jax.data.modalities import "
              "modalities_of; from crmvae_jax.data import quickstart; from crmvae_jax.evaluation "
-             "import judges; c = config.quickstart_config(); t, _ = quickstart.load(c.data); "
+             "import judges; c = defaults.quickstart_config(); t, _ = quickstart.load(c.data); "
              f"judges.load_classifiers(c, modalities_of('quickstart', t), {directory!r})")
   return subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True,
                         timeout=TIMEOUT_S).returncode == 0
@@ -772,10 +772,10 @@ def prepare(tmp: str) -> None:
   with open(os.path.join(tmp, "raises.py"), "w") as f:
     f.write("def get_config():\n  settings = {}\n  return settings['model']\n")
   with open(os.path.join(tmp, "million_seeds.py"), "w") as f:
-    f.write("from crmvae_jax import config\n\ndef get_config():\n"
+    f.write("from crmvae_jax.config import defaults as config\n\ndef get_config():\n"
             "  c = config.quickstart_config()\n  c.sweep.seeds = tuple(range(1_000_000))\n"
             "  return c\n")
-  from crmvae_jax import config as config_lib
+  from crmvae_jax.config import defaults as config_lib
 
   runs.save_config(os.path.join(tmp, "config_only"), config_lib.quickstart_config())
 

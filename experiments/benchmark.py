@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from crmvae_jax.core import models, networks, objectives
+from crmvae_jax.model import models, networks, objectives
 from experiments import programs, timing
 
 FLAGS = flags.FLAGS

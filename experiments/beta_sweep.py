@@ -45,10 +45,14 @@ import numpy as np
 from absl import flags
 from matplotlib.figure import Figure
 
-from crmvae_jax import atomic, cli, sweeps
-from crmvae_jax import config as config_lib
+from crmvae_jax.common import atomic
+
+from crmvae_jax.config import cli
+
+from crmvae_jax import sweeps
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import registry
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import driver
 from crmvae_jax.reporting import plotting, tables
 

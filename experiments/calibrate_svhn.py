@@ -55,10 +55,10 @@ import optax
 import tqdm
 from absl import app, flags
 
-from crmvae_jax import atomic
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import networks
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.common import atomic
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import networks
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data import mst_offline, syndigits
 from crmvae_jax.evaluation import classifier_training, metrics
 from crmvae_jax.training import supervised

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from crmvae_jax import cli
+from crmvae_jax.config import cli
 from crmvae_jax.evaluation import inception
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 TORCH_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 

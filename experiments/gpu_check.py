@@ -53,7 +53,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.reporting import tables
 from crmvae_jax.training import loop
 from experiments import programs

@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags
 from flax import linen as nn
 
-from crmvae_jax.core import layers, networks
+from crmvae_jax.model import layers, networks
 from experiments import timing
 
 FLAGS = flags.FLAGS

@@ -19,8 +19,10 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, sweeps
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import cli
+
+from crmvae_jax import sweeps
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.evaluation import driver
 from crmvae_jax.reporting import tables
 from crmvae_jax.training import loop

@@ -27,10 +27,12 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, sweeps
+from crmvae_jax.config import cli
+
+from crmvae_jax import sweeps
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax.data import registry
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 # The repository's configs/mst.py, wherever the script is run from.
 MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

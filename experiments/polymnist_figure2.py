@@ -49,10 +49,11 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax.reporting import summaries
-from crmvae_jax import cli, sweeps
+from crmvae_jax.config import cli
+from crmvae_jax import sweeps
 from crmvae_jax.reporting import tables
 from crmvae_jax.data import registry
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 FIGURE_MODELS = ("mopoe", "mvtcae", "crmvae")
 FIGURE_FILE = "figure2.png"
@@ -114,7 +115,7 @@ def small_figure_setting(config: ml_collections.ConfigDict, root: str,
 
   Returns:
     A copy on the embedded MNIST digits (the small setting of every config,
-    `crmvae_jax.config.small`) with `train_steps` steps of `batch_size`,
+    `crmvae_jax.config.defaults.small`) with `train_steps` steps of `batch_size`,
     sampled mixture expectations (MoPoE's stratified estimator would decode all
     2^M - 1 subsets every step), SMALL_CLASSIFIER_EPOCHS classifier epochs in batches
     of SMALL_CLASSIFIER_BATCH_SIZE, and SMALL_EVAL_EXAMPLES test tuples, prior samples

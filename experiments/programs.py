@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from crmvae_jax import cli
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import cli
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.model import models
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.training import loop

@@ -57,14 +57,17 @@ import numpy as np
 from absl import flags
 
 from crmvae_jax.evaluation import driver
-from crmvae_jax import atomic, cli, input_pipeline, sweeps
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.common import atomic
+from crmvae_jax.config import cli
+from crmvae_jax.data import input_pipeline
+from crmvae_jax import sweeps
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.data import mst_offline
 from crmvae_jax.data import text as text_lib
 from crmvae_jax.training import checkpoints, loop, state
 from crmvae_jax.reporting import plotting, summaries, tables
-from crmvae_jax import config as config_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common.errors import UserError
 
 from configs import mst_offline as mst_offline_config
 from configs import polymnist as polymnist_config

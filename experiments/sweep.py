@@ -21,10 +21,12 @@ import os
 
 from absl import flags
 
-from crmvae_jax import cli, sweeps
-from crmvae_jax.core import objectives
+from crmvae_jax.config import cli
+
+from crmvae_jax import sweeps
+from crmvae_jax.model import objectives
 from crmvae_jax.reporting import summaries
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 _MODELS = flags.DEFINE_list("models", ["crmvae", "mvtcae"], "Models, one program each.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every model.", lower_bound=1)

@@ -8,8 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.common import xla_setup
+
+# As every program of the package does where it starts (common/startup.py), before the
+# first computation starts JAX's CPU backend.
+xla_setup.prefer_eigen_convolutions()
+
+from crmvae_jax.model import models  # pylint: disable=wrong-import-position
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import text, tfds_arrays
 from crmvae_jax.data.base import MultimodalDataset
 
@@ -115,6 +121,6 @@ def compilation_cache(request, tmp_path_factory) -> str:
 def _no_stop_requested_before(monkeypatch):
   """A test that calls a stop signal's handler in-process records the stop
   (`startup.request_stop`); every test starts with none recorded."""
-  from crmvae_jax import startup
+  from crmvae_jax.common import startup
 
   monkeypatch.setattr(startup, "_requested", [])

@@ -1,4 +1,4 @@
-"""The trained-model API checks its arguments (`core.inference.TrainedModel`,
+"""The trained-model API checks its arguments (`model.inference.TrainedModel`,
 `Modality.check_values`): every class of bad argument raises a TypeError or ValueError
 naming the argument, in every method that takes it; keys and int seeds are one
 convention; float images are read as they are (the API's own outputs fed back)."""
@@ -10,9 +10,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from crmvae_jax.core import models
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model import models
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.model.modality import Modality
 
 # The quick-start model (MNIST 28x28x1, text of length 8) with initial parameters comes
 # from conftest.py (`quickstart_vae`); untrained is enough for checks of arguments.

@@ -1,4 +1,4 @@
-"""Files written for the user are replaced whole or not at all (`crmvae_jax.atomic`)."""
+"""Files written for the user are replaced whole or not at all (`crmvae_jax.common.atomic`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import stat
 import numpy as np
 import pytest
 
-from crmvae_jax import atomic, runs
-from crmvae_jax import config as config_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.common import atomic
+
+from crmvae_jax.config import runs
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import driver
 from crmvae_jax.reporting import summaries
 

@@ -1,6 +1,6 @@
 """config.compute_dtype = "bfloat16": the networks compute in bfloat16, everything the
 optimiser and the checkpoints see stays float32, and the numbers stay close to float32's
-on the same batch (crmvae_jax.core.models.apply)."""
+on the same batch (crmvae_jax.model.models.apply)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.model import models
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data.base import MultimodalDataset
 
 BATCH = 32
@@ -146,7 +146,7 @@ def test_a_bfloat16_run_checkpoints_float32_and_resumes_exactly(tmp_path):
 def test_the_bias_gradient_of_a_bfloat16_layer_is_summed_in_float32():
   # 32 x 32 x 32 positions, each contributing 1: in bfloat16 a plain sum stops growing
   # long before 32,768; the layer's own gradient must be exact (32,768 is a bfloat16).
-  from crmvae_jax.core import layers
+  from crmvae_jax.model import layers
 
   y = jnp.zeros((32, 32, 32, 3), jnp.bfloat16)
   bias = jnp.zeros((3,), jnp.bfloat16)

@@ -14,9 +14,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from crmvae_jax import atomic
-from crmvae_jax import config as config_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.common import atomic
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.training import checkpoints, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,7 +188,7 @@ def test_a_checkpoint_directory_that_is_a_file_or_unwritable_is_refused(tmp_path
 _FAILING_SAVE = """
 import os, shutil, sys
 import jax.numpy as jnp
-from crmvae_jax import cli, config as config_lib
+from crmvae_jax.config import cli, defaults as config_lib
 from crmvae_jax.training import checkpoints
 workdir = sys.argv[1]
 manager = checkpoints.checkpoint_manager(workdir, config_lib.quickstart_config())

@@ -18,10 +18,10 @@ from crmvae_jax.evaluation import classifier_training, driver, fid
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.training import loop
 from crmvae_jax.evaluation import classifier_networks
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")

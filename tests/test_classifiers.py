@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from crmvae_jax.evaluation import classifier_training, judges
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import quickstart, text
-from crmvae_jax.errors import UserError
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.common.errors import UserError
+from crmvae_jax.data.modalities import modalities_of
 
 
 @pytest.fixture(scope="module")

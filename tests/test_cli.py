@@ -14,10 +14,10 @@ from absl import flags
 
 from configs import celeba as celeba_config
 from crmvae_jax.evaluation import judges
-from crmvae_jax import cli, runs
+from crmvae_jax.config import cli, runs
 from crmvae_jax.evaluation import inception
-from crmvae_jax import config as config_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Short runs, as in the quick-start bad-input table (experiments/bad_inputs.py).
@@ -178,7 +178,8 @@ def test_a_bug_keeps_its_traceback(tmp_path):
   """Only UserError becomes one line: any other exception is a bug and shows where."""
   program = textwrap.dedent(f"""
       import sys
-      from crmvae_jax import cli, main
+      from crmvae_jax.config import cli
+      from crmvae_jax import main
       from crmvae_jax.training import loop
 
       def broken(config, workdir, eval_scalars=None):

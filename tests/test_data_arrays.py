@@ -16,11 +16,11 @@ from numpy.lib import format as npy_format
 
 from configs import arrays as arrays_config
 from crmvae_jax import data as data_lib
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.model import models
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import arrays, quickstart, text
 from crmvae_jax.data.base import DataUnavailableError
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 NUM = 200
 
@@ -420,7 +420,7 @@ def test_unlabelled_data_is_evaluated_by_what_needs_no_labels(tmp_path):
   import json
   import os
 
-  from crmvae_jax import config as config_lib
+  from crmvae_jax.config import defaults as config_lib
   from crmvae_jax.evaluation import driver
   from crmvae_jax.training import loop
 
@@ -458,7 +458,7 @@ def test_the_datas_identity_is_its_content_not_its_path(tmp_path, config_data):
 @pytest.mark.slow
 def test_a_run_refuses_to_resume_or_load_on_another_file_at_its_path(tmp_path):
   import crmvae_jax
-  from crmvae_jax import config as config_lib
+  from crmvae_jax.config import defaults as config_lib
   from crmvae_jax.training import loop
 
   np.savez(tmp_path / "data.npz", **example_arrays())

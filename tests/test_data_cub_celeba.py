@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
 
-from crmvae_jax.core import modalities
+from crmvae_jax.data import modalities
 from crmvae_jax.data import celeba
 from crmvae_jax.data import cub
 from crmvae_jax.data import text

@@ -11,7 +11,7 @@ from configs import mst_offline as mst_offline_config
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import mst_offline, syndigits, text
 from crmvae_jax.data.quickstart import embedded_mnist
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 NUM_DIGITS = 200  # embedded MNIST digits the fast tests use: 180 train, 20 test
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from crmvae_jax.data import polymnist
 from crmvae_jax.data.base import DataUnavailableError
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 # Modality m's constant background colour in the tests that decode images.
 _COLOURS = np.array([[10, 100, 200], [50, 60, 70], [0, 255, 30], [90, 20, 130],

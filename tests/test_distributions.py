@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core.distributions import Gaussian
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model.distributions import Gaussian
 
 # One worker for the module: its checks run the distributions op by op, and the
 # primitives they compile are largely the same.

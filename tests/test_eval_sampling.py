@@ -11,8 +11,8 @@ import pytest
 
 from crmvae_jax.evaluation import driver, image_text
 from crmvae_jax.evaluation import fid as fid_lib
-from crmvae_jax import config as config_lib
-from crmvae_jax import input_pipeline
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.data import input_pipeline
 from crmvae_jax.training import loop
 from crmvae_jax.data import quickstart
 from test_evaluate import _pooled_features, mst_of_digits

@@ -16,12 +16,12 @@ from crmvae_jax.evaluation import coherence as coherence_lib
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.training import loop
 from crmvae_jax.reporting import summaries, tables
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.evaluation import metrics
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.common.errors import UserError
+from crmvae_jax.data.modalities import modalities_of
 
 NUM_PAIRS = 300
 BATCH_SIZE = 64  # 300 pairs: four full batches and one padded one

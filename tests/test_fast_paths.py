@@ -1,6 +1,6 @@
 """The speed paths compute the same numbers as the plain ones: stacked decoding against
 vmap, the objectives' one decoding call against two, and the XLA option the package
-sets (crmvae_jax.xla_setup)."""
+sets (crmvae_jax.common.xla_setup)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import crmvae_jax  # noqa: F401  (sets XLA_FLAGS first)
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import models, objectives
-from crmvae_jax import xla_setup
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import models, objectives
+from crmvae_jax.common import xla_setup
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data.modalities import modalities_of
 
 
 def _mnist_text_model():

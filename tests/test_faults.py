@@ -13,10 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from crmvae_jax import atomic, cli
+from crmvae_jax.common import atomic
+
+from crmvae_jax.config import cli
 from crmvae_jax.data import polymnist
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import judges
 from crmvae_jax.training import loop
 
@@ -33,7 +35,7 @@ def test_a_stop_signal_is_a_user_error_with_the_shells_exit_code():
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_at_any_moment_prints_one_line_and_exits_128_plus_it(number):
-  program = ("import time\nfrom crmvae_jax import cli\n"
+  program = ("import time\nfrom crmvae_jax.config import cli\n"
              "def main():\n  print('ready', flush=True)\n  time.sleep(60)\n"
              "cli.run(main, config=False)\n")
   process = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, text=True,

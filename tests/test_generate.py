@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from crmvae_jax.evaluation import generation
-from crmvae_jax.core import models
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.model import models
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data.modalities import modalities_of
 
 # The quick-start model and its parameters come from conftest.py (`quickstart_vae`),
 # built once by the worker that runs this group.

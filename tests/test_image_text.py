@@ -22,13 +22,14 @@ from PIL import Image
 from configs import celeba as celeba_config
 from configs import cub as cub_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
-from crmvae_jax import input_pipeline, sweeps
+from crmvae_jax.data import input_pipeline
+from crmvae_jax import sweeps
 from crmvae_jax.evaluation import metrics
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.data import celeba, cub, text, tfds_arrays
-from crmvae_jax.core.distributions import Gaussian
-from crmvae_jax.errors import UserError
+from crmvae_jax.model.distributions import Gaussian
+from crmvae_jax.common.errors import UserError
 from experiments import beta_sweep
 
 

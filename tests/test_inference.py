@@ -1,4 +1,4 @@
-"""The trained-model API (`crmvae_jax.load`, `core.inference.TrainedModel`): any subset
+"""The trained-model API (`crmvae_jax.load`, `model.inference.TrainedModel`): any subset
 of modalities in, generations, samples, reconstructions and log-likelihoods out."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import crmvae_jax
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import models
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import models
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import quickstart, text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 LATENT_DIM = 4  # conftest.QUICKSTART_LATENT_DIM, the latent dimension of `quickstart_vae`
 NUM = 7

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import inference as likelihood
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import inference as likelihood
 
 LATENT, OBSERVED, BATCH, NOISE = 3, 5, 4, 0.7
 

@@ -14,7 +14,7 @@ import pytest
 
 from crmvae_jax.evaluation import inception, metrics
 from crmvae_jax.data.base import DataUnavailableError
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import runs, validation
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.config import runs, validation
+from crmvae_jax.model import models
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import base, quickstart, text
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 NUM = 600
 

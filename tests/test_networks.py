@@ -1,4 +1,4 @@
-"""Tests for crmvae_jax.core.networks: PyTorch-faithful layers, shapes, sizes, classifiers."""
+"""Tests for crmvae_jax.model.networks: PyTorch-faithful layers, shapes, sizes, classifiers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax.core import layers, networks
+from crmvae_jax.model import layers, networks
 from crmvae_jax.evaluation import classifier_networks
 
 BATCH = 2

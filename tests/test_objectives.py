@@ -13,10 +13,10 @@ import pytest
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import objectives
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import objectives
 from crmvae_jax.reporting import tables
-from crmvae_jax.core.distributions import Gaussian
+from crmvae_jax.model.distributions import Gaussian
 
 NAMES = tuple(objectives.OBJECTIVES)
 MIXTURE_OBJECTIVES = ("mmvae", "mopoe", "mmjsd")

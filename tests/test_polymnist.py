@@ -18,7 +18,7 @@ from crmvae_jax.evaluation import fid
 from crmvae_jax import sweeps
 from crmvae_jax.reporting import tables
 from crmvae_jax.data import polymnist
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.data.modalities import modalities_of
 from experiments import polymnist_figure2
 
 # The first 160 embedded training digits hold at least 5 of every digit (M = 5 tuples).

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax import config as config_lib
-from crmvae_jax.core import models, objectives
-from crmvae_jax import validation
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.model import models, objectives
+from crmvae_jax.config import validation
 from crmvae_jax.data import text
-from crmvae_jax.core.distributions import Gaussian
-from crmvae_jax.errors import UserError
+from crmvae_jax.model.distributions import Gaussian
+from crmvae_jax.common.errors import UserError
 from test_objectives import _expected_l, _kl, _poe, problem, quadratic_log_likelihood
 
 

@@ -21,7 +21,7 @@ def python_block(section: str) -> str:
 
 @pytest.mark.slow
 def test_use_a_trained_model(tmp_path, capsys):
-  from crmvae_jax import config as config_lib
+  from crmvae_jax.config import defaults as config_lib
   from crmvae_jax.training import loop
 
   config = config_lib.resize(config_lib.quickstart_config(), "tiny")
@@ -127,7 +127,7 @@ def test_the_quick_start_commands_run_in_sequence_as_written(tmp_path):
 
 def test_the_config_table_matches_the_configs():
   # Every row of the README's config table against what the config file gives.
-  from crmvae_jax import cli
+  from crmvae_jax.config import cli
 
   readme = open(README).read()
   rows = re.findall(r"^\| `(configs/\w+\.py)` \|[^|]*\| ([\d.]+) \| (\d+) \| (\d+) \| (\d+) \|",

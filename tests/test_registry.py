@@ -16,15 +16,15 @@ import ml_collections
 import numpy as np
 import pytest
 
-from crmvae_jax import cli, validation
-from crmvae_jax.core import networks
+from crmvae_jax.config import cli, validation
+from crmvae_jax.model import networks
 from crmvae_jax.evaluation import classifier_networks
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.common.errors import UserError
+from crmvae_jax.data.modalities import modalities_of
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = list(registry.DATA_SETS)
@@ -148,8 +148,8 @@ def test_unknown_data_sets_name_the_flag_and_every_known_one():
 
 def test_reading_the_registry_or_a_config_imports_no_tensorflow_datasets():
   code = ("import sys\n"
-          "from crmvae_jax import validation\n"
-          "from crmvae_jax import config as config_lib\n"
+          "from crmvae_jax.config import validation\n"
+          "from crmvae_jax.config import defaults as config_lib\n"
           "from crmvae_jax.data import registry\n"
           "import importlib\n"
           "for data_set in registry.DATA_SETS.values():\n"

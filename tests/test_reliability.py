@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax import atomic, cli, errors, field_checks, runs, startup, validation
-from crmvae_jax import config as config_lib
+from crmvae_jax.common import atomic, errors, field_checks, startup
+
+from crmvae_jax.config import cli, runs, validation
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.core.modalities import Modality
-from crmvae_jax.errors import UserError
+from crmvae_jax.model.modality import Modality
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import (classifier_networks, classifier_training, driver,
                                    judges)
 from crmvae_jax.training import checkpoints, guards

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.core import models
+from crmvae_jax.model import models
 from crmvae_jax.training import checkpoints, loop, state
 from crmvae_jax.training import step as step_lib
 
@@ -89,10 +89,11 @@ EIGHT_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from crmvae_jax import config as config_lib, data
+    from crmvae_jax.config import defaults as config_lib
+    from crmvae_jax import data
     from crmvae_jax.training import state
     from crmvae_jax.training import step as step_lib
-    from crmvae_jax.core import models
+    from crmvae_jax.model import models
 
     config = config_lib.quickstart_config()
     train_set, _ = data.load(config.data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from experiments import reproduce
 
 

@@ -9,9 +9,9 @@ import ml_collections
 import pytest
 
 from configs import cub, polymnist
-from crmvae_jax import config as config_lib
-from crmvae_jax import runs
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.config import runs
+from crmvae_jax.common.errors import UserError
 
 
 def _types(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, type]:

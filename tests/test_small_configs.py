@@ -1,4 +1,4 @@
-"""Every config file's `:small` setting (crmvae_jax.config.small): it loads, validates
+"""Every config file's `:small` setting (crmvae_jax.config.defaults.small): it loads, validates
 and shrinks every data set the same way; unknown settings are one sentence; and loading
 a config imports no tensorflow_datasets."""
 
@@ -12,9 +12,11 @@ import textwrap
 
 import pytest
 
-from crmvae_jax import cli, sweeps, validation
-from crmvae_jax import config as config_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import cli, validation
+
+from crmvae_jax import sweeps
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(os.path.relpath(path, REPO)
@@ -138,7 +140,7 @@ def test_sweeps_small_setting_shrinks_every_data_set(config_file):
 def test_loading_a_config_imports_no_tensorflow_datasets():
   program = textwrap.dedent(f"""
       import sys
-      from crmvae_jax import cli
+      from crmvae_jax.config import cli
       for config_file in {CONFIG_FILES!r}:
         for setting in ("", ":small"):
           cli.load_config_file(config_file + setting)
@@ -165,8 +167,8 @@ def test_small_keeps_the_placeholder_types(config_file):
 def test_the_quick_start_trains_crmvae_10500_steps_with_the_text_weighted_8():
   """The quick start's budget and weights, chosen by experiments/reproduce.py."""
   from crmvae_jax import data as data_lib
-  from crmvae_jax import input_pipeline
-  from crmvae_jax.core.modalities import modalities_of
+  from crmvae_jax.data import input_pipeline
+  from crmvae_jax.data.modalities import modalities_of
 
   config = load("configs/quickstart.py")
   train_set, _ = data_lib.load(config.data)

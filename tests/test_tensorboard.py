@@ -11,7 +11,7 @@ import pytest
 def test_a_run_with_judges_writes_images_and_coherence_along_training(tmp_path, capsys):
   from tensorboard.backend.event_processing import event_accumulator
 
-  from crmvae_jax import config as config_lib
+  from crmvae_jax.config import defaults as config_lib
   from crmvae_jax.evaluation import classifier_training, coherence
   from crmvae_jax.training import loop
 

@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 from configs import mst as mst_config
-from crmvae_jax import config as config_lib
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline
+from crmvae_jax.data import input_pipeline
 from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.training import state as state_lib
 from crmvae_jax.training import step as step_lib
-from crmvae_jax.core import models, objectives
-from crmvae_jax.errors import UserError
+from crmvae_jax.model import models, objectives
+from crmvae_jax.common.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,10 +135,11 @@ EIGHT_DEVICES = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json
     import jax, jax.numpy as jnp, numpy as np
-    from crmvae_jax import config as config_lib, data
+    from crmvae_jax.config import defaults as config_lib
+    from crmvae_jax import data
     from crmvae_jax.training import state as state_lib
     from crmvae_jax.training import step as step_lib
-    from crmvae_jax.core import models
+    from crmvae_jax.model import models
 
     config = config_lib.quickstart_config()
     train_set, _ = data.load(config.data)

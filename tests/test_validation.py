@@ -7,9 +7,9 @@ import math
 import pytest
 
 from configs import celeba, cub, mst, mst_offline, polymnist, translated_polymnist
-from crmvae_jax import config as config_lib
-from crmvae_jax import validation
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.config import validation
+from crmvae_jax.common.errors import UserError
 
 NAN, INF = math.nan, math.inf
 
@@ -158,7 +158,7 @@ def test_float32_limits_and_repeats_say_why():
 
 def test_likelihood_weights_of_the_wrong_length_name_the_flag():
   from crmvae_jax import data as data_lib
-  from crmvae_jax.core.modalities import modalities_of
+  from crmvae_jax.data.modalities import modalities_of
 
   config = config_lib.quickstart_config()
   _, test_set = data_lib.load(config.data)

@@ -14,7 +14,7 @@ from typing import Callable
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import (DataUnavailableError, MultimodalDataset, is_text_array,
                                   with_missing)
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 
 def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
@@ -39,7 +39,7 @@ def _loader_function(config_data, function: str) -> Callable | None:
 def check_fields(config_data) -> None:
   """Runs the loader's own checks of the fields only its data set has
   (`check_config(config_data)`, where the loader defines one), so that a bad value is
-  refused before any data is read; `crmvae_jax.validation.validate_config` calls it.
+  refused before any data is read; `crmvae_jax.config.validation.validate_config` calls it.
 
   Raises:
     UserError: the first field out of range, naming its flag.

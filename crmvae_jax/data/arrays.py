@@ -53,12 +53,12 @@ from ml_collections import config_dict
 from numpy.lib import format as npy_format
 
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 RESERVED = ("labels", "masks")
 KINDS = ("image", "text", "vector")
 LIKELIHOODS = ("laplace", "gaussian")
-# Square image sizes with networks (`core.modalities.IMAGE_NETWORKS`).
+# Square image sizes with networks (`model.modality.IMAGE_NETWORKS`).
 IMAGE_NETWORKS = {28: "polymnist", 32: "svhn", 64: "image64"}
 # The text networks halve the length three times.
 TEXT_LENGTH_MULTIPLE = 8

@@ -6,7 +6,7 @@ which base row each pair uses: pairing, data multiplication and tuple building a
 index arithmetic, never copies, so MNIST-SVHN-Text's 1.12M pairs cost 9 MB of
 indices instead of 13 GB of pixels.
 
-Storage conventions, shared with `crmvae_jax.core.modalities` which turns a batch into
+Storage conventions, shared with `crmvae_jax.model.modality` which turns a batch into
 model inputs on the device:
 - images: uint8, [N, H, W, C] (channels last, as Flax convolutions expect);
 - text: int32 token ids, [N, L].
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ import numpy as np
 from ml_collections import config_dict
 from PIL import Image
 
-from crmvae_jax import field_checks
+from crmvae_jax.common import field_checks
 from crmvae_jax.data import text
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 

@@ -36,9 +36,9 @@ import numpy as np
 from ml_collections import config_dict
 from PIL import Image
 
-from crmvae_jax import field_checks
+from crmvae_jax.common import field_checks
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.vocabulary import Vocabulary
 
 NAME = "cub"

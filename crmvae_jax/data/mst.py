@@ -17,7 +17,7 @@ import ml_collections
 from ml_collections import config_dict
 import numpy as np
 
-from crmvae_jax import field_checks
+from crmvae_jax.common import field_checks
 from crmvae_jax.data import text
 from crmvae_jax.data.base import MultimodalDataset
 

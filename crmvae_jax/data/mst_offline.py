@@ -35,12 +35,12 @@ import numpy as np
 from absl import logging
 from ml_collections import config_dict
 
-from crmvae_jax import atomic, field_checks
+from crmvae_jax.common import atomic, field_checks
 from crmvae_jax.data import syndigits
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.data.mst import paired_split
 from crmvae_jax.data.quickstart import embedded_mnist
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 MODALITIES = ("mnist", "svhn", "text")
 # The reference's cap on the images of a digit; the embedded digits have 500 of each.

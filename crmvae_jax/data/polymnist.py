@@ -30,9 +30,9 @@ from absl import logging
 from ml_collections import config_dict
 from PIL import Image
 
-from crmvae_jax import atomic, field_checks
+from crmvae_jax.common import atomic, field_checks
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 MNIST_SIZE = 28
 # round(28 * 0.7) = 20: Translated-PolyMNIST's digit is 70% of its MNIST size.

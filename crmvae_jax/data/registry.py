@@ -39,8 +39,8 @@ class DataSet:
     evaluation: how a run on it is evaluated (`Evaluation`).
     config_file: the config file, relative to the repository, that a command names
       with --config to run it; None for the quick start, the package's default config
-      (`crmvae_jax/config.py`), which a command runs with no --config.
-    networks: modality name -> its `crmvae_jax.core.networks.NETWORKS` (and `CLASSIFIERS`)
+      (`crmvae_jax/config/defaults.py`), which a command runs with no --config.
+    networks: modality name -> its `crmvae_jax.model.networks.NETWORKS` (and `CLASSIFIERS`)
       key; empty when `shared_network` is set.
     shared_network: the key of every modality when all share one network and their
       number is a setting (PolyMNIST's m0, m1, ..., `data.num_modalities`).

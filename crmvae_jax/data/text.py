@@ -14,7 +14,7 @@ letters and spaces, so the duplicate never touches the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -133,3 +133,15 @@ def redraw_starts(ids: jax.Array, rng: jax.Array) -> jax.Array:
   moved = jnp.take_along_axis(ids, source, axis=-1)
   inside = (offsets >= 0) & (offsets < name_lengths[:, None])
   return jnp.where(inside, moved, SPACE_ID).astype(jnp.int32)
+
+
+def redraw_augmentation(modalities: Sequence) -> Callable[[dict, jax.Array], dict]:
+  """augment(batch, rng) for `model.models.make_loss_fn`: every text modality's digit
+  names redrawn at new starts (`redraw_starts`), each with its own key folded in from
+  `rng` by the modality's index (`config.data.text_redraw`)."""
+
+  def augment(batch: dict, rng: jax.Array) -> dict:
+    return {**batch, **{m.name: redraw_starts(batch[m.name], jax.random.fold_in(rng, index))
+                        for index, m in enumerate(modalities) if m.is_text}}
+
+  return augment

@@ -5,7 +5,7 @@ network name's judge.
 They are ours (the reference code's classifiers are not part of what the paper
 specifies): each maps a modality to logits [B, num_classes], is deterministic unless
 called with `train=True` (dropout, with a 'dropout' rng), and holds no batch statistics,
-so a trained classifier is just its params. The layers are `crmvae_jax.core.layers`'.
+so a trained classifier is just its params. The layers are `crmvae_jax.model.layers`'.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from crmvae_jax.core.layers import TorchConv, TorchDense
+from crmvae_jax.model.layers import TorchConv, TorchDense
 
 
 def _flatten(x: jax.Array) -> jax.Array:

@@ -21,12 +21,14 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, runs
+from crmvae_jax.common import atomic
+from crmvae_jax.config import runs
 from crmvae_jax.evaluation import classifier_networks, metrics
-from crmvae_jax.core.modalities import Modality, modalities_of
+from crmvae_jax.model.modality import Modality
+from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation.image_text import image_and_text_indices
 from crmvae_jax.evaluation.judges import (METADATA_FILE, PARAMS_DIR, Classifier,
                                           default_directory, network_input, predict_in_batches)

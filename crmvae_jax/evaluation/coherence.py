@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from crmvae_jax.core import distributions as dist
+from crmvae_jax.model import distributions as dist
 from crmvae_jax.evaluation import metrics
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation.generation import Generate, GeneratePrior
-from crmvae_jax.input_pipeline import padded_batches
+from crmvae_jax.data.input_pipeline import padded_batches
 from crmvae_jax.reporting import tables
 
 # values [B, ...] -> predicted labels [B].
@@ -172,7 +172,7 @@ def training_scalars(config) -> Callable | None:
   from crmvae_jax.data import registry
   from crmvae_jax.evaluation import generation
   from crmvae_jax.evaluation import judges as judges_lib
-  from crmvae_jax.input_pipeline import sample_ids
+  from crmvae_jax.data.input_pipeline import sample_ids
 
   if config.data.name not in registry.names(evaluation="digits"):
     return None

@@ -27,13 +27,15 @@ import numpy as np
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, errors, input_pipeline, runs, validation
+from crmvae_jax.common import atomic, errors
+from crmvae_jax.data import input_pipeline
+from crmvae_jax.config import runs, validation
 from crmvae_jax.training import checkpoints, state
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation import entries, image_text, likelihood
 from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import plotting, summaries, tables

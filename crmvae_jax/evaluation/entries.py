@@ -24,9 +24,9 @@ from typing import Any
 import jax
 import ml_collections
 
-from crmvae_jax import input_pipeline
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.data import input_pipeline
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation import coherence as coherence_lib
@@ -41,7 +41,7 @@ class Context:
 
   Attributes:
     config: the run's config (`config.eval` holds the sample sizes).
-    trained: the trained model (`core.inference.TrainedModel`).
+    trained: the trained model (`model.inference.TrainedModel`).
     modalities: its modalities.
     judges: modality name -> classifier or digit-name judge (none for image-text data,
       whose one classifier, CelebA's attributes, `images_from_text` loads).

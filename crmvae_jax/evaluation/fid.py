@@ -13,13 +13,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from crmvae_jax import input_pipeline
+from crmvae_jax.data import input_pipeline
 from crmvae_jax.evaluation import inception, metrics
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
 from crmvae_jax.evaluation.coherence import Judge, coherence_subsets, subset_abbreviations
 from crmvae_jax.evaluation.generation import Generate
-from crmvae_jax.input_pipeline import padded_batches
+from crmvae_jax.data.input_pipeline import padded_batches
 from crmvae_jax.reporting import tables
 
 # images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F].

@@ -1,4 +1,4 @@
-"""The trained model (`core.inference.TrainedModel`) as the functions the metrics call:
+"""The trained model (`model.inference.TrainedModel`) as the functions the metrics call:
 cross-generation from a subset's posterior, generation from the prior, and posterior
 means of every subset.
 
@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import models, objectives
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import models, objectives
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.input_pipeline import padded_batches
+from crmvae_jax.data.input_pipeline import padded_batches
 
 # (subset mask [M], stored batch, rng) -> displayed outputs, one per modality.
 Generate = Callable[[np.ndarray, dict, jax.Array], Sequence[np.ndarray]]

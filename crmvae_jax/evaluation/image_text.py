@@ -19,16 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax.core import objectives
+from crmvae_jax.model import objectives
 from crmvae_jax.evaluation import metrics
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.distributions import Gaussian
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.model.distributions import Gaussian
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data import text as char_text
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.evaluation.generation import encode_all, subset_posterior_means
-from crmvae_jax.input_pipeline import padded_batches
+from crmvae_jax.data.input_pipeline import padded_batches
 
 
 

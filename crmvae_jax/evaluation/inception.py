@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax.data.base import DataUnavailableError
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 WEIGHTS_ENV_VAR = "CRMVAE_INCEPTION_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".cache", "crmvae_jax", "inception_fid.npz")

@@ -30,10 +30,10 @@ import orbax.checkpoint as ocp
 from flax import linen as nn
 
 from crmvae_jax.evaluation import classifier_networks, metrics
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.modality import Modality
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 METADATA_FILE = "classifier.json"
 PARAMS_DIR = "params"

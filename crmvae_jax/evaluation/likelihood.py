@@ -26,10 +26,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.input_pipeline import padded_batches, sample_ids
+from crmvae_jax.data.input_pipeline import padded_batches, sample_ids
 from crmvae_jax.reporting import tables
 
 # (stored batch, rng) -> estimates [P, B], one row per proposal.

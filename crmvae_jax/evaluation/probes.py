@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from crmvae_jax.core import distributions as dist
+from crmvae_jax.model import distributions as dist
 from crmvae_jax.evaluation import metrics
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model.modality import Modality
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation.coherence import subset_abbreviations
 from crmvae_jax.evaluation.generation import EncodeMeans, encode_all

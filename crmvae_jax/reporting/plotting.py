@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from crmvae_jax import atomic
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.common import atomic
+from crmvae_jax.model.inference import TrainedModel
 
 CELL = 64
 LABEL_WIDTH = 72

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from crmvae_jax import atomic
+from crmvae_jax.common import atomic
 from crmvae_jax.data import registry
 from crmvae_jax.reporting import tables
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tabulate
 
-from crmvae_jax.core import objectives
+from crmvae_jax.model import objectives
 
 # The paper's order and names, from the model registry (`objectives.MODELS`).
 MODEL_NAMES = tuple(objectives.MODELS)

@@ -21,11 +21,12 @@ import tqdm
 from absl import logging
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import atomic, errors, runs, validation
-from crmvae_jax.core import models
-from crmvae_jax.core.inference import TrainedModel
+from crmvae_jax.common import atomic, errors
+from crmvae_jax.config import runs, validation
+from crmvae_jax.model import models
+from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.data.base import MultimodalDataset
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.training.state import (create_model, create_optimizer, create_replica_states,
                                        replica_grid)
 
@@ -336,7 +337,5 @@ def load_run(workdir: str, replica: int = 0, batch_size: int = 256) -> TrainedMo
     raise UserError(f"{workdir} holds replicas 0..{len(seeds) - 1}; pass replica= one of them "
                     f"(got {replica}).")
   model, params, train_set, test_set, step = load_trained(config, workdir, replica)
-  trained = TrainedModel.from_config(model, params, config, batch_size)
-  trained.config, trained.step = config, step
-  trained.train_set, trained.test_set = train_set, test_set
-  return trained
+  return TrainedModel.from_config(model, params, config, batch_size, step=step,
+                                  train_set=train_set, test_set=test_set)

@@ -16,8 +16,8 @@ import numpy as np
 import tqdm
 from jax.experimental import multihost_utils
 
-from crmvae_jax import startup
-from crmvae_jax.errors import UserError
+from crmvae_jax.common import startup
+from crmvae_jax.common.errors import UserError
 
 
 class TrainingDiverged(UserError):

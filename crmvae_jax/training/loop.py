@@ -25,11 +25,12 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
-from crmvae_jax import input_pipeline, runs, validation
-from crmvae_jax.core import models
-from crmvae_jax.core.inference import TrainedModel
-from crmvae_jax.core.modalities import Modality
-from crmvae_jax.errors import UserError
+from crmvae_jax.data import input_pipeline, text
+from crmvae_jax.config import runs, validation
+from crmvae_jax.model import models
+from crmvae_jax.model.inference import TrainedModel
+from crmvae_jax.model.modality import Modality
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.reporting import plotting
 from crmvae_jax.training import checkpoints
 from crmvae_jax.training.checkpoints import checkpoint_manager, has_checkpoints, restore_latest
@@ -161,8 +162,10 @@ class _Run:
     tx = create_optimizer(config)
     self.mesh = create_mesh(self.num_replicas)
     check_batch_divides(config.batch_size, self.mesh)
+    augment = (text.redraw_augmentation(self.model.modalities)
+               if config.data.get("text_redraw", False) else None)
     loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
-                                  config.get("readings"), config.data.get("text_redraw", False))
+                                  config.get("readings"), augment)
     if self.num_replicas > 1:
       check_sweep_fits(_state_bytes(self.model, tx, self.train_set),
                        sum(array.nbytes for array in self.train_set.arrays.values()),

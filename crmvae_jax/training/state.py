@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from crmvae_jax.core import models
-from crmvae_jax.core.modalities import modalities_of
+from crmvae_jax.model import models
+from crmvae_jax.data.modalities import modalities_of
 
 
 @flax.struct.dataclass

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from crmvae_jax import data as data_lib
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.training.state import TrainState
 
 

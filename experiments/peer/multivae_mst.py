@@ -5,7 +5,7 @@ by the project).
     $PEER_PY experiments/peer/multivae_mst.py crmvae mvtcae mopoe
 
 Builds MultiVae's CRMVAE, MVTCAE and MoPoE over the same six networks as
-crmvae_jax.core.networks ('mnist', 'svhn', 'mst_text'; docs/models.md), with Laplace
+crmvae_jax.model.networks ('mnist', 'svhn', 'mst_text'; docs/models.md), with Laplace
 image likelihoods (scale 0.75), a categorical text likelihood and MultiVae's likelihood
 rescaling, and times a full train step (forward, backward, Adam at 5e-4) on random data
 with 2 threads. Prints one line per model:

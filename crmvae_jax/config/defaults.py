@@ -17,7 +17,7 @@ import copy
 
 import ml_collections
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 # Named run sizes, the one table every shrunk run reads (`resize`): the fields each
 # size sets, and at most how many (training, test) examples it keeps (`limit_data`).
@@ -54,7 +54,7 @@ DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_te
 def base_config() -> ml_collections.ConfigDict:
   """Settings of the paper's section 6: Adam, learning rate 5e-4, batch 256."""
   config = ml_collections.ConfigDict()
-  config.model = "crmvae"  # a key of crmvae_jax.core.objectives.OBJECTIVES
+  config.model = "crmvae"  # a key of crmvae_jax.model.objectives.OBJECTIVES
   config.beta = 1.0
   config.seed = 0  # parameters and sampling; the data order has its own data.seed
   config.latent_dim = 32
@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # > 0 overrides num_epochs
   config.mixture_estimator = "stratified"  # or "sampled" (mmvae, mopoe, mmjsd)
   # The networks' arithmetic: "float32" or "bfloat16" (parameters, optimiser state, the
-  # objectives' sums and checkpoints stay float32; crmvae_jax.core.models.apply).
+  # objectives' sums and checkpoints stay float32; crmvae_jax.model.models.apply).
   config.compute_dtype = "float32"
   config.readings = readings_config()
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
@@ -89,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
 def readings_config() -> ml_collections.ConfigDict:
   """The choices the paper leaves open, each at the paper's reading.
 
-  `crmvae_jax.core.objectives` (module docstring) says what each one changes and which
+  `crmvae_jax.model.objectives` (module docstring) says what each one changes and which
   reference implementation reads it otherwise; e.g. --config.readings.prior_expert=False
   trains without the prior expert in the PoEs, as MultiVae does.
   """
@@ -165,8 +165,8 @@ def quickstart_config() -> ml_collections.ConfigDict:
 
 
 def get_config(setting: str = "full") -> ml_collections.ConfigDict:
-  """This file as a config file (`--config=crmvae_jax/config.py`): the quick start."""
-  return apply_setting(quickstart_config(), setting, "crmvae_jax/config.py")
+  """This file as a config file (`--config=crmvae_jax/config/defaults.py`): the quick start."""
+  return apply_setting(quickstart_config(), setting, "crmvae_jax/config/defaults.py")
 
 
 def data_size_fields(config_data: ml_collections.ConfigDict) -> tuple[str, str] | None:

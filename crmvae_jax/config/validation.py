@@ -12,8 +12,10 @@ import os
 
 import ml_collections
 
-from crmvae_jax import field_checks, runs
-from crmvae_jax.errors import UserError
+from crmvae_jax.common import field_checks
+
+from crmvae_jax.config import runs
+from crmvae_jax.common.errors import UserError
 
 MIXTURE_ESTIMATORS = ("stratified", "sampled")
 MAX_SEED = field_checks.MAX_SEED
@@ -29,14 +31,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   settings likewise.
 
   Args:
-    config: a training config (`crmvae_jax.config.base_config` and its data config).
+    config: a training config (`crmvae_jax.config.defaults.base_config` and its data config).
 
   Raises:
     UserError: the first field that cannot train; the message names its flag.
   """
   # Imported here: objectives pulls in JAX, and the data package NumPy; neither is
   # needed to import this module.
-  from crmvae_jax.core import models, objectives
+  from crmvae_jax.model import models, objectives
   from crmvae_jax.data import registry
 
   field_checks.check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
@@ -92,7 +94,7 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_eval(config: ml_collections.ConfigDict) -> None:
-  """The evaluation and classifier settings (`crmvae_jax.config.evaluation_config`)."""
+  """The evaluation and classifier settings (`crmvae_jax.config.defaults.evaluation_config`)."""
   for field in ("classifier_epochs", "classifier_batch_size", "batch_size",
                 "num_prior_samples", "probe_train_examples"):
     field_checks.check_number(config, f"eval.{field}", 1, integer=True)

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 
 def _megabytes(size: int) -> str:

@@ -1,6 +1,6 @@
 """What each modality is: its network, its likelihood, its weight, and how it looks.
 
-A `Modality` turns the stored batch arrays of `crmvae_jax.data` (uint8 images, int32
+A `Modality` (built for a data set by `crmvae_jax.data.modalities`) turns the stored batch arrays of `crmvae_jax.data` (uint8 images, int32
 tokens) into network inputs on the device, scores decoder outputs with the modality's
 likelihood (docs/models.md: Laplace with scale 0.75 for images, a categorical over
 logits for text), and turns outputs back into pictures or strings for figures. It also
@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import networks
-from crmvae_jax.data import registry, text
-from crmvae_jax.data.arrays import IMAGE_NETWORKS
-from crmvae_jax.data.base import is_text_array
-from crmvae_jax.errors import UserError
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import networks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +33,7 @@ class Modality:
 
   Attributes:
     name: the data set's key for it ('mnist', 'svhn', 'text', 'm0', ...).
-    network: its `crmvae_jax.core.networks.NETWORKS` / `CLASSIFIERS` key, from the data
+    network: its `crmvae_jax.model.networks.NETWORKS` / `CLASSIFIERS` key, from the data
       set's entry in `crmvae_jax.data.registry`.
     shape: stored per-example shape: (H, W, C) for images, (L,) for text.
     vocab_size: alphabet or vocabulary size for text, None for images.
@@ -47,6 +42,12 @@ class Modality:
       (stored float32, seen as it is).
     likelihood: 'laplace' (scale 0.75) or 'gaussian' (scale 1) around the decoder's
       output for images and vectors; text is always categorical.
+    abbreviation: its short name in tables and figures (the paper's M, S, T); by
+      default the name upper-cased.
+    classifier: the key of its judge's network in
+      `crmvae_jax.evaluation.classifier_networks.CLASSIFIERS`; by default its network's
+      key (a user's own networks name the judge of their kind and size,
+      `crmvae_jax.data.modalities`).
   """
 
   name: str
@@ -56,29 +57,23 @@ class Modality:
   likelihood_weight: float
   kind: str = "image"
   likelihood: str = "laplace"
+  abbreviation: str = ""
+  classifier: str = ""
+
+  def __post_init__(self):
+    if not self.abbreviation:
+      object.__setattr__(self, "abbreviation", self.name.upper())
+    if not self.classifier:
+      object.__setattr__(self, "classifier", self.network)
 
   @property
   def is_text(self) -> bool:
     return self.vocab_size is not None
 
   @property
-  def abbreviation(self) -> str:
-    return registry.ABBREVIATIONS.get(self.name, self.name.upper())
-
-  @property
   def size(self) -> int:
     """Elements of an image, characters or tokens of a text (the weight rule's size)."""
     return math.prod(self.shape)
-
-  @property
-  def classifier(self) -> str:
-    """Its `classifier_networks.CLASSIFIERS` key: its network's, or for a user's own networks the
-    one of its kind and size (`IMAGE_NETWORKS`, 'sequence', 'vector')."""
-    if not self.network.startswith(networks.CUSTOM_PREFIX):
-      return self.network
-    if self.kind == "image":
-      return IMAGE_NETWORKS[self.shape[0]]
-    return "sequence" if self.is_text else "vector"
 
   def network_kwargs(self) -> dict[str, int]:
     """Extra constructor arguments of its networks: text networks need V and L; the
@@ -101,7 +96,7 @@ class Modality:
 
   def check_values(self, values, argument: str) -> np.ndarray:
     """`values`, a batch [B, *shape] of this modality given to the Python API
-    (`core.inference.TrainedModel`), as the array that `inputs` reads.
+    (`model.inference.TrainedModel`), as the array that `inputs` reads.
 
     Accepted, per kind (the one definition of an input):
       image: uint8 0..255 (the stored form); other integers within 0..255 (made uint8);
@@ -200,51 +195,3 @@ class Modality:
     if self.kind == "vector":
       return np.asarray(output)
     return np.clip(np.asarray(output), 0.0, 1.0)
-
-
-def _network_names(data_name: str, names: Sequence[str]) -> list[str]:
-  if data_name not in registry.DATA_SETS:
-    raise ValueError(f"Unknown data set {data_name!r}; known: {', '.join(registry.DATA_SETS)}.")
-  return [registry.DATA_SETS[data_name].network_of(name) for name in names]
-
-
-def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] | None = None
-                  ) -> tuple[Modality, ...]:
-  """The modalities of a loaded data set, in its order.
-
-  Args:
-    data_name: the config's `data.name`, a key of `crmvae_jax.data.registry.DATA_SETS`.
-    dataset: a `MultimodalDataset`: its arrays give shapes and which modalities are
-      text (integer, not uint8), its vocabularies the size of word-level texts.
-    likelihood_weights: optional override of the lambda_m rule, one per modality
-      (another count raises UserError naming --config.likelihood_weights).
-
-  Returns:
-    One `Modality` per modality of `dataset`.
-  """
-
-  names = dataset.modalities
-  # A user's own data (crmvae_jax.data.arrays) names each modality's network, kind and
-  # likelihood itself; a registered data set's come from its registry entry.
-  specs = getattr(dataset, "specs", None) or {}
-  shapes = [tuple(dataset.arrays[name].shape[1:]) for name in names]
-  is_text = [is_text_array(dataset.arrays[name]) for name in names]
-  vocabularies = [len(dataset.vocabularies.get(name, text.ALPHABET)) if text_like else None
-                  for name, text_like in zip(names, is_text)]
-  sizes = [math.prod(shape) for shape in shapes]
-  if likelihood_weights is None:
-    likelihood_weights = [max(sizes) / size for size in sizes]
-  elif len(likelihood_weights) != len(names):
-    example = ",".join(["1.0"] * len(names))
-    raise UserError(
-        f"--config.likelihood_weights has {len(likelihood_weights)} entries for the "
-        f"{len(names)} modalities {names} of {data_name}; pass one per modality, e.g. "
-        f"--config.likelihood_weights='({example})'.")
-  network_names = ([specs[name]["network"] for name in names] if specs
-                   else _network_names(data_name, names))
-  return tuple(
-      Modality(name, network, shape, vocab, float(weight),
-               kind=specs.get(name, {}).get("kind", "text" if vocab else "image"),
-               likelihood=specs.get(name, {}).get("likelihood", "laplace"))
-      for name, network, shape, vocab, weight in zip(
-          names, network_names, shapes, vocabularies, likelihood_weights))

@@ -7,9 +7,9 @@ All networks are channels-last Flax linen modules:
   logits [B, L, V].
 
 This module holds the image and vector networks; the text networks are in
-`crmvae_jax.core.text_networks`, the judges' classifiers in
+`crmvae_jax.model.text_networks`, the judges' classifiers in
 `crmvae_jax.evaluation.classifier_networks`. Every layer goes through `TorchDense`,
-`TorchConv` or `TorchConvTranspose` (`crmvae_jax.core.layers`), which reproduce
+`TorchConv` or `TorchConvTranspose` (`crmvae_jax.model.layers`), which reproduce
 PyTorch's padding arithmetic and default initialisation, so the shapes and the initial
 scale of every reference network carry over. Each module's docstring lists its layers in
 PyTorch notation with the channels-last shape after each.
@@ -25,8 +25,8 @@ import dataclasses
 import jax
 from flax import linen as nn
 
-from crmvae_jax.core.layers import LatentHeads, TorchConv, TorchConvTranspose, TorchDense, flatten
-from crmvae_jax.core.text_networks import (CaptionDecoder, CaptionEncoder, CharTextDecoder,
+from crmvae_jax.model.layers import LatentHeads, TorchConv, TorchConvTranspose, TorchDense, flatten
+from crmvae_jax.model.text_networks import (CaptionDecoder, CaptionEncoder, CharTextDecoder,
                                            CharTextEncoder, MstTextDecoder, MstTextEncoder,
                                            SequenceDecoder, SequenceEncoder)
 

@@ -1,6 +1,6 @@
 """Checks of config fields by dotted name, each refusal one sentence naming the flag.
 
-The helpers of `crmvae_jax.validation` and of the data loaders' own `check_config`
+The helpers of `crmvae_jax.config.validation` and of the data loaders' own `check_config`
 (a loader checks the fields only its data set has: `crmvae_jax.data.check_fields`).
 They read a config (or a dict, e.g. `{"data": config_data}`) by dotted name; an
 absent field passes, since configs saved by older runs lack some.
@@ -16,7 +16,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 # Seeds become uint32 PRNG keys.
 MAX_SEED = 2**32 - 1

@@ -3,7 +3,7 @@ and the 1-D convolutional networks of CUB captions, Bimodal CelebA descriptions 
 user's own token sequences.
 
 Encoders map one-hot text float32 [B, L, V] to `(mean [B, D], logvar [B, D])`; decoders
-map z [B, D] to logits [B, L, V]. Layers and conventions as in `crmvae_jax.core.networks`.
+map z [B, D] to logits [B, L, V]. Layers and conventions as in `crmvae_jax.model.networks`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 from flax import linen as nn
 
-from crmvae_jax.core.layers import LatentHeads, TorchConv, TorchConvTranspose, TorchDense, flatten
+from crmvae_jax.model.layers import LatentHeads, TorchConv, TorchConvTranspose, TorchDense, flatten
 
 
 def _check_mst_length(length: int, module_name: str) -> None:

@@ -63,8 +63,8 @@ from typing import Any, Callable, Literal, Mapping, Protocol
 import jax
 import jax.numpy as jnp
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core.distributions import Gaussian
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model.distributions import Gaussian
 
 LogLikelihoodFn = Callable[[jax.Array], jax.Array]
 Terms = dict[str, jax.Array]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from crmvae_jax.errors import UserError
+from crmvae_jax.common.errors import UserError
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

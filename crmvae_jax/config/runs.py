@@ -21,8 +21,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from crmvae_jax import atomic
-from crmvae_jax.errors import UserError
+from crmvae_jax.common import atomic
+from crmvae_jax.common.errors import UserError
 
 CONFIG_FILE = "config.json"
 # The identity of the data a run was trained on (`crmvae_jax.data.identity`).

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import models, objectives
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import models, objectives
+from crmvae_jax.model.modality import Modality
 
 # Latents decoded at once when estimating log-likelihoods: [chunk, B, D], chunk B about this.
 LATENTS_PER_CALL = 4096
@@ -196,11 +196,12 @@ class TrainedModel:
     latent_dim: D.
     batch_size: examples per compiled call (an int >= 1).
     config: the run's config, step: the step of its checkpoint, train_set and test_set:
-      its data (`crmvae_jax.load` sets them; None otherwise).
+      its data (given by `crmvae_jax.load`; None for a model built from parts).
   """
 
   def __init__(self, model: models.MultimodalVAE, params, kind: objectives.SubsetPosteriorKind,
-               batch_size: int = 256):
+               batch_size: int = 256, *, config=None, step: int | None = None,
+               train_set=None, test_set=None):
     self.model = model
     self.params = params
     self.kind = kind
@@ -208,7 +209,8 @@ class TrainedModel:
     self.names = tuple(m.name for m in self.modalities)
     self.latent_dim = model.latent_dim
     self.batch_size = batch_size
-    self.config = self.step = self.train_set = self.test_set = None
+    self.config, self.step = config, step
+    self.train_set, self.test_set = train_set, test_set
 
   @property
   def batch_size(self) -> int:
@@ -224,13 +226,13 @@ class TrainedModel:
             f"posterior of a subset: {self.kind})")
 
   @classmethod
-  def from_config(cls, model: models.MultimodalVAE, params, config, batch_size: int = 256
-                  ) -> "TrainedModel":
+  def from_config(cls, model: models.MultimodalVAE, params, config, batch_size: int = 256,
+                  **run) -> "TrainedModel":
     """The model with the posterior kind of `config`'s model and readings (batch_size:
-    an int >= 1)."""
+    an int >= 1; `run`: step, train_set, test_set)."""
     return cls(model, params, objectives.subset_posterior_kind(config.model,
                                                                config.get("readings")),
-               batch_size)
+               batch_size, config=config, **run)
 
   # Arguments.
 

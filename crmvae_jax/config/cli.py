@@ -36,11 +36,11 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from crmvae_jax import config as config_lib
-from crmvae_jax import startup
-from crmvae_jax import runs
-from crmvae_jax import errors
-from crmvae_jax.errors import UserError
+from crmvae_jax.config import defaults as config_lib
+from crmvae_jax.common import startup
+from crmvae_jax.config import runs
+from crmvae_jax.common import errors
+from crmvae_jax.common.errors import UserError
 
 # The default --config of training and of the classifiers: the quick start, whose
 # file lives inside the package, so it works from any directory on a fresh install.

@@ -15,11 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from crmvae_jax.core import distributions as dist
-from crmvae_jax.core import networks, objectives
-from crmvae_jax.data import text
-from crmvae_jax.core.distributions import Gaussian
-from crmvae_jax.core.modalities import Modality
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import networks, objectives
+from crmvae_jax.model.distributions import Gaussian
+from crmvae_jax.model.modality import Modality
 
 
 class MultimodalVAE(nn.Module):
@@ -98,8 +97,8 @@ def init_params(model: MultimodalVAE, rng: jax.Array, batch: dict) -> dict:
 
 
 def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: str = "stratified",
-                 readings: Mapping[str, Any] | None = None, redraw_text: bool = False
-                 ) -> Callable:
+                 readings: Mapping[str, Any] | None = None,
+                 augment: Callable[[dict, jax.Array], dict] | None = None) -> Callable:
   """loss_fn(params, batch, rng, beta) -> (loss, terms) for the named objective.
 
   The objective gets `make_log_likelihood_fn(model, params, batch)`.
@@ -110,18 +109,18 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
     mixture_estimator: "stratified" or "sampled" (mixture-based objectives).
     readings: `config.readings`, the open choices of `objectives.READINGS` (missing:
       the paper's).
-    redraw_text: write every digit name of the batch at a new random start before
-      encoding (`text.redraw_starts`), as the reference data loader does at every load.
+    augment: augment(batch, rng) -> batch, applied on the device before encoding with a
+      key split from the step's (the data's own augmentation, e.g.
+      `crmvae_jax.data.text.redraw_augmentation`).
   """
   objective = functools.partial(objectives.get_objective(objective_name),
                                 **objectives.reading_arguments(objective_name, readings))
   modalities = model.modalities
 
   def loss_fn(params, batch, rng, beta):
-    if redraw_text:
-      rng, redraw_rng = jax.random.split(rng)
-      batch = {**batch, **{m.name: text.redraw_starts(batch[m.name], jax.random.fold_in(
-          redraw_rng, index)) for index, m in enumerate(modalities) if m.is_text}}
+    if augment is not None:
+      rng, augment_rng = jax.random.split(rng)
+      batch = augment(batch, augment_rng)
     posteriors = apply(model, params, model_inputs(modalities, batch), method=model.encode)
     # A batch with missing modalities carries 'mask' [B, M]; the objectives take [M, B].
     mask = batch["mask"].T if "mask" in batch else None

@@ -1,6 +1,6 @@
 """SIGINT, SIGTERM and SIGHUP while a command line is still importing its modules.
 
-Importing JAX and the package takes a second or two, before `crmvae_jax.cli.run` installs
+Importing JAX and the package takes a second or two, before `crmvae_jax.config.cli.run` installs
 its handlers. A scheduler's SIGTERM in that window would otherwise end the process
 silently with status -15, and a Ctrl-C would raise KeyboardInterrupt wherever the
 import happens to be, where a library may catch it and carry on. Each entry point calls
@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+
+from crmvae_jax.common import xla_setup
 
 # Signals that end a command line with one line (training saves first).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -49,3 +51,13 @@ def exit_on_stop_signals() -> None:
   docstring)."""
   for number in STOP_SIGNALS:
     signal.signal(number, _exit_now)
+
+
+def start_program() -> None:
+  """What every program of the package does first, before its imports start JAX: stop
+  signals end it with one line (`exit_on_stop_signals`), and XLA's CPU convolutions are
+  set as the package measures fastest (`xla_setup.prefer_eigen_convolutions`). Importing
+  the package changes neither; a notebook gets the XLA setting from `crmvae_jax.load`
+  (or by calling `xla_setup.prefer_eigen_convolutions()` before its first computation)."""
+  exit_on_stop_signals()
+  xla_setup.prefer_eigen_convolutions()
