@@ -16,7 +16,7 @@ beta is swept, not fixed (here it defaults to 1). The sweep trains MVAE, MoPoE-V
 MVTCAE and CRMVAE at beta in 0.1, 0.5, 1, 2, 5 (our grid; the paper does not list its
 values) with seeds 0, 1, 2:
 
-    python -m experiments.beta_sweep --setting=full --config=configs/cub.py \
+    python -m experiments.paper.beta_sweep --setting=full --config=configs/cub.py \
         --config.data.captions_dir=DIR/text_c10 --root=workdirs/cub_sweep
 
 The CPU-sized setting (`crmvae_jax.config.defaults.small`: 5 epochs of batch 128 on at most

@@ -4,9 +4,9 @@
 jitted step, vmapped over replicas and sharded over the devices), models one after
 another, evaluates every replica with `evaluation.driver.evaluate`, and returns their
 results and where they are; `run_grid` returns the results alone, and
-`reporting.summaries.sweep_markdown` tabulates them. `experiments/sweep.py`,
-`experiments/mst_tables.py`, `experiments/polymnist_figure2.py` and
-`experiments/beta_sweep.py` are its command lines.
+`reporting.summaries.sweep_markdown` tabulates them. `crmvae_jax/sweep.py`,
+`experiments/paper/mst_tables.py`, `experiments/paper/polymnist_figure2.py` and
+`experiments/paper/beta_sweep.py` are its command lines.
 """
 
 

@@ -20,7 +20,7 @@ from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.common.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Short runs, as in the quick-start bad-input table (experiments/bad_inputs.py).
+# Short runs, as in the quick-start bad-input table (experiments/qa/bad_inputs.py).
 QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
 
 

@@ -1,17 +1,19 @@
 """The speed paths compute the same numbers as the plain ones: stacked decoding against
-vmap, the objectives' one decoding call against two, and the XLA option the package
-sets (crmvae_jax.common.xla_setup)."""
+vmap, the objectives' one decoding call against two, and the XLA option every program
+of the package sets where it starts (crmvae_jax.common.xla_setup; conftest.py sets it
+for the tests)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import crmvae_jax  # noqa: F401  (sets XLA_FLAGS first)
 from crmvae_jax.model import distributions as dist
 from crmvae_jax.model import models, objectives
 from crmvae_jax.common import xla_setup
@@ -135,8 +137,29 @@ def test_prefer_eigen_convolutions_edits_xla_flags_only_where_safe(environ, vers
   assert changed == (flags_after != flags_before)
 
 
-def test_importing_the_package_moves_cpu_convolutions_off_ynnpack():
-  # `import crmvae_jax` above ran before JAX's backend started.
+def _run_python(code: str) -> str:
+  environ = {name: value for name, value in os.environ.items()
+             if name not in ("XLA_FLAGS", xla_setup.OPT_OUT)}
+  return subprocess.run([sys.executable, "-c", code], env=environ, check=True,
+                        capture_output=True, text=True).stdout.strip()
+
+
+def test_importing_the_package_changes_no_environment_and_imports_no_jax():
+  code = ("import os, sys\nimport crmvae_jax\n"
+          "print(os.environ.get('XLA_FLAGS'), 'jax' in sys.modules, crmvae_jax.__all__)")
+  assert _run_python(code) == "None False ['load', 'TrainedModel']"
+
+
+def test_a_program_sets_the_option_where_it_starts():
+  code = ("import os\nfrom crmvae_jax.common import startup, xla_setup\n"
+          "startup.start_program()\n"
+          "print(os.environ.get('XLA_FLAGS') == (xla_setup.SETTING if xla_setup.option_known("
+          "xla_setup.installed_jaxlib_version()) else None))")
+  assert _run_python(code) == "True"
+
+
+def test_the_option_moves_cpu_convolutions_off_ynnpack():
+  # conftest.py set it before JAX's backend started, as every program does.
   if jax.default_backend() != "cpu" or not xla_setup.option_known(
       xla_setup.installed_jaxlib_version()):
     pytest.skip("only jaxlib versions known to have the option, on CPU")

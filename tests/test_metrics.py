@@ -19,10 +19,10 @@ from crmvae_jax.common.errors import UserError
 
 @pytest.fixture(scope="module")
 def converter():
-  """experiments/convert_inception_weights.py, imported as a package module: it defines
+  """crmvae_jax/convert_inception_weights.py, imported as a package module: it defines
   absl flags, so every test file must share one import of it (test_inception_golden.py
   uses it too; loading the file again would define its flags twice)."""
-  return importlib.import_module("experiments.convert_inception_weights")
+  return importlib.import_module("crmvae_jax.convert_inception_weights")
 
 
 # ---------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_missing_weights_message(tmp_path, monkeypatch):
   message = str(searched.value)
   assert str(tmp_path / "elsewhere.npz") in message
   assert str(tmp_path / ".cache" / "crmvae_jax" / "inception_fid.npz") in message
-  assert "python -m experiments.convert_inception_weights" in message
+  assert "python -m crmvae_jax.convert_inception_weights" in message
   assert "--config.eval.inception_weights=PATH" in message
   assert message.count(". ") == 0 and message.endswith(".")
 

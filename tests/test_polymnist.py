@@ -7,59 +7,18 @@ from __future__ import annotations
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
-from PIL import Image
 
-from configs import polymnist as polymnist_config
+import conftest
 from crmvae_jax.reporting import summaries
 from crmvae_jax.evaluation import fid
 from crmvae_jax import sweeps
 from crmvae_jax.reporting import tables
 from crmvae_jax.data import polymnist
 from crmvae_jax.data.modalities import modalities_of
-from experiments import polymnist_figure2
 
-# The first 160 embedded training digits hold at least 5 of every digit (M = 5 tuples).
-MAX_TRAIN, MAX_TEST = 160, 80
-SEEDS_OF = {2: [0, 1], 5: [0]}  # M = 2 also exercises a two-replica grid
-
-
-def _tiny_config(num_modalities: int, root) -> ml_collections.ConfigDict:
-  """The tiny run size, smaller still where these tests' counts need it."""
-  config = polymnist_config.get_config("tiny")
-  config.data.num_modalities = num_modalities
-  config.data.max_train = MAX_TRAIN
-  config.data.max_test = MAX_TEST
-  config.data.cache_dir = str(root / "cache")
-  config.latent_dim = 16  # the networks' 512 only slows compilation here
-  config.batch_size = 16
-  config.num_train_steps = 2
-  config.log_every_steps = 2
-  config.eval_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.eval.classifier_dir = str(root / "classifiers")
-  config.eval.classifier_max_train_examples = 64
-  config.eval.batch_size = 16
-  config.eval.num_examples = 24  # one padded batch after a full one
-  config.eval.num_prior_samples = 16
-  config.eval.probe_train_examples = 32
-  config.eval.fid_examples = 16
-  config.eval.inception_weights = str(root / "missing_inception.npz")
-  return polymnist_figure2.with_fid_by_subset_size(config, fid=True, subsets_per_size=-1)
-
-
-@pytest.fixture(scope="module")
-def polymnist_runs(tmp_path_factory):
-  """num_modalities -> (config, `sweeps.run_grid` results of CRMVAE) for M = 2 and 5."""
-  runs = {}
-  for num_modalities, seeds in SEEDS_OF.items():
-    root = tmp_path_factory.mktemp(f"polymnist_m{num_modalities}")
-    config = _tiny_config(num_modalities, root)
-    runs[num_modalities] = (config, root, sweeps.run_grid(
-        config, ["crmvae"], seeds, [config.beta], str(root / "runs")))
-  return runs
+SEEDS_OF = conftest.POLYMNIST_SEEDS_OF
 
 
 def _abbreviations(num_modalities: int) -> list[str]:
@@ -67,6 +26,7 @@ def _abbreviations(num_modalities: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("polymnist_runs")
 @pytest.mark.parametrize("num_modalities", [2, 5])
 def test_training_and_evaluation_run(polymnist_runs, num_modalities):
   config, root, runs = polymnist_runs[num_modalities]
@@ -92,17 +52,6 @@ def test_training_and_evaluation_run(polymnist_runs, num_modalities):
     grid = sweeps.grid_config(config, "crmvae", seeds, [config.beta])
     workdir = sweeps.grid_directory(str(root / "runs"), "crmvae", seeds, [config.beta])
     assert os.path.isfile(sweeps.results_path(grid, workdir, replica))
-
-
-@pytest.mark.slow
-def test_the_figure_of_real_runs_is_drawn(polymnist_runs, tmp_path):
-  _, _, runs = polymnist_runs[5]
-  grouped = polymnist_figure2.per_subset_size(runs)
-  assert list(grouped["coherence"]["crmvae"]) == [1, 2, 3, 4]
-  assert grouped["fid"] == {}
-  path = str(tmp_path / "figure2.png")
-  polymnist_figure2.draw_figure(grouped, path, polymnist_figure2.fid_note(runs))
-  assert Image.open(path).format == "PNG"
 
 
 def _stand_in_dataset(num_modalities: int):
@@ -181,57 +130,3 @@ def test_by_subset_size_of_hand_made_results():
   assert sizes["latent"] == pytest.approx({1: 0.6, 2: 0.8, 3: 1.0})
   assert list(sizes["coherence"]) == [1, 2]
   assert "fid" not in summaries.by_subset_size({**results, "fid": None})
-
-
-def _hand_made_run(model: str, seed: int, with_fid: bool) -> dict:
-  """A 4-modality result whose columns conditioned on k inputs all equal
-  base + 0.1 k (coherence) and 100 - 10 k + seed (FID)."""
-  base = {"mopoe": 0.1, "mvtcae": 0.2, "crmvae": 0.3}[model] + 0.1 * seed
-  abbreviations = _abbreviations(4)
-  coherence = {column: (0.9 if column == "R" else base + 0.1 * (column.count("+") + 1))
-               for column in tables.coherence_columns(abbreviations)}
-  run = {"model": model, "seed": seed, "data": "polymnist", "step": 10,
-         "modalities": {a: f"m{m}" for m, a in enumerate(abbreviations)},
-         "coherence": coherence, "latent": {"M0": 0.5}, "fid": None,
-         "fid_note": "FID skipped: no Inception weights at /nowhere/inception_fid.npz."}
-  if with_fid:
-    run["fid"] = {"M1->M0": 90.0 + seed, "M1+M2->M0": 80.0 + seed, "M1+M2+M3->M0": 70.0 + seed}
-    del run["fid_note"]
-  return run
-
-
-@pytest.mark.parametrize("with_fid", [True, False])
-def test_figure_aggregation_table_and_png(tmp_path, with_fid):
-  runs = [_hand_made_run(model, seed, with_fid)
-          for model in ("crmvae", "mopoe", "mvtcae") for seed in (0, 1)]
-  grouped = polymnist_figure2.per_subset_size(runs)
-  assert grouped["coherence"]["crmvae"] == {
-      1: pytest.approx([0.4, 0.5]), 2: pytest.approx([0.5, 0.6]),
-      3: pytest.approx([0.6, 0.7])}
-  note = polymnist_figure2.fid_note(runs)
-  markdown = polymnist_figure2.figure_table(grouped, note)
-  lines = markdown.splitlines()
-  # Models in the paper's order, mean ± population std over the two seeds.
-  if with_fid:
-    assert note is None
-    assert grouped["fid"]["mvtcae"] == {1: [90.0, 91.0], 2: [80.0, 81.0], 3: [70.0, 71.0]}
-    assert lines[0] == ("| model | coherence k=1 | coherence k=2 | coherence k=3 | FID k=1 "
-                        "| FID k=2 | FID k=3 |")
-    assert lines[4] == ("| CRMVAE | 0.450 ± 0.050 | 0.550 ± 0.050 | 0.650 ± 0.050 | "
-                        "90.500 ± 0.500 | 80.500 ± 0.500 | 70.500 ± 0.500 |")
-  else:
-    assert grouped["fid"] == {} and note.startswith("FID skipped")
-    assert lines[0] == "| model | coherence k=1 | coherence k=2 | coherence k=3 |"
-    assert lines[2] == "| MoPoE-VAE | 0.250 ± 0.050 | 0.350 ± 0.050 | 0.450 ± 0.050 |"
-    assert markdown.rstrip().endswith(note)
-  path = str(tmp_path / "plots" / "figure2.png")
-  polymnist_figure2.draw_figure(grouped, path, note, title="test")
-  with Image.open(path) as image:
-    assert image.format == "PNG" and image.size == (1320, 504)
-    pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
-  # Coloured pixels (the models' lines and bands) in each panel; the FID panel without
-  # FID holds only its black note.
-  coloured = pixels.max(axis=-1) - pixels.min(axis=-1) > 30
-  left_panel, right_panel = coloured[:, :640], coloured[:, 700:]
-  assert left_panel.mean() > 0.05
-  assert (right_panel.mean() > 0.01) if with_fid else not right_panel.any()

@@ -165,7 +165,7 @@ def test_small_keeps_the_placeholder_types(config_file):
 
 
 def test_the_quick_start_trains_crmvae_10500_steps_with_the_text_weighted_8():
-  """The quick start's budget and weights, chosen by experiments/reproduce.py."""
+  """The quick start's budget and weights, chosen by experiments/paper/reproduce.py."""
   from crmvae_jax import data as data_lib
   from crmvae_jax.data import input_pipeline
   from crmvae_jax.data.modalities import modalities_of

@@ -5,8 +5,8 @@ XLA's CPU backend hands convolutions to YNNPACK by default (the repeated option
 package's networks YNNPACK's convolutions, above all the kernel gradients, are slower
 than XLA's own (Eigen) convolutions: on a 2-core AVX2 CPU, batch 256, the SVHN
 encoder's forward+backward went from 158 to 91 ms, the decoder's from 180 to 121 ms,
-and a whole CRMVAE train step from 455 to 383 ms (`python -m experiments.benchmark`
-and `python -m experiments.layer_timings`, each run with and without the option).
+and a whole CRMVAE train step from 455 to 383 ms (`python -m experiments.tools.benchmark`
+and `python -m experiments.tools.layer_timings`, each run with and without the option).
 Matrix products stay on YNNPACK, where they are fast.
 
 `prefer_eigen_convolutions` appends `--xla_cpu_experimental_ynn_fusion_type=

@@ -139,7 +139,7 @@ def evaluation_config() -> ml_collections.ConfigDict:
 def quickstart_config() -> ml_collections.ConfigDict:
   """CRMVAE on 4,500 real MNIST digits and their names, offline, in minutes on a CPU.
 
-  Its budget and text weight come from `python -m experiments.reproduce`
+  Its budget and text weight come from `python -m experiments.paper.reproduce`
   (experiments/results/reproduce.md): at 1,050 steps (30 epochs) CRMVAE barely
   cross-generates (mean cross-coherence 0.30), and with the text weighted 98, the size
   rule's 784 / 8, it stays below 0.5 up to 10,500 steps; weighted 8, it reaches 0.69 ±

@@ -114,7 +114,7 @@ VERSIONS = {
     # The first surrogate: textured photo crops and clutter, calibrated only so that the
     # mean of many renders of a digit shows none.
     1: RenderSettings(stream=1),
-    # The candidate "plain" of experiments/calibrate_svhn.py (its table is
+    # The candidate "plain" of experiments/paper/calibrate_svhn.py (its table is
     # experiments/results/svhn_calibration.md): the digit centred, upright and of one
     # size as SVHN's crops make it, on plain, nearly grey surfaces without clutter, where
     # a plain VAE learns most of the digit (probe 0.25 / 0.32 against version 1's 0.13
@@ -127,7 +127,7 @@ VERSIONS = {
         max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
 }
 # The default of `render_pool` and of configs/mst_offline.py: version 2 becomes it once
-# MoPoE's averaging is seen to fail on it (experiments/mst_offline_v2_queue.sh, gate).
+# MoPoE's averaging is seen to fail on it (experiments/paper/mst_offline_v2_queue.sh, gate).
 VERSION = 1
 
 

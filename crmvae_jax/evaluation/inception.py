@@ -17,7 +17,7 @@ scaled to [-1, 1]. Layout is NHWC throughout.
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, converted once by
 
-  python -m experiments.convert_inception_weights \\
+  python -m crmvae_jax.convert_inception_weights \\
       --torch_weights=pt_inception-2015-12-05-6726825d.pth
 
 (from the repository root, where torch is installed) into an `.npz` of PyTorch
@@ -45,7 +45,7 @@ from crmvae_jax.common.errors import UserError
 
 WEIGHTS_ENV_VAR = "CRMVAE_INCEPTION_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".cache", "crmvae_jax", "inception_fid.npz")
-CONVERT_COMMAND = ("python -m experiments.convert_inception_weights "
+CONVERT_COMMAND = ("python -m crmvae_jax.convert_inception_weights "
                    "--torch_weights=pt_inception-2015-12-05-6726825d.pth")
 # The fix for a weights file that is not pytorch-fid's converted Inception.
 _REMAKE = (f"the file is not pytorch-fid's converted Inception-v3: remake it with "

@@ -99,7 +99,7 @@ def conv_reference(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -
 
   y[o] = sum_j x_pad[o s + j] kernel[j], x_pad being x with p zeros on both sides of
   every spatial axis. PyTorch's definition, used by the tests and by
-  experiments/layer_timings.py to check and time the fast layers; `conv` computes the
+  experiments/tools/layer_timings.py to check and time the fast layers; `conv` computes the
   same forward pass with this function.
 
   Args:
@@ -128,7 +128,7 @@ def conv_transpose_reference(
   j = 0..k-1, i.e. y[o] = sum_{i, j: i s - p + j = o} x[i] kernel[j]; this is a stride-1
   convolution of the s-dilated input, padded (k-1-p, k-1-p+output_padding), with the
   spatially flipped kernel. PyTorch's definition, used by the tests and by
-  experiments/layer_timings.py to check and time the fast layers (`conv_transpose`
+  experiments/tools/layer_timings.py to check and time the fast layers (`conv_transpose`
   avoids its slow input dilation: module docstring).
 
   Args:

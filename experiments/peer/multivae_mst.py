@@ -1,5 +1,5 @@
 """MultiVae's training speed on the MNIST-SVHN-Text networks: the PyTorch side of
-`python -m experiments.benchmark` (run by the venv of experiments/peer/setup.sh, never
+`python -m experiments.tools.benchmark` (run by the venv of experiments/peer/setup.sh, never
 by the project).
 
     $PEER_PY experiments/peer/multivae_mst.py crmvae mvtcae mopoe

@@ -1,5 +1,5 @@
 """MultiVae's (PyTorch) MNIST-SVHN-Text networks, timed one by one: the peer side of
-`python -m experiments.benchmark --sections=networks`.
+`python -m experiments.tools.benchmark --sections=networks`.
 
 Run by the venv of experiments/peer/setup.sh, never by the project, which does not
 depend on torch. It takes the networks from experiments/peer/multivae_mst.py (or the

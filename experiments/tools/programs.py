@@ -1,8 +1,8 @@
 """What the speed scripts share, without flags: random data of a data set's shapes, one
 compiled train step with its state (`Program`), and the CPU's description.
 
-Used by experiments/benchmark.py (against the PyTorch peer, on this machine) and
-experiments/gpu_check.py (one report on a GPU machine).
+Used by experiments/tools/benchmark.py (against the PyTorch peer, on this machine) and
+experiments/tools/gpu_check.py (one report on a GPU machine).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from crmvae_jax.training import step as step_lib
 
 LEARNING_RATE = 5e-4
 # The repository, wherever the script is run from: the data sets' config files are in it.
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def random_data(data_name: str, num_modalities: int = 3) -> tuple[str, MultimodalDataset]:

@@ -1,7 +1,7 @@
 r"""Training with missing modalities: cross-coherence against the fraction missing.
 
-    python -m experiments.missing_modalities                 # 6 runs, about 25 min on 2 cores
-    python -m experiments.missing_modalities --models=crmvae --ratios=0,0.3
+    python -m experiments.paper.missing_modalities                 # 6 runs, about 25 min on 2 cores
+    python -m experiments.paper.missing_modalities --models=crmvae --ratios=0,0.3
 
 Trains each model on the quick start's data (`configs/quickstart.py`: 4,500 MNIST
 digits and their names, the text weighted 8, 10,500 steps) with each modality of each
@@ -68,7 +68,7 @@ def table(rows: list[tuple[str, float, dict]]) -> str:
 def main() -> None:
   rows = [(model, float(ratio), run(model, float(ratio), _SEED.value, _ROOT.value, _STEPS.value))
           for model in _MODELS.value for ratio in _RATIOS.value]
-  markdown = ("# Training with missing modalities (experiments/missing_modalities.py)\n\n"
+  markdown = ("# Training with missing modalities (experiments/paper/missing_modalities.py)\n\n"
               f"Quick-start data, seed {_SEED.value}, evaluated on complete test pairs; "
               "each modality of each training pair missing with the given probability.\n\n"
               + table(rows))

@@ -1,10 +1,13 @@
-"""Shared fixtures: tiny prepared TFDS data sets written by the tests (no network), the
-quick start's model with initial parameters, and a persistent compilation cache for tests
-that start training subprocesses, which the tests' own compilations use too."""
+"""Shared fixtures of tests/ (the package's tests) and experiments/tests/ (the
+experiment scripts' tests): tiny prepared TFDS data sets written by the tests (no
+network), the quick start's model with initial parameters, tiny PolyMNIST runs, and a
+persistent compilation cache for tests that start training subprocesses, which the
+tests' own compilations use too."""
 
 from __future__ import annotations
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -14,7 +17,10 @@ from crmvae_jax.common import xla_setup
 # first computation starts JAX's CPU backend.
 xla_setup.prefer_eigen_convolutions()
 
-from crmvae_jax.model import models  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from configs import polymnist as polymnist_config
+from crmvae_jax import sweeps
+from crmvae_jax.model import models
 from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import text, tfds_arrays
 from crmvae_jax.data.base import MultimodalDataset
@@ -124,3 +130,49 @@ def _no_stop_requested_before(monkeypatch):
   from crmvae_jax.common import startup
 
   monkeypatch.setattr(startup, "_requested", [])
+
+
+# The first 160 embedded training digits hold at least 5 of every digit (M = 5 tuples).
+POLYMNIST_MAX_TRAIN, POLYMNIST_MAX_TEST = 160, 80
+POLYMNIST_SEEDS_OF = {2: [0, 1], 5: [0]}  # M = 2 also exercises a two-replica grid
+
+
+def tiny_polymnist_config(num_modalities: int, root) -> ml_collections.ConfigDict:
+  """The tiny run size, smaller still where these tests' counts need it."""
+  config = polymnist_config.get_config("tiny")
+  config.data.num_modalities = num_modalities
+  config.data.max_train = POLYMNIST_MAX_TRAIN
+  config.data.max_test = POLYMNIST_MAX_TEST
+  config.data.cache_dir = str(root / "cache")
+  config.latent_dim = 16  # the networks' 512 only slows compilation here
+  config.batch_size = 16
+  config.num_train_steps = 2
+  config.log_every_steps = 2
+  config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.eval.classifier_dir = str(root / "classifiers")
+  config.eval.classifier_max_train_examples = 64
+  config.eval.batch_size = 16
+  config.eval.num_examples = 24  # one padded batch after a full one
+  config.eval.num_prior_samples = 16
+  config.eval.probe_train_examples = 32
+  config.eval.fid_examples = 16
+  config.eval.inception_weights = str(root / "missing_inception.npz")
+  config.eval.fid = True
+  config.eval.fid_by_subset_size = True
+  config.eval.fid_subsets_per_size = -1  # every conditioning subset of each size
+  return config
+
+
+@pytest.fixture(scope="session")
+def polymnist_runs(tmp_path_factory):
+  """num_modalities -> (config, root, `sweeps.run_grid` results of CRMVAE) for M = 2 and 5:
+  trained once per worker, for tests/test_polymnist.py and the Figure 2 script's test
+  (both marked xdist_group("polymnist_runs"), so they share one worker)."""
+  runs = {}
+  for num_modalities, seeds in POLYMNIST_SEEDS_OF.items():
+    root = tmp_path_factory.mktemp(f"polymnist_m{num_modalities}")
+    config = tiny_polymnist_config(num_modalities, root)
+    runs[num_modalities] = (config, root, sweeps.run_grid(
+        config, ["crmvae"], seeds, [config.beta], str(root / "runs")))
+  return runs

@@ -25,11 +25,11 @@ rule set of the renderer (`CANDIDATES`):
 The targets (chosen from real-SVHN facts, never from CRMVAE's or MVTCAE's numbers):
 probe at least 0.40, judge at least 0.90, 256-render class means at most 0.30.
 
-    python -m experiments.calibrate_svhn                         # every candidate not yet measured
-    python -m experiments.calibrate_svhn --candidates=v1 --redo  # measure one again
-    python -m experiments.calibrate_svhn --candidates=centred --steps=3000  # a longer budget
-    python -m experiments.calibrate_svhn --candidates=v1 --judge_only  # only the judge again
-    python -m experiments.calibrate_svhn --collect_only          # the table from the results
+    python -m experiments.paper.calibrate_svhn                         # every candidate not yet measured
+    python -m experiments.paper.calibrate_svhn --candidates=v1 --redo  # measure one again
+    python -m experiments.paper.calibrate_svhn --candidates=centred --steps=3000  # a longer budget
+    python -m experiments.paper.calibrate_svhn --candidates=v1 --judge_only  # only the judge again
+    python -m experiments.paper.calibrate_svhn --collect_only          # the table from the results
 
 Results: `experiments/results/svhn_calibration.json` (one record per candidate, written
 after each) and `svhn_calibration.md` (the table). Renders are cached as the
@@ -349,7 +349,7 @@ def table(records: list[dict]) -> str:
   lines = [
       "# SVHN-like renderer: calibration",
       "",
-      "Written by experiments/calibrate_svhn.py. A plain VAE (the SVHN encoder and "
+      "Written by experiments/paper/calibrate_svhn.py. A plain VAE (the SVHN encoder and "
       "decoder, latent 32, Laplace likelihood, Adam 5e-4, batch 256) trained on the "
       "renders of the 4,500 training digits alone; its posterior means probed linearly "
       "(fitted on 500 / 1,000 training renders, scored on the 500 test renders; chance "

@@ -2,10 +2,10 @@
 # The claim on MNIST-SVHN-Text offline, renderer version 2, as one resumable queue.
 #
 #     git clone -q . ~/crmvae_jax_queue/code     # the code the queue runs, frozen
-#     cd ~/crmvae_jax_queue/code && nohup nice -n 10 bash experiments/mst_offline_v2_queue.sh gate \
+#     cd ~/crmvae_jax_queue/code && nohup nice -n 10 bash experiments/paper/mst_offline_v2_queue.sh gate \
 #         >> ~/crmvae_jax_queue/queue.log 2>&1 &
 #
-# Each leg is `python -m experiments.reproduce` with budgets; a (run, budget) that has
+# Each leg is `python -m experiments.paper.reproduce` with budgets; a (run, budget) that has
 # results in the queue's reproduce_curves.json is not trained again, and a run resumes
 # from its newest checkpoint, so the queue can be stopped at any moment (kill, a
 # session's end) and started again with the same command. Runs, judges and results live
@@ -15,7 +15,7 @@
 # and are copied back into the repository to be tabulated and committed:
 #
 #     cp ~/crmvae_jax_queue/results/reproduce_curves.json experiments/results/
-#     python -m experiments.reproduce --collect_only --data=mst_offline,mst_offline_v2 \
+#     python -m experiments.paper.reproduce --collect_only --data=mst_offline,mst_offline_v2 \
 #         --root=~/crmvae_jax_queue
 #
 # Two phases, the first argument:
@@ -29,7 +29,7 @@
 #          (one seed), then seed 0 of the three to the surrogate's 100 epochs (35,200 steps).
 set -euo pipefail
 if [ "${1:-}" != gate ] && [ "${1:-}" != claim ]; then
-  echo "usage: bash experiments/mst_offline_v2_queue.sh gate|claim" >&2
+  echo "usage: bash experiments/paper/mst_offline_v2_queue.sh gate|claim" >&2
   exit 2
 fi
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ fi
 
 leg() {
   echo "== $(date -u +%FT%TZ) leg: $*"
-  python -m experiments.reproduce --data=mst_offline_v2 --noablation --root="$ROOT" \
+  python -m experiments.paper.reproduce --data=mst_offline_v2 --noablation --root="$ROOT" \
       --results="$RESULTS" "$@"
 }
 

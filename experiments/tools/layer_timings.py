@@ -1,7 +1,7 @@
 """Times every convolution layer, and whole networks, against PyTorch's definition.
 
-    python -m experiments.layer_timings                     # MST and PolyMNIST networks
-    python -m experiments.layer_timings --networks=image64 --batch=64
+    python -m experiments.tools.layer_timings                     # MST and PolyMNIST networks
+    python -m experiments.tools.layer_timings --networks=image64 --batch=64
 
 `TorchConv` and `TorchConvTranspose` compute their convolutions with
 `layers.conv` / `layers.conv_transpose`, which avoid input-dilated convolutions
@@ -36,7 +36,7 @@ from absl import app, flags
 from flax import linen as nn
 
 from crmvae_jax.model import layers, networks
-from experiments import timing
+from experiments.tools import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 256, "Examples per call.")

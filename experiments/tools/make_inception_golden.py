@@ -7,7 +7,7 @@ environment (the project does not depend on torch); from the repository root:
 
   . experiments/peer/setup.sh               # the PyTorch venv, once per machine
   $PEER_PY -m pip install pytorch-fid
-  $PEER_PY experiments/make_inception_golden.py
+  $PEER_PY experiments/tools/make_inception_golden.py
 
 pytorch-fid builds its FID Inception (`InceptionV3([3])`: torchvision's Inception3 with
 the pool branches patched to match TensorFlow, resizing to 299x299 and scaling to
@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN_PATH = os.path.join(REPO, "tests", "data", "inception_golden.npz")
 SEED = 20240613
 # Two images, neither square nor 299x299, so that the bilinear resize is exercised in

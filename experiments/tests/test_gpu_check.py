@@ -1,4 +1,4 @@
-"""experiments/gpu_check.py runs end to end before it meets a GPU: its --cpu_dry_run
+"""experiments/tools/gpu_check.py runs end to end before it meets a GPU: its --cpu_dry_run
 runs every section's code on tiny sizes and writes the whole report."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from training_runs import REPO, subprocess_env
+from tests.training_runs import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # compiles a dozen train steps and trains four tiny runs
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # compiles a dozen train steps and trains four ti
 def test_the_dry_run_writes_every_section_with_figures(tmp_path):
   report = tmp_path / "report" / "gpu_check.md"
   completed = subprocess.run(
-      [sys.executable, "-m", "experiments.gpu_check", "--cpu_dry_run", "--models=crmvae",
+      [sys.executable, "-m", "experiments.tools.gpu_check", "--cpu_dry_run", "--models=crmvae",
        f"--report={report}"], cwd=REPO, env=subprocess_env(1, str(tmp_path / "cache")),
       capture_output=True, text=True, timeout=900)
   assert completed.returncode == 0, completed.stderr[-3000:]
@@ -45,7 +45,7 @@ def test_the_dry_run_writes_every_section_with_figures(tmp_path):
 
 def test_without_a_gpu_the_full_check_refuses_in_one_sentence(tmp_path):
   completed = subprocess.run(
-      [sys.executable, "-m", "experiments.gpu_check", f"--report={tmp_path / 'r.md'}"],
+      [sys.executable, "-m", "experiments.tools.gpu_check", f"--report={tmp_path / 'r.md'}"],
       cwd=REPO, env=subprocess_env(1, str(tmp_path / "cache")), capture_output=True,
       text=True, timeout=300)
   assert completed.returncode == 2

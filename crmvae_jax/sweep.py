@@ -1,6 +1,6 @@
 r"""Sweeps: models x seeds x betas, each model's grid trained in one program.
 
-    python -m experiments.sweep --config=configs/mst.py --models=crmvae,mvtcae,mopoe \
+    python -m crmvae_jax.sweep --config=configs/mst.py --models=crmvae,mvtcae,mopoe \
         --seeds=3 --betas=0.5,1,2 --setting=full --root=workdirs/mst_sweep
 
 For every model, all its (seed, beta) replicas train at once (`config.sweep`; one
@@ -17,16 +17,21 @@ existing results. A run that was interrupted resumes from its checkpoint.
 
 from __future__ import annotations
 
+# First, before the imports below take their second or two (crmvae_jax/common/startup.py).
+from crmvae_jax.common import startup
+
+startup.start_program()
+
+# pylint: disable=wrong-import-position
 import os
 
 from absl import flags
 
-from crmvae_jax.config import cli
-
 from crmvae_jax import sweeps
+from crmvae_jax.common.errors import UserError
+from crmvae_jax.config import cli
 from crmvae_jax.model import objectives
 from crmvae_jax.reporting import summaries
-from crmvae_jax.common.errors import UserError
 
 _MODELS = flags.DEFINE_list("models", ["crmvae", "mvtcae"], "Models, one program each.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 of every model.", lower_bound=1)

@@ -1,11 +1,11 @@
 """The JAX FID Inception (crmvae_jax.evaluation.inception) against pytorch-fid's own features.
 
-tests/data/inception_golden.npz was written by experiments/make_inception_golden.py in a
+tests/data/inception_golden.npz was written by experiments/tools/make_inception_golden.py in a
 PyTorch environment: pytorch-fid's `InceptionV3([3])` with seeded random weights (loaded
 strictly, so its names and shapes are pytorch-fid's), applied to two fixed 24x40 images
 (resized to 299x299 and scaled to [-1, 1] by pytorch-fid). Here the same weights are
 regenerated with numpy, converted as pytorch-fid's real weights are
-(experiments/convert_inception_weights.py, then `variables_from_state_dict`), and the
+(crmvae_jax/convert_inception_weights.py, then `variables_from_state_dict`), and the
 port must give the same 2048-d pool3 features. No torch and no network are needed.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from crmvae_jax.evaluation import inception
-from experiments import make_inception_golden
+from experiments.tools import make_inception_golden
 
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = _REPO_ROOT / "tests" / "data" / "inception_golden.npz"
 
 
@@ -33,9 +33,9 @@ def golden():
 
 @pytest.fixture(scope="module")
 def converter():
-  """experiments/convert_inception_weights.py, the import test_metrics.py shares (the
+  """crmvae_jax/convert_inception_weights.py, the import test_metrics.py shares (the
   module defines absl flags, which may be defined once per process)."""
-  return importlib.import_module("experiments.convert_inception_weights")
+  return importlib.import_module("crmvae_jax.convert_inception_weights")
 
 
 def test_golden_file_is_small_and_what_the_generator_writes(golden):

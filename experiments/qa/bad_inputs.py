@@ -1,7 +1,7 @@
 r"""Bad inputs and faults on the quick start, each run as a user would, in one table.
 
-    python -m experiments.bad_inputs                # every case, a few minutes on a CPU
-    python -m experiments.bad_inputs --only=nan,lock
+    python -m experiments.qa.bad_inputs                # every case, a few minutes on a CPU
+    python -m experiments.qa.bad_inputs --only=nan,lock
 
 Every case runs `python -m ...` as a subprocess in a temporary directory, by default
 `python -m crmvae_jax.main` with `--config.num_train_steps=60
@@ -41,7 +41,7 @@ QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
 SMALL_EVAL = ("--config.eval.classifier_dir={tmp}/classifiers", "--config.eval.num_examples=200",
               "--config.eval.num_prior_samples=200", "--config.eval.probe_train_examples=500")
 TIMEOUT_S = 600
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROGRESS = re.compile(r"\d+%\|")
 
 _ONLY = flags.DEFINE_list("only", None, "Run only the cases whose input holds one of these.")

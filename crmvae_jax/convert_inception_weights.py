@@ -2,7 +2,7 @@ r"""Converts pytorch-fid's Inception-v3 weights into the `.npz` that FID loads.
 
 Run once, from the repository root, on a machine where torch is installed:
 
-  python -m experiments.convert_inception_weights \
+  python -m crmvae_jax.convert_inception_weights \
       --torch_weights=pt_inception-2015-12-05-6726825d.pth \
       --output_npz=~/.cache/crmvae_jax/inception_fid.npz
 

@@ -2,8 +2,8 @@
 PyTorch peer (MultiVae), of replicas, against the number of modalities, and the
 training loop's host overhead.
 
-    python -m experiments.benchmark                      # every table
-    python -m experiments.benchmark --sections=objectives --steps=50
+    python -m experiments.tools.benchmark                      # every table
+    python -m experiments.tools.benchmark --sections=objectives --steps=50
 
 Tables (Markdown, on whatever devices JAX sees):
 1. objectives: each of the eight objectives on the MNIST-SVHN-Text networks at
@@ -48,7 +48,7 @@ import numpy as np
 from absl import app, flags
 
 from crmvae_jax.model import models, networks, objectives
-from experiments import programs, timing
+from experiments.tools import programs, timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["objectives", "replicas", "modalities", "networks", "loop"],

@@ -2,13 +2,13 @@ r"""The paper's Tables 1, 2 and 5: eight models x three seeds, next to the paper
 
 Full (the config as written: 100 epochs of MNIST-SVHN-Text per run; for GPUs):
 
-  python -m experiments.mst_tables --setting=full --root=workdirs/mst_tables
+  python -m experiments.paper.mst_tables --setting=full --root=workdirs/mst_tables
 
 Small (the same pipeline shrunk to finish on a laptop CPU, `sweeps.small_setting`: 200
 steps per run of the config's small setting, so at most 5,000 training pairs, and
 evaluation on 1,000 test pairs; offline with the quick-start data):
 
-  python -m experiments.mst_tables --setting=small --config=configs/quickstart.py
+  python -m experiments.paper.mst_tables --setting=small --config=configs/quickstart.py
 
 Every model trains its three seeds at once, as replicas of one program
 (`crmvae_jax.sweeps.run_grid`: `training.loop.train_and_evaluate` with `config.sweep.seeds`,
@@ -35,7 +35,7 @@ from crmvae_jax.data import registry
 from crmvae_jax.common.errors import UserError
 
 # The repository's configs/mst.py, wherever the script is run from.
-MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           registry.DATA_SETS["mst"].config_file)
 
 _MODELS = flags.DEFINE_list("models", list(tables.MODEL_NAMES), "Models to run.")

@@ -8,7 +8,7 @@ on data that needs no download:
 - `polymnist3`, `polymnist5`: PolyMNIST with 3 or 5 modalities built from the same
   embedded digits (configs/polymnist.py:small), the paper's Figure 2 setting;
 - `mst_offline`, `mst_offline_v2`: MNIST-SVHN-Text offline (configs/mst_offline.py) with
-  the SVHN-like renderer's version 1 and version 2 (experiments/calibrate_svhn.py), in
+  the SVHN-like renderer's version 1 and version 2 (experiments/paper/calibrate_svhn.py), in
   the paper's layout; version 2's tables show version 1's rows beside its own.
 
 Every model is evaluated with `crmvae_jax.evaluation.driver.evaluate` at each budget of
@@ -23,14 +23,14 @@ replicas of the PolyMNIST networks run 2x slower there than single runs. On 2 co
 one PolyMNIST run (3 modalities, latent 512, batch 128) trains at about 300
 examples/s, so polymnist3's 600-step schedule takes about 5 minutes per seed.
 
-    python -m experiments.reproduce                      # mnist_text to 10,500 steps
-    python -m experiments.reproduce --models=crmvae,mvtcae,mopoe_sampled --noablation \
+    python -m experiments.paper.reproduce                      # mnist_text to 10,500 steps
+    python -m experiments.paper.reproduce --models=crmvae,mvtcae,mopoe_sampled --noablation \
         --budgets=21000                                  # carry three models on to 21,000
-    python -m experiments.reproduce --ablation_models=crmvae --ablation_budget=10500 \
+    python -m experiments.paper.reproduce --ablation_models=crmvae --ablation_budget=10500 \
         --models=crmvae                                  # the ablation at 10x its budget
-    python -m experiments.reproduce --data=polymnist3 --noablation   # ~1 h on 2 cores
-    python -m experiments.reproduce --budget_scale=10    # 10x the budgets (a GPU)
-    python -m experiments.reproduce --collect_only       # tables and figure from results
+    python -m experiments.paper.reproduce --data=polymnist3 --noablation   # ~1 h on 2 cores
+    python -m experiments.paper.reproduce --budget_scale=10    # 10x the budgets (a GPU)
+    python -m experiments.paper.reproduce --collect_only       # tables and figure from results
 
 Writes to --results (default experiments/results/): `reproduce.md` (the tables:
 cross-coherence, joint coherence, classifier-Frechet distance and latent probes at the
@@ -103,10 +103,10 @@ SCHEDULES = {
     # steps are 2.8 epochs of its 90,000 pairs. The other five models of Table 1 run
     # with one seed (--models=mmvae,mmjsd,mmjsd_poe,mvtcae_rescale,mvae --seeds=0).
     "mst_offline": ((1000, 2000, 4000, 8000), ("crmvae", "mopoe_sampled", "mvtcae")),
-    # The same with the renderer's version 2 (experiments/calibrate_svhn.py), whose S a
+    # The same with the renderer's version 2 (experiments/paper/calibrate_svhn.py), whose S a
     # plain VAE learns as on real SVHN; 16,000 steps for two seeds, then seed 0 to the
     # surrogate's 100 epochs (35,200 steps). MVAE and MVTCAE-rescale run one seed
-    # (--models=mvae,mvtcae_rescale --seeds=0). experiments/mst_offline_v2_queue.sh runs
+    # (--models=mvae,mvtcae_rescale --seeds=0). experiments/paper/mst_offline_v2_queue.sh runs
     # every leg in order.
     "mst_offline_v2": ((1000, 2000, 4000, 8000, 16000), ("crmvae", "mvtcae", "mopoe_sampled")),
 }
@@ -324,7 +324,7 @@ def tables_markdown(records: list[dict]) -> str:
   later leg), every model again at its own last such budget; the mean cross-coherence
   along training; then the ablation."""
   groups = main_records(records)
-  sections = ["# CPU-scale reproduction (experiments/reproduce.py)\n",
+  sections = ["# CPU-scale reproduction (experiments/paper/reproduce.py)\n",
               "Mean ± std over seeds; coherence is the accuracy "
               "of the data set's own classifier on generated samples (chance 0.1), each "
               "decoded from a sample of the conditional posterior ('from means': decoded from "

@@ -2,9 +2,9 @@ r"""The paper's beta sweeps on CUB and Bimodal CelebA: metrics against beta per 
 
 Full (the config as written: 150 epochs of CUB or 200 of CelebA per run; for GPUs):
 
-  python -m experiments.beta_sweep --setting=full --config=configs/cub.py \
+  python -m experiments.paper.beta_sweep --setting=full --config=configs/cub.py \
       --config.data.captions_dir=DIR/text_c10 --root=workdirs/cub_sweep
-  python -m experiments.beta_sweep --setting=full --config=configs/celeba.py \
+  python -m experiments.paper.beta_sweep --setting=full --config=configs/celeba.py \
       --root=workdirs/celeba_sweep
 
 Small (the same pipeline shrunk to finish on a CPU: 10 steps of batch 8 on at most
