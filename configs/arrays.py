@@ -20,12 +20,8 @@ from crmvae_jax.data import arrays
 
 def get_config(setting: str = "full"):
   """Training on your own arrays ("full"), or the CPU-sized "small" setting."""
-  config = config_lib.base_config()
-  config.data = arrays.get_data_config()
-  config.batch_size = 128
-  config.num_epochs = 100
-  config.latent_dim = 32
-  config.eval_every_steps = 2000
-  config.checkpoint_every_steps = 2000
-  config.eval.fid = False  # Inception features mean little for arbitrary data
-  return config_lib.apply_setting(config, setting, "configs/arrays.py")
+  return config_lib.data_set_config(arrays.get_data_config(), setting, "configs/arrays.py", {
+      "batch_size": 128, "num_epochs": 100, "latent_dim": 32,
+      "eval_every_steps": 2000, "checkpoint_every_steps": 2000,
+      "eval.fid": False,  # Inception features mean little for arbitrary data
+  })

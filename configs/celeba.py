@@ -32,18 +32,15 @@ from crmvae_jax.data import celeba
 
 def get_config(setting: str = "full"):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
-  config = config_lib.base_config()
-  config.data = celeba.get_data_config()
-  config.num_epochs = 200
-  config.latent_dim = 64
-  config.beta = 1.0
-  # Attribute texts the evaluation grid generates faces from, names in the attribute
-  # file's order as the training texts write them.
-  config.eval.generation_texts = (
-      "blond hair, heavy makeup, smiling, wearing lipstick, young",
-      "black hair, goatee, male, mustache",
-      "eyeglasses, gray hair, male",
-      "bangs, brown hair, wavy hair, young",
-      "bald, big nose, chubby, double chin, male",
-  )
-  return config_lib.apply_setting(config, setting, "configs/celeba.py")
+  return config_lib.data_set_config(celeba.get_data_config(), setting, "configs/celeba.py", {
+      "num_epochs": 200, "latent_dim": 64, "beta": 1.0,
+      # Attribute texts the evaluation grid generates faces from, names in the attribute
+      # file's order as the training texts write them.
+      "eval.generation_texts": (
+          "blond hair, heavy makeup, smiling, wearing lipstick, young",
+          "black hair, goatee, male, mustache",
+          "eyeglasses, gray hair, male",
+          "bangs, brown hair, wavy hair, young",
+          "bald, big nose, chubby, double chin, male",
+      ),
+  })

@@ -30,17 +30,14 @@ from crmvae_jax.data import cub
 
 def get_config(setting: str = "full"):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
-  config = config_lib.base_config()
-  config.data = cub.get_data_config()
-  config.num_epochs = 150
-  config.latent_dim = 64
-  config.beta = 1.0
-  # Captions the evaluation grid generates bird images from.
-  config.eval.generation_texts = (
-      "this bird has a red crown and a short black beak",
-      "a small yellow bird with black wings and a white belly",
-      "this bird is mostly blue with a long pointed beak",
-      "a large white bird with a long orange bill",
-      "this bird has a brown back and a speckled white breast",
-  )
-  return config_lib.apply_setting(config, setting, "configs/cub.py")
+  return config_lib.data_set_config(cub.get_data_config(), setting, "configs/cub.py", {
+      "num_epochs": 150, "latent_dim": 64, "beta": 1.0,
+      # Captions the evaluation grid generates bird images from.
+      "eval.generation_texts": (
+          "this bird has a red crown and a short black beak",
+          "a small yellow bird with black wings and a white belly",
+          "this bird is mostly blue with a long pointed beak",
+          "a large white bird with a long orange bill",
+          "this bird has a brown back and a speckled white breast",
+      ),
+  })

@@ -17,9 +17,5 @@ from crmvae_jax.data import mst
 
 def get_config(setting: str = "full"):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
-  config = config_lib.base_config()
-  config.data = mst.get_data_config()
-  config.num_epochs = 100
-  config.latent_dim = 32
-  config.beta = 1.0
-  return config_lib.apply_setting(config, setting, "configs/mst.py")
+  return config_lib.data_set_config(mst.get_data_config(), setting, "configs/mst.py",
+                                    {"num_epochs": 100, "latent_dim": 32, "beta": 1.0})

@@ -21,11 +21,9 @@ from crmvae_jax.data import mst_offline
 
 def get_config(setting: str = "full"):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
-  config = config_lib.base_config()
-  config.data = mst_offline.get_data_config()
-  config.num_epochs = 100
-  config.latent_dim = 32
-  config.beta = 1.0
-  # The judges of S train on 30,000 renders; 10 epochs reach their accuracy.
-  config.eval.classifier_epochs = 10
-  return config_lib.apply_setting(config, setting, "configs/mst_offline.py")
+  return config_lib.data_set_config(
+      mst_offline.get_data_config(), setting, "configs/mst_offline.py", {
+          "num_epochs": 100, "latent_dim": 32, "beta": 1.0,
+          # The judges of S train on 30,000 renders; 10 epochs reach their accuracy.
+          "eval.classifier_epochs": 10,
+      })

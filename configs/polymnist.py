@@ -19,11 +19,9 @@ from crmvae_jax.data import polymnist
 
 def get_config(setting: str = "full", translated: bool = False):
   """The paper's settings ("full") or the CPU-sized "small" ones."""
-  config = config_lib.base_config()
-  config.data = polymnist.get_data_config(translated=translated)
-  config.latent_dim = 512
-  config.beta = 0.1 if translated else 1.0
-  config.num_epochs = 500
-  config.eval.classifier_epochs = 5
   config_file = f"configs/{'translated_' if translated else ''}polymnist.py"
-  return config_lib.apply_setting(config, setting, config_file)
+  return config_lib.data_set_config(polymnist.get_data_config(translated=translated), setting,
+                                    config_file, {
+      "latent_dim": 512, "beta": 0.1 if translated else 1.0, "num_epochs": 500,
+      "eval.classifier_epochs": 5,
+  })

@@ -57,12 +57,9 @@ def default_workdir(config) -> str:
 def main() -> None:
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(config)
-  # Before joining other processes: a bad value fails in a second, not after the wait.
-  loop.check_run(config, workdir)
-  if FLAGS.multihost:
-    initialize_distributed()
   logging.info("workdir: %s", workdir)
-  loop.train_and_evaluate(config, workdir, coherence.training_scalars(config))
+  loop.train_and_evaluate(config, workdir, coherence.training_scalars(config),
+                          join=initialize_distributed if FLAGS.multihost else None)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ of data sets (validation, loading and modalities all read it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -22,7 +23,7 @@ from crmvae_jax.evaluation import classifier_networks
 from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import registry
-from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.data.base import Loader, MultimodalDataset
 from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.modalities import modalities_of
 
@@ -44,10 +45,15 @@ def test_the_registry_holds_every_data_set():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_its_loader_module_exists_and_loads(name):
-  loader = registry.DATA_SETS[name].loader
-  assert importlib.util.find_spec(loader) is not None
-  assert callable(importlib.import_module(loader).load)
+def test_its_loader_module_exists_and_declares_its_loader(name):
+  module = registry.DATA_SETS[name].loader
+  assert importlib.util.find_spec(module) is not None
+  loader = importlib.import_module(module).LOADER
+  assert isinstance(loader, Loader) and callable(loader.load)
+  # Every hook it declares is the module's own function of that name.
+  for field in dataclasses.fields(Loader):
+    hook = getattr(loader, field.name)
+    assert hook is None or hook is getattr(importlib.import_module(module), field.name)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,7 +123,8 @@ def test_modalities_take_their_networks_from_the_registry():
 def test_a_new_entry_is_all_a_data_set_needs(monkeypatch):
   # The registry is the only list: one entry makes a name valid, loadable and modelled.
   loaded = (object(), object())  # (train, test)
-  monkeypatch.setitem(sys.modules, "fake_loader", types.SimpleNamespace(load=lambda _: loaded))
+  monkeypatch.setitem(sys.modules, "fake_loader",
+                      types.SimpleNamespace(LOADER=Loader(load=lambda _: loaded)))
   monkeypatch.setitem(registry.DATA_SETS, "fake", registry.DataSet(
       loader="fake_loader", evaluation="digits", config_file="configs/fake.py",
       networks={"image": "svhn", "text": "char_text"}))
@@ -127,6 +134,17 @@ def test_a_new_entry_is_all_a_data_set_needs(monkeypatch):
   assert data_lib.load(config.data) == loaded
   fake = modalities_of("fake", _dataset({"image": (32, 32, 3), "text": (16,)}))
   assert [m.network for m in fake] == ["svhn", "char_text"]
+  # Hooks it does not declare have their defaults: the name alone, no checks of its own.
+  assert data_lib.identity(config.data) == {"name": "fake"}
+  data_lib.check_fields(config.data)
+
+
+def test_a_loader_module_without_its_loader_is_named(monkeypatch):
+  monkeypatch.setitem(sys.modules, "fake_loader", types.SimpleNamespace(load=lambda _: None))
+  monkeypatch.setitem(registry.DATA_SETS, "fake", registry.DataSet(
+      loader="fake_loader", evaluation="digits", config_file="configs/fake.py"))
+  with pytest.raises(TypeError, match="fake_loader defines no LOADER"):
+    data_lib.load(ml_collections.ConfigDict({"name": "fake", "seed": 0}))
 
 
 def test_unknown_data_sets_name_the_flag_and_every_known_one():

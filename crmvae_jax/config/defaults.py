@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import copy
 
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
 
 from crmvae_jax.common.errors import UserError
@@ -222,6 +225,28 @@ def resize(config: ml_collections.ConfigDict, size: str) -> ml_collections.Confi
 def small(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`resize(config, 'small')`: the `--config=FILE.py:small` setting."""
   return resize(config, "small")
+
+
+def data_set_config(data: ml_collections.ConfigDict, setting: str, config_file: str,
+                    fields: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """A config file's config: `base_config()` on `data` (a loader's `get_data_config()`)
+  with `fields` set, at the run size `setting` (`apply_setting`).
+
+  Args:
+    data: the data set's `config.data`.
+    setting: 'full', 'small' or 'tiny' (`--config=FILE.py:SETTING`).
+    config_file: the file, for messages, e.g. 'configs/mst.py'.
+    fields: dotted field names and their values, e.g. {"latent_dim": 64, "eval.fid": False}.
+  """
+  config = base_config()
+  config.data = data
+  for name, value in (fields or {}).items():
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return apply_setting(config, setting, config_file)
 
 
 def apply_setting(config: ml_collections.ConfigDict, setting: str,

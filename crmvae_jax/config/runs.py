@@ -23,6 +23,7 @@ from ml_collections import config_dict
 
 from crmvae_jax.common import atomic
 from crmvae_jax.common.errors import UserError
+from crmvae_jax.data.base import DEFAULT_MISSING_RATIO
 
 CONFIG_FILE = "config.json"
 # The identity of the data a run was trained on (`crmvae_jax.data.identity`).
@@ -38,7 +39,7 @@ MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", 
                   "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.")
 # Model-defining fields added after runs were saved without them: their value in such a
 # run (so that it still resumes and evaluates).
-ADDED_FIELDS = {"data.missing_ratio": 0.0}
+ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")

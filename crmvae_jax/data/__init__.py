@@ -12,8 +12,8 @@ import importlib
 from typing import Callable
 
 from crmvae_jax.data import registry
-from crmvae_jax.data.base import (DataUnavailableError, MultimodalDataset, is_text_array,
-                                  with_missing)
+from crmvae_jax.data.base import (DEFAULT_MISSING_RATIO, DataUnavailableError, Loader,
+                                  MultimodalDataset, is_text_array, with_missing)
 from crmvae_jax.common.errors import UserError
 
 
@@ -23,17 +23,22 @@ def load(config_data) -> tuple[MultimodalDataset, MultimodalDataset]:
     raise UserError(
         f"Unknown data set {config_data.name!r} (--config.data.name); known: "
         f"{', '.join(registry.DATA_SETS)}.")
-  loader = registry.DATA_SETS[config_data.name].loader
-  train, test = importlib.import_module(loader).load(config_data)
+  train, test = loader_of(config_data).load(config_data)
   # Missing modalities are drawn for training only: evaluation conditions on chosen
   # subsets of complete test pairs.
-  return with_missing(train, config_data.get("missing_ratio", 0.0), config_data.seed), test
+  ratio = config_data.get("missing_ratio", DEFAULT_MISSING_RATIO)
+  return with_missing(train, ratio, config_data.seed), test
 
 
-def _loader_function(config_data, function: str) -> Callable | None:
-  """The loader module's optional `function` (a data set's own hook), or None."""
-  loader = importlib.import_module(registry.DATA_SETS[config_data.name].loader)
-  return getattr(loader, function, None)
+def loader_of(config_data) -> Loader:
+  """The `Loader` of `config_data.name`'s data set (its module's `LOADER`), imported on
+  first use: reading a config never imports TensorFlow Datasets."""
+  module = registry.DATA_SETS[config_data.name].loader
+  loader = getattr(importlib.import_module(module), "LOADER", None)
+  if not isinstance(loader, Loader):
+    raise TypeError(f"{module} defines no LOADER = crmvae_jax.data.base.Loader(load=...), "
+                    f"which data set {config_data.name!r} needs (crmvae_jax/data/registry.py).")
+  return loader
 
 
 def check_fields(config_data) -> None:
@@ -44,7 +49,7 @@ def check_fields(config_data) -> None:
   Raises:
     UserError: the first field out of range, naming its flag.
   """
-  hook = _loader_function(config_data, "check_config")
+  hook = loader_of(config_data).check_config
   if hook is not None:
     hook(config_data)
 
@@ -61,21 +66,21 @@ def identity(config_data) -> dict:
   Returns:
     A JSON-serialisable dict; equal dicts mean the same data.
   """
-  hook = _loader_function(config_data, "identity")
+  hook = loader_of(config_data).identity
   return {"name": config_data.name, **(hook(config_data) if hook is not None else {})}
 
 
 def judge_training_examples(config_data, modality: str):
   """(values, labels) the judge of `modality` trains on, where its data set has a pool of
   its own for it (mst_offline's SVHN-like renders); None: the training split's rows."""
-  hook = _loader_function(config_data, "judge_training_examples")
+  hook = loader_of(config_data).judge_training_examples
   return None if hook is None else hook(config_data, modality)
 
 
 def class_mean_images(config_data, modality: str):
   """(mean images [N, ...] in [0, 1], labels [N]) of `modality`, where its data set
   defines them (mst_offline's SVHN-like renders); else None."""
-  hook = _loader_function(config_data, "class_mean_images")
+  hook = loader_of(config_data).class_mean_images
   return None if hook is None else hook(config_data, modality)
 
 

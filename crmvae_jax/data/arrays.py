@@ -52,7 +52,7 @@ import numpy as np
 from ml_collections import config_dict
 from numpy.lib import format as npy_format
 
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.data.base import DataUnavailableError, Loader, MultimodalDataset, base_data_config
 from crmvae_jax.common.errors import UserError
 
 RESERVED = ("labels", "masks")
@@ -74,8 +74,7 @@ _SAVEZ = "write it with numpy.savez(FILE, name=array, ...)"
 
 def get_data_config() -> ml_collections.ConfigDict:
   """Default data config (`config.data` of configs/arrays.py)."""
-  return ml_collections.ConfigDict({
-      "name": "arrays",
+  return base_data_config("arrays", {
       # An .npz file, or a directory of them.
       "path": config_dict.placeholder(str),
       # The test split's own file(s); None: `test_fraction` of `path`'s examples.
@@ -84,10 +83,6 @@ def get_data_config() -> ml_collections.ConfigDict:
       # Keep a seeded random subset of the training and test examples (None: all).
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing), besides the file's own masks.
-      "missing_ratio": 0.0,
       # name -> {kind, likelihood, vocab_size, encoder, decoder}; see the module docstring.
       "modalities": ml_collections.ConfigDict(),
   })
@@ -542,3 +537,6 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
     test = MultimodalDataset(test.modalities, test.arrays, test.indices, test.labels,
                              test.vocabularies, None, test.specs)
   return train, test
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, identity=identity)

@@ -15,8 +15,10 @@ model inputs on the device:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from crmvae_jax.common.errors import UserError
@@ -82,6 +84,49 @@ class MultimodalDataset:
         self,
         indices={m: self.indices[m][ids] for m in self.modalities},
         labels=self.labels[ids], masks=None if self.masks is None else self.masks[ids])
+
+
+@dataclasses.dataclass(frozen=True)
+class Loader:
+  """A data set's loader: everything `crmvae_jax.data` asks of it. Each loader module
+  (`registry.DataSet.loader`) defines one, named `LOADER`.
+
+  Attributes:
+    load: config_data -> its (train, test) `MultimodalDataset`s.
+    check_config: config_data -> None, refusing (UserError naming the flag) a value of
+      a field only this data set has, before anything is read; None: no such fields.
+    identity: config_data -> what, beyond the data set's name, decides its examples and
+      labels (a JSON-serialisable dict: a renderer version, files' contents); a run and
+      its judges record it. None: the name alone.
+    judge_training_examples: (config_data, modality) -> (values, labels) that the judge
+      of `modality` trains on, or None for the training split's rows; None: always
+      the training split.
+    class_mean_images: (config_data, modality) -> (mean images in [0, 1], labels) of
+      `modality` or None, a check of its judge; None: no such images.
+  """
+
+  load: Callable[[Any], tuple["MultimodalDataset", "MultimodalDataset"]]
+  check_config: Callable[[Any], None] | None = None
+  identity: Callable[[Any], dict] | None = None
+  judge_training_examples: Callable[[Any, str], tuple | None] | None = None
+  class_mean_images: Callable[[Any, str], tuple | None] | None = None
+
+
+# The probability that each modality of each training pair is missing (`with_missing`);
+# 0: complete pairs. Runs saved before the field existed read it as this.
+DEFAULT_MISSING_RATIO = 0.0
+
+
+def base_data_config(name: str, fields: dict) -> ml_collections.ConfigDict:
+  """A data set's `config.data`: the fields every data set has, then its own `fields`.
+
+  Every data set has `name` (its key in `registry.DATA_SETS`), `seed` (0: draws its
+  splits, subsets and missing modalities) and `missing_ratio` (`DEFAULT_MISSING_RATIO`:
+  each modality of each training pair is missing with this probability,
+  `with_missing`, besides any masks of the data's own).
+  """
+  return ml_collections.ConfigDict(
+      {"name": name, "seed": 0, "missing_ratio": DEFAULT_MISSING_RATIO, **fields})
 
 
 def with_missing(dataset: MultimodalDataset, ratio: float, seed: int) -> MultimodalDataset:

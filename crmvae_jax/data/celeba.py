@@ -36,7 +36,7 @@ from PIL import Image
 
 from crmvae_jax.common import field_checks
 from crmvae_jax.data import text
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.data.base import DataUnavailableError, Loader, MultimodalDataset, base_data_config
 
 NAME = "celeba"
 TFDS_NAME = "celeb_a"
@@ -88,17 +88,12 @@ def get_data_config() -> ml_collections.ConfigDict:
     (text starts and subsets) and `max_train` / `max_test` (None: every image of the
     split; else that many images, drawn at random).
   """
-  return ml_collections.ConfigDict({
-      "name": NAME,
+  return base_data_config(NAME, {
       "image_dir": config_dict.placeholder(str),
       "data_dir": config_dict.placeholder(str),
       "download": True,
       "text_length": TEXT_LENGTH,
       "test_split": "test",
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
   })
@@ -339,3 +334,6 @@ def load(config: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Multimod
     text_rng = np.random.default_rng([config.seed, PARTITIONS[split], _TEXT_STREAM])
     datasets.append(pair_with_text(faces, text_rng, config.text_length))
   return datasets[0], datasets[1]
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, check_config=check_config)

@@ -37,7 +37,7 @@ from ml_collections import config_dict
 from PIL import Image
 
 from crmvae_jax.common import field_checks
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.data.base import DataUnavailableError, Loader, MultimodalDataset, base_data_config
 from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.vocabulary import Vocabulary
 
@@ -76,17 +76,12 @@ def get_data_config() -> ml_collections.ConfigDict:
     the image subsets) and `max_train` / `max_test` (None: every image of the split;
     else that many images, drawn at random).
   """
-  return ml_collections.ConfigDict({
-      "name": NAME,
+  return base_data_config(NAME, {
       "data_dir": config_dict.placeholder(str),
       "captions_dir": config_dict.placeholder(str),
       "download": True,
       "max_caption_length": 32,
       "min_word_count": 3,
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
   })
@@ -287,3 +282,6 @@ def load(config: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Multimod
                                config.max_test, config.seed)
   return build_datasets(train_split, test_split, captions_dir, config.max_caption_length,
                         config.min_word_count)
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, check_config=check_config)

@@ -19,22 +19,17 @@ import numpy as np
 
 from crmvae_jax.common import field_checks
 from crmvae_jax.data import text
-from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.data.base import Loader, MultimodalDataset, base_data_config
 
 MODALITIES = ("mnist", "svhn", "text")
 
 
 def get_data_config() -> ml_collections.ConfigDict:
   """Default data config: the full reference data (`config.data` of configs/mst.py)."""
-  return ml_collections.ConfigDict({
-      "name": "mst",
+  return base_data_config("mst", {
       # TFDS data directory holding mnist and svhn_cropped; None: TFDS's default.
       "data_dir": config_dict.placeholder(str),
       "download": True,
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
       # Redraw each digit name's start at every training step (the reference loader's
       # augmentation, `text.redraw_starts`) instead of once per pair.
       "text_redraw": False,
@@ -137,3 +132,6 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
                                config_data.max_per_digit, config_data.multiplication,
                                max_pairs))
   return splits[0], splits[1]
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, check_config=check_config)

@@ -37,7 +37,7 @@ from ml_collections import config_dict
 
 from crmvae_jax.common import atomic, field_checks
 from crmvae_jax.data import syndigits
-from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.data.base import Loader, MultimodalDataset, base_data_config
 from crmvae_jax.data.mst import paired_split
 from crmvae_jax.data.quickstart import embedded_mnist
 from crmvae_jax.common.errors import UserError
@@ -55,12 +55,7 @@ _SPLIT_STREAM, _PAIR_STREAM, _JUDGE_STREAM = 0, 1, 2
 
 def get_data_config() -> ml_collections.ConfigDict:
   """Default data config (`config.data` of configs/mst_offline.py)."""
-  return ml_collections.ConfigDict({
-      "name": "mst_offline",
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
+  return base_data_config("mst_offline", {
       # Fraction of the 5,000 embedded MNIST digits held out as the test split.
       "test_fraction": 0.1,
       "multiplication": 20,
@@ -254,3 +249,8 @@ def _class_mean_labels() -> np.ndarray:
   digit (every mean averages renders of one digit)."""
   return np.concatenate([np.repeat(np.arange(10), per_digit * renders_per_mean)
                          for renders_per_mean, per_digit in CLASS_MEANS.items()])
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, check_config=check_config, identity=identity,
+                judge_training_examples=judge_training_examples,
+                class_mean_images=class_mean_images)

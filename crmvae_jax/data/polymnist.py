@@ -31,7 +31,7 @@ from ml_collections import config_dict
 from PIL import Image
 
 from crmvae_jax.common import atomic, field_checks
-from crmvae_jax.data.base import DataUnavailableError, MultimodalDataset
+from crmvae_jax.data.base import DataUnavailableError, Loader, MultimodalDataset, base_data_config
 from crmvae_jax.common.errors import UserError
 
 MNIST_SIZE = 28
@@ -68,17 +68,12 @@ def get_data_config(translated: bool = False) -> ml_collections.ConfigDict:
     (None: ~/.cache/crmvae_jax/polymnist) and `max_train` / `max_test` (None: every
     MNIST image of the split).
   """
-  return ml_collections.ConfigDict({
-      "name": NAMES[1] if translated else NAMES[0],
+  return base_data_config(NAMES[1] if translated else NAMES[0], {
       "num_modalities": MAX_MODALITIES,
       "backgrounds": config_dict.placeholder(str),
       "mnist_source": "tfds",
       "data_dir": config_dict.placeholder(str),
       "download": True,
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
       "cache_dir": config_dict.placeholder(str),
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
@@ -423,3 +418,6 @@ def load(config_data: ml_collections.ConfigDict
   train, test = splits
   _save(path, train, test)
   return train, test
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load, check_config=check_config)

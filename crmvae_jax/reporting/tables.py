@@ -164,7 +164,7 @@ def format_value(value: Number | None, decimals: int) -> str:
   return f"{mean} ± {values.std():.{decimals}f}"
 
 
-def _ordered_models(models: Sequence[str]) -> list[str]:
+def in_paper_order(models: Sequence[str]) -> list[str]:
   """The paper's model order first, then any other model in the given order."""
   known = [model for model in MODEL_NAMES if model in models]
   return known + [model for model in models if model not in MODEL_NAMES]
@@ -195,7 +195,7 @@ def markdown_table(results: Results, columns: Sequence[str],
     The table, lines joined by newlines, ending in a newline.
   """
   rows = []
-  for model in _ordered_models(list(results)):
+  for model in in_paper_order(list(results)):
     display_name = DISPLAY_NAMES.get(model, model)
     rows.append([display_name] + [format_value(results[model].get(column), decimals)
                                   for column in columns])

@@ -329,14 +329,14 @@ EvalScalars = Callable[[TrainedModel, Any], dict[str, float]]
 def check_run(config: ml_collections.ConfigDict, workdir: str) -> None:
   """What is refused before devices, data or compilation are touched, in a second: a
   config that cannot train (`validation.validate_config`) and a workdir that cannot be
-  written (`runs.check_workdir`). `train_and_evaluate` starts with it; a command line
-  that must act before training (joining a multi-host run) calls it first."""
+  written (`runs.check_workdir`). `train_and_evaluate` starts with it."""
   validation.validate_config(config)
   runs.check_workdir(workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       eval_scalars: EvalScalars | None = None) -> list[dict[str, float]]:
+                       eval_scalars: EvalScalars | None = None,
+                       join: Callable[[], None] | None = None) -> list[dict[str, float]]:
   """Trains `config.model` on `config.data`, checkpointing and evaluating in `workdir`.
 
   Every (seed, beta) of the config's sweep grid (`replica_grid`; one replica for a plain
@@ -353,10 +353,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   At every evaluation the test loss, the cross-generation figure (a PNG and TensorBoard's
   image `cross_generation`) and, with `eval_scalars`, its scalars are written.
 
+  Args:
+    config: the run's config (checked here first, `check_run`).
+    workdir: its directory.
+    eval_scalars: scalars of every evaluation for TensorBoard (`coherence.training_scalars`).
+    join: called once the config and workdir pass their checks, before any device is
+      touched: a multi-host run joins its processes there, so that a bad value fails in
+      a second, not after the wait (`crmvae_jax.main --multihost`).
+
   Returns:
     The last logged train and test metrics of every replica.
   """
   check_run(config, workdir)
+  if join is not None:
+    join()
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:

@@ -133,9 +133,7 @@ def _plotted_metrics(runs: Sequence[sweeps.GridRun]) -> list[str]:
 
 
 def _ordered_models(runs: Sequence[sweeps.GridRun]) -> list[str]:
-  present = {run.results["model"] for run in runs}
-  return [m for m in tables.MODEL_NAMES if m in present] + sorted(
-      present - set(tables.MODEL_NAMES))
+  return tables.in_paper_order(sorted({run.results["model"] for run in runs}))
 
 
 def metrics_figure(runs: Sequence[sweeps.GridRun], path: str) -> None:

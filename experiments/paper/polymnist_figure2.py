@@ -212,12 +212,8 @@ def figure_table(grouped: Mapping[str, PerSize], note: str | None = None) -> str
   return markdown + (f"\n{note}\n" if note else "")
 
 
-def _in_paper_order(models: Sequence[str]) -> list[str]:
-  return sorted(models, key=lambda model: (tables.MODEL_NAMES + (model,)).index(model))
-
-
 def _draw_panel(axes, by_model: PerSize, ylabel: str) -> None:
-  for model in _in_paper_order(list(by_model)):
+  for model in tables.in_paper_order(list(by_model)):
     sizes = sorted(by_model[model])
     values = [np.asarray(by_model[model][size], dtype=np.float64) for size in sizes]
     means = np.array([v.mean() for v in values])

@@ -274,11 +274,9 @@ def _slug(text: str) -> str:
   return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def _mean_std(values: Sequence[float]) -> str:
-  values = [v for v in values if v is not None]
-  if not values:
-    return "-"
-  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+def _mean_std(values: Sequence[float | None]) -> str:
+  """Mean ± std of the values that are there (`tables.format_value`), '-' for none."""
+  return tables.format_value([v for v in values if v is not None] or None, 3)
 
 
 def main_records(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
