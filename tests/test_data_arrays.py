@@ -16,7 +16,7 @@ from numpy.lib import format as npy_format
 
 from configs import arrays as arrays_config
 from crmvae_jax import data as data_lib
-from crmvae_jax.model import models
+from crmvae_jax.model import models, networks
 from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import arrays, quickstart, text
 from crmvae_jax.data.base import DataUnavailableError
@@ -116,8 +116,14 @@ def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(config_d
   assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
       ("image", "polymnist", "laplace"), ("text", "sequence", "laplace"),
       ("vector", "vector", "laplace")]
-  assert [m.network_kwargs() for m in modalities] == [
-      {"out_channels": 1}, {"vocab_size": 70, "length": 8}, {"size": 5}]
+  # The sizes each network is built with: those of the modality's that it declares.
+  built = [[networks.build(cls, 3, **m.network_kwargs()) for cls in networks.network_classes(
+      m.network)] for m in modalities]
+  sizes = [[{name: getattr(module, name) for name in ("out_channels", "size", "vocab_size",
+                                                       "length") if hasattr(module, name)}
+            for module in pair] for pair in built]
+  assert sizes == [[{}, {"out_channels": 1}], [{"vocab_size": 70, "length": 8}] * 2,
+                   [{"size": 5}] * 2]
 
 
 def test_a_second_file_is_the_test_split_and_directories_concatenate(tmp_path):

@@ -27,7 +27,7 @@ NETWORK_SHAPES = {
     'sequence': ((16, 30), 8),
     'vector': ((5,), 8),
 }
-# The sizes of the networks that take them (`networks.SIZED_NETWORKS`, text V and L).
+# The sizes the networks below take (`networks.build`: text V and L, a vector's length).
 NETWORK_SIZES = {'sequence': {'vocab_size': 30, 'length': 16}, 'vector': {'size': 5}}
 
 
@@ -325,9 +325,14 @@ def test_transposed_conv_output_size_formula():
 
 
 @pytest.mark.parametrize('name', sorted(networks.NETWORKS))
+def test_every_network_names_a_judge(name):
+  assert networks.NETWORKS[name].classifier in classifier_networks.CLASSIFIERS
+
+
+@pytest.mark.parametrize('name', sorted(networks.NETWORKS))
 def test_registry_shapes(name):
   input_shape, latent_dim = NETWORK_SHAPES[name]
-  encoder_cls, decoder_cls = networks.NETWORKS[name]
+  encoder_cls, decoder_cls = networks.NETWORKS[name].encoder, networks.NETWORKS[name].decoder
   sizes = NETWORK_SIZES.get(name, {})
   encoder = networks.build(encoder_cls, latent_dim, **sizes)
   decoder = networks.build(decoder_cls, latent_dim, **sizes)
@@ -345,7 +350,7 @@ def test_registry_shapes(name):
 @pytest.mark.parametrize('name', ['mnist', 'image64'])
 def test_sigmoid_decoders_stay_in_unit_interval(name):
   _, latent_dim = NETWORK_SHAPES[name]
-  decoder = networks.NETWORKS[name][1](latent_dim=latent_dim)
+  decoder = networks.NETWORKS[name].decoder(latent_dim=latent_dim)
   z = 10.0 * _standard_normal((BATCH, latent_dim))
   output = jax.jit(decoder.apply)(_random_params(decoder, z), z)
   assert np.all((output >= 0.0) & (output <= 1.0))

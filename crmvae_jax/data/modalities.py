@@ -22,7 +22,7 @@ def _classifier(network: str, kind: str, shape: tuple[int, ...], is_text: bool) 
   """The judge's network of a modality: its own network's key, or for a user's own
   networks the one of its kind and size (`IMAGE_NETWORKS`, 'sequence', 'vector')."""
   if not network.startswith(networks.CUSTOM_PREFIX):
-    return network
+    return networks.NETWORKS[network].classifier
   if kind == "image":
     return IMAGE_NETWORKS[shape[0]]
   return "sequence" if is_text else "vector"

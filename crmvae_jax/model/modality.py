@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax.model import distributions as dist
-from crmvae_jax.model import networks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +75,12 @@ class Modality:
     return math.prod(self.shape)
 
   def network_kwargs(self) -> dict[str, int]:
-    """Extra constructor arguments of its networks: text networks need V and L; the
-    networks of `networks.SIZED_NETWORKS` the image's channels or the vector's length."""
+    """Its sizes, which its networks take where they declare them as fields
+    (`networks.build`): a text's vocabulary and length, an image's channels, a vector's
+    length."""
     if self.is_text:
       return {"vocab_size": self.vocab_size, "length": self.shape[0]}
-    sizes = {"out_channels": self.shape[-1], "size": self.shape[0]}
-    return {name: sizes[name] for name in networks.SIZED_NETWORKS.get(self.network, ())}
+    return {"out_channels": self.shape[-1], "size": self.shape[0]}
 
   def inputs(self, stored: jax.Array) -> jax.Array:
     """Stored batch -> network input: tokens to one-hot, vectors as they are, images to

@@ -299,10 +299,24 @@ class VectorDecoder(nn.Module):
     return TorchDense(self.size)(h)
 
 
-# Networks that take the modality's own sizes as constructor arguments, and which ones.
-SIZED_NETWORKS = {"polymnist": ("out_channels",), "svhn": ("out_channels",),
-                  "image64": ("out_channels",), "sequence": ("vocab_size", "length"),
-                  "vector": ("size",)}
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+  """One network of `NETWORKS`: a modality's encoder and decoder, and its judge.
+
+  Attributes:
+    encoder: the Flax module mapping a modality's inputs to (mean, logvar) [B, D]; built
+      with `latent_dim=D` and, where it declares them as fields, the modality's sizes
+      (`build`: out_channels, size, vocab_size, length).
+    decoder: the Flax module mapping z [B, D] to the likelihood's location, built alike.
+    classifier: the key of its judge's network in
+      `crmvae_jax.evaluation.classifier_networks.CLASSIFIERS`.
+  """
+
+  encoder: type[nn.Module]
+  decoder: type[nn.Module]
+  classifier: str
+
+
 # A user's own networks: 'custom:package.module.Encoder,package.module.Decoder'.
 CUSTOM_PREFIX = "custom:"
 
@@ -312,7 +326,7 @@ def network_classes(name: str) -> tuple[type[nn.Module], type[nn.Module]]:
   modules named by import path after `CUSTOM_PREFIX` (each built with `latent_dim=D`; the
   encoder returns (mean, logvar), the decoder the likelihood's location)."""
   if not name.startswith(CUSTOM_PREFIX):
-    return NETWORKS[name]
+    return NETWORKS[name].encoder, NETWORKS[name].decoder
   import importlib  # only a user's own networks need it
 
   classes = []
@@ -330,15 +344,15 @@ def build(network_class: type[nn.Module], latent_dim: int, **sizes: int) -> nn.M
                        **{name: size for name, size in sizes.items() if name in fields})
 
 
-NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    'mnist': (MnistEncoder, MnistDecoder),
-    'svhn': (SvhnEncoder, SvhnDecoder),
-    'mst_text': (MstTextEncoder, MstTextDecoder),
-    'polymnist': (PolyMnistEncoder, PolyMnistDecoder),
-    'image64': (Image64Encoder, Image64Decoder),
-    'caption': (CaptionEncoder, CaptionDecoder),
-    'char_text': (CharTextEncoder, CharTextDecoder),
+NETWORKS: dict[str, NetworkSpec] = {
+    'mnist': NetworkSpec(MnistEncoder, MnistDecoder, classifier='mnist'),
+    'svhn': NetworkSpec(SvhnEncoder, SvhnDecoder, classifier='svhn'),
+    'mst_text': NetworkSpec(MstTextEncoder, MstTextDecoder, classifier='mst_text'),
+    'polymnist': NetworkSpec(PolyMnistEncoder, PolyMnistDecoder, classifier='polymnist'),
+    'image64': NetworkSpec(Image64Encoder, Image64Decoder, classifier='image64'),
+    'caption': NetworkSpec(CaptionEncoder, CaptionDecoder, classifier='caption'),
+    'char_text': NetworkSpec(CharTextEncoder, CharTextDecoder, classifier='char_text'),
     # Any image, text or vector of a user's own data (crmvae_jax.data.arrays).
-    'sequence': (SequenceEncoder, SequenceDecoder),
-    'vector': (VectorEncoder, VectorDecoder),
+    'sequence': NetworkSpec(SequenceEncoder, SequenceDecoder, classifier='sequence'),
+    'vector': NetworkSpec(VectorEncoder, VectorDecoder, classifier='vector'),
 }

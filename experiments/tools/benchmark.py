@@ -209,7 +209,8 @@ def our_network_ms(compute_dtype: str = "float32", latent_dim: int = 32
   latents = jnp.asarray(rng.standard_normal((batch, latent_dim), np.float32))
   figures = {}
   for name, peer_name in PEER_NETWORKS.items():
-    encoder_class, decoder_class = networks.NETWORKS[name]
+    spec = networks.NETWORKS[name]
+    encoder_class, decoder_class = spec.encoder, spec.decoder
     for role, module, x in (("enc", encoder_class(latent_dim=latent_dim), jnp.asarray(inputs[name])),
                             ("dec", decoder_class(latent_dim=latent_dim), latents)):
       params = module.init(jax.random.PRNGKey(0), x)
