@@ -57,7 +57,7 @@ DATA_SIZE_FIELDS = (("max_train_pairs", "max_test_pairs"), ("max_train", "max_te
 def base_config() -> ml_collections.ConfigDict:
   """Settings of the paper's section 6: Adam, learning rate 5e-4, batch 256."""
   config = ml_collections.ConfigDict()
-  config.model = "crmvae"  # a key of crmvae_jax.model.objectives.OBJECTIVES
+  config.model = "crmvae"  # a key of crmvae_jax.model.objectives.MODELS
   config.beta = 1.0
   config.seed = 0  # parameters and sampling; the data order has its own data.seed
   config.latent_dim = 32

@@ -31,7 +31,9 @@ Any file or array that breaks a rule here raises a `UserError` of one sentence n
 file or array and the fix.
 
 "encoder" and "decoder" name a user's own Flax modules by import path
-("mypackage.nets.Encoder"): built with `latent_dim=D`, the encoder maps the modality's
+("mypackage.nets.Encoder"): built with `latent_dim=D` (and the modality's
+`out_channels`, `size`, `vocab_size` or `length` where the module declares such a
+field), the encoder maps the modality's
 network input to (mean, logvar) [B, D] each, the decoder maps z [B, D] to the
 likelihood's location. The test split is a second file (`test_path`) or a seeded
 `test_fraction` (in (0, 1)) of the examples; with masks, only complete test examples are
@@ -58,7 +60,8 @@ from crmvae_jax.common.errors import UserError
 RESERVED = ("labels", "masks")
 KINDS = ("image", "text", "vector")
 LIKELIHOODS = ("laplace", "gaussian")
-# Square image sizes with networks (`model.modality.IMAGE_NETWORKS`).
+# The network of a user's square images, by their size (`crmvae_jax.data.modalities` also
+# picks their judge with it).
 IMAGE_NETWORKS = {28: "polymnist", 32: "svhn", 64: "image64"}
 # The text networks halve the length three times.
 TEXT_LENGTH_MULTIPLE = 8
