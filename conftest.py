@@ -176,3 +176,14 @@ def polymnist_runs(tmp_path_factory):
     runs[num_modalities] = (config, root, sweeps.run_grid(
         config, ["crmvae"], seeds, [config.beta], str(root / "runs")))
   return runs
+
+
+def two_image_text_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` (CUB or CelebA) trained two steps of batch 4 and evaluated on 6 test pairs,
+  the judges one epoch of batch 4: as small as the 64x64 networks allow (in place)."""
+  config.num_train_steps, config.batch_size = 2, 4
+  config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps = 1, 2, 2
+  config.figure_examples, config.disable_progress_bar = 2, True
+  config.eval.batch_size, config.eval.num_examples = 4, 6
+  config.eval.classifier_epochs, config.eval.classifier_batch_size = 1, 4
+  return config

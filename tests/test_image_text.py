@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import conftest
+
 from configs import celeba as celeba_config
 from crmvae_jax.evaluation import classifier_training, driver, image_text
 from crmvae_jax.data import input_pipeline
@@ -105,21 +107,10 @@ def _shrink(config, root):
   networks allow; the judges under `root`."""
   config = config_lib.resize(config, "tiny")
   config_lib.limit_data(config, 500, 100)
-  config.num_train_steps = 2
-  config.batch_size = 4
-  config.log_every_steps = 1
-  config.eval_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.figure_examples = 2
-  config.disable_progress_bar = True
   config.eval.classifier_dir = os.path.join(root, "classifiers")
-  config.eval.classifier_epochs = 1
-  config.eval.classifier_batch_size = 4
   config.eval.classifier_max_train_examples = 500
-  config.eval.batch_size = 4
-  config.eval.num_examples = 6
   config.eval.fid_examples = 200
-  return config
+  return conftest.two_image_text_steps(config)
 
 
 # --- CelebA ---------------------------------------------------------------------------

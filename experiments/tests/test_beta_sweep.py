@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import conftest
+
 from configs import cub as cub_config
 from crmvae_jax import sweeps
 from crmvae_jax.data import cub, tfds_arrays
@@ -65,19 +67,7 @@ def cub_data(tmp_path_factory):
 
 def _shrink(config, root):
   """Two steps of batch 4, everything else as small as the networks allow."""
-  config = beta_sweep.small_setting(config, str(root))
-  config.num_train_steps = 2
-  config.batch_size = 4
-  config.log_every_steps = 1
-  config.eval_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.figure_examples = 2
-  config.disable_progress_bar = True
-  config.eval.batch_size = 4
-  config.eval.num_examples = 6
-  config.eval.classifier_epochs = 1
-  config.eval.classifier_batch_size = 4
-  return config
+  return conftest.two_image_text_steps(beta_sweep.small_setting(config, str(root)))
 
 
 # --- CUB ----------------------------------------------------------------------------
