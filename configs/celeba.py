@@ -2,8 +2,7 @@ r"""Bimodal CelebA, as in the paper's section 6 (the CelebA panel of the beta sw
 
     python -m crmvae_jax.main --config=configs/celeba.py --workdir=workdirs/celeba_crmvae \
         --config.beta=1.0
-    python -m crmvae_jax.evaluate_image_text --config=configs/celeba.py \
-        --workdir=workdirs/celeba_crmvae --train_classifier
+    python -m crmvae_jax.evaluate --workdir=workdirs/celeba_crmvae --train_classifier
 
 Reproduces one point (one model, one beta, one seed) of the paper's CelebA figure:
 the cosine similarity between the latents inferred from the face and from its

@@ -2,8 +2,7 @@ r"""CUB image-caption, as in the paper's section 6 (the CUB panel of the beta sw
 
     python -m crmvae_jax.main --config=configs/cub.py --workdir=workdirs/cub_crmvae \
         --config.data.captions_dir=DIR/text_c10 --config.beta=1.0
-    python -m crmvae_jax.evaluate_image_text --config=configs/cub.py \
-        --workdir=workdirs/cub_crmvae --config.data.captions_dir=DIR/text_c10
+    python -m crmvae_jax.evaluate --workdir=workdirs/cub_crmvae
 
 Reproduces one point (one model, one beta, one seed) of the paper's CUB figure: the
 cosine similarity between the latents inferred from the image and from the caption,

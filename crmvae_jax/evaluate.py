@@ -46,8 +46,21 @@ table instead, a row per (seed, beta) and mean +- std over seeds for each beta, 
 writes it to `DIR/eval/sweep.md`. It refuses to run when a classifier is missing,
 naming the command that trains it.
 
+Image-text runs (CUB image-caption, Bimodal CelebA) are evaluated by the same command
+with their data sets' metrics instead (docs/metrics.md): the cosine similarity of the
+image's and the text's own posterior means; images generated from text, their FID
+against the real images of the same pairs and, on CelebA, their attributes read by an
+attribute classifier; and a grid of images generated from `config.eval.generation_texts`
+(`DIR/eval/generated_from_text.png` and `.npz`).
+
+    python -m crmvae_jax.evaluate --workdir=workdirs/celeba_crmvae --train_classifier
+
+first trains CelebA's attribute classifier with the run's config and stores it in
+`--config.eval.classifier_dir` (default `classifiers/celeba`); with
+--config=configs/celeba.py and no --workdir it only trains the classifier.
+
 This module is the command line of `crmvae_jax.evaluation.driver.evaluate`; the metrics
-live in `crmvae_jax.evaluation` (`coherence`, `fid`, `probes`).
+live in `crmvae_jax.evaluation` (`coherence`, `fid`, `probes`, `image_text`).
 """
 
 from __future__ import annotations
@@ -74,6 +87,14 @@ SWEEP_FILE = "sweep.md"  # WORKDIR/eval/sweep.md: every replica of a sweep, one 
 
 def main() -> None:
   config, workdir, replica = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.replica
+  if workdir is None and not flags.FLAGS.train_classifier:
+    raise UserError("Pass --workdir=DIR, the directory of the trained run to evaluate (or "
+                    "--train_classifier with --config=configs/celeba.py to train CelebA's "
+                    "attribute classifier alone).")
+  if flags.FLAGS.train_classifier:
+    classifier_training.train_attribute_classifier(config)
+    if workdir is None:
+      return
   num_replicas = len(state.replica_grid(config)[0])
   if replica is not None or num_replicas == 1:
     driver.evaluate(config, workdir, replica or 0)
@@ -96,7 +117,10 @@ if __name__ == "__main__":
   flags.DEFINE_integer("replica", None,
                        "Which replica of a sweep run (training.state.replica_grid); default: "
                        "every one.")
-  flags.mark_flag_as_required("workdir")
+  flags.DEFINE_bool("train_classifier", False,
+                    "Bimodal CelebA: train and store the attribute classifier first (with "
+                    "the run's config, or --config=configs/celeba.py and no --workdir to "
+                    "train it alone).")
   cli.run(main, config=cli.RUN,
           config_help="Default: the config the --workdir run was trained with (its "
           "config.json); --config.eval.FIELD=VALUE changes an evaluation setting.")

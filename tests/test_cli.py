@@ -182,7 +182,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
       from crmvae_jax import main
       from crmvae_jax.training import loop
 
-      def broken(config, workdir, eval_scalars=None):
+      def broken(config, workdir, eval_scalars=None, join=None):
         raise ValueError("a genuine bug")
 
       loop.train_and_evaluate = broken

@@ -54,7 +54,7 @@ def test_a_signal_at_any_moment_prints_one_line_and_exits_128_plus_it(number):
 # machine once start-up got faster: `main` had started training (and saved when
 # stopped), the other commands had refused a directory with no run in it. A signal
 # after start-up is the subject of the tests above and of the training loop's own.
-@pytest.mark.parametrize("module", ["main", "evaluate", "evaluate_image_text", "classifiers"])
+@pytest.mark.parametrize("module", ["main", "evaluate", "classifiers"])
 @pytest.mark.parametrize("delay_s", [0.3, 0.8])
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_start_up_prints_one_line_and_exits_128_plus_it(tmp_path, module,

@@ -1,6 +1,6 @@
 """What every command line shares: the --config flag and one-line errors.
 
-Every program (`crmvae_jax.main`, `.evaluate`, `.evaluate_image_text`, `.classifiers`,
+Every program (`crmvae_jax.main`, `.evaluate`, `.classifiers`,
 `experiments/*`) starts with `cli.run(main, config=...)`, which
 
 - defines `--config` with a default, so `--config.FIELD=VALUE` overrides work without

@@ -1,7 +1,7 @@
 """A run's directory: its saved config, and which config changes make another run.
 
 Training writes `WORKDIR/config.json` (`save_config`) before its first step, so every
-tool that opens a trained run (`crmvae_jax.evaluate`, `crmvae_jax.evaluate_image_text`,
+tool that opens a trained run (`crmvae_jax.evaluate`,
 the experiment scripts) reads the run's own settings (`load_config`) instead of asking
 for its training flags again, and training refuses to resume a run with a config that
 would build another model or read other data (`model_defining_differences`).

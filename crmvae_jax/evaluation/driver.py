@@ -10,7 +10,7 @@ generated from text. It writes `DIR/eval/results.json` and `DIR/eval/tables.md`,
 `DIR/eval/generated_from_text.{png,npz}`. A user's own data without labels gets what
 needs none (the log-likelihood and the figure). Replica r of a sweep writes to
 `DIR/replica_r/eval/`. `crmvae_jax/evaluate.py` is its command line
-(`crmvae_jax/evaluate_image_text.py` too, which can first train CelebA's attribute
+(with `--train_classifier`, which can first train CelebA's attribute
 classifier).
 """
 

@@ -86,7 +86,7 @@ def attribute_classifier_command(config: ml_collections.ConfigDict,
   config of the run in `workdir` (then evaluates it), or else its data set's config file."""
   source = (f"--workdir={workdir}" if workdir
             else f"--config={registry.DATA_SETS[config.data.name].config_file}")
-  command = f"python -m crmvae_jax.evaluate_image_text {source} --train_classifier"
+  command = f"python -m crmvae_jax.evaluate {source} --train_classifier"
   if config.eval.get("classifier_dir"):
     command += f" --config.eval.classifier_dir={config.eval.classifier_dir}"
   return command
