@@ -76,11 +76,11 @@ import os
 from absl import flags
 
 from crmvae_jax.common import atomic
-
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.config import cli
-from crmvae_jax.training import state
-from crmvae_jax.evaluation import driver
+from crmvae_jax.evaluation import classifier_training, driver
 from crmvae_jax.reporting import summaries
+from crmvae_jax.training import state
 
 SWEEP_FILE = "sweep.md"  # WORKDIR/eval/sweep.md: every replica of a sweep, one row each
 

@@ -204,6 +204,15 @@ def test_evaluate_a_workdir_without_a_run(tmp_path):
   assert f"--workdir={tmp_path}" in line
 
 
+@pytest.mark.slow
+def test_evaluate_without_a_run_or_with_a_classifier_it_cannot_train():
+  completed = run_module("crmvae_jax.evaluate", "--config=configs/quickstart.py")
+  assert_one_line_error(completed, "Pass --workdir=DIR", "--train_classifier")
+  completed = run_module("crmvae_jax.evaluate", "--config=configs/quickstart.py",
+                         "--train_classifier")
+  assert_one_line_error(completed, "quickstart has no attributes to classify")
+
+
 # ---- Every command a message suggests parses (absl's --only_check_args: exit 0). ----
 
 _COMMAND = re.compile(r"python -m [\w.]+(?: --[\w.]+(?:=[^\s`;]+)?)*")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -90,6 +91,16 @@ def _noise(subset, batch, rng):
 
 
 @quickstart_data
+def test_an_unknown_metric_is_refused_in_one_sentence():
+  from crmvae_jax.evaluation import entries
+
+  for name in ("cohrence", "no_such_module:f", "os:no_such_function"):
+    with pytest.raises(UserError, match=re.escape(f"Unknown metric {name!r} in "
+                                                  "--config.eval.metrics")):
+      entries.metric(name)
+  assert entries.metric("coherence") is entries.METRICS["coherence"]
+
+
 def test_coherence_of_the_true_input_is_one(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)
@@ -363,3 +374,18 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path, monkeypatch):
   # The tables show its number too, without a line of rendering code for it.
   with open(os.path.join(eval_dir, "tables.md")) as f:
     assert "| model | toy_test_pairs |\n|---|---|\n| CRMVAE | 64.000 |" in f.read()
+
+  # Or a module of the user's own and one config line: a metric that draws random
+  # numbers from its own key, run first, changes no other number either.
+  (tmp_path / "my_metrics.py").write_text(
+      "import jax\n\n"
+      "def noise(context):\n"
+      "  return {'noise': float(jax.random.uniform(context.key('noise')))}\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  mine = config.copy_and_resolve_references()
+  mine.eval.metrics = ("my_metrics:noise", *quickstart.metrics)
+  with_mine = driver.evaluate(mine, workdir)
+  assert {key: value for key, value in with_mine.items() if key != "noise"} == results
+  again = config.copy_and_resolve_references()
+  again.eval.extra_metrics = ("my_metrics:noise",)
+  assert driver.evaluate(again, workdir)["noise"] == with_mine["noise"]

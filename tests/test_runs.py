@@ -77,6 +77,22 @@ def test_older_runs_without_types_load(tmp_path):
   assert runs.model_defining_differences(loaded, config) == []
 
 
+def test_evaluation_settings_added_since_a_run_was_saved_take_their_defaults(tmp_path):
+  config = config_lib.quickstart_config()
+  runs.save_config(str(tmp_path), config)
+  path = runs.config_path(str(tmp_path))
+  with open(path) as f:
+    document = json.load(f)
+  del document["eval"]["metrics"], document["eval"]["extra_metrics"]
+  with open(path, "w") as f:
+    json.dump(document, f)
+  loaded = runs.load_config(str(tmp_path))
+  assert loaded.eval.metrics is None and loaded.eval.extra_metrics == ()
+  loaded.eval.metrics = ("coherence",)  # as --config.eval.metrics sets it
+  assert loaded.eval.metrics == ("coherence",)
+  assert loaded.eval.to_dict() == config.eval.to_dict() | {"metrics": ("coherence",)}
+
+
 def test_missing_or_broken_config_names_the_training_command(tmp_path):
   with pytest.raises(UserError, match=r"No trained run in .*python -m crmvae_jax.main "
                                       r"--config=CONFIG --workdir="):

@@ -116,6 +116,12 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Distinct training rows per classifier (a seeded random subset); None: all of them.
   config.classifier_max_train_examples = ml_collections.config_dict.placeholder(int)
   config.seed = 0  # classifier training and evaluation sampling
+  # What the evaluation measures, in order: names of crmvae_jax.evaluation.entries.METRICS
+  # or your own, 'package.module:function' (a function of the evaluation's Context that
+  # returns named values). None: the data set's own list (data/registry.py); extra_metrics
+  # are measured after them.
+  config.metrics = ml_collections.config_dict.placeholder(tuple)
+  config.extra_metrics = ()
   config.batch_size = 250  # generation, classification and encoding at evaluation
   config.num_examples = -1  # test examples to evaluate; -1 = all
   config.num_prior_samples = 10000  # joint coherence

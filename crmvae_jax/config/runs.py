@@ -23,6 +23,7 @@ from ml_collections import config_dict
 
 from crmvae_jax.common import atomic
 from crmvae_jax.common.errors import UserError
+from crmvae_jax.config import defaults
 from crmvae_jax.data.base import DEFAULT_MISSING_RATIO
 
 CONFIG_FILE = "config.json"
@@ -198,7 +199,15 @@ def read_config(path: str) -> ml_collections.ConfigDict:
   if types is None:  # an older run: every list was a tuple
     types = {field: "tuple" for field, value in _flatten(document).items()
              if isinstance(value, list)}
-  return ml_collections.ConfigDict(_decode(document, types))
+  config = ml_collections.ConfigDict(_decode(document, types))
+  if "eval" in config:
+    # Evaluation settings added since the run was saved take today's defaults: they
+    # define no model, and --config.eval.FIELD=VALUE can then set them on any run.
+    current = defaults.evaluation_config()
+    for name in current.keys():
+      if name not in config.eval:
+        config.eval[name] = current.get_ref(name)
+  return config
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

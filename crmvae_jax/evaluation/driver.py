@@ -184,20 +184,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
       # The log-likelihood's own stream, so the others draw as before it existed.
       keys={"coherence": coherence_key, "prior": prior_key, "fid": fid_key,
             "log_likelihood": jax.random.fold_in(seed_key, 1),
-            "images_from_text": images_from_text_key})
+            "images_from_text": images_from_text_key}, seed_key=seed_key)
+  metrics = entries.chosen_metrics(config)
+  metric_functions = [entries.metric(name) for name in metrics]  # an unknown one: now
 
   counts = {"num_test_pairs": len(test_pairs)}
-  if "coherence" in data_set.metrics:
+  if "coherence" in metrics:
     counts["num_prior_samples"] = config.eval.num_prior_samples
-  if "latent" in data_set.metrics:
+  if "latent" in metrics:
     counts["num_probe_train_pairs"] = len(probe_pairs)
   tqdm.tqdm.write(
       f"Evaluating {config.model} on {config.data.name} at step {step}: " + ", ".join(
           f"{count} {name.removeprefix('num_').replace('_', ' ')}"
           for name, count in counts.items()) + ".")
   results = {**header, **counts}
-  for name in data_set.metrics:
-    results.update(entries.METRICS[name](context))
+  for function in metric_functions:
+    results.update(function(context))
   if "fid_note" in results:  # last, where it always was
     results["fid_note"] = results.pop("fid_note")
 

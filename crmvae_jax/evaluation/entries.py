@@ -11,13 +11,22 @@ The tables (`reporting.summaries`) render the keys they know. Adding a metric is
 function here (or anywhere) taking a `Context`, one line in `METRICS`, and its name in
 the data sets' `metrics`; tests/test_evaluate.py adds a toy one that way.
 
+Which metrics run is the config's choice: `config.eval.metrics` (None: the data set's
+list) and `config.eval.extra_metrics`, each a name of `METRICS` or a user's own function
+named 'package.module:function' (`metric`). Adding a metric is a module of its own and
+one config line.
+
 Each metric draws from its own key, so adding, removing or reordering metrics changes
-no other metric's numbers.
+no other metric's numbers: `Context.key(name)`, derived from the metric's name (the
+streams of the metrics that existed first keep the keys their numbers were measured
+with, `Context.keys`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +41,7 @@ from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation import coherence as coherence_lib
 from crmvae_jax.evaluation import fid, generation, image_text, likelihood, probes
 from crmvae_jax.evaluation import judges as judges_lib
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.reporting import tables
 
 
@@ -47,7 +57,9 @@ class Context:
       whose one classifier, CelebA's attributes, `images_from_text` loads).
     test_pairs: the evaluated test pairs (a seeded choice of `config.eval.num_examples`).
     probe_pairs: training pairs the latent probes are fitted on.
-    keys: metric name -> its own random key.
+    keys: the first metrics' streams -> their random keys (as they were measured; a new
+      metric uses `key`).
+    seed_key: the evaluation's root key (`config.eval.seed`), from which `key` derives.
     classifier_dir: where the classifiers were found.
     workdir: the evaluated run's directory (named in the command a missing classifier
       needs).
@@ -62,6 +74,14 @@ class Context:
   keys: Mapping[str, jax.Array]
   classifier_dir: str
   workdir: str
+  seed_key: jax.Array | None = None
+
+  def key(self, name: str) -> jax.Array:
+    """The random key of the stream `name`: a metric's own, the same in every evaluation
+    with the same seed whatever other metrics run (`keys` where it names the stream)."""
+    if name in self.keys:
+      return self.keys[name]
+    return jax.random.fold_in(self.seed_key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
   @property
   def batch_size(self) -> int:
@@ -203,3 +223,35 @@ METRICS: dict[str, Metric] = {
     "cosine_similarity": cosine_similarity,
     "images_from_text": images_from_text,
 }
+
+
+def metric(name: str) -> Metric:
+  """The metric `name`: a key of `METRICS`, or 'package.module:function' (a user's own).
+
+  Raises:
+    UserError: neither a known metric nor an importable function (one sentence naming
+      --config.eval.metrics and the known names).
+  """
+  if name in METRICS:
+    return METRICS[name]
+  module_name, _, function_name = name.partition(":")
+  found = None
+  if function_name:
+    try:
+      found = getattr(importlib.import_module(module_name), function_name, None)
+    except ImportError:
+      found = None
+  if not callable(found):
+    raise UserError(
+        f"Unknown metric {name!r} in --config.eval.metrics / extra_metrics; use one of "
+        f"{', '.join(METRICS)} or your own function as 'package.module:function' "
+        "(importable from the current directory).")
+  return found
+
+
+def chosen_metrics(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The names of the metrics an evaluation of `config` runs, in order."""
+  chosen = config.eval.get("metrics")
+  if chosen is None:
+    chosen = registry.DATA_SETS[config.data.name].metrics
+  return tuple(chosen) + tuple(config.eval.get("extra_metrics") or ())
