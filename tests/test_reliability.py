@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -377,3 +379,23 @@ def test_a_judge_that_cannot_fit_is_refused_before_orbax_writes(tmp_path, monkey
                      r"\(\d+\.\d MiB needed, 0.0 MiB free\); .*the judges there are kept"):
     classifier_training.save_classifier(str(tmp_path), new, _metadata(config))
   assert sorted(os.listdir(tmp_path / "mnist")) == before
+
+
+def test_a_stop_signal_waits_until_a_judge_is_written_whichever_thread_receives_it():
+  # A thread started before the write (as XLA's and Orbax's are) sends it: the kernel
+  # may hand it to that thread, whose signal mask the write cannot change.
+  received = []
+  go = threading.Event()
+  sender = threading.Thread(target=lambda: (go.wait(), os.kill(os.getpid(), signal.SIGTERM)))
+  sender.start()
+  previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+  try:
+    with classifier_training._stop_signals_deferred():
+      go.set()
+      sender.join()
+      time.sleep(0.05)  # time for Python to run a handler, were one to run
+      assert received == []
+    assert received == [signal.SIGTERM]  # delivered once the write is done
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+

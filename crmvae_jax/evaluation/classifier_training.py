@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from crmvae_jax import data as data_lib
-from crmvae_jax.common import atomic
+from crmvae_jax.common import atomic, startup
 from crmvae_jax.config import runs
 from crmvae_jax.evaluation import classifier_networks, metrics
 from crmvae_jax.model.modality import Modality
@@ -163,16 +163,25 @@ def class_mean_accuracy(classifier: Classifier,
 def _stop_signals_deferred():
   """SIGINT, SIGTERM and SIGHUP held back while a judge is written and committed (about
   a second), then delivered: the program stops with its judges whole, and Orbax's
-  writer threads are never interrupted half-way. Only the main thread can hold them."""
+  writer threads are never interrupted half-way.
+
+  The Python handlers are replaced by ones that only record the signal: whichever thread
+  the kernel hands a process signal to (XLA's and Orbax's threads do not block it),
+  Python runs its handler in the main thread, inside the write, so blocking the signal
+  in the main thread alone would not hold it back. Only the main thread can set them."""
   if threading.current_thread() is not threading.main_thread():
     yield
     return
-  held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-  previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+  received: list[int] = []
+  previous = {number: signal.signal(number, lambda number, frame: received.append(number))
+              for number in startup.STOP_SIGNALS}
   try:
     yield
   finally:
-    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    for number, handler in previous.items():
+      signal.signal(number, handler)
+    if received:
+      signal.raise_signal(received[0])  # now, to the program's own handler
 
 
 def _check_room(folder: str, classifier: Classifier) -> None:
