@@ -94,12 +94,15 @@ def test_declared_kinds_likelihoods_and_own_networks(config_data):
                    "decoder": "tests.test_data_arrays.TinyDecoder"},
       "image": {"kind": "image"}}
   train, _ = data_lib.load(config_data)
-  assert train.modalities == ("features", "image")  # the declared ones, in their order
-  features, _ = modalities_of("arrays", train)
+  # The declared ones in their order, then the file's others: declaring some settings
+  # of one modality drops none.
+  assert train.modalities == ("features", "image", "name")
+  features, _, name = modalities_of("arrays", train)
+  assert (name.kind, name.network, name.likelihood) == ("text", "sequence", "laplace")
   assert features.likelihood == "gaussian" and features.classifier == "vector"
   assert features.network == ("custom:tests.test_data_arrays.TinyEncoder,"
                               "tests.test_data_arrays.TinyDecoder")
-  model = models.MultimodalVAE(modalities_of("arrays", train), 3)
+  model = models.MultimodalVAE(modalities_of("arrays", train)[:2], 3)
   batch = train.batch(np.arange(4))
   params = models.init_params(model, jax.random.PRNGKey(0), batch)
   assert params["encoders_0"]["Dense_0"]["kernel"].shape == (5, 8)  # the user's own module
@@ -155,6 +158,21 @@ def test_arrays_that_break_a_rule_are_refused_naming_the_array(tmp_path, change,
   config.path = str(tmp_path / "bad.npz")
   with pytest.raises(UserError, match=message):
     data_lib.load(config)
+
+
+def test_declaring_one_modality_keeps_the_others(tmp_path):
+  # A two-modality file with one modality's likelihood declared trains both.
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "two.npz", vec=rng.normal(size=(40, 6)).astype(np.float32),
+           img=rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "two.npz")
+  config.modalities = {"vec": {"likelihood": "gaussian"}}
+  train, test = data_lib.load(config)
+  assert train.modalities == test.modalities == ("vec", "img")
+  vec, img = modalities_of("arrays", train)
+  assert (vec.kind, vec.likelihood, img.kind, img.likelihood) == (
+      "vector", "gaussian", "image", "laplace")
 
 
 @pytest.mark.parametrize("modalities, message", [

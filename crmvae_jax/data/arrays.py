@@ -8,7 +8,8 @@ holds one array per modality, N >= 1 rows each, and optionally:
 - `labels`: integers [N], each example's class id, 0..K-1 with K at most 65,536;
   evaluation judges coherence against it;
 - `masks`: bool (or 0/1) [N, M], False where an example lacks a modality (columns in the
-  order of the modalities); a missing entry's values are never used.
+  order of the modalities: those `config.data.modalities` declares, in its order, then
+  the file's other arrays in the file's order); a missing entry's values are never used.
 
 Each modality is an image, a text or a vector. `config.data.modalities` may declare any
 of them, {name: {"kind", "likelihood", "vocab_size", "encoder", "decoder"}}; an
@@ -435,8 +436,10 @@ def build(arrays: dict[str, np.ndarray], config_data: ml_collections.ConfigDict,
           source: str) -> MultimodalDataset:
   """The examples of `arrays` (read from `source`) as a data set, every array checked."""
   declared = _declared(config_data)
-  names = list(declared) or [name for name in arrays if name not in RESERVED]
-  missing = [name for name in names if name not in arrays]
+  # The declared modalities in their order, then every other array of the file in its.
+  names = list(declared) + [name for name in arrays
+                            if name not in RESERVED and name not in declared]
+  missing = [name for name in declared if name not in arrays]
   if missing or not names:
     raise UserError(f"{source} has no arrays {missing or 'of modalities'}; it holds "
                     f"{sorted(arrays)} (config.data.modalities names {list(declared)}).")
