@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tracemalloc
 import zipfile
@@ -21,6 +22,7 @@ from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import arrays, quickstart, text
 from crmvae_jax.data.base import DataUnavailableError
 from crmvae_jax.common.errors import UserError
+from crmvae_jax.config import runs
 
 NUM = 200
 
@@ -72,11 +74,10 @@ def test_kinds_networks_and_likelihoods_come_from_the_arrays(config_data):
   assert train.masks is not None and test.masks is None  # only complete test examples
   modalities = modalities_of("arrays", train)
   assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
-      ("image", "polymnist", "laplace"), ("text", "sequence", "laplace"),
+      ("image", "mnist", "laplace"), ("text", "mst_text", "laplace"),
       ("vector", "vector", "laplace")]
-  assert [m.network_kwargs() for m in modalities] == [
-      {"out_channels": 1}, {"vocab_size": 70, "length": 8}, {"size": 5}]  # ids 0..69
-  assert [m.classifier for m in modalities] == ["polymnist", "sequence", "vector"]
+  assert modalities[1].vocab_size == 70  # ids 0..69
+  assert [m.classifier for m in modalities] == ["mnist", "mst_text", "vector"]
   # The model builds for every kind, and its loss on a masked batch is finite.
   model = models.MultimodalVAE(modalities, 4)
   batch = train.batch(np.arange(16))
@@ -98,7 +99,7 @@ def test_declared_kinds_likelihoods_and_own_networks(config_data):
   # of one modality drops none.
   assert train.modalities == ("features", "image", "name")
   features, _, name = modalities_of("arrays", train)
-  assert (name.kind, name.network, name.likelihood) == ("text", "sequence", "laplace")
+  assert (name.kind, name.network, name.likelihood) == ("text", "mst_text", "laplace")
   assert features.likelihood == "gaussian" and features.classifier == "vector"
   assert features.network == ("custom:tests.test_data_arrays.TinyEncoder,"
                               "tests.test_data_arrays.TinyDecoder")
@@ -112,21 +113,48 @@ def test_declared_kinds_likelihoods_and_own_networks(config_data):
                              rtol=1e-6)
 
 
-def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(config_data):
+@pytest.mark.parametrize("choice, image_network, text_network, image_sizes, text_sizes", [
+    # 'fast' (the default): the MNIST MLP and the 8-character text networks.
+    ("fast", "mnist", "mst_text", [{}, {}], {"vocab_size": 70, "length": 8}),
+    # 'general' (runs saved before the choice existed): the convolutional networks.
+    ("general", "polymnist", "sequence", [{}, {"out_channels": 1}],
+     {"vocab_size": 70, "length": 8}),
+])
+def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(
+    config_data, choice, image_network, text_network, image_sizes, text_sizes):
+  config_data.network_choice = choice
   train, test = data_lib.load(config_data)
   assert train.masks is not None and test.masks is None  # only complete test examples
   modalities = modalities_of("arrays", train)
   assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
-      ("image", "polymnist", "laplace"), ("text", "sequence", "laplace"),
+      ("image", image_network, "laplace"), ("text", text_network, "laplace"),
       ("vector", "vector", "laplace")]
+  assert [m.classifier for m in modalities] == [image_network, text_network, "vector"]
   # The sizes each network is built with: those of the modality's that it declares.
   built = [[networks.build(cls, 3, **m.network_kwargs()) for cls in networks.network_classes(
       m.network)] for m in modalities]
   sizes = [[{name: getattr(module, name) for name in ("out_channels", "size", "vocab_size",
                                                        "length") if hasattr(module, name)}
             for module in pair] for pair in built]
-  assert sizes == [[{}, {"out_channels": 1}], [{"vocab_size": 70, "length": 8}] * 2,
-                   [{"size": 5}] * 2]
+  assert sizes == [image_sizes, [text_sizes] * 2, [{"size": 5}] * 2]
+
+
+def test_a_run_saved_before_the_network_choice_reads_the_general_networks(config_data, tmp_path):
+  config = arrays_config.get_config()
+  config.data = config_data
+  runs.save_config(str(tmp_path), config)
+  path = runs.config_path(str(tmp_path))
+  with open(path) as f:
+    document = json.load(f)
+  del document["data"]["network_choice"]  # as a run saved before the field existed
+  with open(path, "w") as f:
+    json.dump(document, f)
+  saved = runs.load_config(str(tmp_path))
+  train, _ = data_lib.load(saved.data)
+  assert [m.network for m in modalities_of("arrays", train)] == ["polymnist", "sequence",
+                                                                "vector"]
+  # Resumed with today's config (the 'fast' networks), it is another model: refused.
+  assert runs.model_defining_differences(saved, config) == ["data.network_choice"]
 
 
 def test_a_second_file_is_the_test_split_and_directories_concatenate(tmp_path):

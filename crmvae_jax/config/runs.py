@@ -24,6 +24,7 @@ from ml_collections import config_dict
 from crmvae_jax.common import atomic
 from crmvae_jax.common.errors import UserError
 from crmvae_jax.config import defaults
+from crmvae_jax.data.arrays import NETWORK_CHOICE_OF_OLDER_RUNS
 from crmvae_jax.data.base import DEFAULT_MISSING_RATIO
 
 CONFIG_FILE = "config.json"
@@ -40,7 +41,8 @@ MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", 
                   "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.")
 # Model-defining fields added after runs were saved without them: their value in such a
 # run (so that it still resumes and evaluates).
-ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO}
+ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO,
+                "data.network_choice": NETWORK_CHOICE_OF_OLDER_RUNS}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")
