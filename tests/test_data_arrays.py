@@ -155,6 +155,8 @@ def test_a_run_saved_before_the_network_choice_reads_the_general_networks(config
                                                                 "vector"]
   # Resumed with today's config (the 'fast' networks), it is another model: refused.
   assert runs.model_defining_differences(saved, config) == ["data.network_choice"]
+  assert runs.describe_differences(saved, config, ["data.network_choice"]) == (
+      "--config.data.network_choice='general' (asked: 'fast')")
 
 
 def test_a_second_file_is_the_test_split_and_directories_concatenate(tmp_path):

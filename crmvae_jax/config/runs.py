@@ -234,6 +234,15 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
   return flat
 
 
+def _with_added_fields(config) -> dict[str, Any]:
+  """`config` flattened, with the `ADDED_FIELDS` a run saved before them lacks."""
+  flat = _flatten(config)
+  for field, value in ADDED_FIELDS.items():
+    if field.split(".")[0] + ".name" in flat:  # the group exists: a run's config
+      flat.setdefault(field, value)
+  return flat
+
+
 def _model_defining(field: str) -> bool:
   if field in DATA_LOCATIONS:
     return False
@@ -263,11 +272,7 @@ def model_defining_differences(saved: ml_collections.ConfigDict,
   Returns:
     Sorted dotted field names, e.g. ['data.name', 'model']; empty when compatible.
   """
-  flat_saved, flat_new = _flatten(saved), _flatten(new)
-  for field, value in ADDED_FIELDS.items():
-    for flat in (flat_saved, flat_new):
-      if field.split(".")[0] + ".name" in flat:  # the group exists: a run's config
-        flat.setdefault(field, value)
+  flat_saved, flat_new = _with_added_fields(saved), _with_added_fields(new)
   missing = object()
   return sorted(
       field for field in set(flat_saved) | set(flat_new)
@@ -289,7 +294,7 @@ def model_defining_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def describe_differences(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict,
                          fields: list[str]) -> str:
   """'--config.model=crmvae (asked: mvae), ...': the run's values of `fields` as flags."""
-  flat_saved, flat_new = _flatten(saved), _flatten(new)
+  flat_saved, flat_new = _with_added_fields(saved), _with_added_fields(new)
 
   def shown(flat, field):
     return repr(flat[field]) if field in flat else "absent"
