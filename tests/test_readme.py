@@ -85,7 +85,7 @@ def test_your_own_data(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   exec(python_block("Your own data"), {})
   assert os.path.isfile("my_data.npz")
-  for line in bash_block("Your own data"):
+  for line in bash_blocks("Your own data"):  # the example, then its weighted variant
     words = shlex.split(line.replace("configs/", os.path.join(repository, "configs", "")))
     assert words[:2] == ["python", "-m"]
     command = [sys.executable, *words[1:], *TINY[words[2]]]
@@ -97,6 +97,8 @@ def test_your_own_data(tmp_path, monkeypatch):
   assert results["data"] == "arrays" and results["modalities"] == {"I": "image", "NAME": "name"}
   assert set(results["coherence"]) == {"R", "I<-NAME", "NAME<-I"}
   assert set(results["log_likelihood"]) == {"I+NAME", "I", "NAME"}
+  with open(tmp_path / "workdirs" / "my_data_w8" / "config.json") as f:
+    assert json.load(f)["likelihood_weights"] == [1.0, 8.0]
 
 
 @pytest.mark.slow
