@@ -101,6 +101,22 @@ def test_encode_decode_round_trip():
   assert text.encode(strings).dtype == np.int32
 
 
+def test_place_writes_names_as_the_training_data_does():
+  ids = text.place(["four", "seven"])
+  assert ids.shape == (2, text.TEXT_LENGTH) and ids.dtype == np.int32
+  assert text.decode(ids) == ["four    ", "seven   "]
+  # Drawn starts: the same distribution as digit_texts, 0..L-1-n, the last one a space.
+  rng = np.random.default_rng(0)
+  starts = {row.index("t") for row in text.decode(text.place(["three"] * 300, rng=rng))}
+  assert starts == set(range(text.TEXT_LENGTH - len("three")))
+  reference = text.decode(text.digit_texts(np.full(300, 3), np.random.default_rng(1)))
+  assert {row.index("t") for row in reference} == starts
+  with pytest.raises(ValueError, match="leave no room for the trailing space"):
+    text.place(["eightyy!"])
+  with pytest.raises(ValueError, match="not in the alphabet"):
+    text.place(["FOUR"])
+
+
 def test_encode_rejects_unknown_characters_and_ragged_strings():
   with pytest.raises(ValueError, match="not in the alphabet"):
     text.encode(["Five    "])

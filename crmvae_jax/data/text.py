@@ -41,7 +41,8 @@ _DIGIT_NAME_LENGTHS = np.array([len(name) for name in DIGIT_NAMES])
 
 
 def encode(strings: Sequence[str]) -> np.ndarray:
-  """Turns equal-length strings into alphabet ids.
+  """Turns equal-length strings into alphabet ids (`place` pads names to a model's
+  text length first).
 
   Args:
     strings: N strings of one length L, every character in `ALPHABET`.
@@ -66,6 +67,37 @@ def encode(strings: Sequence[str]) -> np.ndarray:
     unknown = sorted({chr(c) for c in codes[ids < 0]})
     raise ValueError(f"encode: characters {unknown} are not in the alphabet.")
   return ids.reshape(len(strings), length)
+
+
+def place(strings: Sequence[str], length: int = TEXT_LENGTH,
+          rng: np.random.Generator | None = None) -> np.ndarray:
+  """Writes texts as the training data does: each in a row of `length` characters,
+  space padded, its last character always a space; ready for a model's text input.
+
+      model.generate({"text": text.place(["four"])}, ["mnist"])
+
+  Args:
+    strings: N texts (e.g. digit names), each at most `length` - 1 characters of
+      `ALPHABET`.
+    length: characters per row (the model's text length; 8 for MNIST-SVHN-Text).
+    rng: draws each text's start uniformly from 0..length-1-len(text), as the training
+      data does; None: every text starts at 0.
+
+  Returns:
+    int32 [N, length] alphabet ids.
+
+  Raises:
+    ValueError: a text too long for `length`, or a character outside `ALPHABET`.
+  """
+  strings = list(strings)
+  too_long = [s for s in strings if len(s) > length - 1]
+  if too_long:
+    raise ValueError(f"place: {too_long} leave no room for the trailing space in {length} "
+                     "characters; shorten them or pass a larger length.")
+  starts = (np.zeros(len(strings), int) if rng is None
+            else rng.integers(0, [length - len(s) for s in strings]))
+  return encode([" " * start + s + " " * (length - start - len(s))
+                 for start, s in zip(starts, strings)])
 
 
 def decode(ids: np.ndarray) -> list[str]:
