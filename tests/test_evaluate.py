@@ -101,6 +101,15 @@ def test_an_unknown_metric_is_refused_in_one_sentence():
   assert entries.metric("coherence") is entries.METRICS["coherence"]
 
 
+def test_a_metric_module_that_fails_to_import_keeps_its_traceback(tmp_path, monkeypatch):
+  from crmvae_jax.evaluation import entries
+
+  (tmp_path / "broken_metrics.py").write_text("import not_installed_anywhere\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):
+    entries.metric("broken_metrics:noise")
+
+
 def test_coherence_of_the_true_input_is_one(digits):
   dataset, modalities = digits
   judges, distance_fns = _judges(dataset)

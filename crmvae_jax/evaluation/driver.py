@@ -186,7 +186,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
             "log_likelihood": jax.random.fold_in(seed_key, 1),
             "images_from_text": images_from_text_key}, seed_key=seed_key)
   metrics = entries.chosen_metrics(config)
-  metric_functions = [entries.metric(name) for name in metrics]  # an unknown one: now
+  # An unknown name is refused here, before any metric runs.
+  metric_functions = [entries.metric(name) for name in metrics]
 
   counts = {"num_test_pairs": len(test_pairs)}
   if "coherence" in metrics:

@@ -236,11 +236,12 @@ def metric(name: str) -> Metric:
     return METRICS[name]
   module_name, _, function_name = name.partition(":")
   found = None
-  if function_name:
+  if module_name and function_name:
     try:
       found = getattr(importlib.import_module(module_name), function_name, None)
-    except ImportError:
-      found = None
+    except ModuleNotFoundError as error:
+      if error.name is None or not module_name.startswith(error.name):
+        raise  # the module exists and imports something missing: its own bug, its traceback
   if not callable(found):
     raise UserError(
         f"Unknown metric {name!r} in --config.eval.metrics / extra_metrics; use one of "
