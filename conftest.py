@@ -187,3 +187,14 @@ def two_image_text_steps(config: ml_collections.ConfigDict) -> ml_collections.Co
   config.eval.batch_size, config.eval.num_examples = 4, 6
   config.eval.classifier_epochs, config.eval.classifier_batch_size = 1, 4
   return config
+
+
+@pytest.fixture(scope="module")
+def classic_threefry():
+  """Partitionable threefry (JAX's default) compiles every parameter initialiser of the
+  64x64 networks about five times slower on a CPU; the classic one keeps the image-text
+  tests' compilation in budget (`pytestmark = pytest.mark.usefixtures(...)`). The values
+  differ, not what the tests check."""
+  with jax.threefry_partitionable(False):
+    yield
+

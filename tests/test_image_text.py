@@ -32,13 +32,8 @@ from crmvae_jax.common.errors import UserError
 from crmvae_jax.config import defaults as config_lib
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_initialiser_compilation():
-  """Partitionable threefry (JAX's default) compiles every parameter initialiser of
-  the 64x64 networks about five times slower on a CPU; the classic one keeps this
-  file's compilation in budget. The values differ, not what the tests check."""
-  with jax.threefry_partitionable(False):
-    yield
+# The 64x64 networks' initialisers compile fast with classic threefry (conftest.py).
+pytestmark = pytest.mark.usefixtures("classic_threefry")
 
 
 # --- Latent extraction on hand-made posteriors ----------------------------------------

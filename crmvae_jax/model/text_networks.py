@@ -91,7 +91,17 @@ def _check_halvable(length: int, num_halvings: int, module_name: str) -> None:
         f'for its {num_halvings} stride-2 layers.')
 
 
-class SequenceEncoder(nn.Module):
+class _SequenceSizes(nn.Module):
+  """The fields the sequence encoder and decoder share (see each for their meaning)."""
+
+  latent_dim: int
+  vocab_size: int
+  length: int
+  embed_dim: int = 128
+  channels: tuple[int, ...] = (128, 256, 512)
+
+
+class SequenceEncoder(_SequenceSizes):
   """1-D convolutional encoder for long one-hot text (our design, MST-text style).
 
   A k1 convolution embeds each token, then every entry of `channels` adds a
@@ -114,12 +124,6 @@ class SequenceEncoder(nn.Module):
     channels: output channels of the stride-2 layers.
   """
 
-  latent_dim: int
-  vocab_size: int
-  length: int
-  embed_dim: int = 128
-  channels: tuple[int, ...] = (128, 256, 512)
-
   @nn.compact
   def __call__(self, text: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Maps one-hot text [B, L, V] to (mean [B, D], logvar [B, D])."""
@@ -130,7 +134,7 @@ class SequenceEncoder(nn.Module):
     return LatentHeads(self.latent_dim)(flatten(h))
 
 
-class SequenceDecoder(nn.Module):
+class SequenceDecoder(_SequenceSizes):
   """1-D transposed-convolutional decoder for long text, mirroring `SequenceEncoder`.
 
   With n = len(channels), L0 = L / 2^n, and the upsampling layers going back through
@@ -150,12 +154,6 @@ class SequenceDecoder(nn.Module):
     embed_dim: E, the channels of the last upsampling layer.
     channels: the encoder's stride-2 channels, traversed in reverse.
   """
-
-  latent_dim: int
-  vocab_size: int
-  length: int
-  embed_dim: int = 128
-  channels: tuple[int, ...] = (128, 256, 512)
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:

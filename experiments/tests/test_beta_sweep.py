@@ -22,13 +22,8 @@ from crmvae_jax.training import checkpoints
 from experiments.paper import beta_sweep
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_initialiser_compilation():
-  """Partitionable threefry (JAX's default) compiles every parameter initialiser of
-  the 64x64 networks about five times slower on a CPU; the classic one keeps this
-  file's compilation in budget. The values differ, not what the tests check."""
-  with jax.threefry_partitionable(False):
-    yield
+# The 64x64 networks' initialisers compile fast with classic threefry (conftest.py).
+pytestmark = pytest.mark.usefixtures("classic_threefry")
 
 
 CUB_TRAIN = ["001.Black_footed_Albatross/A_1.jpg", "017.Cardinal/C_2.jpg"]
