@@ -29,32 +29,19 @@ from crmvae_jax.evaluation import classifier_training, driver, judges
 
 # The small setting: `crmvae_jax.config.defaults.small` (every data set shrunk the same way) for
 # a fixed number of steps, with small evaluation samples.
-SMALL_TRAIN_STEPS = 200
-SMALL_EVAL_EXAMPLES = 1000
+SMALL_TRAIN_STEPS = config_lib.RUN_SIZES["sweep"]["num_train_steps"]
+SMALL_EVAL_EXAMPLES = config_lib.RUN_SIZES["sweep"]["eval.num_examples"]
 
 
 def small_setting(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` shrunk to finish on a CPU, judged by `evaluate`'s own judges.
-
-  Returns:
-    `config_lib.small(config)` (its data, batch, intervals) run for SMALL_TRAIN_STEPS
-    steps, with SMALL_EVAL_EXAMPLES test pairs, prior samples, probe pairs and FID
-    images. The classifiers stay `config`'s (directory, epochs, examples): those
-    `python -m crmvae_jax.classifiers` trains and `python -m crmvae_jax.evaluate` reads,
-    so a small sweep's coherence compares with any evaluation's. FID stays as `config`
-    asks (the sweep tables report it, or why it is missing).
-  """
-  kept = {field: config.eval[field] for field in (
-      "fid", "classifier_dir", "classifier_epochs", "classifier_max_train_examples")}
-  config = config_lib.small(config)
-  config.num_train_steps = SMALL_TRAIN_STEPS
-  config.eval.num_examples = SMALL_EVAL_EXAMPLES
-  config.eval.num_prior_samples = SMALL_EVAL_EXAMPLES
-  config.eval.probe_train_examples = SMALL_EVAL_EXAMPLES
-  config.eval.fid_examples = SMALL_EVAL_EXAMPLES
-  for field, value in kept.items():
-    config.eval[field] = value
-  return config
+  """A copy of `config` shrunk to finish on a CPU, judged by `evaluate`'s own judges: the
+  `sweep` run size (`config_lib.RUN_SIZES`: the small size for SMALL_TRAIN_STEPS steps,
+  SMALL_EVAL_EXAMPLES of each evaluation sample). The classifiers stay `config`'s
+  (directory, epochs, examples): those `python -m crmvae_jax.classifiers` trains and
+  `python -m crmvae_jax.evaluate` reads, so a small sweep's coherence compares with any
+  evaluation's. FID stays as `config` asks (the sweep tables report it, or why it is
+  missing)."""
+  return config_lib.resize(config, "sweep")
 
 
 def grid_config(config: ml_collections.ConfigDict, model: str, seeds: list[int],

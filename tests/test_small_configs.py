@@ -193,3 +193,20 @@ def test_tiny_is_the_tables_pipeline_check(config_file):
   fields = config_lib.data_size_fields(full.data)
   if fields is not None and "mnist_source" not in full.data:
     assert tuple(tiny.data[field] for field in fields) == config_lib.DATA_CAPS["tiny"]
+
+
+@pytest.mark.parametrize("size", sorted(config_lib.RUN_SIZES))
+def test_every_run_size_sets_fields_that_exist_and_validates(size):
+  # The one table of run sizes: a misspelt field would otherwise become a new, unread one.
+  assert size in config_lib.DATA_CAPS
+  for config_file in CONFIG_FILES:
+    full = load(config_file)
+    for field in config_lib.RUN_SIZES[size]:
+      group, _, name = field.rpartition(".")
+      assert name in (full[group] if group else full), (size, field)
+    validation.validate_config(config_lib.resize(full, size))
+  # Sweeps and experiments read their sizes from it; only full, small and tiny are
+  # --config=FILE.py:SETTING choices.
+  assert sweeps.small_setting(load(CONFIG_FILES[0])).to_dict() == config_lib.resize(
+      load(CONFIG_FILES[0]), "sweep").to_dict()
+  assert config_lib.SETTINGS == ("full", "small", "tiny")

@@ -41,10 +41,39 @@ RUN_SIZES: dict[str, dict[str, object]] = {
              "eval.probe_train_examples": 64, "eval.fid": False,
              "eval.log_likelihood_samples": 4, "eval.log_likelihood_examples": 8},
 }
-DATA_CAPS = {"small": (5000, 1000), "tiny": (512, 128)}
+# The sizes sweeps and experiments shrink runs to, built on the two above so that every
+# size is in this one table (`resize`); FID is left as the config asks in each.
+# - sweep: `python -m crmvae_jax.sweep --setting=small` and the paper's tables at CPU
+#   scale: the small size for 200 steps, 1,000 of each evaluation sample; the judges
+#   are the config's (those `crmvae_jax.classifiers` trains).
+# - image_text_small: the beta sweep of CUB and CelebA (Figures 3 and 4) on a CPU: 10
+#   steps of 8 pairs on at most 500 + 100 images, 200 evaluated pairs.
+# - figure2_small: PolyMNIST's Figure 2 on a CPU: the sweep size with batches of 16,
+#   sampled mixture expectations, weaker judges of its own, 250 evaluation samples.
+_WITHOUT_FID = {size: {k: v for k, v in RUN_SIZES[size].items() if k != "eval.fid"}
+                for size in RUN_SIZES}
+RUN_SIZES["sweep"] = {
+    **_WITHOUT_FID["small"], "num_train_steps": 200, "eval.num_examples": 1000,
+    "eval.num_prior_samples": 1000, "eval.probe_train_examples": 1000,
+    "eval.fid_examples": 1000}
+RUN_SIZES["image_text_small"] = {
+    **_WITHOUT_FID["tiny"], "num_train_steps": 10, "batch_size": 8, "log_every_steps": 5,
+    "eval_every_steps": 10, "checkpoint_every_steps": 10, "figure_examples": 4,
+    "disable_progress_bar": False, "eval.classifier_epochs": 2,
+    "eval.classifier_batch_size": 64, "eval.classifier_max_train_examples": 500,
+    "eval.batch_size": 50, "eval.num_examples": 200, "eval.fid_examples": 200}
+RUN_SIZES["figure2_small"] = {
+    **RUN_SIZES["sweep"], "batch_size": 16, "eval_every_steps": 200,
+    "checkpoint_every_steps": 200, "mixture_estimator": "sampled",
+    "eval.classifier_epochs": 3, "eval.classifier_batch_size": 64,
+    "eval.num_examples": 250, "eval.num_prior_samples": 250,
+    "eval.probe_train_examples": 250, "eval.fid_examples": 100}
+DATA_CAPS = {"small": (5000, 1000), "tiny": (512, 128), "sweep": (5000, 1000),
+             "image_text_small": (500, 100), "figure2_small": (5000, 1000)}
 # At most this many classifier epochs in the small setting (a config's fewer are kept).
 SMALL_CLASSIFIER_EPOCHS = 5
-SETTINGS = ("full", *RUN_SIZES)
+# What --config=FILE.py:SETTING takes: the config as written, or a size of RUN_SIZES.
+SETTINGS = ("full", "small", "tiny")
 # Kept for the modules that name them.
 SMALL_EPOCHS = RUN_SIZES["small"]["num_epochs"]
 SMALL_BATCH_SIZE = RUN_SIZES["small"]["batch_size"]

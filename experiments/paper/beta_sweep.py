@@ -60,12 +60,13 @@ MODELS = ("mvae", "mopoe", "mvtcae", "crmvae")
 BETAS = (0.1, 0.5, 1.0, 2.0, 5.0)
 SEEDS = (0, 1, 2)
 
-# The small setting: few steps on a few hundred images, small evaluation samples.
-SMALL_TRAIN_STEPS = 10
-SMALL_BATCH_SIZE = 8
-SMALL_TRAIN_IMAGES = 500
-SMALL_TEST_IMAGES = 100
-SMALL_EVAL_EXAMPLES = 200
+# The small setting: the `image_text_small` run size (`config_lib.RUN_SIZES`), few steps on
+# a few hundred images, small evaluation samples.
+_SIZE = config_lib.RUN_SIZES["image_text_small"]
+SMALL_TRAIN_STEPS = _SIZE["num_train_steps"]
+SMALL_BATCH_SIZE = _SIZE["batch_size"]
+SMALL_TRAIN_IMAGES, SMALL_TEST_IMAGES = config_lib.DATA_CAPS["image_text_small"]
+SMALL_EVAL_EXAMPLES = _SIZE["eval.num_examples"]
 
 FIGURE_FILE = "metrics_vs_beta.png"
 GRID_FILE = "generated_from_text.png"
@@ -87,24 +88,8 @@ def small_setting(config: ml_collections.ConfigDict, root: str) -> ml_collection
     `config` asks (the sweep plots it, or says why it is missing). A smaller data size
     on the command line is kept; every other field here replaces its command-line value.
   """
-  fid = config.eval.fid
-  config = config_lib.resize(config, "tiny")
-  config_lib.limit_data(config, SMALL_TRAIN_IMAGES, SMALL_TEST_IMAGES)
-  config.num_train_steps = SMALL_TRAIN_STEPS
-  config.batch_size = SMALL_BATCH_SIZE
-  config.log_every_steps = 5
-  config.eval_every_steps = SMALL_TRAIN_STEPS
-  config.checkpoint_every_steps = SMALL_TRAIN_STEPS
-  config.figure_examples = 4
-  config.disable_progress_bar = False
+  config = config_lib.resize(config, "image_text_small")
   config.eval.classifier_dir = os.path.join(root, "classifiers")
-  config.eval.classifier_epochs = 2
-  config.eval.classifier_batch_size = 64
-  config.eval.classifier_max_train_examples = SMALL_TRAIN_IMAGES
-  config.eval.batch_size = 50
-  config.eval.num_examples = SMALL_EVAL_EXAMPLES
-  config.eval.fid = fid
-  config.eval.fid_examples = SMALL_EVAL_EXAMPLES
   return config
 
 

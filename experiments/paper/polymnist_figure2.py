@@ -50,6 +50,7 @@ from absl import flags
 
 from crmvae_jax.reporting import summaries
 from crmvae_jax.config import cli
+from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import sweeps
 from crmvae_jax.reporting import tables
 from crmvae_jax.data import registry
@@ -60,15 +61,17 @@ FIGURE_FILE = "figure2.png"
 TABLE_FILE = "figure2.md"
 METRICS = ("coherence", "fid")
 
-# The small setting: 3,200 tuples per seed (under one epoch), small evaluation samples.
-SMALL_TRAIN_STEPS = 200
-SMALL_BATCH_SIZE = 16
-SMALL_EVAL_EXAMPLES = 250
-# 4,500 tuples in batches of 256 give too few updates for a classifier to read digits
-# on busy backgrounds; smaller batches give it four times as many.
-SMALL_CLASSIFIER_EPOCHS = 3
-SMALL_CLASSIFIER_BATCH_SIZE = 64
-SMALL_FID_EXAMPLES = 100
+# The small setting: the `figure2_small` run size (`config_lib.RUN_SIZES`): 3,200 tuples
+# per seed (under one epoch), small evaluation samples. Its judges train 3 epochs in
+# batches of 64: 4,500 tuples in batches of 256 give too few updates for a classifier to
+# read digits on busy backgrounds.
+_SIZE = config_lib.RUN_SIZES["figure2_small"]
+SMALL_TRAIN_STEPS = _SIZE["num_train_steps"]
+SMALL_BATCH_SIZE = _SIZE["batch_size"]
+SMALL_EVAL_EXAMPLES = _SIZE["eval.num_examples"]
+SMALL_CLASSIFIER_EPOCHS = _SIZE["eval.classifier_epochs"]
+SMALL_CLASSIFIER_BATCH_SIZE = _SIZE["eval.classifier_batch_size"]
+SMALL_FID_EXAMPLES = _SIZE["eval.fid_examples"]
 SMALL_FID_SUBSETS_PER_SIZE = 1
 
 # Characters per line of the note that replaces a missing FID panel.
@@ -105,7 +108,7 @@ _COLLECT_ONLY = flags.DEFINE_bool(
 def small_figure_setting(config: ml_collections.ConfigDict, root: str,
                          train_steps: int = SMALL_TRAIN_STEPS,
                          batch_size: int = SMALL_BATCH_SIZE) -> ml_collections.ConfigDict:
-  """`sweeps.small_setting` shrunk further for PolyMNIST's five conv networks on a CPU.
+  """The `figure2_small` run size, for PolyMNIST's five conv networks on a CPU.
 
   Args:
     config: a PolyMNIST or Translated-PolyMNIST config.
@@ -121,20 +124,13 @@ def small_figure_setting(config: ml_collections.ConfigDict, root: str,
     of SMALL_CLASSIFIER_BATCH_SIZE, and SMALL_EVAL_EXAMPLES test tuples, prior samples
     and probe tuples.
   """
-  config = sweeps.small_setting(config)
+  config = config_lib.resize(config, "figure2_small")
   # Its own, weaker judges (SMALL_CLASSIFIER_EPOCHS): kept apart from evaluate's.
   config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.batch_size = batch_size
   config.num_train_steps = train_steps
   config.eval_every_steps = train_steps
   config.checkpoint_every_steps = train_steps
-  config.mixture_estimator = "sampled"
-  config.eval.classifier_epochs = SMALL_CLASSIFIER_EPOCHS
-  config.eval.classifier_batch_size = SMALL_CLASSIFIER_BATCH_SIZE
-  config.eval.num_examples = SMALL_EVAL_EXAMPLES
-  config.eval.num_prior_samples = SMALL_EVAL_EXAMPLES
-  config.eval.probe_train_examples = SMALL_EVAL_EXAMPLES
-  config.eval.fid_examples = SMALL_FID_EXAMPLES
   return config
 
 
