@@ -74,7 +74,7 @@ def test_kinds_networks_and_likelihoods_come_from_the_arrays(config_data):
   assert train.masks is not None and test.masks is None  # only complete test examples
   modalities = modalities_of("arrays", train)
   assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
-      ("image", "mnist", "laplace"), ("text", "mst_text", "laplace"),
+      ("image", "mnist", "laplace"), ("text", "mst_text", "categorical"),
       ("vector", "vector", "laplace")]
   assert modalities[1].vocab_size == 70  # ids 0..69
   assert [m.classifier for m in modalities] == ["mnist", "mst_text", "vector"]
@@ -99,7 +99,7 @@ def test_declared_kinds_likelihoods_and_own_networks(config_data):
   # of one modality drops none.
   assert train.modalities == ("features", "image", "name")
   features, _, name = modalities_of("arrays", train)
-  assert (name.kind, name.network, name.likelihood) == ("text", "mst_text", "laplace")
+  assert (name.kind, name.network, name.likelihood) == ("text", "mst_text", "categorical")
   assert features.likelihood == "gaussian" and features.classifier == "vector"
   assert features.network == ("custom:tests.test_data_arrays.TinyEncoder,"
                               "tests.test_data_arrays.TinyDecoder")
@@ -127,7 +127,7 @@ def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(
   assert train.masks is not None and test.masks is None  # only complete test examples
   modalities = modalities_of("arrays", train)
   assert [(m.kind, m.network, m.likelihood) for m in modalities] == [
-      ("image", image_network, "laplace"), ("text", text_network, "laplace"),
+      ("image", image_network, "laplace"), ("text", text_network, "categorical"),
       ("vector", "vector", "laplace")]
   assert [m.classifier for m in modalities] == [image_network, text_network, "vector"]
   # The sizes each network is built with: those of the modality's that it declares.
@@ -211,6 +211,7 @@ def test_declaring_one_modality_keeps_the_others(tmp_path):
     ({"image": {"colour": 1}}, "unknown fields \\['colour'\\]"),
     ({"features": {"encoder": "tests.test_data_arrays.TinyEncoder"}}, "only one of its networks"),
     ({"audio": {"kind": "vector"}}, "has no arrays \\['audio'\\]"),
+    ({"name": {"likelihood": "gaussian"}}, "is text, whose likelihood is a categorical"),
 ])
 def test_declarations_that_do_not_fit_are_refused(config_data, modalities, message):
   config_data.modalities = modalities

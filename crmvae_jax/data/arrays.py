@@ -381,6 +381,9 @@ def _prepared(name: str, array: np.ndarray, spec: dict, network_choice: str = "f
   if kind not in KINDS:
     raise UserError(f"Unknown kind {kind!r} of modality {name!r} ({where}.kind); known: "
                     f"{', '.join(KINDS)}.")
+  if kind == "text" and spec.get("likelihood"):
+    raise UserError(f"Modality {name!r} is text, whose likelihood is a categorical over its "
+                    f"vocabulary; drop {where}.likelihood.")
   likelihood = spec.get("likelihood") or "laplace"
   if likelihood not in LIKELIHOODS:
     raise UserError(f"Unknown likelihood {likelihood!r} of modality {name!r} "

@@ -40,7 +40,7 @@ class Modality:
     kind: 'image' (stored uint8, seen in [0, 1]), 'text' (token ids) or 'vector'
       (stored float32, seen as it is).
     likelihood: 'laplace' (scale 0.75) or 'gaussian' (scale 1) around the decoder's
-      output for images and vectors; text is always categorical.
+      output for images and vectors; a text's is always 'categorical' (set here).
     abbreviation: its short name in tables and figures (the paper's M, S, T); by
       default the name upper-cased.
     classifier: the key of its judge's network in
@@ -60,6 +60,8 @@ class Modality:
   classifier: str = ""
 
   def __post_init__(self):
+    if self.vocab_size is not None:  # text: a categorical over the vocabulary, always
+      object.__setattr__(self, "likelihood", "categorical")
     if not self.abbreviation:
       object.__setattr__(self, "abbreviation", self.name.upper())
     if not self.classifier:
