@@ -15,13 +15,8 @@ CRMVAE, Adam 5e-4, batch 128, latent 32, beta 1, the size rule's likelihood weig
 """
 
 from crmvae_jax.config import defaults as config_lib
-from crmvae_jax.data import arrays
 
 
 def get_config(setting: str = "full"):
   """Training on your own arrays ("full"), or the CPU-sized "small" setting."""
-  return config_lib.data_set_config(arrays.get_data_config(), setting, "configs/arrays.py", {
-      "batch_size": 128, "num_epochs": 100, "latent_dim": 32,
-      "eval_every_steps": 2000, "checkpoint_every_steps": 2000,
-      "eval.fid": False,  # Inception features mean little for arbitrary data
-  })
+  return config_lib.arrays_config(setting)

@@ -1,6 +1,10 @@
 """crmvae_jax: multimodal VAEs in JAX/Flax, centred on CRMVAE.
 
     import crmvae_jax
+    model = crmvae_jax.fit({"image": images, "vec": vectors, "labels": labels},
+                           workdir="workdirs/mine")               # train (api.py)
+    crmvae_jax.train_judges("workdirs/mine")                      # its judges
+    crmvae_jax.evaluate("workdirs/mine")                          # its metrics
     model = crmvae_jax.load("workdirs/quickstart_crmvae_seed0")   # a trained run
     model.generate({"mnist": images}, ["text"])                   # see model/inference.py
 
@@ -14,9 +18,10 @@ classifiers, sweeps) and this Python API. Importing the package imports no JAX a
 changes no environment variable.
 """
 
-from crmvae_jax.api import load
+from crmvae_jax.api import evaluate, fit, load, train_judges
+from crmvae_jax.common.errors import UserError
 
-__all__ = ["load", "TrainedModel"]
+__all__ = ["fit", "train_judges", "evaluate", "load", "TrainedModel", "UserError"]
 
 
 def __getattr__(name: str):

@@ -17,7 +17,7 @@ from numpy.lib import format as npy_format
 
 from configs import arrays as arrays_config
 from crmvae_jax import data as data_lib
-from crmvae_jax.model import models, networks
+from crmvae_jax.model import models, networks, user_networks
 from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import arrays, quickstart, text
 from crmvae_jax.data.base import DataUnavailableError
@@ -131,7 +131,7 @@ def test_each_kind_gets_its_networks_and_sizes_without_building_a_model(
       ("vector", "vector", "laplace")]
   assert [m.classifier for m in modalities] == [image_network, text_network, "vector"]
   # The sizes each network is built with: those of the modality's that it declares.
-  built = [[networks.build(cls, 3, **m.network_kwargs()) for cls in networks.network_classes(
+  built = [[networks.build(cls, 3, **m.network_kwargs()) for cls in user_networks.network_classes(
       m.network)] for m in modalities]
   sizes = [[{name: getattr(module, name) for name in ("out_channels", "size", "vocab_size",
                                                        "length") if hasattr(module, name)}
@@ -205,7 +205,61 @@ def test_declaring_one_modality_keeps_the_others(tmp_path):
       "vector", "gaussian", "image", "laplace")
 
 
+def test_the_modalities_order_is_the_declared_names_then_the_files_or_the_configs_order(
+    tmp_path):
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "three.npz", zeta=rng.normal(size=(40, 3)).astype(np.float32),
+           beta=rng.normal(size=(40, 2)).astype(np.float32),
+           alpha=rng.normal(size=(40, 4)).astype(np.float32),
+           masks=np.tile([True, False, True], (40, 1)))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "three.npz")
+  config.test_path = str(tmp_path / "test.npz")  # complete test examples
+  np.savez(tmp_path / "test.npz", zeta=rng.normal(size=(8, 3)).astype(np.float32),
+           beta=rng.normal(size=(8, 2)).astype(np.float32),
+           alpha=rng.normal(size=(8, 4)).astype(np.float32))
+  assert data_lib.load(config)[0].modalities == ("zeta", "beta", "alpha")
+  config.modalities = {"zeta": {}, "beta": {}}  # declared: in name order, then the file's
+  train, _ = data_lib.load(config)
+  assert train.modalities == ("beta", "zeta", "alpha")
+  # The masks' columns stay the file's: beta (column 1) is the one missing.
+  assert train.masks[0].tolist() == [False, True, True]
+  config.order = ("alpha", "zeta", "beta")
+  train, _ = data_lib.load(config)
+  assert train.modalities == ("alpha", "zeta", "beta")
+  assert train.masks[0].tolist() == [True, True, False]
+  assert [m.shape for m in modalities_of("arrays", train)] == [(4,), (3,), (2,)]
+  config.order = ("alpha", "zeta")
+  with pytest.raises(UserError, match=r"config.data.order is \['alpha', 'zeta'\] but the "
+                     r"modalities of .* are \['alpha', 'beta', 'zeta'\]; name each"):
+    data_lib.load(config)
+
+
+def test_a_declared_vocabulary_writes_texts_as_tokens(tmp_path):
+  # Word ids with a word list, character ids with an alphabet, and none: ids.
+  rng = np.random.default_rng(0)
+  words = ["", "red", "green", "blue"]
+  np.savez(tmp_path / "texts.npz", words=rng.integers(0, 4, (40, 8)),
+           chars=np.tile(np.array([[1, 2, 3, 0, 0, 0, 0, 0]]), (40, 1)),
+           ids=np.tile(np.arange(8), (40, 1)))
+  config = arrays_config.get_config().data
+  config.path = str(tmp_path / "texts.npz")
+  config.modalities = {"words": {"vocabulary": words}, "chars": {"vocabulary": ["", *"abc"]}}
+  train, _ = data_lib.load(config)
+  decoders = data_lib.text_decoders(train)
+  row = train.arrays["words"][:1]
+  assert decoders["words"](row) == [" ".join(words[i] for i in row[0] if i)]
+  assert decoders["chars"](train.arrays["chars"][:1]) == ["abc"]
+  assert decoders["ids"](train.arrays["ids"][:1]) == ["0 1 2 3 4 5 6 7"]
+  assert [m.vocab_size for m in modalities_of("arrays", train)] == [4, 4, 8]
+
+
 @pytest.mark.parametrize("modalities, message", [
+    ({"name": {"vocabulary": ["a", "b"]}}, "holds token id .* but .*vocab_size is 2"),
+    ({"name": {"vocabulary": "abc"}}, "vocabulary is 'abc'; give a list of strings"),
+    ({"name": {"vocabulary": list("abcdefghijklmnopqrstuvwxyz" * 2), "vocab_size": 5}},
+     "vocab_size is 5 but its vocabulary has 52 tokens"),
+    ({"features": {"vocabulary": ["a"]}}, "vocabulary is for a text, and 'features' is of kind"),
     ({"image": {"kind": "picture"}}, "Unknown kind 'picture' of modality 'image'"),
     ({"image": {"likelihood": "poisson"}}, "Unknown likelihood 'poisson'"),
     ({"image": {"colour": 1}}, "unknown fields \\['colour'\\]"),

@@ -41,6 +41,30 @@ def test_use_a_trained_model(tmp_path, capsys):
   assert namespace["z"].shape == (8, 32)
 
 
+@pytest.mark.slow
+def test_train_from_python(tmp_path):
+  # The README's block, on the notebook example's data and networks (its cells before
+  # training), with a tiny budget.
+  example = open(os.path.join(REPO, "examples", "own_networks.py")).read()
+  setup = example[:example.index("# %% [markdown]\n# Train.")]
+  import sys
+  import types
+
+  module = types.ModuleType("own_networks_example")  # classes need a module (dataclasses)
+  sys.modules[module.__name__] = module
+  namespace = module.__dict__
+  exec(setup.replace("sys.argv", "[]"), namespace)
+  code = python_block("Train from Python")
+  workdir = str(tmp_path / "own_networks")
+  assert '"num_train_steps": 3000' in code and "workdirs/own_networks" in code
+  code = code.replace('"num_train_steps": 3000', '"num_train_steps": 4, "eval_every_steps": 4, '
+                      '"checkpoint_every_steps": 4, "eval.classifier_epochs": 1, '
+                      '"disable_progress_bar": True').replace("workdirs/own_networks", workdir)
+  exec(code, namespace)
+  assert namespace["model"].step == 4 and namespace["codes"].shape == (8, 16)
+  assert set(namespace["results"]["coherence"]) == {"R", "CODE<-I", "I<-CODE"}
+
+
 def bash_block(section: str) -> list[str]:
   """The command lines of the first ```bash block under the README heading `section`."""
   text = open(README).read()
@@ -113,14 +137,23 @@ def test_the_quick_start_commands_run_in_sequence_as_written(tmp_path):
   commands = [line for line in bash_blocks("Quick start")
               if not line.startswith(("pip ", "pytest ", "python3 -m pytest"))]
   assert [shlex.split(line)[2] for line in commands] == [
-      "crmvae_jax.main", "crmvae_jax.main", "crmvae_jax.classifiers", "crmvae_jax.evaluate"]
+      "crmvae_jax.classifiers", "crmvae_jax.main", "crmvae_jax.evaluate", "crmvae_jax.main"]
   for line in commands:
     words = shlex.split(line)
     done = subprocess.run([sys.executable, *words[1:], *TINY[words[2]]], capture_output=True,
                           text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": REPO})
     assert done.returncode == 0, (line, done.stderr[-2000:])
-  # The second line trained a run of its own, not the first one's resumed.
+  # The judges existed before training: TensorBoard had coherence along it.
+  import glob
+
+  from tensorboard.backend.event_processing import event_accumulator
+  (events,) = glob.glob(str(tmp_path / "workdirs" / "quickstart_crmvae_seed0" /
+                            "events.out.tfevents.*"))
+  accumulator = event_accumulator.EventAccumulator(events)
+  accumulator.Reload()
+  assert [event.step for event in accumulator.Scalars("coherence/mean_cross")] == [4]
+  # The last line trained a run of its own, not the first one's resumed.
   assert os.path.isdir(tmp_path / "workdirs" / "try" / "checkpoints")
   with open(tmp_path / "workdirs" / "quickstart_crmvae_seed0" / "eval" / "results.json") as f:
     results = json.load(f)

@@ -202,6 +202,22 @@ def quickstart_config() -> ml_collections.ConfigDict:
   return config
 
 
+# Your own arrays (configs/arrays.py, `crmvae_jax.fit`): CRMVAE, Adam 5e-4, batch 128,
+# latent 32, beta 1, the size rule's weights, 100 epochs; no FID, since Inception's
+# features mean little for arbitrary data.
+ARRAYS_FIELDS = {
+    "batch_size": 128, "num_epochs": 100, "latent_dim": 32,
+    "eval_every_steps": 2000, "checkpoint_every_steps": 2000, "eval.fid": False,
+}
+
+
+def arrays_config(setting: str = "full") -> ml_collections.ConfigDict:
+  """The config of your own arrays (`crmvae_jax.data.arrays`) at run size `setting`."""
+  from crmvae_jax.data import arrays
+
+  return data_set_config(arrays.get_data_config(), setting, "configs/arrays.py", ARRAYS_FIELDS)
+
+
 def get_config(setting: str = "full") -> ml_collections.ConfigDict:
   """This file as a config file (`--config=crmvae_jax/config/defaults.py`): the quick start."""
   return apply_setting(quickstart_config(), setting, "crmvae_jax/config/defaults.py")

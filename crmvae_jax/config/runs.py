@@ -42,7 +42,8 @@ MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", 
 # Model-defining fields added after runs were saved without them: their value in such a
 # run (so that it still resumes and evaluates).
 ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO,
-                "data.network_choice": NETWORK_CHOICE_OF_OLDER_RUNS}
+                "data.network_choice": NETWORK_CHOICE_OF_OLDER_RUNS,
+                "data.order": None}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")

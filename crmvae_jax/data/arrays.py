@@ -7,12 +7,16 @@ An .npz file (numpy.savez; or a directory of them, read in name order and concat
 holds one array per modality, N >= 1 rows each, and optionally:
 - `labels`: integers [N], each example's class id, 0..K-1 with K at most 65,536;
   evaluation judges coherence against it;
-- `masks`: bool (or 0/1) [N, M], False where an example lacks a modality (columns in the
-  order of the modalities: those `config.data.modalities` declares, in its order, then
-  the file's other arrays in the file's order); a missing entry's values are never used.
+- `masks`: bool (or 0/1) [N, M], False where an example lacks a modality (one column per
+  modality array, in the file's order); a missing entry's values are never used.
+
+The modalities come in the order `config.data.order` names, or else: those
+`config.data.modalities` declares, in name order (a config keeps its keys sorted), then
+the file's other arrays in the file's order.
 
 Each modality is an image, a text or a vector. `config.data.modalities` may declare any
-of them, {name: {"kind", "likelihood", "vocab_size", "encoder", "decoder"}}; an
+of them, {name: {"kind", "likelihood", "vocab_size", "vocabulary", "encoder", "decoder",
+"encoder_options", "decoder_options"}}; an
 undeclared one (or an undeclared field) is read from its array:
 
 | kind | array | networks | likelihood |
@@ -20,6 +24,11 @@ undeclared one (or an undeclared field) is read from its array:
 | image | uint8 [N, S, S, C] (or integers in 0..255), or floats in [0, 1]; S = 28, 32 or 64 | convolutional, by size | Laplace (or Gaussian) |
 | text | integer token ids 0..V-1 [N, L], L a multiple of 8, V at most 65,536 | 1-D convolutional | categorical over vocab_size |
 | vector | finite floats [N, F] (within float32's range) | MLP | Laplace (or Gaussian) |
+
+A text's `vocabulary` (a list of V strings, token i's at place i) sets V and is how
+figures and generated texts are written: the tokens joined, directly where every token is
+one character, else with spaces, empty tokens (padding) left out; without it, texts are
+shown as their ids.
 
 Why V <= 65,536 (`MAX_VOCAB_SIZE`): text networks take one-hot inputs [B, L, V] float32
 and return logits [B, L, V]; at V = 65,536, B = 128 and L = 32 each is already 1 GiB, and
@@ -34,7 +43,8 @@ file or array and the fix.
 "encoder" and "decoder" name a user's own Flax modules by import path
 ("mypackage.nets.Encoder"): built with `latent_dim=D` (and the modality's
 `out_channels`, `size`, `vocab_size` or `length` where the module declares such a
-field), the encoder maps the modality's
+field, and "encoder_options" / "decoder_options", dicts of further fields), the encoder
+maps the modality's
 network input to (mean, logvar) [B, D] each, the decoder maps z [B, D] to the
 likelihood's location. The test split is a second file (`test_path`) or a seeded
 `test_fraction` (in (0, 1)) of the examples; with masks, only complete test examples are
@@ -75,7 +85,8 @@ NETWORK_CHOICES = ("fast", "general")
 NETWORK_CHOICE_OF_OLDER_RUNS = "general"
 # The text networks halve the length three times.
 TEXT_LENGTH_MULTIPLE = 8
-_SPEC_FIELDS = ("kind", "likelihood", "vocab_size", "encoder", "decoder")
+_SPEC_FIELDS = ("kind", "likelihood", "vocab_size", "vocabulary", "encoder", "decoder",
+                "encoder_options", "decoder_options")
 # The largest text vocabulary (module docstring): the one-hot inputs [B, L, V] and logits
 # [B, L, V] float32 of a batch of 128 texts of length 32 are 1 GiB each at this size.
 MAX_VOCAB_SIZE = 65_536
@@ -96,8 +107,12 @@ def get_data_config() -> ml_collections.ConfigDict:
       # Keep a seeded random subset of the training and test examples (None: all).
       "max_train": config_dict.placeholder(int),
       "max_test": config_dict.placeholder(int),
-      # name -> {kind, likelihood, vocab_size, encoder, decoder}; see the module docstring.
+      # name -> {kind, likelihood, vocab_size, vocabulary, encoder, decoder, ...}; see the
+      # module docstring.
       "modalities": ml_collections.ConfigDict(),
+      # The modalities' order (names), where it is not the default: the declared ones in
+      # name order (a config keeps its keys sorted), then the file's others in its order.
+      "order": config_dict.placeholder(tuple),
       # The networks of modalities without their own: 'fast' or 'general' (NETWORK_CHOICES).
       "network_choice": "fast",
   })
@@ -120,6 +135,24 @@ class TokenIds:
 
   def decode(self, ids: np.ndarray) -> list[str]:
     return [" ".join(str(int(i)) for i in row) for row in np.asarray(ids)]
+
+
+class Tokens:
+  """A declared vocabulary (`config.data.modalities.NAME.vocabulary`): token i is
+  `tokens[i]`. Decoding joins the tokens, directly where every token is one character
+  (a character-level text), else with spaces; tokens that are empty strings (padding)
+  are left out."""
+
+  def __init__(self, tokens):
+    self.tokens = [str(token) for token in tokens]
+    self.separator = "" if all(len(token) <= 1 for token in self.tokens) else " "
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  def decode(self, ids: np.ndarray) -> list[str]:
+    return [self.separator.join(self.tokens[int(i)] for i in row if self.tokens[int(i)])
+            for row in np.asarray(ids)]
 
 
 def _available_memory() -> int | None:
@@ -409,7 +442,18 @@ def _prepared(name: str, array: np.ndarray, spec: dict, network_choice: str = "f
     fast = network_choice == "fast" and array.shape[1:] == (28, 28, 1)
     network = "mnist" if fast else IMAGE_NETWORKS.get(array.shape[1], "")
   elif kind == "text":
-    vocab_size = _vocab_size(name, array, spec.get("vocab_size"), where, custom)
+    vocabulary = spec.get("vocabulary")
+    if vocabulary is not None:
+      if isinstance(vocabulary, str) or not all(isinstance(t, str) for t in vocabulary):
+        raise UserError(f"{where}.vocabulary is {vocabulary!r}; give a list of strings, token "
+                        "i's text at place i.")
+      if spec.get("vocab_size") not in (None, len(vocabulary)):
+        raise UserError(f"{where}.vocab_size is {spec['vocab_size']} but its vocabulary has "
+                        f"{len(vocabulary)} tokens; drop vocab_size.")
+    declared_size = spec.get("vocab_size")
+    if declared_size is None and vocabulary is not None:
+      declared_size = len(vocabulary)
+    vocab_size = _vocab_size(name, array, declared_size, where, custom)
     array = array.astype(np.int32)
     network = "mst_text" if network_choice == "fast" and array.shape[1] == 8 else "sequence"
   else:
@@ -422,9 +466,24 @@ def _prepared(name: str, array: np.ndarray, spec: dict, network_choice: str = "f
       raise UserError(f"Vector {name!r} holds values beyond float32's range (about 3.4e38) in "
                       f"{int(beyond.sum())} examples; rescale it.")
     network = "vector"
+  options = {}
+  for field in ("encoder_options", "decoder_options"):
+    value = spec.get(field) or {}
+    if not custom and value:
+      raise UserError(f"{where}.{field} sets options of the built-in networks, which take "
+                      f"none; drop it, or name your own networks in {where}.encoder and "
+                      ".decoder.")
+    if not isinstance(value, (dict, ml_collections.ConfigDict)):
+      raise UserError(f"{where}.{field} is {value!r}; give a dict of the module's fields, "
+                      'e.g. {"hidden": 64}.')
+    options[field] = dict(value)
+  if kind != "text" and spec.get("vocabulary") is not None:
+    raise UserError(f"{where}.vocabulary is for a text, and {name!r} is of kind {kind!r}; drop "
+                    "it.")
   if custom:
     network = f"custom:{spec['encoder']},{spec['decoder']}"
-  return array, {"network": network, "kind": kind, "likelihood": likelihood}, vocab_size
+  return array, {"network": network, "kind": kind, "likelihood": likelihood, **options}, \
+      vocab_size
 
 
 def _check_rows(name: str, array: np.ndarray, source: str, is_modality: bool) -> None:
@@ -459,9 +518,16 @@ def build(arrays: dict[str, np.ndarray], config_data: ml_collections.ConfigDict,
           source: str) -> MultimodalDataset:
   """The examples of `arrays` (read from `source`) as a data set, every array checked."""
   declared = _declared(config_data)
-  # The declared modalities in their order, then every other array of the file in its.
+  # The declared modalities (in name order: a config sorts its keys), then every other
+  # array of the file in its order; or the order the config names.
   names = list(declared) + [name for name in arrays
                             if name not in RESERVED and name not in declared]
+  order = config_data.get("order")
+  if order is not None:
+    if sorted(order) != sorted(names) or len(set(order)) != len(order):
+      raise UserError(f"config.data.order is {list(order)} but the modalities of {source} are "
+                      f"{sorted(names)}; name each of them once.")
+    names = list(order)
   missing = [name for name in declared if name not in arrays]
   if missing or not names:
     raise UserError(f"{source} has no arrays {missing or 'of modalities'}; it holds "
@@ -480,7 +546,8 @@ def build(arrays: dict[str, np.ndarray], config_data: ml_collections.ConfigDict,
         name, arrays[name], declared.get(name, {}),
         config_data.get("network_choice", NETWORK_CHOICE_OF_OLDER_RUNS))
     if vocab_size is not None:
-      vocabularies[name] = TokenIds(vocab_size)
+      tokens = declared.get(name, {}).get("vocabulary")
+      vocabularies[name] = Tokens(tokens) if tokens is not None else TokenIds(vocab_size)
   labels = arrays.get("labels")
   if labels is None:
     labels = np.full(num_examples, -1, np.int64)

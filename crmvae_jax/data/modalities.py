@@ -74,6 +74,8 @@ def modalities_of(data_name: str, dataset, likelihood_weights: Sequence[float] |
       Modality(name, network, shape, vocab, float(weight), kind=kind,
                likelihood=specs.get(name, {}).get("likelihood", "laplace"),
                abbreviation=registry.ABBREVIATIONS.get(name, name.upper()),
-               classifier=_classifier(network, kind, shape, vocab is not None))
+               classifier=_classifier(network, kind, shape, vocab is not None),
+               encoder_options=specs.get(name, {}).get("encoder_options", {}),
+               decoder_options=specs.get(name, {}).get("decoder_options", {}))
       for name, network, shape, vocab, weight, kind in zip(
           names, network_names, shapes, vocabularies, likelihood_weights, kinds))

@@ -275,6 +275,20 @@ def _difference(recorded, expected) -> str:
                    "for the run" for field in fields if recorded.get(field) != expected.get(field))
 
 
+def stored_for_data(config: ml_collections.ConfigDict, names: Sequence[str],
+                    directory: str | None = None) -> bool:
+  """Whether a judge of every modality in `names` is stored in `directory` (default
+  `default_directory(config)`) and was trained on `config.data` itself."""
+  directory = default_directory(config) if directory is None else directory
+  expected = json.loads(json.dumps(data_lib.identity(config.data)))
+  for name in names:
+    metadata = read_metadata(directory, name)
+    if metadata is None or metadata.get("data") != expected or not os.path.isdir(
+        os.path.join(directory, name, str(metadata.get("params", PARAMS_DIR)))):
+      return False
+  return True
+
+
 def load_classifier(config: ml_collections.ConfigDict, modality: Modality,
                     directory: str) -> Classifier:
   """Restores the classifier of one modality from `<directory>/<modality>`.

@@ -47,6 +47,9 @@ class Modality:
       `crmvae_jax.evaluation.classifier_networks.CLASSIFIERS`; by default its network's
       key (a user's own networks name the judge of their kind and size,
       `crmvae_jax.data.modalities`).
+    encoder_options, decoder_options: further fields a user's own encoder and decoder
+      are built with (`networks.build`), as sorted (name, value) pairs, e.g.
+      (("hidden", 64),): what a module instance given to `crmvae_jax.fit` set.
   """
 
   name: str
@@ -58,8 +61,12 @@ class Modality:
   likelihood: str = "laplace"
   abbreviation: str = ""
   classifier: str = ""
+  encoder_options: tuple[tuple[str, object], ...] = ()
+  decoder_options: tuple[tuple[str, object], ...] = ()
 
   def __post_init__(self):
+    for field in ("encoder_options", "decoder_options"):  # hashable, whatever was given
+      object.__setattr__(self, field, _frozen(dict(getattr(self, field))))
     if self.vocab_size is not None:  # text: a categorical over the vocabulary, always
       object.__setattr__(self, "likelihood", "categorical")
     if not self.abbreviation:
@@ -196,3 +203,13 @@ class Modality:
     if self.kind == "vector":
       return np.asarray(output)
     return np.clip(np.asarray(output), 0.0, 1.0)
+
+
+def _frozen(value):
+  """`value` with every dict made sorted (key, value) pairs and every list a tuple, so a
+  modality holding it stays hashable (Flax compares modules' fields)."""
+  if isinstance(value, dict):
+    return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+  if isinstance(value, (list, tuple)):
+    return tuple(_frozen(v) for v in value)
+  return value

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from crmvae_jax.model import distributions as dist
-from crmvae_jax.model import networks, objectives
+from crmvae_jax.model import networks, objectives, user_networks
 from crmvae_jax.model.distributions import Gaussian
 from crmvae_jax.model.modality import Modality
 
@@ -31,12 +31,12 @@ class MultimodalVAE(nn.Module):
 
   def setup(self):
     self.encoders = [
-        networks.build(networks.network_classes(m.network)[0], self.latent_dim,
-                       **m.network_kwargs())
+        user_networks.build(user_networks.network_classes(m.network)[0], self.latent_dim,
+                            dict(m.encoder_options), **m.network_kwargs())
         for m in self.modalities]
     self.decoders = [
-        networks.build(networks.network_classes(m.network)[1], self.latent_dim,
-                       **m.network_kwargs())
+        user_networks.build(user_networks.network_classes(m.network)[1], self.latent_dim,
+                            dict(m.decoder_options), **m.network_kwargs())
         for m in self.modalities]
 
   def encode(self, inputs: Sequence[jax.Array]) -> Gaussian:

@@ -317,31 +317,18 @@ class NetworkSpec:
   classifier: str
 
 
-# A user's own networks: 'custom:package.module.Encoder,package.module.Decoder'.
+# A user's own networks: 'custom:package.module.Encoder,package.module.Decoder'
+# (`crmvae_jax.model.user_networks` finds them).
 CUSTOM_PREFIX = "custom:"
 
 
-def network_classes(name: str) -> tuple[type[nn.Module], type[nn.Module]]:
-  """The (Encoder, Decoder) classes of network `name`: a `NETWORKS` key, or a user's own
-  modules named by import path after `CUSTOM_PREFIX` (each built with `latent_dim=D`; the
-  encoder returns (mean, logvar), the decoder the likelihood's location)."""
-  if not name.startswith(CUSTOM_PREFIX):
-    return NETWORKS[name].encoder, NETWORKS[name].decoder
-  import importlib  # only a user's own networks need it
-
-  classes = []
-  for path in name[len(CUSTOM_PREFIX):].split(","):
-    module_name, _, class_name = path.strip().rpartition(".")
-    classes.append(getattr(importlib.import_module(module_name), class_name))
-  return tuple(classes)
-
-
-def build(network_class: type[nn.Module], latent_dim: int, **sizes: int) -> nn.Module:
-  """`network_class(latent_dim=..., ...)` with those of `sizes` that it takes (an encoder
-  needs no output channels; a user's own module may take none of them)."""
+def build(network_class: type[nn.Module], latent_dim: int, options: dict | None = None,
+          **sizes: int) -> nn.Module:
+  """`network_class(latent_dim=..., **options, ...)` with those of `sizes` that it takes
+  (an encoder needs no output channels; a user's own module may take none of them)."""
   fields = {field.name for field in dataclasses.fields(network_class)}
-  return network_class(latent_dim=latent_dim,
-                       **{name: size for name, size in sizes.items() if name in fields})
+  return network_class(latent_dim=latent_dim, **{
+      **{name: size for name, size in sizes.items() if name in fields}, **(options or {})})
 
 
 NETWORKS: dict[str, NetworkSpec] = {
