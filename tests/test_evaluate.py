@@ -295,6 +295,21 @@ def test_tables_have_the_paper_layout():
   assert "importance sampled with 1000 samples" in markdown
 
 
+def test_every_number_of_the_results_shows_in_the_tables():
+  # The class of a hidden result: each section of numbers, present or left out, changes
+  # tables.md (a section the tables call rendered but never draw would not).
+  run = {**_mst_results("crmvae", 0.5),
+         "coherence_from_means": {"M<-S": 0.37, "S<-M": 0.41},
+         "classifier_fd": {"S->M": 7.5, "M->S": 8.5}}
+  full = summaries.tables_markdown([run])
+  metadata = {"model", "data", "modalities", "log_likelihood_samples",
+              "num_log_likelihood_pairs", "judges", "coherence"}
+  for key in sorted(set(run) - metadata):
+    without = {name: value for name, value in run.items() if name != key}
+    assert summaries.tables_markdown([without]) != full, f"{key} is not shown"
+  assert "posteriors' means" in full and "| CRMVAE | 0.37 | 0.41 |" in full
+
+
 def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
   run = {"model": "crmvae", "data": "quickstart", "modalities": {"M": "mnist", "T": "text"},
          "coherence": {"R": 0.2, "M<-T": 0.3, "T<-M": 0.4},

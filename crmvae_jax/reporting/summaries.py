@@ -52,6 +52,9 @@ def tables_markdown(runs: Sequence[dict]) -> str:
       ("coherence_exact", "## Generated names read strictly (Table 1's text columns): the "
        "name, spaces stripped, is exactly the true name (R: all judges agree, the text "
        "exactly)\n", 2),
+      ("coherence_from_means", "## Cross-coherence decoded from the posteriors' means "
+       "instead of samples (config.eval.coherence_from_means: how much the posteriors' width "
+       "costs)\n", 2),
       ("text_levenshtein", "## Generated text: mean Levenshtein distance to the true name "
        "(T<-prior: to the nearest name)\n", 2),
       ("log_likelihood", "## Test log-likelihood log p(X) in nats (higher is better), "
