@@ -147,7 +147,8 @@ def _run_python(code: str) -> str:
 def test_importing_the_package_changes_no_environment_and_imports_no_jax():
   code = ("import os, sys\nimport crmvae_jax\n"
           "print(os.environ.get('XLA_FLAGS'), 'jax' in sys.modules, crmvae_jax.__all__)")
-  assert _run_python(code) == "None False ['load', 'TrainedModel']"
+  assert _run_python(code) == ("None False ['fit', 'train_judges', 'evaluate', 'load', "
+                                "'TrainedModel', 'UserError']")
 
 
 def test_a_program_sets_the_option_where_it_starts():
