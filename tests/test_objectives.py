@@ -19,7 +19,10 @@ from crmvae_jax.reporting import tables
 from crmvae_jax.model.distributions import Gaussian
 
 NAMES = tuple(objectives.OBJECTIVES)
-MIXTURE_OBJECTIVES = ("mmvae", "mopoe", "mmjsd")
+MIXTURE_OBJECTIVES = ("mmvae", "mopoe", "mmjsd", "mopoe_private")
+# The models with private latents, called here without them (private=None), are their
+# shared models exactly (tests/test_private_latents.py tests them with private latents).
+WITHOUT_PRIVATE = {"crmvae_private": "crmvae", "mopoe_private": "mopoe"}
 
 
 # An independent float64 numpy reference of every objective's formula, for one
@@ -45,6 +48,7 @@ def _expected_l(m, q, a, c):
 
 
 def reference_objective(name, means, variances, observed, a, c, beta):
+  name = WITHOUT_PRIVATE.get(name, name)
   dim = means.shape[1]
   prior = (np.zeros(dim), np.ones(dim))
   obs = [m for m in range(len(means)) if observed[m]]
@@ -350,7 +354,11 @@ def test_unknown_objective_lists_known_ones():
 
 def test_the_model_registry_is_the_one_source_of_model_facts():
   assert list(objectives.MODELS) == ["mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
-                                     "mvtcae_rescale", "crmvae"]
+                                     "mvtcae_rescale", "crmvae", "mopoe_private",
+                                     "crmvae_private"]
+  assert [name for name, m in objectives.MODELS.items() if m.private] == [
+      "mopoe_private", "crmvae_private"]
+  assert tables.PAPER_MODEL_NAMES == tuple(objectives.MODELS)[:8]
   assert {name for name, m in objectives.MODELS.items() if m.subset_posterior == "moe"} == {
       "mmvae", "mmjsd"}
   assert all(m.subset_posterior in ("poe", "moe") for m in objectives.MODELS.values())

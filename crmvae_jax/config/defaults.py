@@ -100,6 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.compute_dtype = "float32"
   config.readings = readings_config()
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
+  # The size of each modality's private latent w_m, one per modality (None: none), for the
+  # models with private latents (crmvae_private, mopoe_private; docs/models.md).
+  config.private_dims = ml_collections.config_dict.placeholder(tuple)
   config.log_every_steps = 100
   # Train steps per dispatch to the devices: the host's loop costs once per chunk (chunks
   # also end at every log, eval and checkpoint step). None: 1 on CPU, 100 on GPU/TPU

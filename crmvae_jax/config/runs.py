@@ -38,12 +38,13 @@ _TYPES = {cls.__name__: cls for cls in (tuple, list, str, int, float, bool, dict
 # the order it sees them in (a prefix ending in '.' covers a whole group). A run
 # resumed or evaluated with another value of any of them is another run.
 MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", "batch_size",
-                  "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.")
+                  "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.",
+                  "private_dims")
 # Model-defining fields added after runs were saved without them: their value in such a
 # run (so that it still resumes and evaluates).
 ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO,
                 "data.network_choice": NETWORK_CHOICE_OF_OLDER_RUNS,
-                "data.order": None}
+                "data.order": None, "private_dims": None}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")

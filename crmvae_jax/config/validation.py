@@ -58,6 +58,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise UserError("--config.likelihood_weights are all zero, so no modality would be "
                     "reconstructed; give at least one a positive weight, e.g. "
                     "--config.likelihood_weights='(1.0,3.0)'.")
+  field_checks.check_numbers(config, "private_dims", 0, integer=True, example="(8,8)")
+  private_dims = field_checks.get(config, "private_dims")
+  model = field_checks.get(config, "model")
+  if (isinstance(private_dims, (tuple, list)) and any(private_dims)
+      and not objectives.MODELS[model].private):
+    with_private = [name for name, entry in objectives.MODELS.items() if entry.private]
+    raise UserError(f"--config.model={model} has no private latents, but "
+                    f"--config.private_dims={tuple(private_dims)} asks for them; use one of "
+                    f"{', '.join(with_private)}, or leave --config.private_dims out.")
   for field in ("latent_dim", "batch_size", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
                 "figure_examples"):

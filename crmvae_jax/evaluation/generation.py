@@ -59,8 +59,10 @@ def make_generate(trained: TrainedModel, from_mean: bool = False) -> Generate:
   """
   def generate(subset, batch, rng):
     inputs = {name: batch[name] for name in trained.names}
-    z = trained.latents(inputs, None if from_mean else rng, subset=np.asarray(subset))
-    outputs = trained.decode(z)
+    rng = None if from_mean else rng
+    z = trained.latents(inputs, rng, subset=np.asarray(subset))
+    # A target outside the subset draws its private latent, if any, from its prior.
+    outputs = trained.decode(z, rng=rng)
     return [outputs[name] for name in trained.names]
 
   return generate

@@ -128,10 +128,24 @@ def _subset_means(model, kind, params, stored, subsets) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _decode(model, params, z) -> tuple[jax.Array, ...]:
-  """Every decoder's output for latents z [B, D]."""
-  return models.apply(model, params, jnp.broadcast_to(z, (len(model.modalities),) + z.shape),
-                      method=model.decode)
+def _decode(model, params, z, w=None) -> tuple[jax.Array, ...]:
+  """Every decoder's output for latents z [B, D] (and, with private latents, each
+  modality's w_m in w [M, B, P]; None: every w_m at its prior's mean, 0)."""
+  rows = jnp.broadcast_to(z, (len(model.modalities),) + z.shape)
+  if w is not None:
+    rows = jnp.concatenate([rows, w], axis=-1)
+  return models.apply(model, params, rows, method=model.decode)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "from_mean"))
+def _private_latents(model, from_mean, params, stored, given, rng) -> jax.Array:
+  """w [M, B, P]: for a given modality (`given` [M]) its own posterior's mean or a sample
+  of it; for the others their prior's, N(0, I)."""
+  _, private = models.apply(model, params, models.model_inputs(model.modalities, stored),
+                            method=model.encode_private)
+  prior = dist.standard_normal(private.mean.shape, private.mean.dtype)
+  chosen = jax.tree.map(lambda q, p: jnp.where(given[:, None, None], q, p), private, prior)
+  return chosen.mean if from_mean else chosen.sample(rng)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "num_samples"))
@@ -353,18 +367,55 @@ class TrainedModel:
                                  jnp.asarray(subsets)))[:, :valid]
         for batch, valid in self._batches(stored)], axis=1)
 
-  def decode(self, z: np.ndarray, targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+  def decode(self, z: np.ndarray, targets: Sequence[str] | None = None,
+             rng: jax.Array | int | None = None) -> dict[str, np.ndarray]:
     """Latents z (finite floats [B, D], B >= 1) -> {target: displayed output} for
-    `targets` (a list of modality names; default: every one)."""
+    `targets` (a list of modality names; default: every one).
+
+    A model with private latents decodes each modality from (z, w_m): with `rng` None,
+    w_m at its prior's mean (0); with a key or seed, w_m ~ N(0, I) drawn with it."""
     targets = self.names if targets is None else self._names(targets, "targets")
     z = self._checked_latents(z)
+    w = None
+    if self.model.private_dim and rng is not None:
+      w = np.asarray(jax.random.normal(
+          jax.random.fold_in(_key(rng), objectives.PRIVATE_STREAM),
+          (len(self.modalities), len(z), self.model.private_dim)))
+    return self._decoded(z, w, targets)
+
+  def _decoded(self, z: np.ndarray, w: np.ndarray | None, targets: Sequence[str]
+               ) -> dict[str, np.ndarray]:
+    """z [B, D] and w [M, B, P] (or None) decoded in batches, displayed."""
     outputs = {name: [] for name in targets}
-    for batch, valid in self._batches({"z": z}):
-      decoded = jax.device_get(_decode(self.model, self.params, jnp.asarray(batch["z"])))
+    arrays = {"z": z} if w is None else {"z": z, "w": np.swapaxes(w, 0, 1)}
+    for batch, valid in self._batches(arrays):
+      w_batch = None if w is None else jnp.swapaxes(jnp.asarray(batch["w"]), 0, 1)
+      decoded = jax.device_get(_decode(self.model, self.params, jnp.asarray(batch["z"]),
+                                       w_batch))
       for m, output in zip(self.modalities, decoded):
         if m.name in outputs:
           outputs[m.name].append(m.display(output[:valid]))
     return {name: np.concatenate(values) for name, values in outputs.items()}
+
+  def private_latents(self, inputs: Mapping[str, np.ndarray],
+                      rng: jax.Array | int | None = None) -> np.ndarray:
+    """Each modality's private latent w_m, [M, B, P] (models with private latents): for a
+    modality in `inputs` its own posterior q(w_m|x_m), for the others the prior N(0, I);
+    the mean of each with `rng` None, else a sample drawn with `rng`. Dims past a
+    modality's own size P_m are unused."""
+    if not self.model.private_dim:
+      raise ValueError(f"This {self.config.model if self.config else 'model'} has no private "
+                       "latents; private_latents is for models trained with "
+                       "--config.private_dims.")
+    stored = self.stored(inputs)
+    key = None if rng is None else jax.random.fold_in(_key(rng), objectives.PRIVATE_STREAM)
+    given = jnp.asarray(self.subset_of(list(inputs)))
+    parts = []
+    for index, (batch, valid) in enumerate(self._batches(stored)):
+      batch_key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, index)
+      parts.append(np.asarray(_private_latents(self.model, key is None, self.params, batch,
+                                               given, batch_key))[:, :valid])
+    return np.concatenate(parts, axis=1)
 
   def generate(self, inputs: Mapping[str, np.ndarray], targets: Sequence[str] | None = None,
                rng: jax.Array | int | None = None) -> dict[str, np.ndarray]:
@@ -380,7 +431,12 @@ class TrainedModel:
     Returns:
       {target: images [B, H, W, C] in [0, 1] or token ids [B, L]}.
     """
-    return self.decode(self.latents(inputs, rng), targets)
+    z = self.latents(inputs, rng)
+    if not self.model.private_dim:
+      return self.decode(z, targets)
+    # Each modality's own w_m where it is given, its prior's elsewhere.
+    targets = self.names if targets is None else self._names(targets, "targets")
+    return self._decoded(z, self.private_latents(inputs, rng), targets)
 
   def reconstruct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`inputs` ({modality: array [B, ...]}) encoded together and decoded back (from the
@@ -394,7 +450,7 @@ class TrainedModel:
     seed; default: seed 0)."""
     num_samples = _count(num_samples, "num_samples")
     z = jax.random.normal(_key(rng), (num_samples, self.latent_dim))
-    return self.decode(np.asarray(z), targets)
+    return self.decode(np.asarray(z), targets, rng=rng)
 
   def log_likelihood(self, inputs: Mapping[str, np.ndarray], num_samples: int = 1000,
                      rng: jax.Array | int | None = None,
@@ -415,6 +471,9 @@ class TrainedModel:
       [B] estimates of log p(X).
     """
     num_samples = _count(num_samples, "num_samples")
+    if self.model.private_dim:
+      raise ValueError("log_likelihood is not computed for models with private latents yet: "
+                       "its proposal would have to cover every w_m as well as z.")
     key = _key(0 if rng is None else rng)
     stored = self.stored(inputs)
     proposal = list(inputs) if proposal is None else self._names(proposal, "proposal")

@@ -47,6 +47,9 @@ class Modality:
       `crmvae_jax.evaluation.classifier_networks.CLASSIFIERS`; by default its network's
       key (a user's own networks name the judge of their kind and size,
       `crmvae_jax.data.modalities`).
+    private_dim: the size of its private (modality-specific) latent w_m beside the
+      shared z (0: none). Its encoder then gives q(z|x_m) and q(w_m|x_m), its decoder
+      reads (z, w_m) (`models.MultimodalVAE`).
     encoder_options, decoder_options: further fields a user's own encoder and decoder
       are built with (`networks.build`), as sorted (name, value) pairs, e.g.
       (("hidden", 64),): what a module instance given to `crmvae_jax.fit` set.
@@ -61,6 +64,7 @@ class Modality:
   likelihood: str = "laplace"
   abbreviation: str = ""
   classifier: str = ""
+  private_dim: int = 0
   encoder_options: tuple[tuple[str, object], ...] = ()
   decoder_options: tuple[tuple[str, object], ...] = ()
 

@@ -22,31 +22,66 @@ from crmvae_jax.model.modality import Modality
 
 
 class MultimodalVAE(nn.Module):
-  """Encoders and decoders of `modalities`, sharing a latent space of size latent_dim."""
+  """Encoders and decoders of `modalities`, sharing a latent space of size latent_dim.
+
+  A modality with a private latent (`Modality.private_dim` P_m > 0) has an encoder of
+  D + P_m outputs, whose first D are its expert on the shared z and the rest q(w_m|x_m),
+  and a decoder that reads (z, w_m) concatenated. Without private latents every network
+  is built exactly as before they existed (same parameters, same checkpoints).
+  """
 
   modalities: tuple[Modality, ...]
   latent_dim: int
   # The networks' arithmetic ("float32" or "bfloat16"); parameters stay float32 (`apply`).
   compute_dtype: str = "float32"
 
+  @property
+  def private_dim(self) -> int:
+    """P = the largest private size (0: no private latents); private rows are [.., P]."""
+    return max((m.private_dim for m in self.modalities), default=0)
+
   def setup(self):
     self.encoders = [
-        user_networks.build(user_networks.network_classes(m.network)[0], self.latent_dim,
-                            dict(m.encoder_options), **m.network_kwargs())
+        user_networks.build(user_networks.network_classes(m.network)[0],
+                            self.latent_dim + m.private_dim, dict(m.encoder_options),
+                            **m.network_kwargs())
         for m in self.modalities]
     self.decoders = [
-        user_networks.build(user_networks.network_classes(m.network)[1], self.latent_dim,
-                            dict(m.decoder_options), **m.network_kwargs())
+        user_networks.build(user_networks.network_classes(m.network)[1],
+                            self.latent_dim + m.private_dim, dict(m.decoder_options),
+                            **m.network_kwargs())
         for m in self.modalities]
 
+  def _outputs(self, inputs: Sequence[jax.Array]):
+    return [encoder(x) for encoder, x in zip(self.encoders, inputs)]
+
   def encode(self, inputs: Sequence[jax.Array]) -> Gaussian:
-    """Network inputs, one per modality -> the unimodal experts, arrays [M, B, D]."""
-    means, logvars = zip(*(encoder(x) for encoder, x in zip(self.encoders, inputs)))
+    """Network inputs, one per modality -> the unimodal experts on z, arrays [M, B, D]."""
+    dim = self.latent_dim
+    means, logvars = zip(*((mean[..., :dim], logvar[..., :dim])
+                           for mean, logvar in self._outputs(inputs)))
     return Gaussian(jnp.stack(means), jnp.stack(logvars))
 
+  def encode_private(self, inputs: Sequence[jax.Array]) -> tuple[Gaussian, Gaussian]:
+    """-> (the experts on z [M, B, D], the private posteriors q(w_m|x_m) [M, B, P]); a
+    modality's dims past its own P_m hold N(0, 1), the prior, so they add no KL."""
+    dim, width = self.latent_dim, self.private_dim
+    shared, private = [], []
+    for mean, logvar in self._outputs(inputs):
+      shared.append((mean[..., :dim], logvar[..., :dim]))
+      pad = [(0, 0)] * (mean.ndim - 1) + [(0, width - (mean.shape[-1] - dim))]
+      private.append((jnp.pad(mean[..., dim:], pad), jnp.pad(logvar[..., dim:], pad)))
+    return (Gaussian(*(jnp.stack(part) for part in zip(*shared))),
+            Gaussian(*(jnp.stack(part) for part in zip(*private))))
+
   def decode(self, z: jax.Array) -> tuple[jax.Array, ...]:
-    """Latents [M, B, D] -> decoder m's output for row m, one per modality."""
-    return tuple(decoder(z[m]) for m, decoder in enumerate(self.decoders))
+    """Latents [M, B, D] (or [M, B, D + P]: z and each row's private w) -> decoder m's
+    output for row m, one per modality. Without w, every w_m is its prior's mean, 0."""
+    dim = self.latent_dim
+    if self.private_dim and z.shape[-1] == dim:
+      z = jnp.concatenate([z, jnp.zeros(z.shape[:-1] + (self.private_dim,), z.dtype)], -1)
+    return tuple(decoder(z[m, ..., :dim + modality.private_dim])
+                 for m, (decoder, modality) in enumerate(zip(self.decoders, self.modalities)))
 
   def __call__(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
     """Encode then decode the means (used to initialise every parameter)."""
@@ -116,16 +151,26 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
   objective = functools.partial(objectives.get_objective(objective_name),
                                 **objectives.reading_arguments(objective_name, readings))
   modalities = model.modalities
+  private = objectives.MODELS[objective_name].private
+  if model.private_dim and not private:
+    raise ValueError(f"{objective_name} has no private latents, but the model's modalities "
+                     f"have {[m.private_dim for m in modalities]}.")
 
   def loss_fn(params, batch, rng, beta):
     if augment is not None:
       rng, augment_rng = jax.random.split(rng)
       batch = augment(batch, augment_rng)
-    posteriors = apply(model, params, model_inputs(modalities, batch), method=model.encode)
+    inputs = model_inputs(modalities, batch)
     # A batch with missing modalities carries 'mask' [B, M]; the objectives take [M, B].
     mask = batch["mask"].T if "mask" in batch else None
-    return objective(posteriors, make_log_likelihood_fn(model, params, batch), rng, beta=beta,
-                     mask=mask, mixture_estimator=mixture_estimator)
+    log_likelihood_fn = make_log_likelihood_fn(model, params, batch)
+    if not private:
+      posteriors = apply(model, params, inputs, method=model.encode)
+      return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
+                       mixture_estimator=mixture_estimator)
+    posteriors, private_posteriors = apply(model, params, inputs, method=model.encode_private)
+    return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
+                     mixture_estimator=mixture_estimator, private=private_posteriors)
 
   return loss_fn
 

@@ -1,4 +1,5 @@
-"""The eight multimodal VAE objectives (docs/models.md), as pure functions.
+"""The multimodal VAE objectives (docs/models.md), as pure functions: the paper's eight,
+and those with private latents.
 
 Every objective has one calling convention, so training never special-cases a model:
 
@@ -408,6 +409,89 @@ def crmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   return _finish(reconstruction - beta * kl, reconstruction, kl, joint_log_likelihoods)
 
 
+# Models with private latents (docs/models.md, "Private latents"). Each modality m also
+# has w_m with the prior N(0, I) and the posterior q(w_m|x_m) from its own encoder; its
+# decoder reads (z, w_m). `private` is the Gaussian [M, B, P] of every q(w_m|x_m), a
+# modality's dims past its own P_m holding the prior (`MultimodalVAE.encode_private`).
+# w is drawn from a stream of its own (`PRIVATE_STREAM` folded into the step's key), so
+# the shared samples are the ones the model without private latents draws: with P = 0,
+# `crmvae_private` is `crmvae` and `mopoe_private` is `mopoe`, exactly.
+PRIVATE_STREAM = 1_000_003
+
+
+def _no_private(posteriors: Gaussian) -> Gaussian:
+  """Private posteriors of width 0: [M, B, 0]."""
+  return dist.Gaussian(posteriors.mean[..., :0], posteriors.logvar[..., :0])
+
+
+def _private_parts(private: Gaussian | None, posteriors: Gaussian, rng: jax.Array,
+                   mask: jax.Array):
+  """(w ~ q(w|X) [M, B, P], sum over observed m of KL(q(w_m|x_m) || N(0, I)) [B])."""
+  private = _no_private(posteriors) if private is None else private
+  if jnp.shape(private.mean)[:2] != jnp.shape(posteriors.mean)[:2]:
+    raise ValueError(f"private must be shaped [M, B, P] like posteriors "
+                     f"{jnp.shape(posteriors.mean)}; got {jnp.shape(private.mean)}.")
+  w = private.sample(jax.random.fold_in(rng, PRIVATE_STREAM))
+  kl = dist.kl_divergence(private, dist.standard_normal(private.mean.shape, private.mean.dtype))
+  return w, jnp.sum(jnp.where(mask, kl, 0.0), axis=0)
+
+
+def _reading_private(log_likelihood_fn: LogLikelihoodFn, w: jax.Array) -> LogLikelihoodFn:
+  """log_likelihood_fn over shared latents whose rows also carry modality m's w_m: z [M,
+  B, D] -> l_m((z_m, w_m)); its `stacked` alike over [K, M, B, D]."""
+
+  def with_w(z):
+    return jnp.concatenate([z, jnp.broadcast_to(w, z.shape[:-1] + w.shape[-1:])], axis=-1)
+
+  def fn(z):
+    return log_likelihood_fn(with_w(z))
+
+  fn.stacked = lambda z: dist.decode_stack(log_likelihood_fn, with_w(z))
+  return fn
+
+
+def crmvae_private(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+                   mixture_estimator="stratified", prior_expert=True,
+                   crmvae_reconstruction="pi", private=None):
+  """CRMVAE with private latents: our extension of Eq. 8, not the paper's (docs/models.md).
+
+  L = pi E_{q(z|X) q(w|X)}[sum_m l_m(z, w_m)] + sum_m pi_m E_{q~_m(z) q(w_m|x_m)}[l_m(z, w_m)]
+      - beta sum_{m=0..M} pi_m KL(q(z|X) || q~_m) - beta sum_m KL(q(w_m|x_m) || p(w_m)).
+
+  The shared part is `crmvae`'s; each modality's two reconstructions read the same
+  w_m ~ q(w_m|x_m), and each private latent pays its own KL to its prior, as in a VAE.
+  """
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  w, private_kl = _private_parts(private, posteriors, rng, mask)
+  loss, terms = crmvae(posteriors, _reading_private(log_likelihood_fn, w), rng, beta=beta,
+                       mask=mask, mixture_estimator=mixture_estimator,
+                       prior_expert=prior_expert, crmvae_reconstruction=crmvae_reconstruction)
+  return _with_private_kl(loss, terms, private_kl, beta)
+
+
+def mopoe_private(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+                  mixture_estimator="stratified", mopoe_subset_prior="every", private=None):
+  """MoPoE with modality-specific subspaces (Sutter et al. 2021's MNIST-SVHN-Text code):
+
+  L = sum_S w_S ( E_{PoE(S)} E_{q(w|X)}[sum_m l_m(z, w_m)] - beta KL(PoE(S) || p) )
+      - beta sum_m KL(q(w_m|x_m) || p(w_m)).
+
+  Every modality reconstructs from the subset's z and its own w_m ~ q(w_m|x_m).
+  """
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  w, private_kl = _private_parts(private, posteriors, rng, mask)
+  loss, terms = mopoe(posteriors, _reading_private(log_likelihood_fn, w), rng, beta=beta,
+                      mask=mask, mixture_estimator=mixture_estimator,
+                      mopoe_subset_prior=mopoe_subset_prior)
+  return _with_private_kl(loss, terms, private_kl, beta)
+
+
+def _with_private_kl(loss, terms, private_kl, beta) -> tuple[jax.Array, Terms]:
+  """The shared objective's loss and terms plus beta times the private latents' KL."""
+  return (loss + beta * jnp.mean(private_kl),
+          {**terms, "kl": terms["kl"] + jnp.mean(private_kl)})
+
+
 # How a model infers z from a subset S of the modalities at evaluation: "poe", PoE(S)
 # with the prior expert; "poe_without_prior", PoE(S) without it; "moe", the uniform
 # mixture of the q_m in S (`subset_posterior_kind`).
@@ -423,6 +507,8 @@ class Model:
   objective: Objective
   subset_posterior: SubsetPosteriorKind
   display_name: str
+  # Whether it takes private latents (`private=`, `MultimodalVAE.encode_private`).
+  private: bool = False
 
 
 # Every model, in the paper's table order.
@@ -435,6 +521,9 @@ MODELS: dict[str, Model] = {
     "mvtcae": Model(mvtcae, "poe", "MVTCAE"),
     "mvtcae_rescale": Model(mvtcae_rescale, "poe", "MVTCAE (rescale)"),
     "crmvae": Model(crmvae, "poe", "CRMVAE"),
+    # With private latents (config.private_dims).
+    "mopoe_private": Model(mopoe_private, "poe", "MoPoE-VAE, private", private=True),
+    "crmvae_private": Model(crmvae_private, "poe", "CRMVAE, private", private=True),
 }
 OBJECTIVES: dict[str, Objective] = {name: model.objective for name, model in MODELS.items()}
 SUBSET_POSTERIOR = {name: model.subset_posterior for name, model in MODELS.items()}

@@ -73,6 +73,8 @@ def tables_markdown(runs: Sequence[dict]) -> str:
       sections.append(tables.fid_table(fid, columns, paper=paper))
     else:
       sections.append(first.get("fid_note", "No FID.") + "\n")
+  if first.get("log_likelihood_note"):
+    sections += ["## Test log-likelihood\n", first["log_likelihood_note"] + "\n"]
   classifier_fd = _by_model(runs, "classifier_fd")
   if classifier_fd:
     columns = list(next(iter(classifier_fd.values())))
@@ -98,7 +100,8 @@ _RENDERED = frozenset({
     "model", "data", "seed", "beta", "step", "modalities", "note", "num_test_pairs",
     "num_prior_samples", "num_probe_train_pairs", "num_fid_pairs", "coherence",
     "coherence_from_means", "coherence_exact", "text_levenshtein", "log_likelihood",
-    "log_likelihood_samples", "num_log_likelihood_pairs", "fid", "fid_note",
+    "log_likelihood_samples", "num_log_likelihood_pairs", "log_likelihood_note", "fid",
+    "fid_note",
     "classifier_fd", "latent", "judges", "judge_accuracy", "classifier_test_accuracy"})
 
 

@@ -7,6 +7,7 @@ replicas without special cases.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ import ml_collections
 import optax
 
 from crmvae_jax.model import models
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.modalities import modalities_of
 
 
@@ -57,6 +59,15 @@ def replica_directory(config: ml_collections.ConfigDict, workdir: str, replica: 
 
 def create_model(config, train_set) -> models.MultimodalVAE:
   modalities = modalities_of(config.data.name, train_set, config.get("likelihood_weights"))
+  private_dims = config.get("private_dims")
+  if private_dims is not None:
+    if len(private_dims) != len(modalities):
+      example = ",".join(["8"] * len(modalities))
+      raise UserError(f"--config.private_dims has {len(private_dims)} entries for the "
+                      f"{len(modalities)} modalities {[m.name for m in modalities]}; pass one "
+                      f"per modality, e.g. --config.private_dims='({example})'.")
+    modalities = tuple(dataclasses.replace(m, private_dim=int(dim))
+                       for m, dim in zip(modalities, private_dims))
   return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim,
                               compute_dtype=config.get("compute_dtype", "float32"))
 

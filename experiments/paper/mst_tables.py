@@ -38,7 +38,7 @@ from crmvae_jax.common.errors import UserError
 MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           registry.DATA_SETS["mst"].config_file)
 
-_MODELS = flags.DEFINE_list("models", list(tables.MODEL_NAMES), "Models to run.")
+_MODELS = flags.DEFINE_list("models", list(tables.PAPER_MODEL_NAMES), "Models to run.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
 _ROOT = flags.DEFINE_string(
     "root", None, "Directory of the runs; default workdirs/<data>_tables_<setting>.")

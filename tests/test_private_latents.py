@@ -1,0 +1,239 @@
+"""Private (modality-specific) latents: the objectives with them against their closed
+forms, their exact reduction to the shared models without them, the model that encodes and
+decodes them, and a run that trains, generates and evaluates with them."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from crmvae_jax.model import distributions as dist
+from crmvae_jax.model import models, objectives
+from crmvae_jax.model.distributions import Gaussian
+from crmvae_jax.model.modality import Modality
+
+from test_objectives import problem, reference_objective  # the shared models' closed forms
+
+PRIVATE = {"crmvae_private": "crmvae", "mopoe_private": "mopoe"}
+
+
+def private_problem(seed=0, private_dim=2):
+  means, logvars, observed, a, c = problem(seed)
+  rng = np.random.default_rng(seed + 100)
+  num_modalities, batch, _ = means.shape
+  w_means = rng.normal(0.0, 1.0, (num_modalities, batch, private_dim))
+  w_logvars = rng.normal(-0.5, 0.5, (num_modalities, batch, private_dim))
+  b = rng.uniform(0.3, 1.0, (num_modalities, private_dim))
+  e = rng.normal(0.0, 1.0, (num_modalities, private_dim))
+  return means, logvars, observed, a, c, w_means, w_logvars, b, e
+
+
+def separable_log_likelihood(a, c, b, e, dim):
+  """l_m(z, w) = -1/2 sum_d a (z_d - c)^2 - 1/2 sum_p b (w_p - e)^2 on rows [.., D + P]."""
+  def log_likelihood_fn(rows):  # [M, B, D + P] -> [M, B]
+    z, w = rows[..., :dim], rows[..., dim:]
+    return (-0.5 * jnp.sum(a[:, None] * (z - c[:, None]) ** 2, axis=-1)
+            - 0.5 * jnp.sum(b[:, None] * (w - e[:, None]) ** 2, axis=-1))
+  return log_likelihood_fn
+
+
+def reference_private(name, means, variances, observed, a, c, w_means, w_variances, b, e, beta):
+  """The closed form of one batch element: the shared model's, plus each observed
+  modality's expected private term (read by both of CRMVAE's reconstructions, pi each;
+  once by MoPoE's, whose subset weights sum to 1), minus beta times its KL to N(0, I)."""
+  shared = reference_objective(PRIVATE[name], means, variances, observed, a, c, beta)
+  obs = [m for m in range(len(means)) if observed[m]]
+  pi = 1.0 / (len(obs) + 1)
+  coefficient = 2 * pi if name == "crmvae_private" else 1.0
+  private = 0.0
+  for m in obs:
+    expected = -0.5 * np.sum(b[m] * ((w_means[m] - e[m]) ** 2 + w_variances[m]))
+    kl = 0.5 * np.sum(w_variances[m] + w_means[m] ** 2 - 1.0 - np.log(w_variances[m]))
+    private += coefficient * expected - beta * kl
+  return shared + private
+
+
+@pytest.mark.parametrize("name, estimator", [
+    ("crmvae_private", "stratified"), ("mopoe_private", "stratified"),
+    ("mopoe_private", "sampled")])
+def test_with_private_latents_the_monte_carlo_value_converges_to_the_closed_form(
+    name, estimator):
+  means, logvars, observed, a, c, w_means, w_logvars, b, e = private_problem()
+  beta, dim = 0.7, means.shape[-1]
+  exact = np.mean([reference_private(
+      name, means[:, k], np.exp(logvars[:, k]), observed[:, k], a, c, w_means[:, k],
+      np.exp(w_logvars[:, k]), b, e, beta) for k in range(3)])
+  copies = 2000
+  tile = lambda x: jnp.asarray(np.tile(x, (1, copies) + (1,) * (x.ndim - 2)), jnp.float32)
+  posteriors, private = Gaussian(tile(means), tile(logvars)), Gaussian(tile(w_means),
+                                                                        tile(w_logvars))
+  log_likelihood_fn = separable_log_likelihood(*map(jnp.asarray, (a, c, b, e)), dim)
+  loss_fn = jax.jit(lambda rng: objectives.get_objective(name)(
+      posteriors, log_likelihood_fn, rng, beta=beta, mask=tile(observed).astype(bool),
+      mixture_estimator=estimator, private=private)[0])
+  losses = np.array([loss_fn(jax.random.key(seed)) for seed in range(6)])
+  estimate, standard_error = losses.mean(), losses.std(ddof=1) / np.sqrt(len(losses))
+  assert standard_error < 0.01 * abs(exact)
+  assert abs(estimate + exact) < 5 * standard_error + 1e-3 * abs(exact)
+
+
+@pytest.mark.parametrize("name", list(PRIVATE))
+def test_without_private_latents_each_is_its_shared_model_bit_for_bit(name):
+  means, logvars, observed, a, c = problem(seed=4)
+  posteriors = Gaussian(jnp.asarray(means, jnp.float32), jnp.asarray(logvars, jnp.float32))
+  log_likelihood_fn = separable_log_likelihood(
+      jnp.asarray(a), jnp.asarray(c), jnp.zeros((3, 0)), jnp.zeros((3, 0)), means.shape[-1])
+  mask = jnp.asarray(observed)
+
+  def run(objective_name, **private):
+    return jax.jit(lambda rng: objectives.get_objective(objective_name)(
+        posteriors, log_likelihood_fn, rng, beta=0.6, mask=mask,
+        mixture_estimator="sampled" if "mopoe" in objective_name else "stratified",
+        **private))(jax.random.key(3))
+
+  shared_loss, shared_terms = run(PRIVATE[name])
+  empty = Gaussian(posteriors.mean[..., :0], posteriors.logvar[..., :0])
+  for private in ({}, {"private": None}, {"private": empty}):
+    loss, terms = run(name, **private)
+    np.testing.assert_array_equal(loss, shared_loss)
+    chex.assert_trees_all_equal(terms, shared_terms)
+
+
+@pytest.mark.xdist_group("objective_gradients")
+@pytest.mark.parametrize("name", list(PRIVATE))
+def test_gradients_reach_the_private_posteriors(name):
+  with jax.enable_x64(True):
+    means, logvars, observed, a, c, w_means, w_logvars, b, e = private_problem(seed=5)
+    log_likelihood_fn = separable_log_likelihood(*map(jnp.asarray, (a, c, b, e)),
+                                                 means.shape[-1])
+
+    def loss_fn(means, logvars, w_means, w_logvars):
+      return objectives.get_objective(name)(
+          Gaussian(means, logvars), log_likelihood_fn, jax.random.key(4), beta=0.8,
+          mask=jnp.asarray(observed), private=Gaussian(w_means, w_logvars))[0]
+
+    arguments = tuple(map(jnp.asarray, (means, logvars, w_means, w_logvars)))
+    check_grads(jax.jit(loss_fn), arguments, order=1, modes=("rev",), eps=1e-5, atol=1e-4,
+                rtol=1e-4)
+    # A modality's private posterior gets no gradient where the modality is missing.
+    gradient = jax.grad(loss_fn, argnums=2)(*arguments)
+    np.testing.assert_array_equal(np.asarray(gradient)[~observed], 0.0)
+
+
+def test_the_model_encodes_and_decodes_private_latents_per_modality():
+  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
+                Modality("b", "vector", (4,), None, 1.0, kind="vector"))
+  model = models.MultimodalVAE(modalities=modalities, latent_dim=2)
+  batch = {"a": np.ones((6, 5), np.float32), "b": np.ones((6, 4), np.float32)}
+  params = models.init_params(model, jax.random.key(0), batch)
+  inputs = models.model_inputs(modalities, batch)
+  shared, private = model.apply({"params": params}, inputs, method=model.encode_private)
+  chex.assert_shape(shared.mean, (2, 6, 2))
+  chex.assert_shape(private.mean, (2, 6, 3))
+  # Modality b has no private latent: its row is the prior's, N(0, 1).
+  np.testing.assert_array_equal(private.mean[1], 0.0)
+  np.testing.assert_array_equal(private.logvar[1], 0.0)
+  chex.assert_trees_all_equal(shared, model.apply({"params": params}, inputs,
+                                                  method=model.encode))
+  z = np.random.default_rng(0).normal(size=(2, 6, 2)).astype(np.float32)
+  w = np.random.default_rng(1).normal(size=(2, 6, 3)).astype(np.float32)
+  decode = lambda rows: model.apply({"params": params}, jnp.asarray(rows), method=model.decode)
+  with_w = decode(np.concatenate([z, w], -1))
+  other_w = decode(np.concatenate([z, w + 1.0], -1))
+  assert not np.allclose(with_w[0], other_w[0])  # a reads its w
+  np.testing.assert_array_equal(with_w[1], other_w[1])  # b reads none
+  # Without w, every w_m is its prior's mean.
+  chex.assert_trees_all_equal(decode(z), decode(np.concatenate([z, 0 * w], -1)))
+  # The networks of a private modality have D + P_m inputs or outputs; the others D.
+  assert params["decoders_0"]["TorchDense_0"]["kernel"].shape[0] == 5
+  assert params["decoders_1"]["TorchDense_0"]["kernel"].shape[0] == 2
+
+
+def test_without_private_dims_the_parameters_are_those_of_before():
+  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector"),)
+  batch = {"a": np.ones((2, 5), np.float32)}
+  plain = models.init_params(models.MultimodalVAE(modalities=modalities, latent_dim=3),
+                             jax.random.key(0), batch)
+  zero = models.init_params(models.MultimodalVAE(
+      modalities=(Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=0),),
+      latent_dim=3), jax.random.key(0), batch)
+  chex.assert_trees_all_equal(plain, zero)
+
+
+@pytest.mark.slow
+def test_a_run_with_private_latents_trains_resumes_generates_and_is_evaluated(tmp_path):
+  import crmvae_jax
+  from crmvae_jax.common.errors import UserError
+  from crmvae_jax.config import defaults as config_lib
+  from crmvae_jax.evaluation import classifier_training, driver
+  from crmvae_jax.training import loop
+
+  config = config_lib.resize(config_lib.quickstart_config(), "tiny")
+  config.model = "crmvae_private"
+  config.private_dims = (4, 2)
+  config.eval.classifier_dir = str(tmp_path / "classifiers")
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  model = crmvae_jax.load(workdir)
+  assert [m.private_dim for m in model.modalities] == [4, 2]
+  images = model.test_set.batch(np.arange(3))["mnist"]
+  # Given modalities read their own w, the others their prior's: mean or sample.
+  mean = model.generate({"mnist": images}, rng=None)
+  again = model.generate({"mnist": images}, rng=None)
+  chex.assert_trees_all_equal(mean, again)
+  sampled = model.generate({"mnist": images}, rng=1)
+  assert sampled["mnist"].shape == (3, 28, 28, 1) and sampled["text"].shape == (3, 8)
+  w = model.private_latents({"mnist": images})
+  chex.assert_shape(w, (2, 3, 4))
+  np.testing.assert_array_equal(w[1], 0.0)  # text not given: its prior's mean
+  assert np.abs(w[0]).sum() > 0
+  with pytest.raises(ValueError, match="not computed for models with private latents"):
+    model.log_likelihood({"mnist": images})
+  assert model.sample(2, rng=0)["text"].shape == (2, 8)
+  # Evaluated like any run; the log-likelihood says why it is missing.
+  classifier_training.train_classifiers(config)
+  results = driver.evaluate(config, workdir, verbose=False)
+  assert set(results["coherence"]) == {"R", "M<-T", "T<-M"}
+  assert results["log_likelihood"] is None and "private latents" in results[
+      "log_likelihood_note"]
+  # Resuming with other private sizes is another model.
+  config.private_dims = (4, 3)
+  config.num_train_steps = 8
+  with pytest.raises(UserError, match=r"private_dims=\(4, 2\) \(asked: \(4, 3\)\)"):
+    loop.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"model": "crmvae", "private_dims": (4, 4)},
+     r"--config.model=crmvae has no private latents, but --config.private_dims=\(4, 4\) asks "
+     r"for them; use one of mopoe_private, crmvae_private"),
+    ({"model": "crmvae_private", "private_dims": (4, -1)}, "private_dims must be a tuple of"),
+])
+def test_private_dims_that_cannot_train_are_refused_before_anything_runs(fields, message):
+  from crmvae_jax.common.errors import UserError
+  from crmvae_jax.config import defaults as config_lib, validation
+
+  config = config_lib.quickstart_config()
+  for field, value in fields.items():
+    config[field] = value
+  with pytest.raises(UserError, match=message):
+    validation.validate_config(config)
+
+
+def test_private_dims_of_another_length_than_the_modalities_are_refused():
+  from crmvae_jax.common.errors import UserError
+  from crmvae_jax.config import defaults as config_lib
+  from crmvae_jax.data import quickstart
+  from crmvae_jax.training import state
+
+  config = config_lib.quickstart_config()
+  config.model, config.private_dims = "crmvae_private", (4, 4, 4)
+  train_set, _ = quickstart.load(config.data)
+  with pytest.raises(UserError, match=r"private_dims has 3 entries for the 2 modalities "
+                     r"\['mnist', 'text'\]; pass one per modality, e.g. "
+                     r"--config.private_dims='\(8,8\)'"):
+    state.create_model(config, train_set)
