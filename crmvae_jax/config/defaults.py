@@ -160,6 +160,11 @@ def evaluation_config() -> ml_collections.ConfigDict:
   # Also cross-coherence decoded from the posteriors' means instead of samples
   # (results["coherence_from_means"]): a diagnostic of how wide the posteriors are.
   config.coherence_from_means = False
+  # The ex-post sampler of metric 'ex_post_sampler' (extra_metrics): a Gaussian mixture of
+  # this many components fitted to the joint posterior means of at most this many
+  # training pairs (model/samplers.py).
+  config.sampler_components = 10
+  config.sampler_examples = 5000
   # Training pairs of the logistic-regression latent probes (Table 5): 500, the
   # reference code's setting; more points flatter weak representations.
   config.probe_train_examples = 500

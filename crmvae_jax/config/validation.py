@@ -105,7 +105,8 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
 def _check_eval(config: ml_collections.ConfigDict) -> None:
   """The evaluation and classifier settings (`crmvae_jax.config.defaults.evaluation_config`)."""
   for field in ("classifier_epochs", "classifier_batch_size", "batch_size",
-                "num_prior_samples", "probe_train_examples"):
+                "num_prior_samples", "probe_train_examples", "sampler_components",
+                "sampler_examples"):
     field_checks.check_number(config, f"eval.{field}", 1, integer=True)
   field_checks.check_number(config, "eval.classifier_learning_rate", 0.0, strict=True, float32=True)
   field_checks.check_number(config, "eval.classifier_max_train_examples", 1, integer=True, optional=True)

@@ -176,7 +176,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
   seed_key = jax.random.PRNGKey(config.eval.seed)
   coherence_key, prior_key, fid_key = jax.random.split(seed_key, 3)
   images_from_text_key, grid_key = jax.random.split(seed_key)
-  trained = TrainedModel.from_config(model, params, config, config.eval.batch_size)
+  trained = TrainedModel.from_config(model, params, config, config.eval.batch_size, step=step,
+                                    train_set=train_set, test_set=test_set)
   context = entries.Context(
       config=config, trained=trained, modalities=model.modalities, judges=judges,
       test_pairs=test_pairs, probe_pairs=probe_pairs, classifier_dir=directory,

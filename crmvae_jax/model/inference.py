@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crmvae_jax.model import distributions as dist
-from crmvae_jax.model import models, objectives
+from crmvae_jax.model import models, objectives, samplers
 from crmvae_jax.model.modality import Modality
 
 # Latents decoded at once when estimating log-likelihoods: [chunk, B, D], chunk B about this.
@@ -444,13 +444,41 @@ class TrainedModel:
     return self.generate(inputs, list(inputs) if isinstance(inputs, Mapping) else None)
 
   def sample(self, num_samples: int, rng: jax.Array | int = 0,
-             targets: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+             targets: Sequence[str] | None = None,
+             sampler: "samplers.GaussianMixtureSampler | None" = None) -> dict[str, np.ndarray]:
     """`num_samples` (an int >= 1) examples of every modality (or of `targets`, a list of
-    modality names) decoded from z ~ N(0, I), drawn with `rng` (a JAX PRNG key or an int
-    seed; default: seed 0)."""
+    modality names) decoded from z ~ N(0, I), or from z ~ `sampler` (an ex-post sampler,
+    `fit_sampler`), drawn with `rng` (a JAX PRNG key or an int seed; default: seed 0)."""
     num_samples = _count(num_samples, "num_samples")
-    z = jax.random.normal(_key(rng), (num_samples, self.latent_dim))
-    return self.decode(np.asarray(z), targets, rng=rng)
+    if sampler is None:
+      z = np.asarray(jax.random.normal(_key(rng), (num_samples, self.latent_dim)))
+    else:
+      if getattr(sampler, "latent_dim", None) != self.latent_dim:
+        raise ValueError(f"sampler draws latents of size {getattr(sampler, 'latent_dim', None)}"
+                         f" but the model's are {self.latent_dim}; fit it with "
+                         "model.fit_sampler().")
+      z = sampler.sample(num_samples, _key(rng))
+    return self.decode(z, targets, rng=rng)
+
+  def fit_sampler(self, num_components: int = samplers.NUM_COMPONENTS,
+                  max_examples: int | None = None, seed: int = 0
+                  ) -> samplers.GaussianMixtureSampler:
+    """An ex-post sampler for `sample`: a Gaussian mixture of `num_components` fitted to
+    the joint posterior means of the run's training set (its first `max_examples` pairs
+    in a seeded random order; None: all), MultiVae's GaussianMixtureSampler
+    (`model/samplers.py`)."""
+    if self.train_set is None:
+      raise ValueError("fit_sampler needs the run's training set; open the run with "
+                       "crmvae_jax.load.")
+    num_components = _count(num_components, "num_components")
+    ids = np.random.default_rng(seed).permutation(len(self.train_set))
+    if self.train_set.masks is not None:  # the joint posterior of complete pairs only
+      ids = ids[self.train_set.masks[ids].all(axis=1)]
+    if max_examples is not None:
+      ids = ids[:_count(max_examples, "max_examples")]
+    batch = self.train_set.batch(np.sort(ids))
+    means = self.latents({name: batch[name] for name in self.names})
+    return samplers.GaussianMixtureSampler.fit(means, num_components, seed)
 
   def log_likelihood(self, inputs: Mapping[str, np.ndarray], num_samples: int = 1000,
                      rng: jax.Array | int | None = None,

@@ -57,6 +57,10 @@ def tables_markdown(runs: Sequence[dict]) -> str:
        "costs)\n", 2),
       ("text_levenshtein", "## Generated text: mean Levenshtein distance to the true name "
        "(T<-prior: to the nearest name)\n", 2),
+      ("ex_post_sampler", "## Joint generation from the prior and from an ex-post sampler "
+       "(a Gaussian mixture fitted to the training set's joint posterior means): joint "
+       "coherence R and each image modality's classifier-Frechet distance to real images\n",
+       2),
       ("log_likelihood", "## Test log-likelihood log p(X) in nats (higher is better), "
        f"importance sampled with {first.get('log_likelihood_samples')} samples from the "
        f"posterior of each subset, {first.get('num_log_likelihood_pairs')} test pairs\n", 1)):
@@ -102,7 +106,8 @@ _RENDERED = frozenset({
     "coherence_from_means", "coherence_exact", "text_levenshtein", "log_likelihood",
     "log_likelihood_samples", "num_log_likelihood_pairs", "log_likelihood_note", "fid",
     "fid_note",
-    "classifier_fd", "latent", "judges", "judge_accuracy", "classifier_test_accuracy"})
+    "classifier_fd", "latent", "judges", "judge_accuracy", "classifier_test_accuracy",
+    "ex_post_sampler"})
 
 
 def _other_results(runs: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
