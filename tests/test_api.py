@@ -230,3 +230,29 @@ def test_the_notebook_example_runs_and_cross_generates(tmp_path):
   assert accuracies["image"] > 0.85 and accuracies["code"] > 0.95
   coherence = eval(lines["cross-coherence"])  # pylint: disable=eval-used
   assert coherence["I<-CODE"] > 0.5  # chance is 0.1
+
+
+@pytest.mark.slow
+def test_judges_that_do_not_belong_never_stop_a_training(tmp_path, capsys):
+  # Judges of other data, a missing judge, a damaged one: the coherence along training is
+  # left out with one line, and the run trains to its end (it died at its first
+  # evaluation, before its first checkpoint).
+  import shutil
+
+  first = str(tmp_path / "first")
+  crmvae_jax.fit(example_data(), workdir=first, config=tiny_config(), judges=True)
+  judges_dir = os.path.join(first, "classifiers")
+  cases = {"other data": lambda d: None,
+           "missing": lambda d: shutil.rmtree(os.path.join(d, "image")),
+           "damaged": lambda d: open(os.path.join(d, "vec", "classifier.json"), "w").write("{")}
+  for index, (case, damage) in enumerate(cases.items()):
+    copy = str(tmp_path / f"judges_{index}")
+    shutil.copytree(judges_dir, copy)
+    damage(copy)
+    config = tiny_config()
+    config.eval.classifier_dir = copy
+    capsys.readouterr()
+    model = crmvae_jax.fit(example_data(seed=1), workdir=str(tmp_path / f"run_{index}"),
+                           config=config)
+    assert model.step == 4, case
+    assert "TensorBoard shows no coherence along training" in capsys.readouterr().out, case

@@ -15,6 +15,7 @@ import numpy as np
 from crmvae_jax.model import distributions as dist
 from crmvae_jax.evaluation import metrics
 from crmvae_jax.model.modality import Modality
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.base import MultimodalDataset
 from crmvae_jax.evaluation.generation import Generate, GeneratePrior
 from crmvae_jax.data.input_pipeline import padded_batches
@@ -187,8 +188,16 @@ def training_scalars(config) -> Callable | None:
     if test_set.labels.ndim != 1 or np.all(test_set.labels < 0):
       return {}
     if "judges" not in loaded:
-      loaded["judges"] = judges_lib.load_judges(
-          config, trained.modalities, data_lib.text_decoders(test_set), directory)
+      try:
+        loaded["judges"] = judges_lib.load_judges(
+            config, trained.modalities, data_lib.text_decoders(test_set), directory)
+      except UserError as error:
+        # A judge missing, damaged or of other data must not stop the training it was
+        # only to watch: it says so once, and the run trains on without the curves.
+        print(f"TensorBoard shows no coherence along training: {error}")
+        loaded["judges"] = None
+    if loaded["judges"] is None:
+      return {}
     pairs = test_set.subset(sample_ids(len(test_set), TRAINING_EXAMPLES, config.eval.seed))
     rng = jax.random.PRNGKey(config.eval.seed)
     batch_size = min(config.eval.batch_size, TRAINING_EXAMPLES)
