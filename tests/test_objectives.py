@@ -78,6 +78,10 @@ def reference_objective(name, means, variances, observed, a, c, beta):
     return recon(joint) - beta * coordination_kl
   if name == "mvtcae_rescale":
     return 2 * pi * recon(joint) - beta * coordination_kl
+  if name == "jmvae":  # without a joint encoder: the product of the experts, no prior
+    product = _poe(means, variances, obs, prior_weight=0.0)
+    return (recon(product) - beta * _kl(product, prior)
+            - beta * 0.1 * sum(_kl(product, experts[m]) for m in obs))
   if name == "crmvae":
     return (pi * recon(joint) + pi * sum(_expected_l(m, unimodal[m], a, c) for m in obs)
             - beta * coordination_kl)
@@ -355,13 +359,14 @@ def test_unknown_objective_lists_known_ones():
 def test_the_model_registry_is_the_one_source_of_model_facts():
   assert list(objectives.MODELS) == ["mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
                                      "mvtcae_rescale", "crmvae", "mopoe_private",
-                                     "crmvae_private"]
+                                     "crmvae_private", "jmvae"]
   assert [name for name, m in objectives.MODELS.items() if m.private] == [
       "mopoe_private", "crmvae_private"]
   assert tables.PAPER_MODEL_NAMES == tuple(objectives.MODELS)[:8]
+  assert [name for name, m in objectives.MODELS.items() if m.joint_encoder] == ["jmvae"]
   assert {name for name, m in objectives.MODELS.items() if m.subset_posterior == "moe"} == {
       "mmvae", "mmjsd"}
-  assert all(m.subset_posterior in ("poe", "moe") for m in objectives.MODELS.values())
+  assert all(m.subset_posterior in ("poe", "moe", "jmvae") for m in objectives.MODELS.values())
   assert tables.MODEL_NAMES == tuple(objectives.MODELS)
   assert tables.DISPLAY_NAMES["mopoe"] == "MoPoE-VAE"
   for name, m in objectives.MODELS.items():

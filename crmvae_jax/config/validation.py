@@ -58,6 +58,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise UserError("--config.likelihood_weights are all zero, so no modality would be "
                     "reconstructed; give at least one a positive weight, e.g. "
                     "--config.likelihood_weights='(1.0,3.0)'.")
+  field_checks.check_number(config, "jmvae_alpha", 0.0, float32=True)
+  missing_ratio = field_checks.get(config, "data.missing_ratio")
+  if (field_checks.get(config, "model") == "jmvae" and field_checks.is_number(missing_ratio)
+      and missing_ratio > 0):
+    raise UserError("--config.model=jmvae's joint encoder reads every modality, so it cannot "
+                    "train with --config.data.missing_ratio; set it to 0 or use another model.")
   field_checks.check_numbers(config, "private_dims", 0, integer=True, example="(8,8)")
   private_dims = field_checks.get(config, "private_dims")
   model = field_checks.get(config, "model")

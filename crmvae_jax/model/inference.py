@@ -107,9 +107,18 @@ def _experts(model: models.MultimodalVAE, params, stored: dict) -> dist.Gaussian
                       method=model.encode)
 
 
+def _joint(model: models.MultimodalVAE, params, stored: dict) -> dist.Gaussian | None:
+  """The joint encoder's q(z|X) [B, D] of a model that has one (JMVAE), else None."""
+  if not model.joint_encoder:
+    return None
+  return models.apply(model, params, models.model_inputs(model.modalities, stored),
+                      method=model.encode_joint)
+
+
 def _posterior(model: models.MultimodalVAE, kind: objectives.SubsetPosteriorKind, params,
                stored: dict, subset: jax.Array) -> dist.Gaussian | dist.Mixture:
-  return models.subset_posterior(_experts(model, params, stored), subset, kind)
+  return models.subset_posterior(_experts(model, params, stored), subset, kind,
+                                 _joint(model, params, stored))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "from_mean"))
@@ -122,9 +131,9 @@ def _latents(model, kind, from_mean, params, stored, subset, rng) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("model", "kind"))
 def _subset_means(model, kind, params, stored, subsets) -> jax.Array:
   """[K, B, D]: the posterior mean of each subset of `subsets` [K, M], one encoding."""
-  posteriors = _experts(model, params, stored)
+  posteriors, joint = _experts(model, params, stored), _joint(model, params, stored)
   return jax.vmap(lambda subset: models.posterior_mean(
-      models.subset_posterior(posteriors, subset, kind)))(subsets)
+      models.subset_posterior(posteriors, subset, kind, joint)))(subsets)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from crmvae_jax.model import distributions as dist
-from crmvae_jax.model import networks, objectives, user_networks
+from crmvae_jax.model import layers, networks, objectives, user_networks
 from crmvae_jax.model.distributions import Gaussian
 from crmvae_jax.model.modality import Modality
 
@@ -34,6 +34,8 @@ class MultimodalVAE(nn.Module):
   latent_dim: int
   # The networks' arithmetic ("float32" or "bfloat16"); parameters stay float32 (`apply`).
   compute_dtype: str = "float32"
+  # A joint encoder q(z|X) of its own beside the unimodal ones (JMVAE; `JointEncoder`).
+  joint_encoder: bool = False
 
   @property
   def private_dim(self) -> int:
@@ -51,6 +53,13 @@ class MultimodalVAE(nn.Module):
                             self.latent_dim + m.private_dim, dict(m.decoder_options),
                             **m.network_kwargs())
         for m in self.modalities]
+
+    if self.joint_encoder:
+      self.joint = JointEncoder(self.modalities, self.latent_dim)
+
+  def encode_joint(self, inputs: Sequence[jax.Array]) -> Gaussian:
+    """Network inputs of every modality -> the joint encoder's q(z|X), arrays [B, D]."""
+    return Gaussian(*self.joint(inputs))
 
   def _outputs(self, inputs: Sequence[jax.Array]):
     return [encoder(x) for encoder, x in zip(self.encoders, inputs)]
@@ -86,7 +95,33 @@ class MultimodalVAE(nn.Module):
   def __call__(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
     """Encode then decode the means (used to initialise every parameter)."""
     posteriors = self.encode(inputs)
+    if self.joint_encoder:
+      self.encode_joint(inputs)
     return self.decode(posteriors.mean)
+
+
+# The features each modality's head gives the joint encoder, and its hidden width.
+JOINT_FEATURES = 512
+
+
+class JointEncoder(nn.Module):
+  """JMVAE's joint encoder q(z|X), as MultiVae's MultipleHeadJointEncoder: each modality
+  read by a copy of its own encoder architecture (parameters of its own) whose mean head
+  gives JOINT_FEATURES features; the features concatenated, Linear(JOINT_FEATURES), ReLU,
+  and the (mean, logvar) heads."""
+
+  modalities: tuple[Modality, ...]
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    features = []
+    for m, x in zip(self.modalities, inputs):
+      head = user_networks.build(user_networks.network_classes(m.network)[0], JOINT_FEATURES,
+                                 dict(m.encoder_options), **m.network_kwargs())
+      features.append(head(x)[0])
+    hidden = nn.relu(layers.TorchDense(JOINT_FEATURES)(jnp.concatenate(features, axis=-1)))
+    return layers.LatentHeads(self.latent_dim)(hidden)
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -133,7 +168,8 @@ def init_params(model: MultimodalVAE, rng: jax.Array, batch: dict) -> dict:
 
 def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: str = "stratified",
                  readings: Mapping[str, Any] | None = None,
-                 augment: Callable[[dict, jax.Array], dict] | None = None) -> Callable:
+                 augment: Callable[[dict, jax.Array], dict] | None = None,
+                 options: Mapping[str, Any] | None = None) -> Callable:
   """loss_fn(params, batch, rng, beta) -> (loss, terms) for the named objective.
 
   The objective gets `make_log_likelihood_fn(model, params, batch)`.
@@ -147,11 +183,18 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
     augment: augment(batch, rng) -> batch, applied on the device before encoding with a
       key split from the step's (the data's own augmentation, e.g.
       `crmvae_jax.data.text.redraw_augmentation`).
+    options: the objective's own settings (`objectives.objective_options`, e.g. JMVAE's
+      alpha).
   """
   objective = functools.partial(objectives.get_objective(objective_name),
-                                **objectives.reading_arguments(objective_name, readings))
+                                **objectives.reading_arguments(objective_name, readings),
+                                **dict(options or {}))
   modalities = model.modalities
   private = objectives.MODELS[objective_name].private
+  joint_encoder = objectives.MODELS[objective_name].joint_encoder
+  if joint_encoder and not model.joint_encoder:
+    raise ValueError(f"{objective_name} needs a model with a joint encoder "
+                     "(MultimodalVAE(joint_encoder=True)).")
   if model.private_dim and not private:
     raise ValueError(f"{objective_name} has no private latents, but the model's modalities "
                      f"have {[m.private_dim for m in modalities]}.")
@@ -164,6 +207,11 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
     # A batch with missing modalities carries 'mask' [B, M]; the objectives take [M, B].
     mask = batch["mask"].T if "mask" in batch else None
     log_likelihood_fn = make_log_likelihood_fn(model, params, batch)
+    if joint_encoder:
+      posteriors = apply(model, params, inputs, method=model.encode)
+      joint = apply(model, params, inputs, method=model.encode_joint)
+      return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
+                       mixture_estimator=mixture_estimator, joint=joint)
     if not private:
       posteriors = apply(model, params, inputs, method=model.encode)
       return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
@@ -213,16 +261,25 @@ def _repeat(x: jax.Array, copies: int) -> jax.Array:
 
 
 def subset_posterior(posteriors: Gaussian, subset: jax.Array,
-                     kind: objectives.SubsetPosteriorKind) -> Gaussian | dist.Mixture:
+                     kind: objectives.SubsetPosteriorKind,
+                     joint: Gaussian | None = None) -> Gaussian | dist.Mixture:
   """The model's posterior given the modalities in `subset` (docs/metrics.md).
 
   Args:
     posteriors: unimodal experts [M, B, D].
     subset: booleans [M] (or [M, B]) of the conditioning modalities.
     kind: "poe" (PoE(S) with the prior), "poe_without_prior" or "moe" (the uniform
-      mixture of q_m, m in S); `objectives.subset_posterior_kind`.
+      mixture of q_m, m in S) or "jmvae" (the joint encoder's q(z|X), `joint` [B, D], for
+      the full set; PoE(S) without the prior for a proper subset: q_m alone for {m});
+      `objectives.subset_posterior_kind`.
   """
   mask = jnp.broadcast_to(subset.reshape(subset.shape[0], -1), posteriors.mean.shape[:2])
+  if kind == "jmvae":
+    product = dist.product_of_experts(posteriors, mask, prior_weight=0.0)
+    if joint is None:
+      return product
+    full = jnp.all(mask, axis=0)[:, None]  # [B, 1]
+    return jax.tree.map(lambda a, b: jnp.where(full, a, b), joint, product)
   if kind in ("poe", "poe_without_prior"):
     return dist.product_of_experts(posteriors, mask, prior_weight=float(kind == "poe"))
   return dist.mixture_of_experts(posteriors, mask)

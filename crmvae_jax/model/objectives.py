@@ -492,10 +492,43 @@ def _with_private_kl(loss, terms, private_kl, beta) -> tuple[jax.Array, Terms]:
           {**terms, "kl": terms["kl"] + jnp.mean(private_kl)})
 
 
+def jmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+          mixture_estimator="stratified", joint=None, alpha=0.1):
+  """JMVAE-kl (Suzuki et al. 2016), with a joint encoder q(z|X) of its own:
+
+  L = E_{q(z|X)}[sum_m l_m] - beta ( KL(q(z|X) || p) + alpha sum_m KL(q(z|X) || q_m) ),
+
+  the q_m the unimodal encoders' experts (no prior expert), which the KL terms pull
+  towards the joint posterior so that they can stand in for it when a modality is
+  missing. At beta = 1 this is the paper's L_JM with its alpha; beta scales every
+  divergence, as in the other models (so a beta sweep keeps alpha's proportion).
+  `joint`: the joint encoder's Gaussian [B, D]; None stands for the product of the
+  observed experts without the prior (with which, for alpha = 1 and beta pi, L is
+  `mvtcae`'s coordination form without the prior expert, `tests/test_jmvae.py`). Its
+  joint encoder reads every modality, so it trains on complete examples only.
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  if joint is None:
+    joint = _joint(posteriors, mask, prior_expert=False)
+  elif jnp.shape(joint.mean) != jnp.shape(posteriors.mean)[1:]:
+    raise ValueError(f"joint must be shaped [B, D] = {jnp.shape(posteriors.mean)[1:]}; got "
+                     f"{jnp.shape(joint.mean)}.")
+  log_likelihoods = _joint_reconstruction(joint, log_likelihood_fn, rng, mask)
+  reconstruction = jnp.sum(log_likelihoods, axis=0)
+  to_prior = dist.kl_divergence(joint, _prior_like(posteriors))
+  joint_per_expert = jax.tree.map(lambda a: a[None], joint)
+  to_unimodal = jnp.sum(jnp.where(mask, dist.kl_divergence(joint_per_expert, posteriors), 0.0),
+                        axis=0)
+  kl = to_prior + alpha * to_unimodal
+  return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
+
+
 # How a model infers z from a subset S of the modalities at evaluation: "poe", PoE(S)
 # with the prior expert; "poe_without_prior", PoE(S) without it; "moe", the uniform
 # mixture of the q_m in S (`subset_posterior_kind`).
-SubsetPosteriorKind = Literal["poe", "poe_without_prior", "moe"]
+# "jmvae": the joint encoder for the full set, PoE(S) without the prior otherwise.
+SubsetPosteriorKind = Literal["poe", "poe_without_prior", "moe", "jmvae"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -509,6 +542,8 @@ class Model:
   display_name: str
   # Whether it takes private latents (`private=`, `MultimodalVAE.encode_private`).
   private: bool = False
+  # Whether it has a joint encoder of its own (`joint=`, `MultimodalVAE.encode_joint`).
+  joint_encoder: bool = False
 
 
 # Every model, in the paper's table order.
@@ -524,10 +559,19 @@ MODELS: dict[str, Model] = {
     # With private latents (config.private_dims).
     "mopoe_private": Model(mopoe_private, "poe", "MoPoE-VAE, private", private=True),
     "crmvae_private": Model(crmvae_private, "poe", "CRMVAE, private", private=True),
+    "jmvae": Model(jmvae, "jmvae", "JMVAE", joint_encoder=True),
 }
 OBJECTIVES: dict[str, Objective] = {name: model.objective for name, model in MODELS.items()}
 SUBSET_POSTERIOR = {name: model.subset_posterior for name, model in MODELS.items()}
 DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
+
+
+def objective_options(config) -> dict[str, Any]:
+  """The objective's own settings from a run's config (not readings: choices of the
+  model's definition): JMVAE's alpha (`config.jmvae_alpha`)."""
+  if config.model == "jmvae":
+    return {"alpha": float(config.get("jmvae_alpha", 0.1))}
+  return {}
 
 
 def reading_arguments(name: str, readings: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from crmvae_jax.model import objectives
 # The paper's order and names, from the model registry (`objectives.MODELS`), then the
 # models added since; the paper's eight alone are `PAPER_MODEL_NAMES`.
 MODEL_NAMES = tuple(objectives.MODELS)
-PAPER_MODEL_NAMES = tuple(name for name, model in objectives.MODELS.items() if not model.private)
+PAPER_MODEL_NAMES = tuple(name for name, model in objectives.MODELS.items()
+                          if not (model.private or model.joint_encoder))
 DISPLAY_NAMES = objectives.DISPLAY_NAMES
 
 MST_MODALITIES = ("M", "S", "T")

@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from crmvae_jax import data as data_lib
 from crmvae_jax.data import input_pipeline, text
 from crmvae_jax.config import runs, validation
-from crmvae_jax.model import models
+from crmvae_jax.model import models, objectives
 from crmvae_jax.model.inference import TrainedModel
 from crmvae_jax.model.modality import Modality
 from crmvae_jax.common.errors import UserError
@@ -165,7 +165,8 @@ class _Run:
     augment = (text.redraw_augmentation(self.model.modalities)
                if config.data.get("text_redraw", False) else None)
     loss_fn = models.make_loss_fn(self.model, config.model, config.mixture_estimator,
-                                  config.get("readings"), augment)
+                                  config.get("readings"), augment,
+                                  objectives.objective_options(config))
     if self.num_replicas > 1:
       check_sweep_fits(_state_bytes(self.model, tx, self.train_set),
                        sum(array.nbytes for array in self.train_set.arrays.values()),

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from crmvae_jax.model import models
+from crmvae_jax.model import models, objectives
 from crmvae_jax.common.errors import UserError
 from crmvae_jax.data.modalities import modalities_of
 
@@ -68,8 +68,15 @@ def create_model(config, train_set) -> models.MultimodalVAE:
                       f"per modality, e.g. --config.private_dims='({example})'.")
     modalities = tuple(dataclasses.replace(m, private_dim=int(dim))
                        for m, dim in zip(modalities, private_dims))
+  joint_encoder = objectives.MODELS[config.model].joint_encoder
+  masks = getattr(train_set, "masks", None)
+  if joint_encoder and masks is not None and not masks.all():
+    raise UserError(f"{config.model}'s joint encoder reads every modality, and "
+                    f"{int((~masks.all(axis=1)).sum())} training examples lack one; train it "
+                    "on complete examples, or use a model that trains with missing modalities.")
   return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim,
-                              compute_dtype=config.get("compute_dtype", "float32"))
+                              compute_dtype=config.get("compute_dtype", "float32"),
+                              joint_encoder=joint_encoder)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
