@@ -1,0 +1,126 @@
+"""The models added since the paper's eight, beside CRMVAE, MVTCAE and MoPoE, on the quick
+start's data (real MNIST digits and their names, the text weighted 8, 10,500 steps):
+Table 1's columns (the names read leniently and strictly), the classifier-Frechet
+distance, the test log-likelihood, and the joint coherence R from the prior and from the
+ex-post sampler (`model/samplers.py`).
+
+    python -m experiments.paper.new_models                  # every model, seed 0
+    python -m experiments.paper.new_models --models=jmvae --seeds=0,1
+    python -m experiments.paper.new_models --collect_only   # the table from the results
+
+Runs live under `--root` (default ~/crmvae_jax_new_models), one workdir per model and
+seed; a run that is trained and evaluated is not run again, and a stopped one resumes.
+The table goes to experiments/results/new_models.md, the records to new_models.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+import crmvae_jax
+from crmvae_jax.common import atomic
+from crmvae_jax.config import defaults as config_lib
+
+# name -> the config fields that make it (the quick start's config otherwise).
+MODELS = {
+    "crmvae": {"model": "crmvae"},
+    "mvtcae": {"model": "mvtcae"},
+    "mopoe_sampled": {"model": "mopoe", "mixture_estimator": "sampled"},
+    "crmvae_private": {"model": "crmvae_private", "private_dims": (8, 8)},
+    "mopoe_private": {"model": "mopoe_private", "mixture_estimator": "sampled",
+                      "private_dims": (8, 8)},
+    "jmvae": {"model": "jmvae"},
+}
+COLUMNS = ("M<-T", "T<-M", "T<-M strict", "R (prior)", "R (GMM)", "cFD T->M", "cFD M (prior)",
+           "cFD M (GMM)", "log p(X)")
+
+flags.DEFINE_list("models", list(MODELS), f"Models, of {', '.join(MODELS)}.")
+flags.DEFINE_list("seeds", ["0"], "Seeds.")
+flags.DEFINE_string("root", "~/crmvae_jax_new_models", "Where the runs and judges live.")
+flags.DEFINE_string("results", "experiments/results", "Folder of the table and records.")
+flags.DEFINE_bool("collect_only", False, "Only write the table from the records.")
+flags.DEFINE_integer("steps", None, "Training steps (default: the quick start's 10,500); "
+                     "a run of another length is recorded as such.")
+FLAGS = flags.FLAGS
+
+
+def config_of(name: str, seed: int):
+  config = config_lib.quickstart_config()
+  for field, value in MODELS[name].items():
+    config[field] = value
+  config.seed = seed
+  if FLAGS.steps:
+    config.num_train_steps = FLAGS.steps
+    config.eval_every_steps = config.checkpoint_every_steps = FLAGS.steps
+  config.disable_progress_bar = True
+  config.eval.classifier_dir = os.path.join(os.path.expanduser(FLAGS.root), "classifiers")
+  config.eval.extra_metrics = ("ex_post_sampler",)
+  config.eval.num_prior_samples = 1000
+  config.eval.log_likelihood_samples = 100
+  return config
+
+
+def row(results: dict) -> dict:
+  coherence, sampler = results["coherence"], results.get("ex_post_sampler") or {}
+  log_likelihood = (results.get("log_likelihood") or {}).get("M+T")
+  return {"M<-T": coherence["M<-T"], "T<-M": coherence["T<-M"],
+          "T<-M strict": (results.get("coherence_exact") or {}).get("T<-M"),
+          "R (prior)": sampler.get("R (prior)"), "R (GMM)": sampler.get("R (GMM)"),
+          "cFD T->M": (results.get("classifier_fd") or {}).get("T->M"),
+          "cFD M (prior)": sampler.get("cFD M (prior)"),
+          "cFD M (GMM)": sampler.get("cFD M (GMM)"), "log p(X)": log_likelihood}
+
+
+def table(records: list[dict]) -> str:
+  lines = ["# The added models on the quick start's data", "",
+           "Written by experiments/paper/new_models.py: the quick start's data and config "
+           "(4,500 MNIST digits and their names, the text weighted 8, batch 128, 10,500 "
+           "steps), one row per model and seed; 1,000 prior samples for R, whose 'GMM' "
+           "column samples z from a 10-component Gaussian mixture fitted to the training "
+           "set's joint posterior means; cFD in the MNIST judge's features (T->M: digits "
+           "generated from names; M (prior/GMM): digits sampled jointly); log p(X) "
+           "importance-sampled with 100 samples (none for models with private latents).",
+           "", "| model | seed | steps | " + " | ".join(COLUMNS) + " | minutes |",
+           "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+  order = {name: index for index, name in enumerate(MODELS)}
+  for record in sorted(records, key=lambda r: (order.get(r["name"], 99), r["seed"])):
+    values = [("-" if record["row"].get(c) is None else
+               f"{record['row'][c]:.1f}" if c.startswith(("cFD", "log")) else
+               f"{record['row'][c]:.2f}") for c in COLUMNS]
+    lines.append(f"| {record['name']} | {record['seed']} | {record['step']} | "
+                 + " | ".join(values)
+                 + f" | {record['minutes']:.1f} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  path = os.path.join(FLAGS.results, "new_models.json")
+  records = json.load(open(path)) if os.path.isfile(path) else []
+  if not FLAGS.collect_only:
+    root = os.path.expanduser(FLAGS.root)
+    for name in FLAGS.models:
+      for seed in map(int, FLAGS.seeds):
+        if any(r["name"] == name and r["seed"] == seed for r in records):
+          continue
+        start = time.time()
+        config = config_of(name, seed)
+        workdir = os.path.join(root, f"{name}_seed{seed}")
+        print(f"== {name}, seed {seed}: {workdir}", flush=True)
+        crmvae_jax.fit(config=config, workdir=workdir, model=config.model, judges=True)
+        results = crmvae_jax.evaluate(workdir, verbose=False)
+        records = [r for r in records if not (r["name"] == name and r["seed"] == seed)]
+        records.append({"name": name, "seed": seed, "step": results["step"], "row": row(results),
+                        "minutes": (time.time() - start) / 60})
+        atomic.write_json(path, records)
+  markdown = table(records)
+  atomic.write_text(os.path.join(FLAGS.results, "new_models.md"), markdown)
+  print(markdown)
+
+
+if __name__ == "__main__":
+  app.run(main)
