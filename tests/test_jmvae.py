@@ -90,6 +90,11 @@ def test_the_joint_encoder_reads_every_modality_and_serves_the_full_set_only():
            "b": rng.normal(size=(6, 4)).astype(np.float32)}
   params = models.init_params(model, jax.random.key(0), batch)
   assert "joint" in params and "encoders_0" in params
+  # One train step moves every parameter of the joint encoder too (both heads of each
+  # modality's copy feed it).
+  loss_fn = models.make_loss_fn(model, "jmvae")
+  grads = jax.jit(jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1), 1.0)[0]))(params)
+  assert all(bool(np.any(np.asarray(g) != 0)) for g in jax.tree.leaves(grads["joint"]))
   inputs = models.model_inputs(modalities, batch)
   joint = model.apply({"params": params}, inputs, method=model.encode_joint)
   chex.assert_shape(joint.mean, (6, 3))

@@ -105,10 +105,10 @@ JOINT_FEATURES = 512
 
 
 class JointEncoder(nn.Module):
-  """JMVAE's joint encoder q(z|X), as MultiVae's MultipleHeadJointEncoder: each modality
-  read by a copy of its own encoder architecture (parameters of its own) whose mean head
-  gives JOINT_FEATURES features; the features concatenated, Linear(JOINT_FEATURES), ReLU,
-  and the (mean, logvar) heads."""
+  """JMVAE's joint encoder q(z|X), after MultiVae's MultipleHeadJointEncoder: each
+  modality read by a copy of its own encoder architecture (parameters of its own) whose
+  two heads give JOINT_FEATURES / 2 features each; all of them concatenated,
+  Linear(JOINT_FEATURES), ReLU, and the (mean, logvar) heads."""
 
   modalities: tuple[Modality, ...]
   latent_dim: int
@@ -117,9 +117,10 @@ class JointEncoder(nn.Module):
   def __call__(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
     features = []
     for m, x in zip(self.modalities, inputs):
-      head = user_networks.build(user_networks.network_classes(m.network)[0], JOINT_FEATURES,
-                                 dict(m.encoder_options), **m.network_kwargs())
-      features.append(head(x)[0])
+      head = user_networks.build(user_networks.network_classes(m.network)[0],
+                                 JOINT_FEATURES // 2, dict(m.encoder_options),
+                                 **m.network_kwargs())
+      features.extend(head(x))  # both heads, so that every parameter is used
     hidden = nn.relu(layers.TorchDense(JOINT_FEATURES)(jnp.concatenate(features, axis=-1)))
     return layers.LatentHeads(self.latent_dim)(hidden)
 
