@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from absl import app, flags
@@ -122,5 +123,13 @@ def main(argv):
   print(markdown)
 
 
+def run(argv):
+  try:
+    main(argv)
+  except crmvae_jax.UserError as error:  # a stop (saved: the same command resumes) or a fix
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(getattr(error, "exit_code", 1))
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(run)
