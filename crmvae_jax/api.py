@@ -19,7 +19,6 @@ calling `fit` again resumes. docs/python.md walks through it.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import os
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crmvae_jax.common import xla_setup
+from crmvae_jax.common import digests, xla_setup
 from crmvae_jax.common.errors import UserError
 
 if TYPE_CHECKING:
@@ -265,12 +264,7 @@ def _arrays_of(data: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarra
 
 def content_digest(arrays: Mapping[str, np.ndarray]) -> str:
   """SHA-256 of the arrays' names, dtypes, shapes and values (16 hex digits)."""
-  digest = hashlib.sha256()
-  for name in sorted(arrays):
-    array = np.ascontiguousarray(arrays[name])
-    digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()[:16]
+  return digests.arrays_sha256(arrays)[:16]
 
 
 def _stored(data: Mapping[str, np.ndarray] | str, workdir: str, split: str,

@@ -80,100 +80,80 @@ from configs import mst_offline as mst_offline_config
 V1 = syndigits.VERSIONS[1]
 # Candidate rule sets, in the order they were tried. Each differs from the one it
 # starts from in the fields named; its stream keeps its renders apart from the others'.
+# The drawing rules the candidates share: smooth, low-contrast surfaces with few faint
+# characters and a quiet camera (`SMOOTH`); plainer, nearly grey ones (`PLAIN`); a bold
+# digit of one size standing out from them (`BOLD`); and SVHN's steady crop (`STEADY`).
+SMOOTH = dict(crop_sizes=(48, 200), background_blur=(3.0, 8.0), contrast=(0.1, 0.5),
+              clutter_count=(0, 3), clutter_contrast=(5.0, 25.0), noise=(0.0, 4.0))
+PLAIN = dict(crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
+             tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0),
+             noise=(0.0, 4.0))
+BOLD = dict(max_stroke=3, neighbour_probability=0.3, luminance_gap=(90.0, 140.0),
+            camera_blur=(0.0, 1.0))
+STEADY = dict(font_sizes=(42, 48), max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5)
+
+
+def _candidate(stream: int, *parts: dict, **fields) -> syndigits.RenderSettings:
+  """Version 1's rules with `parts` and `fields` changed (later ones win)."""
+  changes = {}
+  for part in (*parts, fields):
+    changes.update(part)
+  return dataclasses.replace(V1, stream=stream, **changes)
+
+
 CANDIDATES: dict[str, syndigits.RenderSettings] = {
     "v1": V1,
     # Real SVHN's backgrounds are mostly smooth walls and plates: the photo crops larger
     # (less detail), blurred more, at lower contrast, with less clutter and noise.
-    "smooth": dataclasses.replace(
-        V1, stream=101, crop_sizes=(48, 200), background_blur=(3.0, 8.0), contrast=(0.1, 0.5),
-        clutter_count=(0, 3), clutter_contrast=(5.0, 25.0), noise=(0.0, 4.0)),
+    "smooth": _candidate(101, SMOOTH),
     # Also the digit larger and bolder, as SVHN's crops are cut around it, and fewer
     # neighbours.
-    "smooth_large": dataclasses.replace(
-        V1, stream=102, crop_sizes=(48, 200), background_blur=(3.0, 8.0), contrast=(0.1, 0.5),
-        clutter_count=(0, 3), clutter_contrast=(5.0, 25.0), noise=(0.0, 4.0),
-        font_sizes=(38, 54), max_stroke=3, neighbour_probability=0.4),
+    "smooth_large": _candidate(102, SMOOTH, font_sizes=(38, 54), max_stroke=3,
+                               neighbour_probability=0.4),
     # Also the digit standing out more from its background (a larger luminance gap, a
     # less colourful hue), a sharper camera, a steadier pose and fewer neighbours.
-    "bold": dataclasses.replace(
-        V1, stream=103, crop_sizes=(48, 200), background_blur=(3.0, 8.0), contrast=(0.1, 0.5),
-        clutter_count=(0, 3), clutter_contrast=(5.0, 25.0), noise=(0.0, 4.0),
-        font_sizes=(38, 54), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=30.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=8.0),
+    "bold": _candidate(103, SMOOTH, BOLD, font_sizes=(38, 54), chroma=30.0,
+                       max_rotation_degrees=8.0),
     # SVHN's cropped digits are cut and scaled around each digit's bounding box, so the
     # digit's size and place vary little. Under the Laplace likelihood a decoder draws
     # the per-pixel median given z, which shows a stroke only where the stroke covers
     # that pixel in most images z cannot tell apart: strokes that wander with the size,
     # place and pose leave the digit out of every reconstruction. "bold" with the size,
     # place and pose of the digit as steady as SVHN's crops make them.
-    "centred": dataclasses.replace(
-        V1, stream=104, crop_sizes=(48, 200), background_blur=(3.0, 8.0), contrast=(0.1, 0.5),
-        clutter_count=(0, 3), clutter_contrast=(5.0, 25.0), noise=(0.0, 4.0),
-        font_sizes=(42, 48), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=30.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
+    "centred": _candidate(104, SMOOTH, BOLD, STEADY, chroma=30.0),
     # "centred" on plainer surfaces: house plates and painted walls, nearly grey, the
     # photo's texture faint, no clutter. Fewer things for z to spend itself on before
     # the digit.
-    "plain": dataclasses.replace(
-        V1, stream=105, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        font_sizes=(42, 48), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=15.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
+    "plain": _candidate(105, PLAIN, BOLD, STEADY, chroma=15.0),
     # "plain" with version 1's faint characters on the walls: glyph-like clutter that
     # varies from image to image, which hides the faint digit that the mean of 256
     # renders keeps when their polarities do not balance exactly.
-    "plain_clutter": dataclasses.replace(
-        V1, stream=106, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), noise=(0.0, 4.0), font_sizes=(42, 48), max_stroke=3,
-        neighbour_probability=0.3, luminance_gap=(90.0, 140.0), chroma=15.0,
-        camera_blur=(0.0, 1.0), max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
+    "plain_clutter": _candidate(106, PLAIN, BOLD, STEADY, chroma=15.0,
+                                clutter_count=V1.clutter_count,
+                                clutter_contrast=V1.clutter_contrast),
     # After version 2's gate (MoPoE read S generated from M and T at 0.86-0.96): centring
     # the digit is what made the class means readable (smooth_large 0.30 -> centred 1.00),
     # and plain surfaces are what let the plain VAE find it (centred 0.13 -> plain 0.25).
     # "plain" surfaces with the digit's size, place and pose wandering again, so that a
     # class mean's faint digit (256 coin flips of polarity never balance exactly) is
     # smeared: version 1's pose, an intermediate one, and only the size wandering.
-    "plain_v1pose": dataclasses.replace(
-        V1, stream=107, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        max_stroke=3, neighbour_probability=0.3, luminance_gap=(90.0, 140.0), chroma=15.0,
-        camera_blur=(0.0, 1.0)),
-    "plain_midpose": dataclasses.replace(
-        V1, stream=108, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        font_sizes=(36, 50), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=15.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=8.0, max_shear=0.15, max_jitter=2.5),
-    "plain_sizes": dataclasses.replace(
-        V1, stream=109, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        font_sizes=(30, 50), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=15.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
+    "plain_v1pose": _candidate(107, PLAIN, BOLD, chroma=15.0),
+    "plain_midpose": _candidate(108, PLAIN, BOLD, STEADY, chroma=15.0, font_sizes=(36, 50),
+                                max_rotation_degrees=8.0, max_shear=0.15, max_jitter=2.5),
+    "plain_sizes": _candidate(109, PLAIN, BOLD, STEADY, chroma=15.0, font_sizes=(30, 50)),
     # plain_v1pose showed that the pose is not what makes plain surfaces' class means
     # readable (0.92 at version 1's pose): on a flat background the faint digit that 256
     # coin flips of polarity leave (about 8 more of one than the other) is sharp wherever
     # it stands. Second round: the digit wandering much further on plain surfaces, or a
     # centred digit on surfaces between version 1's texture and "plain"'s.
-    "plain_wide": dataclasses.replace(
-        V1, stream=110, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        font_sizes=(30, 52), max_stroke=3, neighbour_probability=0.3, max_jitter=8.0,
-        luminance_gap=(90.0, 140.0), chroma=15.0, camera_blur=(0.0, 1.0)),
-    "plain_wider": dataclasses.replace(
-        V1, stream=111, crop_sizes=(48, 200), background_blur=(4.0, 10.0), contrast=(0.05, 0.3),
-        tint=(0.85, 1.15), clutter_count=(0, 1), clutter_contrast=(5.0, 20.0), noise=(0.0, 4.0),
-        font_sizes=(28, 54), max_stroke=3, neighbour_probability=0.3, max_jitter=12.0,
-        luminance_gap=(90.0, 140.0), chroma=15.0, camera_blur=(0.0, 1.0)),
-    "mid_texture": dataclasses.replace(
-        V1, stream=112, crop_sizes=(32, 180), background_blur=(2.0, 6.0), contrast=(0.1, 0.6),
-        tint=(0.75, 1.25), clutter_count=(1, 4), clutter_contrast=(10.0, 35.0), noise=(0.0, 6.0),
-        font_sizes=(42, 48), max_stroke=3, neighbour_probability=0.3,
-        luminance_gap=(90.0, 140.0), chroma=30.0, camera_blur=(0.0, 1.0),
-        max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
+    "plain_wide": _candidate(110, PLAIN, BOLD, chroma=15.0, font_sizes=(30, 52),
+                             max_jitter=8.0),
+    "plain_wider": _candidate(111, PLAIN, BOLD, chroma=15.0, font_sizes=(28, 54),
+                              max_jitter=12.0),
+    "mid_texture": _candidate(112, BOLD, STEADY, crop_sizes=(32, 180),
+                              background_blur=(2.0, 6.0), contrast=(0.1, 0.6),
+                              tint=(0.75, 1.25), clutter_count=(1, 4),
+                              clutter_contrast=(10.0, 35.0), noise=(0.0, 6.0), chroma=30.0),
 }
 TARGETS = {"probe": 0.40, "judge": 0.90, "class_means_256": 0.30}
 LEARNING_RATE = 5e-4

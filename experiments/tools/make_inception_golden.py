@@ -26,13 +26,14 @@ hash, the input images and the expected features (about 50 KB).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from crmvae_jax.common import digests
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN_PATH = os.path.join(REPO, "tests", "data", "inception_golden.npz")
@@ -87,12 +88,7 @@ def random_state_dict(manifest: Sequence[tuple[str, Sequence[int]]],
 
 def weights_sha256(state_dict: Mapping[str, np.ndarray]) -> str:
   """SHA-256 over names, dtypes, shapes and bytes, in sorted name order."""
-  digest = hashlib.sha256()
-  for name in sorted(state_dict):
-    array = np.ascontiguousarray(state_dict[name])
-    digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()
+  return digests.arrays_sha256(state_dict)
 
 
 def fixed_images(seed: int) -> np.ndarray:
