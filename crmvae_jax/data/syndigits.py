@@ -127,7 +127,7 @@ VERSIONS = {
         max_rotation_degrees=5.0, max_shear=0.1, max_jitter=1.5),
 }
 # The default of `render_pool` and of configs/mst_offline.py: version 2 becomes it once
-# MoPoE's averaging is seen to fail on it (experiments/paper/mst_offline_v2_queue.sh, gate).
+# MoPoE's averaging is seen to fail on it (experiments/paper/mst_offline_queue.sh, gate).
 VERSION = 1
 
 

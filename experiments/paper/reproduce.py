@@ -106,7 +106,7 @@ SCHEDULES = {
     # The same with the renderer's version 2 (experiments/paper/calibrate_svhn.py), whose S a
     # plain VAE learns as on real SVHN; 16,000 steps for two seeds, then seed 0 to the
     # surrogate's 100 epochs (35,200 steps). MVAE and MVTCAE-rescale run one seed
-    # (--models=mvae,mvtcae_rescale --seeds=0). experiments/paper/mst_offline_v2_queue.sh runs
+    # (--models=mvae,mvtcae_rescale --seeds=0). experiments/paper/mst_offline_queue.sh runs
     # every leg in order.
     "mst_offline_v2": ((1000, 2000, 4000, 8000, 16000), ("crmvae", "mvtcae", "mopoe_sampled")),
 }
