@@ -5,7 +5,8 @@ from crmvae_jax.data import syndigits
 from experiments.paper import calibrate_svhn
 
 
-def test_version_1_is_the_first_render_and_version_2_the_calibrated_plain_candidate():
+def test_each_version_is_the_calibration_candidate_it_was_chosen_from():
   assert syndigits.VERSIONS[1] == calibrate_svhn.CANDIDATES["v1"]
   assert syndigits.VERSIONS[2] == calibrate_svhn.CANDIDATES["plain"]
+  assert syndigits.VERSIONS[3] == calibrate_svhn.CANDIDATES["plain_wide"]
   assert syndigits.VERSIONS[1] != syndigits.VERSIONS[2]
