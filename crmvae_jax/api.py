@@ -309,11 +309,10 @@ def _declare_order(config: "ml_collections.ConfigDict", data: Mapping) -> None:
 
 def _train_judges_once(config: "ml_collections.ConfigDict") -> None:
   """Trains the data's judges unless every modality's is stored for this very data."""
+  from crmvae_jax import data as data_lib  # pylint: disable=import-outside-toplevel
   from crmvae_jax.config import validation  # pylint: disable=import-outside-toplevel
   from crmvae_jax.evaluation import classifier_training  # pylint: disable=import-outside-toplevel
   from crmvae_jax.evaluation import judges as judges_lib  # pylint: disable=import-outside-toplevel
-
-  from crmvae_jax import data as data_lib  # pylint: disable=import-outside-toplevel
 
   validation.validate_config(config)
   names = data_lib.load(config.data)[0].modalities

@@ -1,5 +1,6 @@
 """MNIST-SVHN-Text offline: the SVHN-like renderer, the pairs, the cache and the judge."""
 
+import itertools
 import json
 import os
 
@@ -215,15 +216,20 @@ def test_train_judge_and_evaluate_end_to_end(config_data, tmp_path, monkeypatch)
   assert "| CRMVAE (paper) | 0.15 | 0.60 | 0.97 |" in tables_md
 
 
-def test_version_2_renders_apart_from_version_1():
-  # That version 2 is the calibration's 'plain': experiments/tests/test_calibrate_svhn.py.
+def test_every_version_renders_apart_from_the_others_and_is_part_of_the_datas_identity():
+  # Which calibration candidate each version is: experiments/tests/test_calibrate_svhn.py.
   labels = np.arange(10)
-  first, second = (syndigits.render_pool(labels, seed=0, pool="test",
-                                         settings=syndigits.VERSIONS[v]) for v in (1, 2))
-  assert np.abs(first.astype(int) - second).mean() > 10
+  renders = {v: syndigits.render_pool(labels, seed=0, pool="test", settings=settings)
+             for v, settings in syndigits.VERSIONS.items()}
+  for first, second in itertools.combinations(renders, 2):
+    assert np.abs(renders[first].astype(int) - renders[second]).mean() > 10, (first, second)
   config = mst_offline_config.get_config().data
-  config.renderer_version = 2
-  assert data_lib.identity(config) == {"name": "mst_offline", "renderer_version": 2}
-  config.renderer_version = 3
-  with pytest.raises(UserError, match="data.renderer_version 3 is not a renderer version"):
+  for version in syndigits.VERSIONS:
+    config.renderer_version = version
+    mst_offline.check_config(config)
+    assert data_lib.identity(config) == {"name": "mst_offline", "renderer_version": version}
+  unknown = max(syndigits.VERSIONS) + 1
+  config.renderer_version = unknown
+  with pytest.raises(UserError, match=f"data.renderer_version {unknown} is not a renderer "
+                     "version"):
     mst_offline.check_config(config)
