@@ -226,15 +226,11 @@ def evaluate(workdir: str, settings: Mapping[str, Any] | None = None, replica: i
 def _apply_settings(config: "ml_collections.ConfigDict", settings: Mapping[str, Any]) -> None:
   """Sets each dotted field of `settings` on `config`, refusing unknown names and values
   of the wrong type in one sentence."""
+  from crmvae_jax.config import defaults  # pylint: disable=import-outside-toplevel
+
   for name, value in settings.items():
-    *parents, leaf = str(name).split(".")
-    node = config
     try:
-      for parent in parents:
-        node = node[parent]
-      if leaf not in node:
-        raise KeyError(leaf)
-      node[leaf] = value
+      defaults.set_field(config, str(name), value)
     except (KeyError, AttributeError):
       raise UserError(f"settings names {name!r}, which the config has not; see the fields "
                       "of crmvae_jax/config/defaults.py (e.g. 'num_train_steps', "

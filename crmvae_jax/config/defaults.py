@@ -273,8 +273,7 @@ def resize(config: ml_collections.ConfigDict, size: str) -> ml_collections.Confi
   classifier_epochs = config.eval.classifier_epochs
   config = copy.deepcopy(config)
   for field, value in RUN_SIZES[size].items():
-    group, _, name = field.rpartition(".")
-    (config[group] if group else config)[name] = value
+    set_field(config, field, value)
   if size == "small":
     config.eval.classifier_epochs = min(classifier_epochs, SMALL_CLASSIFIER_EPOCHS)
   if "mnist_source" in config.data:
@@ -303,12 +302,28 @@ def data_set_config(data: ml_collections.ConfigDict, setting: str, config_file: 
   config = base_config()
   config.data = data
   for name, value in (fields or {}).items():
-    *parents, leaf = name.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+    set_field(config, name, value, add=True)  # a data set's own fields too
   return apply_setting(config, setting, config_file)
+
+
+def set_field(config: ml_collections.ConfigDict, name: str, value: Any,
+              add: bool = False) -> None:
+  """Sets the dotted field `name` ('eval.fid') of `config` to `value`.
+
+  Args:
+    add: whether a field `config` does not have yet may be added (in an existing group).
+
+  Raises:
+    KeyError: `config` has no such field, and `add` is False.
+    TypeError: `value` is not of the field's type (ConfigDict's own check).
+  """
+  *parents, leaf = name.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  if not add and leaf not in node:
+    raise KeyError(name)
+  node[leaf] = value
 
 
 def apply_setting(config: ml_collections.ConfigDict, setting: str,

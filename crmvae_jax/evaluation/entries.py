@@ -232,29 +232,32 @@ def ex_post_sampler(context: Context) -> dict[str, Any]:
   key = context.key("ex_post_sampler")
   num_samples, batch_size = config.eval.num_prior_samples, context.batch_size
   results = {}
+  featured = [(index, m, context.judges[m.name]) for index, m in enumerate(context.modalities)
+              if not m.is_text and hasattr(context.judges.get(m.name), "features")]
+  real = {m.name: np.concatenate([
+      judge.features(context.test_pairs.batch(ids)[m.name])[:valid]
+      for ids, valid in input_pipeline.padded_batches(len(context.test_pairs), batch_size)])
+          for _, m, judge in featured}
   for label, chosen in (("prior", None), ("GMM", sampler)):
+    # The features of the very samples R is judged on, taken as they are generated.
+    features = {m.name: [] for _, m, _ in featured}
 
-    def generate_prior(count, rng, chosen=chosen):
+    def generate_prior(count, rng, chosen=chosen, features=features):
       outputs = trained.sample(count, rng, sampler=chosen)
-      return [outputs[name] for name in trained.names]
+      outputs = [outputs[name] for name in trained.names]
+      for index, m, judge in featured:
+        features[m.name].append(judge.features(outputs[index]))
+      return outputs
 
     joint, _, _ = coherence_lib.joint_coherence(generate_prior, context.judges,
                                                 context.modalities, num_samples, batch_size,
                                                 key)
     results[f"R ({label})"] = joint
-    for index, m in enumerate(context.modalities):
-      judge = context.judges.get(m.name)
-      if m.is_text or not hasattr(judge, "features"):
-        continue
-      # The samples R was judged on (joint_coherence draws batch b with fold_in(key, b)).
-      samples = np.concatenate([
-          judge.features(generate_prior(batch_size, jax.random.fold_in(key, batch))[index])
-          for batch in range(-(-num_samples // batch_size))])[:num_samples]
-      real = np.concatenate([
-          judge.features(context.test_pairs.batch(ids)[m.name])[:valid]
-          for ids, valid in input_pipeline.padded_batches(len(context.test_pairs), batch_size)])
+    for _, m, _ in featured:
+      samples = np.concatenate(features[m.name])[:num_samples]
       results[f"cFD {m.abbreviation} ({label})"] = metrics_lib.frechet_distance(
-          *metrics_lib.gaussian_statistics(samples), *metrics_lib.gaussian_statistics(real))
+          *metrics_lib.gaussian_statistics(samples),
+          *metrics_lib.gaussian_statistics(real[m.name]))
   return {"ex_post_sampler": results}
 
 
