@@ -3,6 +3,7 @@ and bad input."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import chex
@@ -23,6 +24,18 @@ MIXTURE_OBJECTIVES = ("mmvae", "mopoe", "mmjsd", "mopoe_private")
 # The models with private latents, called here without them (private=None), are their
 # shared models exactly (tests/test_private_latents.py tests them with private latents).
 WITHOUT_PRIVATE = {"crmvae_private": "crmvae", "mopoe_private": "mopoe"}
+# MMVAE+'s bound is an ELBO, affine in beta with loss = -(reconstruction - beta kl), only
+# with one importance sample; and its default gradient is DReG's, not the value's
+# derivative (tests/test_mmvae_plus.py checks it).
+AS_ELBO = {"mmvae_plus": {"samples": 1}}
+EXACT_GRADIENT = {"mmvae_plus": {"estimator": "iwae"}}
+
+
+def objective_for(name, options=None):
+  """The objective `name` with the keyword arguments `options` gives it (if any)."""
+  objective = objectives.get_objective(name)
+  extra = (options or {}).get(name)
+  return functools.partial(objective, **extra) if extra else objective
 
 
 # An independent float64 numpy reference of every objective's formula, for one
@@ -45,6 +58,24 @@ def _kl(q, p):
 def _expected_l(m, q, a, c):
   mean, var = q
   return -0.5 * np.sum(a[m] * ((mean - c[m]) ** 2 + var))
+
+
+def _mmvae_plus_reference(means, variances, obs, a, c, beta, samples=10, draws=200_000):
+  """MMVAE+ without private latents: (1/|S|) sum_m E[log (1/K) sum_k exp lw_k^m], lw_k^m =
+  sum_n l_n(z_k) + beta (log p(z_k) - log q_MoE(z_k|X)), z_k ~ q_m; by float64 Monte Carlo
+  (its error is well under the test's tolerance)."""
+  rng = np.random.default_rng(0)
+  log_normal = lambda z, mean, var: -0.5 * np.sum(
+      np.log(2 * np.pi * var) + (z - mean) ** 2 / var, axis=-1)
+  bounds = []
+  for m in obs:
+    z = means[m] + np.sqrt(variances[m]) * rng.standard_normal((draws, samples, means.shape[1]))
+    log_likelihood = sum(-0.5 * np.sum(a[n] * (z - c[n]) ** 2, axis=-1) for n in obs)
+    log_moe = (np.logaddexp.reduce([log_normal(z, means[n], variances[n]) for n in obs], axis=0)
+               - np.log(len(obs)))
+    lw = log_likelihood + beta * (log_normal(z, 0.0, 1.0) - log_moe)
+    bounds.append(np.mean(np.logaddexp.reduce(lw, axis=1) - np.log(samples)))
+  return np.mean(bounds)
 
 
 def reference_objective(name, means, variances, observed, a, c, beta):
@@ -82,6 +113,8 @@ def reference_objective(name, means, variances, observed, a, c, beta):
     product = _poe(means, variances, obs, prior_weight=0.0)
     return (recon(product) - beta * _kl(product, prior)
             - beta * 0.1 * sum(_kl(product, experts[m]) for m in obs))
+  if name == "mmvae_plus":
+    return _mmvae_plus_reference(means, variances, obs, a, c, beta)
   if name == "crmvae":
     return (pi * recon(joint) + pi * sum(_expected_l(m, unimodal[m], a, c) for m in obs)
             - beta * coordination_kl)
@@ -141,7 +174,7 @@ def test_beta_may_be_traced_and_vmapped(name):
   means, logvars, observed, a, c = problem(seed=1)
   posteriors = Gaussian(jnp.asarray(means, jnp.float32), jnp.asarray(logvars, jnp.float32))
   log_likelihood_fn = quadratic_log_likelihood(jnp.asarray(a), jnp.asarray(c))
-  objective = objectives.get_objective(name)
+  objective = objective_for(name, AS_ELBO)
   loss_at = lambda beta: objective(posteriors, log_likelihood_fn, jax.random.key(0), beta=beta)[0]
   betas = jnp.array([0.0, 0.5, 2.0])
   vmapped = jax.jit(jax.vmap(loss_at))(betas)
@@ -160,7 +193,7 @@ def test_beta_may_be_traced_and_vmapped(name):
 def test_terms_are_named_batch_means(name):
   means, logvars, observed, a, c = problem(seed=2)
   posteriors = Gaussian(jnp.asarray(means, jnp.float32), jnp.asarray(logvars, jnp.float32))
-  loss, terms = jax.jit(lambda: objectives.get_objective(name)(
+  loss, terms = jax.jit(lambda: objective_for(name, AS_ELBO)(
       posteriors, quadratic_log_likelihood(jnp.asarray(a), jnp.asarray(c)), jax.random.key(0),
       beta=0.3, mask=jnp.asarray(observed)))()
   chex.assert_shape(loss, ())
@@ -205,7 +238,7 @@ class GradientTest(chex.TestCase, parameterized.TestCase):
     with jax.enable_x64(True):
       means, logvars, weights, log_likelihood_fn_for = likelihood_problem()
       mask = jnp.array([[True, True], [True, False], [False, True]])
-      objective = objectives.get_objective(name)
+      objective = objective_for(name, EXACT_GRADIENT)
 
       @self.variant
       def loss_fn(means, logvars, decoder_weights):
@@ -359,13 +392,15 @@ def test_unknown_objective_lists_known_ones():
 def test_the_model_registry_is_the_one_source_of_model_facts():
   assert list(objectives.MODELS) == ["mvae", "mmvae", "mopoe", "mmjsd", "mmjsd_poe", "mvtcae",
                                      "mvtcae_rescale", "crmvae", "mopoe_private",
-                                     "crmvae_private", "jmvae"]
+                                     "crmvae_private", "jmvae", "mmvae_plus"]
   assert [name for name, m in objectives.MODELS.items() if m.private] == [
-      "mopoe_private", "crmvae_private"]
+      "mopoe_private", "crmvae_private", "mmvae_plus"]
+  assert [name for name, m in objectives.MODELS.items() if m.auxiliary_priors] == [
+      "mmvae_plus"]
   assert tables.PAPER_MODEL_NAMES == tuple(objectives.MODELS)[:8]
   assert [name for name, m in objectives.MODELS.items() if m.joint_encoder] == ["jmvae"]
   assert {name for name, m in objectives.MODELS.items() if m.subset_posterior == "moe"} == {
-      "mmvae", "mmjsd"}
+      "mmvae", "mmjsd", "mmvae_plus"}
   assert all(m.subset_posterior in ("poe", "moe", "jmvae") for m in objectives.MODELS.values())
   assert tables.MODEL_NAMES == tuple(objectives.MODELS)
   assert tables.DISPLAY_NAMES["mopoe"] == "MoPoE-VAE"

@@ -101,11 +101,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.readings = readings_config()
   config.likelihood_weights = ml_collections.config_dict.placeholder(tuple)  # None: the rule
   # The size of each modality's private latent w_m, one per modality (None: none), for the
-  # models with private latents (crmvae_private, mopoe_private; docs/models.md).
+  # models with private latents (crmvae_private, mopoe_private, mmvae_plus; docs/models.md).
   config.private_dims = ml_collections.config_dict.placeholder(tuple)
   # JMVAE's weight of the KL terms between its joint and unimodal posteriors, relative to
   # beta (0.1: MultiVae's default).
   config.jmvae_alpha = 0.1
+  # MMVAE+'s importance samples K per modality, and its gradient estimator: "dreg" (the
+  # authors') or "iwae" (MultiVae's defaults: 10, "dreg").
+  config.mmvae_plus_samples = 10
+  config.mmvae_plus_estimator = "dreg"
   config.log_every_steps = 100
   # Train steps per dispatch to the devices: the host's loop costs once per chunk (chunks
   # also end at every log, eval and checkpoint step). None: 1 on CPU, 100 on GPU/TPU

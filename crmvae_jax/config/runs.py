@@ -39,12 +39,13 @@ _TYPES = {cls.__name__: cls for cls in (tuple, list, str, int, float, bool, dict
 # resumed or evaluated with another value of any of them is another run.
 MODEL_DEFINING = ("model", "beta", "latent_dim", "data.", "likelihood_weights", "batch_size",
                   "seed", "sweep.seeds", "sweep.betas", "mixture_estimator", "readings.",
-                  "private_dims", "jmvae_alpha")
+                  "private_dims", "jmvae_alpha", "mmvae_plus_samples", "mmvae_plus_estimator")
 # Model-defining fields added after runs were saved without them: their value in such a
 # run (so that it still resumes and evaluates).
 ADDED_FIELDS = {"data.missing_ratio": DEFAULT_MISSING_RATIO,
                 "data.network_choice": NETWORK_CHOICE_OF_OLDER_RUNS,
-                "data.order": None, "private_dims": None, "jmvae_alpha": 0.1}
+                "data.order": None, "private_dims": None, "jmvae_alpha": 0.1,
+                "mmvae_plus_samples": 10, "mmvae_plus_estimator": "dreg"}
 # Fields of `data` that say where the same data is found, not which data it is.
 DATA_LOCATIONS = ("data.data_dir", "data.captions_dir", "data.image_dir", "data.cache_dir",
                   "data.download")

@@ -44,6 +44,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   field_checks.check_choice(config, "model", tuple(objectives.OBJECTIVES), "model")
   field_checks.check_choice(config, "mixture_estimator", MIXTURE_ESTIMATORS, "mixture estimator")
   field_checks.check_choice(config, "compute_dtype", models.COMPUTE_DTYPES, "compute dtype")
+  field_checks.check_choice(config, "mmvae_plus_estimator", objectives.MMVAE_PLUS_ESTIMATORS,
+                            "MMVAE+ gradient estimator")
   field_checks.check_choice(config, "data.name", registry.names(), "data set")
   for name, choices in objectives.READINGS.items():
     field_checks.check_choice(config, f"readings.{name}", choices, "reading")
@@ -73,8 +75,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise UserError(f"--config.model={model} has no private latents, but "
                     f"--config.private_dims={tuple(private_dims)} asks for them; use one of "
                     f"{', '.join(with_private)}, or leave --config.private_dims out.")
-  for field in ("latent_dim", "batch_size", "log_every_steps", "eval_every_steps",
-                "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
+  if (model == "mmvae_plus"
+      and not (isinstance(private_dims, (tuple, list)) and any(private_dims))):
+    raise UserError("--config.model=mmvae_plus has private latents by definition; give "
+                    "each modality its size, e.g. --config.private_dims='(8,8)'.")
+  for field in ("latent_dim", "batch_size", "mmvae_plus_samples", "log_every_steps",
+                "eval_every_steps", "checkpoint_every_steps", "checkpoints_to_keep", "eval_batches",
                 "figure_examples"):
     field_checks.check_number(config, field, 1, integer=True)
   # None: chosen for the platform (crmvae_jax.training.step.steps_per_dispatch_for).

@@ -36,6 +36,9 @@ class MultimodalVAE(nn.Module):
   compute_dtype: str = "float32"
   # A joint encoder q(z|X) of its own beside the unimodal ones (JMVAE; `JointEncoder`).
   joint_encoder: bool = False
+  # Learned auxiliary priors r_m(w_m) = N(0, diag(exp(logvar_m))) on the private latents
+  # (MMVAE+; `auxiliary_prior`), their log-variances starting at 0.
+  auxiliary_priors: bool = False
 
   @property
   def private_dim(self) -> int:
@@ -56,6 +59,14 @@ class MultimodalVAE(nn.Module):
 
     if self.joint_encoder:
       self.joint = JointEncoder(self.modalities, self.latent_dim)
+    if self.auxiliary_priors:
+      self.auxiliary_logvar = self.param(
+          "auxiliary_logvar", nn.initializers.zeros, (len(self.modalities), self.private_dim))
+
+  def auxiliary_prior(self) -> Gaussian:
+    """The auxiliary priors r_m(w_m), arrays [M, P]: mean 0 and the learned log-variance
+    (dims past a modality's own P_m are read by no decoder)."""
+    return Gaussian(jnp.zeros_like(self.auxiliary_logvar), self.auxiliary_logvar)
 
   def encode_joint(self, inputs: Sequence[jax.Array]) -> Gaussian:
     """Network inputs of every modality -> the joint encoder's q(z|X), arrays [B, D]."""
@@ -97,6 +108,8 @@ class MultimodalVAE(nn.Module):
     posteriors = self.encode(inputs)
     if self.joint_encoder:
       self.encode_joint(inputs)
+    if self.auxiliary_priors:
+      self.auxiliary_prior()
     return self.decode(posteriors.mean)
 
 
@@ -193,9 +206,13 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
   modalities = model.modalities
   private = objectives.MODELS[objective_name].private
   joint_encoder = objectives.MODELS[objective_name].joint_encoder
+  auxiliary_priors = objectives.MODELS[objective_name].auxiliary_priors
   if joint_encoder and not model.joint_encoder:
     raise ValueError(f"{objective_name} needs a model with a joint encoder "
                      "(MultimodalVAE(joint_encoder=True)).")
+  if auxiliary_priors and not model.auxiliary_priors:
+    raise ValueError(f"{objective_name} needs a model with auxiliary priors "
+                     "(MultimodalVAE(auxiliary_priors=True)).")
   if model.private_dim and not private:
     raise ValueError(f"{objective_name} has no private latents, but the model's modalities "
                      f"have {[m.private_dim for m in modalities]}.")
@@ -218,8 +235,10 @@ def make_loss_fn(model: MultimodalVAE, objective_name: str, mixture_estimator: s
       return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
                        mixture_estimator=mixture_estimator)
     posteriors, private_posteriors = apply(model, params, inputs, method=model.encode_private)
+    extra = ({"auxiliary": apply(model, params, method=model.auxiliary_prior)}
+             if auxiliary_priors else {})
     return objective(posteriors, log_likelihood_fn, rng, beta=beta, mask=mask,
-                     mixture_estimator=mixture_estimator, private=private_posteriors)
+                     mixture_estimator=mixture_estimator, private=private_posteriors, **extra)
 
   return loss_fn
 

@@ -524,6 +524,122 @@ def jmvae(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
   return _finish(reconstruction - beta * kl, reconstruction, kl, log_likelihoods)
 
 
+MMVAE_PLUS_ESTIMATORS = ("dreg", "iwae")
+
+
+def mmvae_plus(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
+               mixture_estimator="stratified", private=None, auxiliary=None, samples=10,
+               estimator="dreg"):
+  """MMVAE+ (Palumbo et al. 2023): a mixture-of-experts shared z, private w_m, and
+  auxiliary priors r_n(w_n) with a learned scale for cross-modal reconstruction.
+
+  For every observed modality m and K = `samples` draws z_k ~ q(z|x_m), w_k ~ q(w_m|x_m):
+
+    lw_k^m = sum_n l_n(z_k, w_k^n) + beta ( log p(z_k, w_k) - log q_MoE(z_k|X)
+                                            - log q(w_k|x_m) ),
+
+  with w_k^n = w_k for n = m and a draw of r_n for every other n (`auxiliary`, [M, P]:
+  mean 0 and the learned log-variance; None: N(0, I)), p = N(0, I) on (z, w_m) and
+  q_MoE = the uniform mixture of the observed q(z|x_n). The objective is the IWAE bound
+  with the average over modalities outside the log, as in the authors' code and
+  MultiVae's: L = (1/|S|) sum_m log (1/K) sum_k exp(lw_k^m).
+
+  `estimator="dreg"` (the authors' default): the loss's value is -L, its gradient the
+  doubly reparameterised estimator (Tucker et al. 2018): normalised weights v_k =
+  softmax_k(lw^m) held constant, log q taken with the encoder's outputs held constant,
+  gradients reaching (z_k, w_k) scaled by v_k^2 and all others (the decoders, r_n) by
+  v_k. With K > 1 it decodes every sample twice in one call (the samples live, then
+  held), which the two scalings need. "iwae": the gradient of L itself.
+  """
+  del mixture_estimator
+  mask, log_likelihood_fn = _prepare(posteriors, log_likelihood_fn, mask, beta)
+  if estimator not in MMVAE_PLUS_ESTIMATORS:
+    raise ValueError(f"estimator must be one of {MMVAE_PLUS_ESTIMATORS}; got {estimator!r}.")
+  if not isinstance(samples, numbers.Integral) or samples < 1:
+    raise ValueError(f"samples must be an int >= 1; got {samples!r}.")
+  num_modalities, batch, dim = jnp.shape(posteriors.mean)
+  private = _no_private(posteriors) if private is None else private
+  if jnp.shape(private.mean)[:2] != (num_modalities, batch):
+    raise ValueError(f"private must be shaped [M, B, P] like posteriors "
+                     f"{jnp.shape(posteriors.mean)}; got {jnp.shape(private.mean)}.")
+  width = jnp.shape(private.mean)[-1]
+  dtype = posteriors.mean.dtype
+  if auxiliary is None:
+    auxiliary = dist.standard_normal((num_modalities, width), dtype)
+  elif jnp.shape(auxiliary.mean) != (num_modalities, width):
+    raise ValueError(f"auxiliary must be shaped [M, P] = {(num_modalities, width)}; got "
+                     f"{jnp.shape(auxiliary.mean)}.")
+
+  def draws(gaussian, key, shape):
+    return Gaussian(*(jnp.broadcast_to(a, shape) for a in gaussian)).sample(key)
+
+  shared_rng, private_rng, auxiliary_rng = jax.random.split(rng, 3)
+  z = draws(posteriors, shared_rng, (samples,) + posteriors.mean.shape)  # [K, M, B, D]
+  w = draws(private, private_rng, (samples,) + private.mean.shape)  # [K, M, B, P]
+  # r_n for decoder n of the sample from m: [K, M (source), M (decoder), B, P].
+  r = draws(jax.tree.map(lambda a: a[:, None, :], auxiliary), auxiliary_rng,
+            (samples, num_modalities, num_modalities, batch, width))
+
+  frozen = estimator == "dreg"
+  experts = jax.lax.stop_gradient(posteriors) if frozen else posteriors
+  own_private = jax.lax.stop_gradient(private) if frozen else private
+  # log q_MoE(z|X): every expert n at every sample of every source m, [K, M, N, B].
+  expert_log_probs = experts.log_prob(z[:, :, None])
+  log_moe = (jax.nn.logsumexp(jnp.where(mask[None, None], expert_log_probs, -jnp.inf), axis=2)
+             - jnp.log(jnp.sum(mask, axis=0)))
+  log_ratio = (dist.standard_normal(z.shape, dtype).log_prob(z)
+               + dist.standard_normal(w.shape, dtype).log_prob(w)
+               - log_moe - own_private.log_prob(w))  # [K, M, B]
+
+  own = jnp.eye(num_modalities, dtype=bool)[None, :, :, None, None]
+
+  def decoded(z, w, r):  # -> l_n at the samples of source m: [K', M, N, B], masked by n
+    shared = jnp.broadcast_to(z[:, :, None], z.shape[:2] + (num_modalities,) + z.shape[2:])
+    latents = jnp.concatenate([shared, jnp.where(own, w[:, :, None], r)], axis=-1)
+    log_likelihoods = dist.decode_stack(log_likelihood_fn,
+                                        latents.reshape((-1,) + latents.shape[2:]))
+    return jnp.where(mask[None, None], log_likelihoods.reshape(latents.shape[:-1]), 0.0)
+
+  count = jnp.sum(mask, axis=0)
+
+  def over_sources(per_source):  # [M, B] -> [B]: the mean over the observed sources
+    return jnp.sum(jnp.where(mask, per_source, 0.0), axis=0) / count
+
+  def iwae(lw):  # [K, M, B] -> [B]
+    return over_sources(jax.nn.logsumexp(lw, axis=0) - jnp.log(samples))
+
+  two_paths = frozen and samples > 1
+  if two_paths:
+    # One decoder call for both paths: the samples live, then held (r live in both).
+    held = jax.lax.stop_gradient
+    both = decoded(jnp.concatenate([z, held(z)]), jnp.concatenate([w, held(w)]),
+                   jnp.concatenate([r, r]))
+    log_likelihoods, held_log_likelihoods = both[:samples], both[samples:]
+  else:
+    log_likelihoods = decoded(z, w, r)
+  lw = jnp.sum(log_likelihoods, axis=2) + beta * log_ratio  # [K, M, B]
+  if not frozen:
+    bound = iwae(lw)
+  else:
+    if two_paths:
+      v = jax.lax.stop_gradient(jax.nn.softmax(lw, axis=0))
+      # Through the samples v^2 (the v of the sum and the authors' gradient hook's v),
+      # through the rest v: v^2 from lw, v - v^2 from the held samples' lw.
+      held_lw = jnp.sum(held_log_likelihoods, axis=2) + beta * held(log_ratio)
+      surrogate = jnp.sum(v ** 2 * lw + (v - v ** 2) * held_lw, axis=0)
+    else:  # K = 1: v = 1
+      surrogate = lw[0]
+    surrogate = over_sources(surrogate)
+    bound = jax.lax.stop_gradient(iwae(lw)) + surrogate - jax.lax.stop_gradient(surrogate)
+
+  observed = mask[None]  # [1, M, B]
+  per_source = jnp.where(observed[..., None, :], log_likelihoods, 0.0)  # [K, M, N, B]
+  reconstruction = over_sources(jnp.mean(jnp.sum(per_source, axis=2), axis=0))
+  kl = over_sources(jnp.mean(-log_ratio, axis=0))
+  log_likelihood_per_target = (jnp.sum(jnp.mean(per_source, axis=0), axis=0) / count)  # [N, B]
+  return _finish(bound, reconstruction, kl, log_likelihood_per_target)
+
+
 # How a model infers z from a subset S of the modalities at evaluation: "poe", PoE(S)
 # with the prior expert; "poe_without_prior", PoE(S) without it; "moe", the uniform
 # mixture of the q_m in S (`subset_posterior_kind`).
@@ -544,6 +660,9 @@ class Model:
   private: bool = False
   # Whether it has a joint encoder of its own (`joint=`, `MultimodalVAE.encode_joint`).
   joint_encoder: bool = False
+  # Whether it learns auxiliary priors r_m(w_m) (`auxiliary=`,
+  # `MultimodalVAE.auxiliary_prior`); it takes private latents too.
+  auxiliary_priors: bool = False
 
 
 # Every model, in the paper's table order.
@@ -560,6 +679,7 @@ MODELS: dict[str, Model] = {
     "mopoe_private": Model(mopoe_private, "poe", "MoPoE-VAE, private", private=True),
     "crmvae_private": Model(crmvae_private, "poe", "CRMVAE, private", private=True),
     "jmvae": Model(jmvae, "jmvae", "JMVAE", joint_encoder=True),
+    "mmvae_plus": Model(mmvae_plus, "moe", "MMVAE+", private=True, auxiliary_priors=True),
 }
 OBJECTIVES: dict[str, Objective] = {name: model.objective for name, model in MODELS.items()}
 SUBSET_POSTERIOR = {name: model.subset_posterior for name, model in MODELS.items()}
@@ -568,9 +688,14 @@ DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
 
 def objective_options(config) -> dict[str, Any]:
   """The objective's own settings from a run's config (not readings: choices of the
-  model's definition): JMVAE's alpha (`config.jmvae_alpha`)."""
+  model's definition): JMVAE's alpha (`config.jmvae_alpha`), MMVAE+'s number of
+  importance samples and gradient estimator (`config.mmvae_plus_samples`,
+  `config.mmvae_plus_estimator`)."""
   if config.model == "jmvae":
     return {"alpha": float(config.get("jmvae_alpha", 0.1))}
+  if config.model == "mmvae_plus":
+    return {"samples": int(config.get("mmvae_plus_samples", 10)),
+            "estimator": str(config.get("mmvae_plus_estimator", "dreg"))}
   return {}
 
 

@@ -76,7 +76,8 @@ def create_model(config, train_set) -> models.MultimodalVAE:
                     "on complete examples, or use a model that trains with missing modalities.")
   return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim,
                               compute_dtype=config.get("compute_dtype", "float32"),
-                              joint_encoder=joint_encoder)
+                              joint_encoder=joint_encoder,
+                              auxiliary_priors=objectives.MODELS[config.model].auxiliary_priors)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
