@@ -39,6 +39,8 @@ def tiny_mst_config(data_dir, model="crmvae"):
   config.data.download = False
   config.data.multiplication = 1
   config.batch_size = 8
+  if objectives.MODELS[model].private:  # exercised with private latents
+    config.private_dims = (2, 3, 2)
   return config
 
 
