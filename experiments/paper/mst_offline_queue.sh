@@ -28,17 +28,27 @@
 #   claim  what decides the claim first (seed 0 of CRMVAE, MVTCAE and MoPoE to 16,000
 #          steps, budget by budget), then their second seed, then MVAE and MVTCAE-rescale
 #          (one seed), then seed 0 of the three to the surrogate's 100 epochs (35,200 steps).
+#   new_models  the models added since the paper's (CRMVAE and MoPoE with private latents,
+#          MMVAE+; reproduce.py's NEW_MODELS), seed 0, to 8,000 steps. Run it with its own
+#          QUEUE_ROOT beside another phase, so that the two never write one results file:
+#              QUEUE_ROOT=~/crmvae_jax_newmodels_mst nohup nice -n 15 bash \
+#                  experiments/paper/mst_offline_queue.sh 1 new_models >> ~/new_models_mst.log 2>&1 &
+# Version 1 is the data set mst_offline, version N > 1 mst_offline_vN.
 set -euo pipefail
 VERSION="${1:-}"
 PHASE="${2:-}"
-if [[ ! "$VERSION" =~ ^[0-9]+$ ]] || { [ "$PHASE" != gate ] && [ "$PHASE" != claim ]; }; then
-  echo "usage: bash experiments/paper/mst_offline_queue.sh VERSION gate|claim (e.g. 3 gate)" >&2
+if [[ ! "$VERSION" =~ ^[0-9]+$ ]] || [[ ! "$PHASE" =~ ^(gate|claim|new_models)$ ]]; then
+  echo "usage: bash experiments/paper/mst_offline_queue.sh VERSION gate|claim|new_models" \
+       "(e.g. 3 gate)" >&2
   exit 2
 fi
 cd "$(dirname "$0")/../.."
 ROOT="${QUEUE_ROOT:-$HOME/crmvae_jax_queue}"
 RESULTS="$ROOT/results"
 DATA="mst_offline_v$VERSION"
+if [ "$VERSION" = 1 ]; then
+  DATA="mst_offline"
+fi
 MAIN="crmvae,mvtcae,mopoe_sampled"
 mkdir -p "$RESULTS"
 if [ ! -f "$RESULTS/reproduce_curves.json" ]; then
@@ -62,6 +72,9 @@ case "$PHASE" in
     leg --models="$MAIN" --seeds=1 --budgets=1000,2000,4000,8000,16000
     leg --models=mvae,mvtcae_rescale --seeds=0 --budgets=1000,2000,4000,8000,16000
     leg --models="$MAIN" --seeds=0 --budgets=35200
+    ;;
+  new_models)
+    leg --models=crmvae_private,mopoe_private,mmvae_plus --seeds=0 --budgets=1000,2000,4000,8000
     ;;
 esac
 echo "== $(date -u +%FT%TZ) $DATA $PHASE finished"

@@ -35,6 +35,10 @@ MODELS = {
     "mopoe_private": {"model": "mopoe_private", "mixture_estimator": "sampled",
                       "private_dims": (8, 8)},
     "jmvae": {"model": "jmvae"},
+    # MMVAE+ with one importance sample (DReG is then the gradient with the encoders'
+    # densities held), and with its default 10.
+    "mmvae_plus_k1": {"model": "mmvae_plus", "private_dims": (8, 8), "mmvae_plus_samples": 1},
+    "mmvae_plus": {"model": "mmvae_plus", "private_dims": (8, 8)},
 }
 COLUMNS = ("M<-T", "T<-M", "T<-M strict", "R (prior)", "R (GMM)", "cFD T->M", "cFD M (prior)",
            "cFD M (GMM)", "log p(X)")
