@@ -126,6 +126,30 @@ def test_model_defining_differences():
       "--config.model='crmvae' (asked: 'mvae')")
 
 
+@pytest.mark.parametrize("field", list(runs.ADDED_FIELDS))
+def test_a_run_saved_before_a_model_defining_field_existed_is_that_field_at_its_old_value(
+    field, tmp_path):
+  # As the run's config.json was written by a release without the field (the arrays
+  # config has every added data field).
+  runs.save_config(str(tmp_path), config_lib.arrays_config())
+  path = tmp_path / runs.CONFIG_FILE
+  document = json.loads(path.read_text())
+  group = document
+  *parents, name = field.split(".")
+  for parent in parents:
+    group = group[parent]
+  del group[name]
+  document.get(runs.TYPES_KEY, {}).pop(field, None)
+  path.write_text(json.dumps(document))
+  saved = runs.load_config(str(tmp_path))
+  fresh = config_lib.arrays_config()
+  config_lib.set_field(fresh, field, runs.ADDED_FIELDS[field])
+  assert runs.model_defining_differences(saved, fresh) == []
+  runs.check_same_run(fresh, str(tmp_path))  # resumes and evaluates
+  if runs.ADDED_FIELDS[field] == config_lib.arrays_config().get(field):
+    assert runs.model_defining_differences(saved, config_lib.arrays_config()) == []
+
+
 def test_data_location_is_not_the_data():
   saved = cub.get_config()
   moved = saved.copy_and_resolve_references()

@@ -240,8 +240,11 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
 def _with_added_fields(config) -> dict[str, Any]:
   """`config` flattened, with the `ADDED_FIELDS` a run saved before them lacks."""
   flat = _flatten(config)
+  if "model" not in flat:  # not a run's config (or its recorded fields)
+    return flat
   for field, value in ADDED_FIELDS.items():
-    if field.split(".")[0] + ".name" in flat:  # the group exists: a run's config
+    group = field.rpartition(".")[0]
+    if not group or group + ".name" in flat:  # top level, or the group exists
       flat.setdefault(field, value)
   return flat
 
