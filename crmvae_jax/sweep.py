@@ -28,7 +28,6 @@ import os
 from absl import flags
 
 from crmvae_jax import sweeps
-from crmvae_jax.common.errors import UserError
 from crmvae_jax.config import cli
 from crmvae_jax.model import objectives
 from crmvae_jax.reporting import summaries
@@ -47,13 +46,9 @@ def main() -> None:
   cli.check_names(_MODELS.value, list(objectives.OBJECTIVES), "models")
   config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_sweep")
-  if _SETTING.value == "small":
-    config = sweeps.small_setting(config)
   betas = cli.parse_numbers(_BETAS.value, "betas") if _BETAS.value else [config.beta]
-  runs = sweeps.run_grid(config, _MODELS.value, list(range(_SEEDS.value)), betas, root,
-                         _COLLECT_ONLY.value)
-  if not runs:
-    raise UserError(f"No run under {root} has results; run without --collect_only.")
+  runs = sweeps.grid_results(config, _MODELS.value, list(range(_SEEDS.value)), betas, root,
+                             _SETTING.value, _COLLECT_ONLY.value)
   summaries.write_markdown(root, "sweep.md", summaries.sweep_markdown(runs))
 
 

@@ -22,6 +22,7 @@ import ml_collections
 from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
 from crmvae_jax.config import runs
+from crmvae_jax.common.errors import UserError
 from crmvae_jax.data import registry
 from crmvae_jax.training import loop, state
 from crmvae_jax.data.modalities import modalities_of
@@ -138,6 +139,19 @@ def grid_runs(config: ml_collections.ConfigDict, models: Sequence[str], seeds: S
 def results_path(config: ml_collections.ConfigDict, workdir: str, replica: int) -> str:
   return os.path.join(state.replica_directory(config, workdir, replica), "eval",
                       driver.RESULTS_FILE)
+
+
+def grid_results(config: ml_collections.ConfigDict, models: Sequence[str], seeds: Sequence[int],
+                 betas: Sequence[float], root: str, setting: str = "small",
+                 collect_only: bool = False) -> list[dict]:
+  """`run_grid` at the run size `setting` ('small': `small_setting`, 'full': `config` as
+  written), as the sweep commands run it; refuses a grid without any results."""
+  if setting == "small":
+    config = small_setting(config)
+  results = run_grid(config, models, seeds, betas, root, collect_only)
+  if not results:
+    raise UserError(f"No run under {root} has results; run without --collect_only.")
+  return results
 
 
 def run_grid(config: ml_collections.ConfigDict, models: Sequence[str], seeds: Sequence[int],

@@ -55,13 +55,26 @@ def _assert_equal(restored, states):
       lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))), restored, states))
 
 
+def _assert_restores_the_states_of_latent_32(manager):
+  _assert_equal(checkpoints.restore_latest(manager, _abstract(32), _config(), quarantine=True),
+                _states(32))
+  manager.close()
+
+
+def _assert_latent_16_refused_and_nothing_moved(manager, tmp_path, message):
+  """Restoring as latent 16 is refused with `message`; checkpoints 10 and 20 stay."""
+  with pytest.raises(UserError, match=message):
+    checkpoints.restore_latest(manager, _abstract(16), _config(16), quarantine=True)
+  assert sorted(manager.all_steps()) == [10, 20]
+  assert not os.path.exists(tmp_path / checkpoints.UNREADABLE_DIR)
+  manager.close()
+
+
 def test_a_checkpoint_without_recorded_fields_restores_exactly(tmp_path):
   manager = _manager(tmp_path)
   _save_old_style(manager, 20, _states(32))
   assert checkpoints.recorded_fields(manager, 20) is None
-  _assert_equal(checkpoints.restore_latest(manager, _abstract(32), _config(), quarantine=True),
-                _states(32))
-  manager.close()
+  _assert_restores_the_states_of_latent_32(manager)
 
 
 def test_a_saved_checkpoint_records_the_model_defining_fields(tmp_path):
@@ -71,9 +84,7 @@ def test_a_saved_checkpoint_records_the_model_defining_fields(tmp_path):
   recorded = checkpoints.recorded_fields(manager, 20)
   assert recorded["latent_dim"] == 32 and recorded["model"] == "crmvae"
   assert "learning_rate" not in recorded and "num_train_steps" not in recorded
-  _assert_equal(checkpoints.restore_latest(manager, _abstract(32), _config(), quarantine=True),
-                _states(32))
-  manager.close()
+  _assert_restores_the_states_of_latent_32(manager)
 
 
 def test_another_latent_size_is_refused_by_its_recorded_fields_not_quarantined(tmp_path):
@@ -81,12 +92,9 @@ def test_another_latent_size_is_refused_by_its_recorded_fields_not_quarantined(t
   checkpoints.save(manager, 10, _states(32), _config())
   checkpoints.save(manager, 20, _states(32), _config())
   manager.wait_until_finished()
-  with pytest.raises(UserError, match=r"Checkpoint 20 .* --config.latent_dim=32 \(asked: 16\); "
-                     r"pass those values, or another --workdir"):
-    checkpoints.restore_latest(manager, _abstract(16), _config(16), quarantine=True)
-  assert sorted(manager.all_steps()) == [10, 20]
-  assert not os.path.exists(tmp_path / checkpoints.UNREADABLE_DIR)
-  manager.close()
+  _assert_latent_16_refused_and_nothing_moved(
+      manager, tmp_path, r"Checkpoint 20 .* --config.latent_dim=32 \(asked: 16\); pass those "
+      r"values, or another --workdir")
 
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["same manager", "fresh manager"])
@@ -104,12 +112,9 @@ def test_another_shape_without_recorded_fields_is_a_mismatch_naming_the_shapes(t
   assert checkpoints.shape_mismatch(manager, 20, _abstract(16)).startswith(
       "params.encoder.kernel is (6, 32) there, (6, 16) here")
   assert "could not be restored" not in caplog.text
-  with pytest.raises(UserError, match=r"holds another model: params.encoder.kernel is \(6, 32\) "
-                     r"there, \(6, 16\) here; .*another --workdir"):
-    checkpoints.restore_latest(manager, _abstract(16), _config(16), quarantine=True)
-  assert sorted(manager.all_steps()) == [10, 20]
-  assert not os.path.exists(tmp_path / checkpoints.UNREADABLE_DIR)
-  manager.close()
+  _assert_latent_16_refused_and_nothing_moved(
+      manager, tmp_path, r"holds another model: params.encoder.kernel is \(6, 32\) there, "
+      r"\(6, 16\) here; .*another --workdir")
 
 
 def _truncate(directory):

@@ -194,26 +194,6 @@ def test_the_model_learns_its_auxiliary_priors():
     models.make_loss_fn(plain, "mmvae_plus")
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"model": "mmvae_plus"}, r"mmvae_plus has private latents by definition; give each "
-                              r"modality its size, e.g. --config.private_dims='\(8,8\)'"),
-    ({"model": "mmvae_plus", "private_dims": (0, 0)}, "private latents by definition"),
-    ({"model": "mmvae_plus", "private_dims": (4, 4), "mmvae_plus_samples": 0},
-     "mmvae_plus_samples"),
-    ({"model": "mmvae_plus", "private_dims": (4, 4), "mmvae_plus_estimator": "reinforce"},
-     "mmvae_plus_estimator"),
-])
-def test_settings_that_cannot_train_are_refused_before_anything_runs(fields, message):
-  from crmvae_jax.common.errors import UserError
-  from crmvae_jax.config import defaults as config_lib, validation
-
-  config = config_lib.quickstart_config()
-  for field, value in fields.items():
-    config[field] = value
-  with pytest.raises(UserError, match=message):
-    validation.validate_config(config)
-
-
 def test_bad_arguments_name_themselves():
   phi, theta, data = problem()
   with pytest.raises(ValueError, match="estimator must be one of"):

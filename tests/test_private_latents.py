@@ -214,6 +214,14 @@ def test_a_run_with_private_latents_trains_resumes_generates_and_is_evaluated(tm
      r"--config.model=crmvae has no private latents, but --config.private_dims=\(4, 4\) asks "
      r"for them; use one of mopoe_private, crmvae_private"),
     ({"model": "crmvae_private", "private_dims": (4, -1)}, "private_dims must be a tuple of"),
+    # MMVAE+ has private latents by definition, and settings of its own.
+    ({"model": "mmvae_plus"}, r"mmvae_plus has private latents by definition; give each "
+                              r"modality its size, e.g. --config.private_dims='\(8,8\)'"),
+    ({"model": "mmvae_plus", "private_dims": (0, 0)}, "private latents by definition"),
+    ({"model": "mmvae_plus", "private_dims": (4, 4), "mmvae_plus_samples": 0},
+     "mmvae_plus_samples"),
+    ({"model": "mmvae_plus", "private_dims": (4, 4), "mmvae_plus_estimator": "reinforce"},
+     "mmvae_plus_estimator"),
 ])
 def test_private_dims_that_cannot_train_are_refused_before_anything_runs(fields, message):
   from crmvae_jax.common.errors import UserError

@@ -134,6 +134,7 @@ def test_replicas_on_eight_simulated_devices_match_one_device():
 @pytest.mark.slow
 def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   from crmvae_jax import sweeps
+  from crmvae_jax.common.errors import UserError
   from crmvae_jax.reporting import summaries
 
   config = tiny_config(num_steps=6)
@@ -152,9 +153,13 @@ def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   assert "| CRMVAE, beta 2, 2 seed(s) |" in markdown
   assert markdown.count("## Table 1") == 2  # the full tables, once per beta
   # Collecting again reads the stored results without training.
-  again = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"),
-                          collect_only=True)
+  again = sweeps.grid_results(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"),
+                              setting="full", collect_only=True)
   assert again == runs
+  with pytest.raises(UserError, match=r"No run under .*elsewhere has results; run without "
+                     r"--collect_only"):
+    sweeps.grid_results(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "elsewhere"),
+                        setting="full", collect_only=True)
   # `evaluate` on the sweep prints one table, a row per (seed, beta), not four.
   workdir = sweeps.grid_directory(str(tmp_path / "runs"), "crmvae", [0, 1], [0.5, 2.0])
   completed = subprocess.run([sys.executable, "-m", "crmvae_jax.evaluate",

@@ -32,7 +32,6 @@ from crmvae_jax.config import cli
 from crmvae_jax import sweeps
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax.data import registry
-from crmvae_jax.common.errors import UserError
 
 # The repository's configs/mst.py, wherever the script is run from.
 MST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -53,12 +52,9 @@ def main() -> None:
   cli.check_names(_MODELS.value, list(tables.MODEL_NAMES), "models")
   config = flags.FLAGS.config
   root = _ROOT.value or os.path.join("workdirs", f"{config.data.name}_tables_{_SETTING.value}")
-  if _SETTING.value == "small":
-    config = sweeps.small_setting(config)
-  runs = sweeps.run_grid(config, _MODELS.value, cli.parse_numbers(_SEEDS.value, "seeds", int),
-                         [config.beta], root, _COLLECT_ONLY.value)
-  if not runs:
-    raise UserError(f"No run under {root} has results; run without --collect_only.")
+  runs = sweeps.grid_results(config, _MODELS.value,
+                             cli.parse_numbers(_SEEDS.value, "seeds", int), [config.beta], root,
+                             _SETTING.value, _COLLECT_ONLY.value)
   summaries.write_markdown(root, "tables.md", summaries.tables_markdown(runs))
 
 
