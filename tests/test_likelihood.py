@@ -100,3 +100,41 @@ def test_sample_chunk_divides_and_bounds_the_latents():
   for num_samples, batch in ((1000, 1), (64, 64), (97, 3)):
     chunk = likelihood.sample_chunk(num_samples, batch)
     assert num_samples % chunk == 0 and (chunk == 1 or chunk * batch <= likelihood.LATENTS_PER_CALL)
+
+
+def test_exact_with_private_latents_when_the_proposals_are_the_posteriors():
+  """x = W [z, w_1, w_2] + noise with orthogonal columns: the posterior of (z, w) is
+  diagonal, so proposing z and each w_m from their posteriors weighs exactly p(x); the
+  w_m come in [k, M, B, P] and modality m's decoder would read its own."""
+  private, num_modalities = 2, 2
+  width = LATENT + num_modalities * private
+  weights = np.linalg.qr(np.random.default_rng(3).normal(size=(OBSERVED + 4, width)))[0] * 1.5
+  observed = weights.shape[0]
+  x = np.random.default_rng(4).normal(size=(BATCH, observed))
+  exact = stats.multivariate_normal(np.zeros(observed), weights @ weights.T
+                                    + NOISE**2 * np.eye(observed)).logpdf(x)
+  variance = 1.0 / (1.0 + np.diag(weights.T @ weights) / NOISE**2)
+  mean = x @ weights * variance / NOISE**2  # [B, D + M P]
+  shared = _diagonal_gaussian(mean[:, :LATENT], np.broadcast_to(variance[:LATENT],
+                                                                (BATCH, LATENT)))
+  private_mean = mean[:, LATENT:].reshape(BATCH, num_modalities, private).transpose(1, 0, 2)
+  private_variance = np.broadcast_to(
+      variance[LATENT:].reshape(num_modalities, 1, private), private_mean.shape)
+  posterior_w = _diagonal_gaussian(private_mean, private_variance)
+
+  def log_likelihood_fn(z, w):  # [k, B, D], [k, M, B, P] -> [k, B]
+    flat_w = jnp.transpose(w, (0, 2, 1, 3)).reshape(w.shape[0], BATCH, -1)
+    latents = jnp.concatenate([z, flat_w], axis=-1)
+    return jnp.sum(jax.scipy.stats.norm.logpdf(jnp.asarray(x), latents @ weights.T, NOISE),
+                   axis=-1)
+
+  for num_samples, chunk in ((1, None), (12, 4)):
+    estimate = likelihood.log_marginal_estimate(log_likelihood_fn, shared, num_samples,
+                                                jax.random.PRNGKey(0), chunk=chunk,
+                                                private=posterior_w)
+    np.testing.assert_allclose(estimate, exact, rtol=1e-4)
+  # Proposing the w_m from their prior instead is no longer exact sample by sample.
+  prior_w = _diagonal_gaussian(np.zeros_like(private_mean), np.ones_like(private_mean))
+  loose = likelihood.log_marginal_estimate(log_likelihood_fn, shared, 1, jax.random.PRNGKey(0),
+                                           private=prior_w)
+  assert not np.allclose(loose, exact, rtol=1e-3)

@@ -4,6 +4,8 @@ decodes them, and a run that trains, generates and evaluates with them."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -193,15 +195,14 @@ def test_a_run_with_private_latents_trains_resumes_generates_and_is_evaluated(tm
   chex.assert_shape(w, (2, 3, 4))
   np.testing.assert_array_equal(w[1], 0.0)  # text not given: its prior's mean
   assert np.abs(w[0]).sum() > 0
-  with pytest.raises(ValueError, match="not computed for models with private latents"):
-    model.log_likelihood({"mnist": images})
+  assert np.all(np.isfinite(model.log_likelihood({"mnist": images}, num_samples=4)))
   assert model.sample(2, rng=0)["text"].shape == (2, 8)
-  # Evaluated like any run; the log-likelihood says why it is missing.
+  # Evaluated like any run, the log-likelihood for every proposal included.
   classifier_training.train_classifiers(config)
   results = driver.evaluate(config, workdir, verbose=False)
   assert set(results["coherence"]) == {"R", "M<-T", "T<-M"}
-  assert results["log_likelihood"] is None and "private latents" in results[
-      "log_likelihood_note"]
+  assert set(results["log_likelihood"]) == {"M+T", "M", "T"}
+  assert all(np.isfinite(value) for value in results["log_likelihood"].values())
   # Resuming with other private sizes is another model.
   config.private_dims = (4, 3)
   config.num_train_steps = 8
@@ -309,3 +310,55 @@ def test_a_run_samples_from_its_ex_post_sampler_and_evaluation_reports_both(tmp_
   # R from the prior is coherence's R, judged on other samples of the same size.
   assert all(0.0 <= results["ex_post_sampler"][f"R ({s})"] <= 1.0 for s in ("prior", "GMM"))
   assert "ex-post sampler" in summaries.tables_markdown([results])
+
+
+def _without_private_columns(params, modalities, latent_dim):
+  """The parameters of the same vector networks without private latents: the encoders'
+  heads keep their first D outputs, the decoders' first layers their first D inputs."""
+  plain = jax.tree.map(lambda a: a, params)
+  for m, modality in enumerate(modalities):
+    heads = plain[f"encoders_{m}"]["LatentHeads_0"]
+    for head in ("mean", "logvar"):
+      heads[head] = {"kernel": heads[head]["kernel"][:, :latent_dim],
+                     "bias": heads[head]["bias"][:latent_dim]}
+    first = plain[f"decoders_{m}"]["TorchDense_0"]
+    first["kernel"] = first["kernel"][:latent_dim]
+  return plain
+
+
+def test_the_log_likelihood_of_unread_private_latents_is_that_of_the_model_without_them():
+  """Private latents whose posteriors are the prior and that no decoder reads change
+  neither the samples of z nor the weights: the estimate is the shared model's."""
+  from crmvae_jax.model.inference import TrainedModel
+
+  latent_dim = 2
+  plain_modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector"),
+                      Modality("b", "vector", (4,), None, 1.0, kind="vector"))
+  modalities = tuple(dataclasses.replace(m, private_dim=p)
+                     for m, p in zip(plain_modalities, (3, 2)))
+  rng = np.random.default_rng(0)
+  batch = {"a": rng.normal(size=(6, 5)).astype(np.float32),
+           "b": rng.normal(size=(6, 4)).astype(np.float32)}
+  model = models.MultimodalVAE(modalities=modalities, latent_dim=latent_dim)
+  params = models.init_params(model, jax.random.key(0), batch)
+  for m in range(2):  # q(w_m|x_m) = N(0, I), and no decoder reads w_m
+    heads = params[f"encoders_{m}"]["LatentHeads_0"]
+    for head in ("mean", "logvar"):
+      heads[head]["kernel"] = heads[head]["kernel"].at[:, latent_dim:].set(0.0)
+      heads[head]["bias"] = heads[head]["bias"].at[latent_dim:].set(0.0)
+    first = params[f"decoders_{m}"]["TorchDense_0"]
+    first["kernel"] = first["kernel"].at[latent_dim:].set(0.0)
+  plain = models.MultimodalVAE(modalities=plain_modalities, latent_dim=latent_dim)
+  private_model = TrainedModel(model, params, "poe")
+  plain_model = TrainedModel(plain, _without_private_columns(params, modalities, latent_dim),
+                             "poe")
+  for proposal in (["a", "b"], ["a"]):
+    with_private = private_model.log_likelihood(batch, 64, rng=3, proposal=proposal)
+    without = plain_model.log_likelihood(batch, 64, rng=3, proposal=proposal)
+    np.testing.assert_allclose(with_private, without, rtol=1e-5)
+  # With posteriors of their own the private latents do change it.
+  params_read = jax.tree.map(lambda a: a, params)
+  params_read["decoders_0"]["TorchDense_0"]["kernel"] = (
+      params_read["decoders_0"]["TorchDense_0"]["kernel"].at[latent_dim:].set(1.0))
+  read = TrainedModel(model, params_read, "poe").log_likelihood(batch, 64, rng=3)
+  assert not np.allclose(read, private_model.log_likelihood(batch, 64, rng=3), rtol=1e-3)

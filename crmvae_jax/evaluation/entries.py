@@ -131,10 +131,6 @@ def log_likelihood(context: Context) -> dict[str, Any]:
   """The importance-sampled test log-likelihood under every subset's posterior."""
   config = context.config
   estimate = None
-  if context.trained.model.private_dim:
-    return {"log_likelihood": None, "num_log_likelihood_pairs": 0, "log_likelihood_samples": 0,
-            "log_likelihood_note": "Test log-likelihood not computed: the model has private "
-                                   "latents, which the importance sampler does not cover yet."}
   if config.eval.get("log_likelihood_samples", 0) > 0:
     estimate = likelihood.evaluation_log_likelihood(config, context.trained, context.test_pairs,
                                                     context.keys["log_likelihood"])

@@ -55,8 +55,8 @@ def sample_chunk(num_samples: int, batch_size: int) -> int:
 
 
 def log_marginal_estimate(log_likelihood_fn, proposal: dist.Gaussian | dist.Mixture,
-                          num_samples: int, rng: jax.Array, chunk: int | None = None
-                          ) -> jax.Array:
+                          num_samples: int, rng: jax.Array, chunk: int | None = None,
+                          private: dist.Gaussian | None = None) -> jax.Array:
   """Importance-sampled log p(x) for every batch element:
 
       log p(x) ~= logsumexp_k [log p(x | z_k) + log p(z_k) - log q(z_k)] - log K,
@@ -73,6 +73,10 @@ def log_marginal_estimate(log_likelihood_fn, proposal: dist.Gaussian | dist.Mixt
     rng: sampling randomness.
     chunk: samples drawn and scored per step; must divide K. Default:
       `sample_chunk(K, B)`.
+    private: with private latents, their proposal q(w_m) for every modality m, a
+      Gaussian [M, B, P] (prior N(0, I) too). Then every sample is (z, w), w drawn from a
+      stream of its own (`objectives.PRIVATE_STREAM`), the weight gains log p(w) -
+      log q(w), and `log_likelihood_fn` takes (z [k, B, D], w [k, M, B, P]).
 
   Returns:
     [B]: the estimate of log p(x) for each element (nats).
@@ -88,7 +92,14 @@ def log_marginal_estimate(log_likelihood_fn, proposal: dist.Gaussian | dist.Mixt
 
   def log_weights(rng):  # [chunk, B]
     z = jax.vmap(proposal.sample)(jax.random.split(rng, chunk))
-    return log_likelihood_fn(z) + prior.log_prob(z) - proposal.log_prob(z)
+    weights = prior.log_prob(z) - proposal.log_prob(z)
+    if private is None:
+      return log_likelihood_fn(z) + weights
+    private_rng = jax.random.fold_in(rng, objectives.PRIVATE_STREAM)
+    w = jax.vmap(private.sample)(jax.random.split(private_rng, chunk))  # [chunk, M, B, P]
+    private_prior = dist.standard_normal(private.mean.shape, private.mean.dtype)
+    weights += jnp.sum(private_prior.log_prob(w) - private.log_prob(w), axis=1)
+    return log_likelihood_fn(z, w) + weights
 
   def step(running, rng):
     return jnp.logaddexp(running, jax.nn.logsumexp(log_weights(rng), axis=0)), None
@@ -159,16 +170,28 @@ def _private_latents(model, from_mean, params, stored, given, rng) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "num_samples"))
 def _log_likelihood(model, kind, num_samples, params, stored, subset, scored, rng) -> jax.Array:
-  """[B]: log p(X_scored) with the posterior of `subset` as the proposal (both [M])."""
+  """[B]: log p(X_scored) with the posterior of `subset` as the proposal (both [M]).
+
+  With private latents the proposal of w_m is q(w_m|x_m) for a modality of `subset` and
+  its prior N(0, I) for the others, and decoder m reads (z, w_m)."""
   proposal = _posterior(model, kind, params, stored, subset)
   log_likelihoods = models.make_log_likelihood_fn(model, params, stored, weighted=False)
   num_modalities = len(model.modalities)
 
-  def log_likelihood_fn(z):  # [k, B, D] -> [k, B]: every decoder reads each z
+  def log_likelihood_fn(z, w=None):  # [k, B, D] (and [k, M, B, P]) -> [k, B]
     rows = jnp.broadcast_to(z[:, None], (z.shape[0], num_modalities) + z.shape[1:])
+    if w is not None:
+      rows = jnp.concatenate([rows, w], axis=-1)
     return jnp.sum(log_likelihoods.stacked(rows) * scored[None, :, None], axis=1)
 
-  return log_marginal_estimate(log_likelihood_fn, proposal, num_samples, rng)
+  private = None
+  if model.private_dim:
+    _, posteriors = models.apply(model, params, models.model_inputs(model.modalities, stored),
+                                 method=model.encode_private)
+    prior = dist.standard_normal(posteriors.mean.shape, posteriors.mean.dtype)
+    private = jax.tree.map(lambda q, p: jnp.where(subset[:, None, None], q, p), posteriors,
+                           prior)
+  return log_marginal_estimate(log_likelihood_fn, proposal, num_samples, rng, private=private)
 
 
 # Checks of the API's arguments: each raises a TypeError (wrong type) or ValueError (wrong
@@ -495,7 +518,9 @@ class TrainedModel:
     """Importance-sampled log p(X) of the modalities in `inputs`, per example (nats).
 
     log p(X | z) is the sum of the given modalities' own log-densities (Laplace for
-    images, categorical for text), without the training's likelihood weights.
+    images, categorical for text), without the training's likelihood weights. With
+    private latents each sample is (z, w_1..w_M): w_m from q(w_m|x_m) where m is in the
+    proposal, from its prior N(0, I) otherwise, and log p(X | z, w) reads each w_m.
 
     Args:
       inputs: {modality: array [B, ...]} (module docstring).
@@ -508,9 +533,6 @@ class TrainedModel:
       [B] estimates of log p(X).
     """
     num_samples = _count(num_samples, "num_samples")
-    if self.model.private_dim:
-      raise ValueError("log_likelihood is not computed for models with private latents yet: "
-                       "its proposal would have to cover every w_m as well as z.")
     key = _key(0 if rng is None else rng)
     stored = self.stored(inputs)
     proposal = list(inputs) if proposal is None else self._names(proposal, "proposal")
