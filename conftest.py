@@ -154,13 +154,13 @@ def tiny_polymnist_config(num_modalities: int, root) -> ml_collections.ConfigDic
   config.eval.classifier_max_train_examples = 64
   config.eval.batch_size = 16
   config.eval.num_examples = 24  # one padded batch after a full one
-  config.eval.num_prior_samples = 16
-  config.eval.probe_train_examples = 32
-  config.eval.fid_examples = 16
-  config.eval.inception_weights = str(root / "missing_inception.npz")
-  config.eval.fid = True
-  config.eval.fid_by_subset_size = True
-  config.eval.fid_subsets_per_size = -1  # every conditioning subset of each size
+  config.eval.coherence.prior_samples = 16
+  config.eval.latent.train_examples = 32
+  config.eval.fid.examples = 16
+  config.eval.fid.inception_weights = str(root / "missing_inception.npz")
+  config.eval.fid.enabled = True
+  config.eval.fid.by_subset_size = True
+  config.eval.fid.subsets_per_size = -1  # every conditioning subset of each size
   return config
 
 

@@ -229,6 +229,9 @@ def _apply_settings(config: "ml_collections.ConfigDict", settings: Mapping[str, 
   from crmvae_jax.config import defaults  # pylint: disable=import-outside-toplevel
 
   for name, value in settings.items():
+    renamed = defaults.RENAMED_FIELDS.get(str(name))
+    if renamed is not None:
+      raise UserError(f"settings names {name!r}, which is now {renamed!r}; use that name.")
     try:
       defaults.set_field(config, str(name), value)
     except (KeyError, AttributeError):

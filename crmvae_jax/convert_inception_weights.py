@@ -13,7 +13,7 @@ holds the state dict's names and PyTorch-layout arrays, minus the classifier hea
 BatchNorm step counters, which pool3 features do not use. The script then loads the
 file through `crmvae_jax.evaluation.inception` (every name and shape is checked) and prints the
 features of a grey image. Evaluation finds the output at the default path, at
-`$CRMVAE_INCEPTION_WEIGHTS`, or at `--config.eval.inception_weights=PATH`.
+`$CRMVAE_INCEPTION_WEIGHTS`, or at `--config.eval.fid.inception_weights=PATH`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ It computes, on `config.eval.num_examples` test pairs (a seeded random choice; -
 - FID (Table 2) of every image modality generated from every other single modality,
   against the real test images of that modality (needs the Inception weights; without
   them FID is skipped with a one-sentence note of which file to provide). With
-  `config.eval.fid_by_subset_size`, from conditioning subsets of every size instead
-  (at most `config.eval.fid_subsets_per_size` per size), for Figure 2;
+  `config.eval.fid.by_subset_size`, from conditioning subsets of every size instead
+  (at most `config.eval.fid.subsets_per_size` per size), for Figure 2;
   `reporting.summaries.by_subset_size` averages any result's columns per subset size.
 - classifier-Frechet distance, always (no weights to fetch): the Frechet distance of
   the same directions, on the same pairs and the same generated images, in the
@@ -30,10 +30,10 @@ It computes, on `config.eval.num_examples` test pairs (a seeded random choice; -
   exists on every machine. Its scale is the classifier's, not Inception's: compare
   models judged by one set of classifiers, never with the paper's FIDs.
 - latent linear probes (Table 5): logistic regression on the posterior means of every
-  non-empty subset, trained on up to `config.eval.probe_train_examples` training pairs
+  non-empty subset, trained on up to `config.eval.latent.train_examples` training pairs
   (default 500, the reference code's setting).
 
-FID and the classifier-Frechet distance use `config.eval.fid_examples` of the
+FID and the classifier-Frechet distance use `config.eval.fid.examples` of the
 evaluated pairs, a seeded random choice (`evaluation.fid.fid_pairs`), and the figure shows
 `config.figure_examples` of them, another: test pairs may be stored in label order
 (MNIST-SVHN-Text's are, digit by digit), where the first pairs all show one digit.

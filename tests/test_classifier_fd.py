@@ -92,7 +92,7 @@ def test_classifier_fd_of_real_images_is_zero_and_of_noise_large(monkeypatch,
   assert metadata["test_accuracy"] > 0.5
   test_pairs = dataset.subset(test_ids)
   config = config_lib.quickstart_config()
-  config.eval.fid_examples = 300
+  config.eval.fid.examples = 300
   config.eval.batch_size = 100
   judges = {"mnist": classifier}
 
@@ -125,7 +125,7 @@ def test_a_tiny_evaluation_reports_the_classifier_fd(tmp_path):
   assert results["fid"] is None
   assert list(results["classifier_fd"]) == ["T->M"]
   assert np.isfinite(results["classifier_fd"]["T->M"]) and results["classifier_fd"]["T->M"] > 0
-  assert results["num_fid_pairs"] == min(config.eval.fid_examples, results["num_test_pairs"])
+  assert results["num_fid_pairs"] == min(config.eval.fid.examples, results["num_test_pairs"])
   assert summaries.by_subset_size(results)["classifier_fd"] == {
       1: pytest.approx(results["classifier_fd"]["T->M"])}
   eval_dir = os.path.join(workdir, "eval")

@@ -72,6 +72,7 @@ def config_files(tmp_path_factory):
     (("--config.checkpoint_every_steps=0",), ("--config.checkpoint_every_steps",)),
     (("--config.num_train_steps=-1", "--config.num_epochs=0"), ("--config.num_epochs",)),
     (("--config.model=crmvea",), ("did you mean --config.model=crmvae?",)),
+    (("--config.eval.fid=False",), ("--config.eval.fid is now --config.eval.fid.enabled",)),
     (("--config=configs/nope.py",), ("configs/nope.py does not exist",)),
     (("--config=configs/mst.py:huge",), ("'full', 'small' or 'tiny'", "configs/mst.py:small")),
     (("--config=configs/polymnist.py:huge",), ("'full', 'small' or 'tiny'",)),

@@ -191,10 +191,10 @@ def test_train_judge_and_evaluate_end_to_end(config_data, tmp_path, monkeypatch)
   config.eval.classifier_batch_size = 32
   config.eval.batch_size = 32
   config.eval.num_examples = 64
-  config.eval.num_prior_samples = 64
-  config.eval.probe_train_examples = 64
-  config.eval.log_likelihood_samples = 4
-  config.eval.log_likelihood_examples = 8
+  config.eval.coherence.prior_samples = 64
+  config.eval.latent.train_examples = 64
+  config.eval.log_likelihood.samples = 4
+  config.eval.log_likelihood.examples = 8
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config, workdir)
 

@@ -61,8 +61,8 @@ class _StandInJudge:
 def _config(seed: int = 0, fid_examples: int = 40):
   config = config_lib.quickstart_config()
   config.eval.seed = seed
-  config.eval.fid = True
-  config.eval.fid_examples = fid_examples
+  config.eval.fid.enabled = True
+  config.eval.fid.examples = fid_examples
   config.eval.batch_size = 20
   return config
 
@@ -121,7 +121,7 @@ def test_classifier_fd_has_the_fid_columns_on_the_same_pairs(monkeypatch, sorted
   judges = {"mnist": _StandInJudge(), "svhn": _StandInJudge()}
   for by_subset_size in (False, True):
     config = _config()
-    config.eval.fid_by_subset_size = by_subset_size
+    config.eval.fid.by_subset_size = by_subset_size
     fid_labels, fid = _fid_labels(monkeypatch, dataset, modalities, config)
     model = _RecordingModel()
     classifier_fd = fid_lib.model_classifier_fd(config, model, judges, dataset, modalities,

@@ -225,19 +225,19 @@ def test_fid_of_true_inputs_is_zero_and_of_noise_large(digits):
 def test_fid_without_inception_weights_is_skipped_with_the_file_to_provide(digits, tmp_path):
   dataset, modalities = digits
   config = config_lib.quickstart_config()
-  config.eval.fid = True
-  config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
+  config.eval.fid.enabled = True
+  config.eval.fid.inception_weights = str(tmp_path / "inception_fid.npz")
   scores, note = fid.model_fid(config, _true_inputs, dataset, modalities,
                                jax.random.PRNGKey(0))
   assert scores is None
   # The note is inception.find_weights' sentence: where it looked and what to pass.
   assert note.startswith("FID skipped: ")
   assert str(tmp_path / "inception_fid.npz") in note
-  assert "--config.eval.inception_weights=" in note
-  config.eval.fid = False
+  assert "--config.eval.fid.inception_weights=" in note
+  config.eval.fid.enabled = False
   assert fid.model_fid(config, _true_inputs, dataset, modalities,
                        jax.random.PRNGKey(0)) == (
-                           None, "FID not computed (--config.eval.fid=False).")
+                           None, "FID not computed (--config.eval.fid.enabled=False).")
 
 
 @quickstart_data
@@ -313,7 +313,7 @@ def test_every_number_of_the_results_shows_in_the_tables():
 def test_tables_of_a_dataset_outside_the_paper_have_no_paper_rows():
   run = {"model": "crmvae", "data": "quickstart", "modalities": {"M": "mnist", "T": "text"},
          "coherence": {"R": 0.2, "M<-T": 0.3, "T<-M": 0.4},
-         "fid": None, "fid_note": "FID not computed (--config.eval.fid=False).",
+         "fid": None, "fid_note": "FID not computed (--config.eval.fid.enabled=False).",
          "latent": {"M": 0.9, "T": 1.0, "M+T": 1.0},
          "judges": {"mnist": "classifier", "text": "levenshtein"},
          "judge_accuracy": {"mnist": 0.97, "text": 1.0}}
@@ -331,11 +331,11 @@ def _tiny_quickstart_config(tmp_path):
   config.figure_examples = 4
   config.eval.classifier_dir = str(tmp_path / "classifiers")
   config.eval.classifier_batch_size = 64
-  config.eval.probe_train_examples = 128
-  config.eval.log_likelihood_samples = 8
-  config.eval.log_likelihood_examples = 16
-  config.eval.fid = True  # without weights: skipped, with a note
-  config.eval.inception_weights = str(tmp_path / "inception_fid.npz")
+  config.eval.latent.train_examples = 128
+  config.eval.log_likelihood.samples = 8
+  config.eval.log_likelihood.examples = 16
+  config.eval.fid.enabled = True  # without weights: skipped, with a note
+  config.eval.fid.inception_weights = str(tmp_path / "inception_fid.npz")
   return config
 
 

@@ -104,7 +104,7 @@ def _shrink(config, root):
   config_lib.limit_data(config, 500, 100)
   config.eval.classifier_dir = os.path.join(root, "classifiers")
   config.eval.classifier_max_train_examples = 500
-  config.eval.fid_examples = 200
+  config.eval.fid.examples = 200
   return conftest.two_image_text_steps(config)
 
 
@@ -119,7 +119,7 @@ def celeba_run(celeba_dir, tmp_path_factory):
   config.data.image_dir = celeba_dir
   config.data.text_length = 64
   config = _shrink(config, root)
-  config.eval.fid = False
+  config.eval.fid.enabled = False
   workdir = str(root / "crmvae")
   loop.train_and_evaluate(config, workdir)
   return config, workdir

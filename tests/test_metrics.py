@@ -320,7 +320,7 @@ def test_missing_weights_message(tmp_path, monkeypatch):
   assert str(tmp_path / "elsewhere.npz") in message
   assert str(tmp_path / ".cache" / "crmvae_jax" / "inception_fid.npz") in message
   assert "python -m crmvae_jax.convert_inception_weights" in message
-  assert "--config.eval.inception_weights=PATH" in message
+  assert "--config.eval.fid.inception_weights=PATH" in message
   assert message.count(". ") == 0 and message.endswith(".")
 
   with pytest.raises(DataUnavailableError, match="explicit.npz"):

@@ -288,8 +288,8 @@ def test_a_run_samples_from_its_ex_post_sampler_and_evaluation_reports_both(tmp_
   config = config_lib.resize(config_lib.quickstart_config(), "tiny")
   config.eval.classifier_dir = str(tmp_path / "classifiers")
   config.eval.extra_metrics = ("ex_post_sampler",)
-  config.eval.sampler_components = 3
-  config.eval.sampler_examples = 300
+  config.eval.ex_post_sampler.components = 3
+  config.eval.ex_post_sampler.examples = 300
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config, workdir)
   model = crmvae_jax.load(workdir)

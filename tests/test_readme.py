@@ -91,10 +91,10 @@ TINY = {
     "crmvae_jax.classifiers": ["--config.eval.classifier_epochs=1",
                                "--config.eval.classifier_max_train_examples=256",
                                "--config.disable_progress_bar=True"],
-    "crmvae_jax.evaluate": ["--config.eval.num_examples=64", "--config.eval.num_prior_samples=64",
-                            "--config.eval.probe_train_examples=64",
-                            "--config.eval.log_likelihood_samples=4",
-                            "--config.eval.log_likelihood_examples=8"],
+    "crmvae_jax.evaluate": ["--config.eval.num_examples=64", "--config.eval.coherence.prior_samples=64",
+                            "--config.eval.latent.train_examples=64",
+                            "--config.eval.log_likelihood.samples=4",
+                            "--config.eval.log_likelihood.examples=8"],
 }
 
 

@@ -142,9 +142,9 @@ def test_sweep_of_two_seeds_by_two_betas_writes_its_table(tmp_path):
   config.eval.classifier_epochs = 1
   config.eval.classifier_max_train_examples = 1000
   config.eval.num_examples = 200
-  config.eval.num_prior_samples = 200
-  config.eval.probe_train_examples = 200
-  config.eval.fid = False
+  config.eval.coherence.prior_samples = 200
+  config.eval.latent.train_examples = 200
+  config.eval.fid.enabled = False
   runs = sweeps.run_grid(config, ["crmvae"], [0, 1], [0.5, 2.0], str(tmp_path / "runs"))
   assert sorted((run["seed"], run["beta"]) for run in runs) == [
       (0, 0.5), (0, 2.0), (1, 0.5), (1, 2.0)]

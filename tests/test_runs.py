@@ -150,6 +150,52 @@ def test_a_run_saved_before_a_model_defining_field_existed_is_that_field_at_its_
     assert runs.model_defining_differences(saved, config_lib.arrays_config()) == []
 
 
+def test_evaluation_settings_saved_under_their_old_names_are_read_under_the_new_ones(tmp_path):
+  # As a run saved before each metric had its own group wrote them: flat, with
+  # eval.fid a flag; every value is different from today's default.
+  config = config_lib.quickstart_config()
+  runs.save_config(str(tmp_path), config)
+  path = tmp_path / runs.CONFIG_FILE
+  document = json.loads(path.read_text())
+  old_values = {"num_prior_samples": 123, "coherence_from_means": True,
+                "log_likelihood_samples": 7, "log_likelihood_examples": 9,
+                "log_likelihood_subsets": False, "fid": False, "fid_examples": 11,
+                "inception_weights": "/w.npz", "fid_by_subset_size": True,
+                "fid_subsets_per_size": 3, "probe_train_examples": 13,
+                "sampler_components": 4, "sampler_examples": 15}
+  assert {f"eval.{name}" for name in old_values} == set(config_lib.RENAMED_FIELDS)
+  for group in ("coherence", "log_likelihood", "fid", "latent", "ex_post_sampler"):
+    del document["eval"][group]
+  document["eval"].update(old_values)
+  document[runs.TYPES_KEY] = {k: v for k, v in document.get(runs.TYPES_KEY, {}).items()
+                              if not k.startswith("eval.")}
+  path.write_text(json.dumps(document))
+  saved = runs.load_config(str(tmp_path))
+  for old, value in old_values.items():
+    group, leaf = config_lib.RENAMED_FIELDS[f"eval.{old}"].split(".")[1:]
+    assert saved.eval[group][leaf] == value, old
+    assert old not in saved.eval or isinstance(saved.eval[old], ml_collections.ConfigDict)
+
+
+def test_evaluation_settings_added_since_a_run_was_saved_fill_their_groups(tmp_path):
+  runs.save_config(str(tmp_path), config_lib.quickstart_config())
+  path = tmp_path / runs.CONFIG_FILE
+  document = json.loads(path.read_text())
+  del document["eval"]["ex_post_sampler"]  # a whole group
+  del document["eval"]["log_likelihood"]["subsets"]  # one field of a group
+  path.write_text(json.dumps(document))
+  saved = runs.load_config(str(tmp_path))
+  assert saved.eval.ex_post_sampler.components == 10
+  assert saved.eval.log_likelihood.subsets is True
+
+
+def test_an_old_evaluation_name_in_settings_names_the_new_one(tmp_path):
+  from crmvae_jax import api
+
+  with pytest.raises(UserError, match="'eval.fid', which is now 'eval.fid.enabled'"):
+    api._apply_settings(config_lib.quickstart_config(), {"eval.fid": False})
+
+
 def test_data_location_is_not_the_data():
   saved = cub.get_config()
   moved = saved.copy_and_resolve_references()

@@ -59,8 +59,8 @@ def test_small_is_smaller_than_full(config_file):
   assert small.eval_every_steps <= full.eval_every_steps
   assert small.checkpoint_every_steps <= full.checkpoint_every_steps
   assert small.eval.classifier_epochs <= full.eval.classifier_epochs
-  assert small.eval.num_prior_samples <= full.eval.num_prior_samples
-  assert small.eval.fid is False
+  assert small.eval.coherence.prior_samples <= full.eval.coherence.prior_samples
+  assert small.eval.fid.enabled is False
   fields = config_lib.data_size_fields(full.data)
   if "mnist_source" in full.data:  # PolyMNIST: the 4,500 + 500 embedded digits, offline
     assert (full.data.mnist_source, small.data.mnist_source) == ("tfds", "embedded")
@@ -99,8 +99,8 @@ def test_polymnist_small_keeps_its_values():
   assert small.data.mnist_source == "embedded"
   assert (small.num_epochs, small.batch_size, small.log_every_steps, small.eval_every_steps,
           small.checkpoint_every_steps, small.eval_batches) == (5, 128, 20, 400, 400, 4)
-  assert (small.eval.classifier_epochs, small.eval.num_prior_samples,
-          small.eval.fid) == (5, 1000, False)
+  assert (small.eval.classifier_epochs, small.eval.coherence.prior_samples,
+          small.eval.fid.enabled) == (5, 1000, False)
   assert (small.data.max_train, small.data.max_test, small.num_train_steps) == (None, None, -1)
 
 
@@ -128,7 +128,7 @@ def test_sweeps_small_setting_shrinks_every_data_set(config_file):
   # Judged by evaluate's own classifiers, trained as `crmvae_jax.classifiers` trains them.
   for field in ("classifier_dir", "classifier_epochs", "classifier_max_train_examples"):
     assert small.eval[field] == full.eval[field], field
-  assert small.eval.fid == full.eval.fid  # the sweep tables report FID when asked
+  assert small.eval.fid.enabled == full.eval.fid.enabled  # the sweep tables report FID when asked
   # The data of the small setting: shrunk, whatever the data set's size fields are named
   # (the quick start has none and is small already).
   assert small.data.to_dict() == config_lib.small(full).data.to_dict()

@@ -73,9 +73,9 @@ def test_every_shipped_config_is_valid(config):
     ("eval.classifier_learning_rate", 0.0, "--config.eval.classifier_learning_rate"),
     ("eval.classifier_epochs", 0, "--config.eval.classifier_epochs"),
     ("eval.num_examples", 0, "--config.eval.num_examples"),
-    ("eval.num_prior_samples", 0, "--config.eval.num_prior_samples"),
-    ("eval.fid_examples", 1, "--config.eval.fid_examples"),
-    ("eval.fid_subsets_per_size", 0, "--config.eval.fid_subsets_per_size"),
+    ("eval.coherence.prior_samples", 0, "--config.eval.coherence.prior_samples"),
+    ("eval.fid.examples", 1, "--config.eval.fid.examples"),
+    ("eval.fid.subsets_per_size", 0, "--config.eval.fid.subsets_per_size"),
 ])
 def test_a_bad_value_is_refused_naming_its_flag(field, value, flag):
   config = config_lib.quickstart_config()

@@ -135,9 +135,14 @@ def check_override_names(config: ml_collections.ConfigDict, argv: Sequence[str],
   known = _fields(config)
   for arg in argv[1:]:
     match = _OVERRIDE.match(arg)
-    if match is None or match.group(1) in known:
+    if match is None:
       continue
     field = match.group(1)
+    renamed = config_lib.RENAMED_FIELDS.get(field)
+    if renamed is not None:
+      raise UserError(f"--config.{field} is now --config.{renamed}; pass that instead.")
+    if field in known:
+      continue
     [closest] = difflib.get_close_matches(field, known, n=1, cutoff=0.0)
     raise UserError(f"--config.{field} is not a field of {source}; did you mean "
                     f"--config.{closest}?")

@@ -31,15 +31,15 @@ from crmvae_jax.common.errors import UserError
 RUN_SIZES: dict[str, dict[str, object]] = {
     "small": {"num_epochs": 5, "batch_size": 128,
               "log_every_steps": 20, "eval_every_steps": 400, "checkpoint_every_steps": 400,
-              "eval_batches": 4, "eval.num_prior_samples": 1000, "eval.fid": False},
+              "eval_batches": 4, "eval.coherence.prior_samples": 1000, "eval.fid.enabled": False},
     "tiny": {"num_train_steps": 4, "batch_size": 32, "log_every_steps": 4,
              "eval_every_steps": 4, "checkpoint_every_steps": 4, "eval_batches": 1,
              "figure_examples": 2, "disable_progress_bar": True,
              "eval.classifier_epochs": 1, "eval.classifier_batch_size": 32,
              "eval.classifier_max_train_examples": 256, "eval.batch_size": 32,
-             "eval.num_examples": 64, "eval.num_prior_samples": 64,
-             "eval.probe_train_examples": 64, "eval.fid": False,
-             "eval.log_likelihood_samples": 4, "eval.log_likelihood_examples": 8},
+             "eval.num_examples": 64, "eval.coherence.prior_samples": 64,
+             "eval.latent.train_examples": 64, "eval.fid.enabled": False,
+             "eval.log_likelihood.samples": 4, "eval.log_likelihood.examples": 8},
 }
 # The sizes sweeps and experiments shrink runs to, built on the two above so that every
 # size is in this one table (`resize`); FID is left as the config asks in each.
@@ -50,24 +50,24 @@ RUN_SIZES: dict[str, dict[str, object]] = {
 #   steps of 8 pairs on at most 500 + 100 images, 200 evaluated pairs.
 # - figure2_small: PolyMNIST's Figure 2 on a CPU: the sweep size with batches of 16,
 #   sampled mixture expectations, weaker judges of its own, 250 evaluation samples.
-_WITHOUT_FID = {size: {k: v for k, v in RUN_SIZES[size].items() if k != "eval.fid"}
+_WITHOUT_FID = {size: {k: v for k, v in RUN_SIZES[size].items() if k != "eval.fid.enabled"}
                 for size in RUN_SIZES}
 RUN_SIZES["sweep"] = {
     **_WITHOUT_FID["small"], "num_train_steps": 200, "eval.num_examples": 1000,
-    "eval.num_prior_samples": 1000, "eval.probe_train_examples": 1000,
-    "eval.fid_examples": 1000}
+    "eval.coherence.prior_samples": 1000, "eval.latent.train_examples": 1000,
+    "eval.fid.examples": 1000}
 RUN_SIZES["image_text_small"] = {
     **_WITHOUT_FID["tiny"], "num_train_steps": 10, "batch_size": 8, "log_every_steps": 5,
     "eval_every_steps": 10, "checkpoint_every_steps": 10, "figure_examples": 4,
     "disable_progress_bar": False, "eval.classifier_epochs": 2,
     "eval.classifier_batch_size": 64, "eval.classifier_max_train_examples": 500,
-    "eval.batch_size": 50, "eval.num_examples": 200, "eval.fid_examples": 200}
+    "eval.batch_size": 50, "eval.num_examples": 200, "eval.fid.examples": 200}
 RUN_SIZES["figure2_small"] = {
     **RUN_SIZES["sweep"], "batch_size": 16, "eval_every_steps": 200,
     "checkpoint_every_steps": 200, "mixture_estimator": "sampled",
     "eval.classifier_epochs": 3, "eval.classifier_batch_size": 64,
-    "eval.num_examples": 250, "eval.num_prior_samples": 250,
-    "eval.probe_train_examples": 250, "eval.fid_examples": 100}
+    "eval.num_examples": 250, "eval.coherence.prior_samples": 250,
+    "eval.latent.train_examples": 250, "eval.fid.examples": 100}
 DATA_CAPS = {"small": (5000, 1000), "tiny": (512, 128), "sweep": (5000, 1000),
              "image_text_small": (500, 100), "figure2_small": (5000, 1000)}
 # At most this many classifier epochs in the small setting (a config's fewer are kept).
@@ -163,30 +163,54 @@ def evaluation_config() -> ml_collections.ConfigDict:
   config.extra_metrics = ()
   config.batch_size = 250  # generation, classification and encoding at evaluation
   config.num_examples = -1  # test examples to evaluate; -1 = all
-  config.num_prior_samples = 10000  # joint coherence
-  # Also cross-coherence decoded from the posteriors' means instead of samples
-  # (results["coherence_from_means"]): a diagnostic of how wide the posteriors are.
-  config.coherence_from_means = False
-  # The ex-post sampler of metric 'ex_post_sampler' (extra_metrics): a Gaussian mixture of
-  # this many components fitted to the joint posterior means of at most this many
-  # training pairs (model/samplers.py).
-  config.sampler_components = 10
-  config.sampler_examples = 5000
-  # Training pairs of the logistic-regression latent probes (Table 5): 500, the
-  # reference code's setting; more points flatter weak representations.
-  config.probe_train_examples = 500
+  # Each metric's own settings, a group named as the metric (big_vision's
+  # config.evals.<name>): --config.eval.<metric>.<setting>.
+  config.coherence = ml_collections.ConfigDict({
+      "prior_samples": 10000,  # joint coherence R (and the ex-post sampler's R)
+      # Also cross-coherence decoded from the posteriors' means instead of samples
+      # (results["coherence_from_means"]): a diagnostic of how wide the posteriors are.
+      "from_means": False,
+  })
   # The test log-likelihood log p(X) by importance sampling (evaluation/likelihood.py):
   # samples K per pair and proposal (0: not computed), test pairs, and whether every
   # subset's posterior is a proposal too (else only the joint posterior).
-  config.log_likelihood_samples = 1000
-  config.log_likelihood_examples = 100
-  config.log_likelihood_subsets = True
-  config.fid = True
-  config.fid_examples = 10000  # generated and real images per FID
-  config.inception_weights = ml_collections.config_dict.placeholder(str)
-  config.fid_by_subset_size = False  # FID for conditioning subsets of every size (Figure 2)
-  config.fid_subsets_per_size = -1  # subsets drawn per size for that FID; -1 = all
+  config.log_likelihood = ml_collections.ConfigDict({
+      "samples": 1000, "examples": 100, "subsets": True})
+  config.fid = ml_collections.ConfigDict({
+      "enabled": True,
+      "examples": 10000,  # generated and real images per FID
+      "inception_weights": ml_collections.config_dict.placeholder(str),
+      "by_subset_size": False,  # FID for conditioning subsets of every size (Figure 2)
+      "subsets_per_size": -1,  # subsets drawn per size for that FID; -1 = all
+  })
+  # Training pairs of the logistic-regression latent probes (Table 5): 500, the
+  # reference code's setting; more points flatter weak representations.
+  config.latent = ml_collections.ConfigDict({"train_examples": 500})
+  # Metric 'ex_post_sampler' (extra_metrics): a Gaussian mixture of this many components
+  # fitted to the joint posterior means of at most this many training pairs
+  # (model/samplers.py).
+  config.ex_post_sampler = ml_collections.ConfigDict({"components": 10, "examples": 5000})
   return config
+
+
+# Evaluation settings that moved into their metric's group: old dotted name -> new. A run
+# saved with an old name is read with the new one (`runs.read_config`), and an old name
+# on a command line is refused naming the new one (`cli.check_override_names`).
+RENAMED_FIELDS = {
+    "eval.num_prior_samples": "eval.coherence.prior_samples",
+    "eval.coherence_from_means": "eval.coherence.from_means",
+    "eval.log_likelihood_samples": "eval.log_likelihood.samples",
+    "eval.log_likelihood_examples": "eval.log_likelihood.examples",
+    "eval.log_likelihood_subsets": "eval.log_likelihood.subsets",
+    "eval.fid": "eval.fid.enabled",
+    "eval.fid_examples": "eval.fid.examples",
+    "eval.inception_weights": "eval.fid.inception_weights",
+    "eval.fid_by_subset_size": "eval.fid.by_subset_size",
+    "eval.fid_subsets_per_size": "eval.fid.subsets_per_size",
+    "eval.probe_train_examples": "eval.latent.train_examples",
+    "eval.sampler_components": "eval.ex_post_sampler.components",
+    "eval.sampler_examples": "eval.ex_post_sampler.examples",
+}
 
 
 def quickstart_config() -> ml_collections.ConfigDict:
@@ -212,8 +236,8 @@ def quickstart_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2500
   config.eval_batches = 4
   config.eval.classifier_epochs = 10
-  config.eval.num_prior_samples = 1000
-  config.eval.fid = False  # no Inception weights ship with any package
+  config.eval.coherence.prior_samples = 1000
+  config.eval.fid.enabled = False  # no Inception weights ship with any package
   return config
 
 
@@ -222,7 +246,7 @@ def quickstart_config() -> ml_collections.ConfigDict:
 # features mean little for arbitrary data.
 ARRAYS_FIELDS = {
     "batch_size": 128, "num_epochs": 100, "latent_dim": 32,
-    "eval_every_steps": 2000, "checkpoint_every_steps": 2000, "eval.fid": False,
+    "eval_every_steps": 2000, "checkpoint_every_steps": 2000, "eval.fid.enabled": False,
 }
 
 
@@ -301,7 +325,7 @@ def data_set_config(data: ml_collections.ConfigDict, setting: str, config_file: 
     data: the data set's `config.data`.
     setting: 'full', 'small' or 'tiny' (`--config=FILE.py:SETTING`).
     config_file: the file, for messages, e.g. 'configs/mst.py'.
-    fields: dotted field names and their values, e.g. {"latent_dim": 64, "eval.fid": False}.
+    fields: dotted field names and their values, e.g. {"latent_dim": 64, "eval.fid.enabled": False}.
   """
   config = base_config()
   config.data = data
@@ -312,7 +336,7 @@ def data_set_config(data: ml_collections.ConfigDict, setting: str, config_file: 
 
 def set_field(config: ml_collections.ConfigDict, name: str, value: Any,
               add: bool = False) -> None:
-  """Sets the dotted field `name` ('eval.fid') of `config` to `value`.
+  """Sets the dotted field `name` ('eval.fid.enabled') of `config` to `value`.
 
   Args:
     add: whether a field `config` does not have yet may be added (in an existing group).

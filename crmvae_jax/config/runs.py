@@ -204,15 +204,41 @@ def read_config(path: str) -> ml_collections.ConfigDict:
   if types is None:  # an older run: every list was a tuple
     types = {field: "tuple" for field, value in _flatten(document).items()
              if isinstance(value, list)}
+  _renamed_in_place(document, types)
   config = ml_collections.ConfigDict(_decode(document, types))
   if "eval" in config:
     # Evaluation settings added since the run was saved take today's defaults: they
     # define no model, and --config.eval.FIELD=VALUE can then set them on any run.
-    current = defaults.evaluation_config()
-    for name in current.keys():
-      if name not in config.eval:
-        config.eval[name] = current.get_ref(name)
+    _fill_missing(config.eval, defaults.evaluation_config())
   return config
+
+
+def _renamed_in_place(document: dict, types: dict) -> None:
+  """Moves the evaluation settings a run saved under their old names
+  (`defaults.RENAMED_FIELDS`, e.g. eval.fid -> eval.fid.enabled) to their new ones."""
+  evaluation = document.get("eval")
+  if not isinstance(evaluation, dict):
+    return
+  moved = {}  # first take every old value out (eval.fid's flag has its group's name) ...
+  for old, new in defaults.RENAMED_FIELDS.items():
+    name = old.split(".", 1)[1]
+    if name in evaluation and not isinstance(evaluation[name], dict):
+      moved[new] = evaluation.pop(name)
+      if old in types:
+        types[new] = types.pop(old)
+  for new, value in moved.items():  # ... then put each in its group
+    group, leaf = new.split(".")[1:]
+    evaluation.setdefault(group, {})[leaf] = value
+
+
+def _fill_missing(config: ml_collections.ConfigDict, current: ml_collections.ConfigDict) -> None:
+  """Adds to `config` every field of `current` it lacks, group by group."""
+  for name in current.keys():
+    if name not in config:
+      config[name] = current[name]
+    elif isinstance(current[name], ml_collections.ConfigDict) and isinstance(
+        config[name], ml_collections.ConfigDict):
+      _fill_missing(config[name], current[name])
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

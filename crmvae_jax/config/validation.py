@@ -117,19 +117,20 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
 def _check_eval(config: ml_collections.ConfigDict) -> None:
   """The evaluation and classifier settings (`crmvae_jax.config.defaults.evaluation_config`)."""
   for field in ("classifier_epochs", "classifier_batch_size", "batch_size",
-                "num_prior_samples", "probe_train_examples", "sampler_components",
-                "sampler_examples"):
+                "coherence.prior_samples", "latent.train_examples",
+                "ex_post_sampler.components", "ex_post_sampler.examples"):
     field_checks.check_number(config, f"eval.{field}", 1, integer=True)
   field_checks.check_number(config, "eval.classifier_learning_rate", 0.0, strict=True, float32=True)
   field_checks.check_number(config, "eval.classifier_max_train_examples", 1, integer=True, optional=True)
   field_checks.check_number(config, "eval.seed", 0, integer=True, maximum=MAX_SEED)
   field_checks.check_number(config, "eval.num_examples", 1, integer=True, allowed=(-1,))
   # A Frechet distance needs a covariance: at least two images.
-  field_checks.check_number(config, "eval.fid_examples", 2, integer=True)
-  field_checks.check_number(config, "eval.fid_subsets_per_size", 1, integer=True, allowed=(-1,))
-  field_checks.check_number(config, "eval.log_likelihood_samples", 0, integer=True)
-  field_checks.check_number(config, "eval.log_likelihood_examples", 1, integer=True)
-  field_checks.check_choice(config, "eval.log_likelihood_subsets", (False, True), "log_likelihood_subsets value")
+  field_checks.check_number(config, "eval.fid.examples", 2, integer=True)
+  field_checks.check_number(config, "eval.fid.subsets_per_size", 1, integer=True, allowed=(-1,))
+  field_checks.check_number(config, "eval.log_likelihood.samples", 0, integer=True)
+  field_checks.check_number(config, "eval.log_likelihood.examples", 1, integer=True)
+  field_checks.check_choice(config, "eval.log_likelihood.subsets", (False, True),
+                            "log_likelihood.subsets value")
 
 
 def check_split_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:

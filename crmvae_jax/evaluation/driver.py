@@ -129,11 +129,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
     The results: model, data, seed, beta, step, modalities (abbreviation -> name),
     num_test_pairs, then what each metric returns. Digit-labelled data: coherence
     (Table 1 columns), coherence_from_means (the cross-coherence columns decoded from
-    the posteriors' means with `config.eval.coherence_from_means`, else None),
+    the posteriors' means with `config.eval.coherence.from_means`, else None),
     coherence_exact and text_levenshtein (generated digit names judged by exact match,
     and their edit distance to the true name; None without such a text),
     log_likelihood (proposal subset -> mean estimated log p(X) in nats, or None with
-    `config.eval.log_likelihood_samples` 0), fid (Table 2 columns, or None with
+    `config.eval.log_likelihood.samples` 0), fid (Table 2 columns, or None with
     fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
     None without an image to generate across), latent (Table 5 columns), judges,
     judge_accuracy and classifier_test_accuracy (per modality), and example counts
@@ -172,7 +172,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
   test_pairs = test_set.subset(
       input_pipeline.sample_ids(len(test_set), config.eval.num_examples, choice_rng))
   probe_pairs = train_set.subset(
-      input_pipeline.sample_ids(len(train_set), config.eval.probe_train_examples, choice_rng))
+      input_pipeline.sample_ids(len(train_set), config.eval.latent.train_examples, choice_rng))
   seed_key = jax.random.PRNGKey(config.eval.seed)
   coherence_key, prior_key, fid_key = jax.random.split(seed_key, 3)
   images_from_text_key, grid_key = jax.random.split(seed_key)
@@ -192,7 +192,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
 
   counts = {"num_test_pairs": len(test_pairs)}
   if "coherence" in metrics:
-    counts["num_prior_samples"] = config.eval.num_prior_samples
+    counts["num_prior_samples"] = config.eval.coherence.prior_samples
   if "latent" in metrics:
     counts["num_probe_train_pairs"] = len(probe_pairs)
   tqdm.tqdm.write(
@@ -284,16 +284,16 @@ def _evaluate_unlabelled(config: ml_collections.ConfigDict, workdir: str, replic
                   f"{header['step']} ({UNLABELLED_NOTE}): the test log-likelihood and the "
                   "cross-generations.")
   log_likelihood = None
-  if config.eval.get("log_likelihood_samples", 0) > 0:
+  if config.eval.log_likelihood.samples > 0:
     log_likelihood = likelihood.evaluation_log_likelihood(
         config, trained, test_pairs, jax.random.fold_in(jax.random.PRNGKey(config.eval.seed), 1))
   results = {
       **header, "note": UNLABELLED_NOTE, "num_test_pairs": len(test_pairs),
       "coherence": None, "latent": None, "classifier_fd": None, "fid": None,
       "log_likelihood": log_likelihood,
-      "num_log_likelihood_pairs": (min(len(test_pairs), config.eval.log_likelihood_examples)
+      "num_log_likelihood_pairs": (min(len(test_pairs), config.eval.log_likelihood.examples)
                                    if log_likelihood else 0),
-      "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0),
+      "log_likelihood_samples": config.eval.log_likelihood.samples,
   }
   markdown = (f"# Evaluation: {config.data.name}, {config.model}, step {header['step']}\n\n"
               f"{UNLABELLED_NOTE[0].upper() + UNLABELLED_NOTE[1:]}.\n")

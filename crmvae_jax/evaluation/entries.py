@@ -106,10 +106,10 @@ def coherence(context: Context) -> dict[str, Any]:
       context.keys["coherence"], text_scores)
   joint, prior_scores, joint_exact = coherence_lib.joint_coherence(
       generation.make_generate_prior(context.trained), context.judges, context.modalities,
-      context.config.eval.num_prior_samples, context.batch_size, context.keys["prior"],
+      context.config.eval.coherence.prior_samples, context.batch_size, context.keys["prior"],
       text_scores, strict_judges={name: judge.exact for name, judge in digit_names.items()})
   from_means = None
-  if context.config.eval.get("coherence_from_means"):
+  if context.config.eval.coherence.from_means:
     from_means, _ = coherence_lib.cross_coherence(
         generation.make_generate(context.trained, from_mean=True), context.judges,
         context.test_pairs, context.modalities, context.batch_size, context.keys["coherence"])
@@ -131,14 +131,14 @@ def log_likelihood(context: Context) -> dict[str, Any]:
   """The importance-sampled test log-likelihood under every subset's posterior."""
   config = context.config
   estimate = None
-  if config.eval.get("log_likelihood_samples", 0) > 0:
+  if config.eval.log_likelihood.samples > 0:
     estimate = likelihood.evaluation_log_likelihood(config, context.trained, context.test_pairs,
                                                     context.keys["log_likelihood"])
   return {"log_likelihood": estimate,
           "num_log_likelihood_pairs": (min(len(context.test_pairs),
-                                           config.eval.log_likelihood_examples)
+                                           config.eval.log_likelihood.examples)
                                        if estimate else 0),
-          "log_likelihood_samples": config.eval.get("log_likelihood_samples", 0)}
+          "log_likelihood_samples": config.eval.log_likelihood.samples}
 
 
 def fid_distances(context: Context) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def images_from_text(context: Context) -> dict[str, Any]:
   if fid_note:
     results["fid_note"] = fid_note
   # A seeded random choice: test pairs stored in class order would give one class.
-  fid_ids = input_pipeline.sample_ids(len(context.test_pairs), config.eval.fid_examples,
+  fid_ids = input_pipeline.sample_ids(len(context.test_pairs), config.eval.fid.examples,
                                       config.eval.seed)
   results.update(image_text.text_to_image_scores(
       image_text.make_image_generator(context.trained), context.test_pairs, image.name,
@@ -217,16 +217,16 @@ def images_from_text(context: Context) -> dict[str, Any]:
 
 def ex_post_sampler(context: Context) -> dict[str, Any]:
   """Joint generation from the prior against an ex-post sampler (`model/samplers.py`): a
-  Gaussian mixture of `config.eval.sampler_components` fitted to the joint posterior
-  means of up to `config.eval.sampler_examples` training pairs. For each, the joint
-  coherence R on `config.eval.num_prior_samples` samples, and for every image modality
+  Gaussian mixture of `config.eval.ex_post_sampler.components` fitted to the joint posterior
+  means of up to `config.eval.ex_post_sampler.examples` training pairs. For each, the joint
+  coherence R on `config.eval.coherence.prior_samples` samples, and for every image modality
   the classifier-Frechet distance of its samples to the real test images."""
   config = context.config
   trained = context.trained
-  sampler = trained.fit_sampler(config.eval.sampler_components, config.eval.sampler_examples,
+  sampler = trained.fit_sampler(config.eval.ex_post_sampler.components, config.eval.ex_post_sampler.examples,
                                 config.eval.seed)
   key = context.key("ex_post_sampler")
-  num_samples, batch_size = config.eval.num_prior_samples, context.batch_size
+  num_samples, batch_size = config.eval.coherence.prior_samples, context.batch_size
   results = {}
   featured = [(index, m, context.judges[m.name]) for index, m in enumerate(context.modalities)
               if not m.is_text and hasattr(context.judges.get(m.name), "features")]

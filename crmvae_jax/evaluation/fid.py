@@ -24,8 +24,8 @@ from crmvae_jax.reporting import tables
 
 # images [B, H, W, C] (uint8, or floats in [0, 1]) -> features [B, F].
 Features = Callable[[np.ndarray], np.ndarray]
-# Why FID is not computed when `config.eval.fid` is off.
-FID_OFF_NOTE = "FID not computed (--config.eval.fid=False)."
+# Why FID is not computed when `config.eval.fid.enabled` is off.
+FID_OFF_NOTE = "FID not computed (--config.eval.fid.enabled=False)."
 
 
 def fid_subsets(num_modalities: int, by_subset_size: bool, subsets_per_size: int,
@@ -123,32 +123,32 @@ def fid_scores(generate: Generate, features_fn: Features | Mapping[str, Features
 def fid_pairs(config: ml_collections.ConfigDict, test_pairs: MultimodalDataset
               ) -> MultimodalDataset:
   """The pairs FID and the classifier-Frechet distance compare: a seeded random choice
-  (`config.eval.seed`) of `config.eval.fid_examples` of `test_pairs` (all when there
+  (`config.eval.seed`) of `config.eval.fid.examples` of `test_pairs` (all when there
   are fewer), never the first ones, which on label-sorted data share one label."""
   return test_pairs.subset(input_pipeline.sample_ids(
-      len(test_pairs), config.eval.fid_examples, config.eval.seed))
+      len(test_pairs), config.eval.fid.examples, config.eval.seed))
 
 
 def _fid_subsets_of(config: ml_collections.ConfigDict, num_modalities: int) -> np.ndarray:
-  """`fid_subsets` of `config.eval` (fid_by_subset_size, fid_subsets_per_size), drawn
+  """`fid_subsets` of `config.eval.fid` (by_subset_size, subsets_per_size), drawn
   with `config.eval.seed`."""
-  return fid_subsets(num_modalities, config.eval.fid_by_subset_size,
-                     config.eval.fid_subsets_per_size, np.random.default_rng(config.eval.seed))
+  return fid_subsets(num_modalities, config.eval.fid.by_subset_size,
+                     config.eval.fid.subsets_per_size, np.random.default_rng(config.eval.seed))
 
 
 def inception_features(config: ml_collections.ConfigDict
                        ) -> tuple[Features | None, str | None]:
-  """The Inception feature function of `config.eval` (inception_weights, batch_size).
+  """The Inception feature function of `config.eval` (fid.inception_weights, batch_size).
 
   Returns:
     (features, None), or (None, a one-sentence note of why FID is not computed: turned
     off, or the weights file is missing and which file to provide). A missing weights
     file is printed, not raised, so the rest of an evaluation still completes.
   """
-  if not config.eval.fid:
+  if not config.eval.fid.enabled:
     return None, FID_OFF_NOTE
   try:
-    weights = inception.InceptionFeatures.load(config.eval.inception_weights)
+    weights = inception.InceptionFeatures.load(config.eval.fid.inception_weights)
   except DataUnavailableError as error:
     note = f"FID skipped: {error}"
     tqdm.tqdm.write(note)
@@ -161,8 +161,8 @@ def model_fid(config: ml_collections.ConfigDict, generate: Generate,
               ) -> tuple[dict[str, float] | None, str | None]:
   """`fid_scores` with Inception features on the `fid_pairs` of `test_pairs`.
 
-  The conditioning subsets are `fid_subsets` of `config.eval.fid_by_subset_size`
-  (default False: single modalities, Table 2) and `config.eval.fid_subsets_per_size`
+  The conditioning subsets are `fid_subsets` of `config.eval.fid.by_subset_size`
+  (default False: single modalities, Table 2) and `config.eval.fid.subsets_per_size`
   (default -1: every subset of each size), drawn with `config.eval.seed`.
 
   Returns:
@@ -171,7 +171,7 @@ def model_fid(config: ml_collections.ConfigDict, generate: Generate,
     which file to provide). A missing weights file is printed, not raised, so the
     rest of the evaluation still completes.
   """
-  if not config.eval.fid:
+  if not config.eval.fid.enabled:
     return None, FID_OFF_NOTE
   if len(modalities) < 2 or all(m.is_text for m in modalities):
     return None, "FID not computed: no image modality to generate from another modality."
@@ -191,12 +191,12 @@ def model_classifier_fd(config: ml_collections.ConfigDict, generate: Generate,
 
   The columns, pairs and generated images are FID's (`model_fid` with the same rng):
   the `fid_pairs` of `test_pairs` and the `fid_subsets` of `config.eval`. It needs no
-  download, so it is computed whether or not FID is (`config.eval.fid` turns only
+  download, so it is computed whether or not FID is (`config.eval.fid.enabled` turns only
   Inception's FID off).
 
   Args:
-    config: the run's config (`config.eval`: fid_examples, fid_by_subset_size,
-      fid_subsets_per_size, seed).
+    config: the run's config (`config.eval.fid`: examples, by_subset_size,
+      subsets_per_size; `config.eval.seed`).
     generate: as in `cross_coherence`.
     judges: modality name -> judge; every image modality's is a `judges.Classifier`.
     test_pairs: the evaluated pairs.

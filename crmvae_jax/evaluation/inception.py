@@ -49,7 +49,7 @@ CONVERT_COMMAND = ("python -m crmvae_jax.convert_inception_weights "
                    "--torch_weights=pt_inception-2015-12-05-6726825d.pth")
 # The fix for a weights file that is not pytorch-fid's converted Inception.
 _REMAKE = (f"the file is not pytorch-fid's converted Inception-v3: remake it with "
-           f"`{CONVERT_COMMAND}` or pass another --config.eval.inception_weights.")
+           f"`{CONVERT_COMMAND}` or pass another --config.eval.fid.inception_weights.")
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -359,7 +359,7 @@ def find_weights(weights_path: str | None = None) -> str:
   then `~/.cache/crmvae_jax/inception_fid.npz`.
 
   Args:
-    weights_path: explicit `.npz` path (from `--config.eval.inception_weights`).
+    weights_path: explicit `.npz` path (from `--config.eval.fid.inception_weights`).
 
   Returns:
     The path of an existing file.
@@ -383,7 +383,7 @@ def find_weights(weights_path: str | None = None) -> str:
       f"The FID Inception-v3 weights file was not found at {looked_at}; make it "
       f"from pytorch-fid's "
       f"pt_inception-2015-12-05-6726825d.pth with `{CONVERT_COMMAND}` (needs torch; "
-      f"it writes the default path), or pass --config.eval.inception_weights=PATH to "
+      f"it writes the default path), or pass --config.eval.fid.inception_weights=PATH to "
       f"a converted file.")
 
 

@@ -90,15 +90,15 @@ def test_log_likelihood(estimate: EstimateLogLikelihood, dataset: MultimodalData
 
 def evaluation_log_likelihood(config, trained: TrainedModel, test_pairs: MultimodalDataset,
                               rng: jax.Array) -> dict[str, float]:
-  """log p(X) of `config.eval.log_likelihood_examples` of `test_pairs` (a seeded choice),
-  with `config.eval.log_likelihood_samples` samples from the joint posterior and (with
-  `config.eval.log_likelihood_subsets`) every subset's posterior as proposals: proposal
+  """log p(X) of `config.eval.log_likelihood.examples` of `test_pairs` (a seeded choice),
+  with `config.eval.log_likelihood.samples` samples from the joint posterior and (with
+  `config.eval.log_likelihood.subsets`) every subset's posterior as proposals: proposal
   name -> mean nats, what evaluation reports."""
-  ids = sample_ids(len(test_pairs), config.eval.log_likelihood_examples,
+  ids = sample_ids(len(test_pairs), config.eval.log_likelihood.examples,
                    np.random.default_rng([config.eval.seed, 1]))
   subsets = proposal_subsets(len(trained.modalities),
-                             config.eval.get("log_likelihood_subsets", True))
-  estimate = make_estimate(trained, config.eval.log_likelihood_samples, subsets)
+                             config.eval.log_likelihood.subsets)
+  estimate = make_estimate(trained, config.eval.log_likelihood.samples, subsets)
   return test_log_likelihood(
       estimate, test_pairs.subset(ids), subsets, [m.abbreviation for m in trained.modalities],
       min(config.eval.batch_size, 100), rng)

@@ -53,7 +53,7 @@ def tables_markdown(runs: Sequence[dict]) -> str:
        "name, spaces stripped, is exactly the true name (R: all judges agree, the text "
        "exactly)\n", 2),
       ("coherence_from_means", "## Cross-coherence decoded from the posteriors' means "
-       "instead of samples (config.eval.coherence_from_means: how much the posteriors' width "
+       "instead of samples (config.eval.coherence.from_means: how much the posteriors' width "
        "costs)\n", 2),
       ("text_levenshtein", "## Generated text: mean Levenshtein distance to the true name "
        "(T<-prior: to the nearest name)\n", 2),

@@ -41,8 +41,8 @@ def run(model: str, ratio: float, seed: int, root: str, steps: int | None) -> di
   config.model, config.seed, config.data.missing_ratio = model, seed, ratio
   config.disable_progress_bar = True
   config.eval.classifier_dir = os.path.join(root, "classifiers")
-  config.eval.num_prior_samples = 1000
-  config.eval.log_likelihood_samples = 0
+  config.eval.coherence.prior_samples = 1000
+  config.eval.log_likelihood.samples = 0
   if steps:
     config.num_train_steps = steps
   workdir = os.path.join(root, f"{model}_missing{ratio:g}_seed{seed}")

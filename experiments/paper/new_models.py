@@ -64,8 +64,8 @@ def config_of(name: str, seed: int):
   config.disable_progress_bar = True
   config.eval.classifier_dir = os.path.join(os.path.expanduser(FLAGS.root), "classifiers")
   config.eval.extra_metrics = ("ex_post_sampler",)
-  config.eval.num_prior_samples = 1000
-  config.eval.log_likelihood_samples = 100
+  config.eval.coherence.prior_samples = 1000
+  config.eval.log_likelihood.samples = 100
   return config
 
 

@@ -26,7 +26,7 @@ chance (0.1); `--small_train_steps` and `--small_batch_size` train longer.
 Every model trains its seeds at once, as replicas of one program
 (`crmvae_jax.sweeps.run_grid`, resumed from a checkpoint if one exists), and every
 replica is evaluated with `evaluation.driver.evaluate` (FID by subset size:
-`config.eval.fid_by_subset_size`), unless its `eval/results.json` exists; the
+`config.eval.fid.by_subset_size`), unless its `eval/results.json` exists; the
 classifiers are trained first if any is missing. The table is printed and written
 to `<root>/figure2.md`, the figure to `<root>/figure2.png`. Without the Inception
 weights the FID panel says which file to provide instead of plotting (with them, a
@@ -71,7 +71,7 @@ SMALL_BATCH_SIZE = _SIZE["batch_size"]
 SMALL_EVAL_EXAMPLES = _SIZE["eval.num_examples"]
 SMALL_CLASSIFIER_EPOCHS = _SIZE["eval.classifier_epochs"]
 SMALL_CLASSIFIER_BATCH_SIZE = _SIZE["eval.classifier_batch_size"]
-SMALL_FID_EXAMPLES = _SIZE["eval.fid_examples"]
+SMALL_FID_EXAMPLES = _SIZE["eval.fid.examples"]
 SMALL_FID_SUBSETS_PER_SIZE = 1
 
 # Characters per line of the note that replaces a missing FID panel.
@@ -140,17 +140,17 @@ def with_fid_by_subset_size(config: ml_collections.ConfigDict, fid: bool,
 
   Args:
     config: the experiment config.
-    fid: compute FID at all (`config.eval.fid`).
+    fid: compute FID at all (`config.eval.fid.enabled`).
     subsets_per_size: conditioning subsets of each size (-1: all;
       `evaluate.fid_subsets`).
 
   Returns:
-    The copy, with `eval.fid`, `eval.fid_by_subset_size` and `eval.fid_subsets_per_size`.
+    The copy, with `eval.fid.enabled`, `eval.fid.by_subset_size` and `eval.fid.subsets_per_size`.
   """
   config = config.copy_and_resolve_references()
-  config.eval.fid = fid
-  config.eval.fid_by_subset_size = True
-  config.eval.fid_subsets_per_size = subsets_per_size
+  config.eval.fid.enabled = fid
+  config.eval.fid.by_subset_size = True
+  config.eval.fid.subsets_per_size = subsets_per_size
   return config
 
 

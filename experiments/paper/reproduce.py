@@ -172,19 +172,19 @@ def data_config(name: str) -> ml_collections.ConfigDict:
     config = mst_offline_config.get_config()  # batch 256, latent 32, beta 1, size rule
     config.data.renderer_version = RENDERER_VERSIONS[name]
     config.log_every_steps = 100
-    config.eval.log_likelihood_samples = 100
-    config.eval.log_likelihood_examples = 100
+    config.eval.log_likelihood.samples = 100
+    config.eval.log_likelihood.examples = 100
   else:
     raise UserError(f"Unknown data set {name!r} (--data); known: {', '.join(SCHEDULES)}.")
   config.log_every_steps = 25
   config.disable_progress_bar = True
   config.eval.num_examples = 1000
-  config.eval.num_prior_samples = 1000
-  config.eval.probe_train_examples = 500
-  config.eval.fid = False  # no Inception weights offline; the classifier-Frechet distance is
-  config.eval.coherence_from_means = True  # how much the posteriors' width costs
+  config.eval.coherence.prior_samples = 1000
+  config.eval.latent.train_examples = 500
+  config.eval.fid.enabled = False  # no Inception weights offline; the classifier-Frechet distance is
+  config.eval.coherence.from_means = True  # how much the posteriors' width costs
   if name not in RENDERER_VERSIONS:
-    config.eval.log_likelihood_samples = 0  # not asked of the earlier experiments
+    config.eval.log_likelihood.samples = 0  # not asked of the earlier experiments
   return config
 
 

@@ -39,7 +39,7 @@ from crmvae_jax.config import cli, runs
 QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
 # Evaluation shrunk to a CPU minute; its classifiers are the ones a case trains.
 SMALL_EVAL = ("--config.eval.classifier_dir={tmp}/classifiers", "--config.eval.num_examples=200",
-              "--config.eval.num_prior_samples=200", "--config.eval.probe_train_examples=500")
+              "--config.eval.coherence.prior_samples=200", "--config.eval.latent.train_examples=500")
 TIMEOUT_S = 600
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROGRESS = re.compile(r"\d+%\|")

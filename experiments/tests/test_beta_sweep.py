@@ -79,7 +79,7 @@ def cub_sweep(cub_data, tmp_path_factory):
   config.data.max_caption_length = 8
   config = _shrink(config, root)
   # FID asked for, but no Inception weights: evaluation must say so and go on.
-  config.eval.inception_weights = str(root / "no_inception.npz")
+  config.eval.fid.inception_weights = str(root / "no_inception.npz")
   runs = beta_sweep.run_sweep(config, ["crmvae"], [0.5, 2.0], [0], str(root))
   return config, root, runs, beta_sweep.write_report(runs, str(root))
 

@@ -112,7 +112,7 @@ def mst_offline_record(model, seed, step, cross):
       "text_levenshtein": {"T<-M": 1.0, "T<-S": 1.0, "T<-M+S": 1.0, "T<-prior": 2.0},
       "log_likelihood": {"M+S+T": -3000.0 + seed, "M": -3100.0},
       "log_likelihood_samples": 100, "num_log_likelihood_pairs": 100,
-      "fid": None, "fid_note": "FID not computed (--config.eval.fid=False).",
+      "fid": None, "fid_note": "FID not computed (--config.eval.fid.enabled=False).",
       "classifier_fd": {"S->M": 20.0, "M->S": 40.0 + seed},
       "latent": dict.fromkeys(["M", "S", "T", "M+S", "M+T", "S+T", "M+S+T"], 0.9),
       "judges": {"mnist": "classifier", "svhn": "classifier", "text": "levenshtein"},
