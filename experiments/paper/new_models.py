@@ -7,6 +7,7 @@ ex-post sampler (`model/samplers.py`).
     python -m experiments.paper.new_models                  # every model, seed 0
     python -m experiments.paper.new_models --models=jmvae --seeds=0,1
     python -m experiments.paper.new_models --collect_only   # the table from the results
+    python -m experiments.paper.new_models --models=crmvae_private --reevaluate
 
 Runs live under `--root` (default ~/crmvae_jax_new_models), one workdir per model and
 seed; a run that is trained and evaluated is not run again, and a stopped one resumes.
@@ -48,6 +49,8 @@ flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_string("root", "~/crmvae_jax_new_models", "Where the runs and judges live.")
 flags.DEFINE_string("results", "experiments/results", "Folder of the table and records.")
 flags.DEFINE_bool("collect_only", False, "Only write the table from the records.")
+flags.DEFINE_bool("reevaluate", False, "Evaluate the listed runs again (not trained again): "
+                  "after an evaluation that has changed, e.g. one that computes more.")
 flags.DEFINE_integer("steps", None, "Training steps (default: the quick start's 10,500); "
                      "a run of another length is recorded as such.")
 FLAGS = flags.FLAGS
@@ -102,26 +105,40 @@ def table(records: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _records(path: str) -> list[dict]:
+  return json.load(open(path)) if os.path.isfile(path) else []
+
+
+def _recorded(path: str, record: dict) -> list[dict]:
+  """Writes `record` into the records at `path`, read again just before, so that two
+  processes that each add their own models keep each other's."""
+  records = [r for r in _records(path)
+             if not (r["name"] == record["name"] and r["seed"] == record["seed"])]
+  atomic.write_json(path, records + [record])
+  return records + [record]
+
+
 def main(argv):
   del argv
   path = os.path.join(FLAGS.results, "new_models.json")
-  records = json.load(open(path)) if os.path.isfile(path) else []
+  records = _records(path)
   if not FLAGS.collect_only:
     root = os.path.expanduser(FLAGS.root)
     for name in FLAGS.models:
       for seed in map(int, FLAGS.seeds):
-        if any(r["name"] == name and r["seed"] == seed for r in records):
+        done = [r for r in records if r["name"] == name and r["seed"] == seed]
+        if done and not FLAGS.reevaluate:
           continue
         start = time.time()
         config = config_of(name, seed)
         workdir = os.path.join(root, f"{name}_seed{seed}")
         print(f"== {name}, seed {seed}: {workdir}", flush=True)
-        crmvae_jax.fit(config=config, workdir=workdir, model=config.model, judges=True)
+        if not FLAGS.reevaluate:
+          crmvae_jax.fit(config=config, workdir=workdir, model=config.model, judges=True)
         results = crmvae_jax.evaluate(workdir, verbose=False)
-        records = [r for r in records if not (r["name"] == name and r["seed"] == seed)]
-        records.append({"name": name, "seed": seed, "step": results["step"], "row": row(results),
-                        "minutes": (time.time() - start) / 60})
-        atomic.write_json(path, records)
+        minutes = done[0]["minutes"] if done else (time.time() - start) / 60
+        records = _recorded(path, {"name": name, "seed": seed, "step": results["step"],
+                                   "row": row(results), "minutes": minutes})
   markdown = table(records)
   atomic.write_text(os.path.join(FLAGS.results, "new_models.md"), markdown)
   print(markdown)
