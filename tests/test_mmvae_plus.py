@@ -233,3 +233,40 @@ def test_a_run_trains_generates_and_is_evaluated(tmp_path):
   classifier_training.train_classifiers(config)
   results = driver.evaluate(config, workdir, verbose=False)
   assert set(results["coherence"]) == {"R", "M<-T", "T<-M"}
+
+
+def test_in_bfloat16_the_loss_is_float32_s_within_a_percent_and_the_priors_stay_float32():
+  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
+                Modality("b", "vector", (4,), None, 1.0, kind="vector", private_dim=2))
+  rng = np.random.default_rng(1)
+  batch = {"a": rng.normal(size=(16, 5)).astype(np.float32),
+           "b": rng.normal(size=(16, 4)).astype(np.float32)}
+  results = {}
+  for dtype in models.COMPUTE_DTYPES:
+    model = models.MultimodalVAE(modalities=modalities, latent_dim=2, auxiliary_priors=True,
+                                 compute_dtype=dtype)
+    params = models.init_params(model, jax.random.key(0), batch)
+    loss_fn = models.make_loss_fn(model, "mmvae_plus", options={"samples": 3})
+    (loss, _), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        params, batch, jax.random.key(2), 1.0)
+    results[dtype] = loss, grads
+  np.testing.assert_allclose(results["bfloat16"][0], results["float32"][0], rtol=1e-2)
+  assert results["bfloat16"][1]["auxiliary_logvar"].dtype == jnp.float32
+
+
+@pytest.mark.slow
+def test_a_sweep_of_two_seeds_trains_each_replica_as_its_single_run(tmp_path):
+  from crmvae_jax.config import defaults as config_lib
+  from crmvae_jax.training import loop
+
+  def tiny(seeds=(), seed=0):
+    config = config_lib.resize(config_lib.quickstart_config(), "tiny")
+    config.model, config.private_dims, config.mmvae_plus_samples = "mmvae_plus", (2, 2), 2
+    config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 6
+    config.seed, config.sweep.seeds = seed, seeds
+    return config
+
+  sweep = loop.train_and_evaluate(tiny(seeds=(0, 1)), str(tmp_path / "sweep"))
+  [single] = loop.train_and_evaluate(tiny(seed=1), str(tmp_path / "single"))
+  np.testing.assert_allclose(sweep[1]["test/loss"], single["test/loss"], rtol=1e-4)
+  assert sweep[0]["test/loss"] != sweep[1]["test/loss"]
