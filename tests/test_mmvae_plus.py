@@ -275,3 +275,32 @@ def test_a_sweep_of_two_seeds_trains_each_replica_as_its_single_run(tmp_path):
   [single] = loop.train_and_evaluate(tiny(seed=1), str(tmp_path / "single"))
   np.testing.assert_allclose(sweep[1]["test/loss"], single["test/loss"], rtol=1e-4)
   assert sweep[0]["test/loss"] != sweep[1]["test/loss"]
+
+
+def test_generation_may_draw_a_missing_modality_s_private_latent_from_its_auxiliary_prior():
+  from crmvae_jax.model.inference import TrainedModel
+
+  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
+                Modality("b", "vector", (4,), None, 1.0, kind="vector", private_dim=3))
+  rng = np.random.default_rng(0)
+  batch = {"a": rng.normal(size=(2000, 5)).astype(np.float32),
+           "b": rng.normal(size=(2000, 4)).astype(np.float32)}
+  model = models.MultimodalVAE(modalities=modalities, latent_dim=2, auxiliary_priors=True)
+  params = models.init_params(model, jax.random.key(0), batch)
+  params["auxiliary_logvar"] = jnp.log(jnp.array([[1.0, 1.0, 1.0], [9.0, 0.25, 4.0]]))
+  trained = TrainedModel(model, params, "moe", batch_size=1000)
+  given_a = {"a": batch["a"]}
+  auxiliary = trained.private_latents(given_a, rng=1, private_prior="auxiliary")
+  prior = trained.private_latents(given_a, rng=1)
+  # b is not given: its w is drawn from r_b (standard deviations 3, 0.5, 2) or N(0, I).
+  np.testing.assert_allclose(auxiliary[1].std(axis=0), [3.0, 0.5, 2.0], rtol=0.08)
+  np.testing.assert_allclose(prior[1].std(axis=0), [1.0, 1.0, 1.0], rtol=0.08)
+  np.testing.assert_array_equal(auxiliary[0], prior[0])  # a's own posterior either way
+  generated = trained.generate(given_a, rng=1, private_prior="auxiliary")
+  assert generated["b"].shape == (2000, 4)
+  plain = TrainedModel(models.MultimodalVAE(modalities=modalities, latent_dim=2),
+                       {k: v for k, v in params.items() if k != "auxiliary_logvar"}, "moe")
+  with pytest.raises(ValueError, match="needs a model with learned auxiliary priors"):
+    plain.private_latents(given_a, rng=1, private_prior="auxiliary")
+  with pytest.raises(ValueError, match="pass 'prior' or 'auxiliary'"):
+    trained.private_latents(given_a, rng=1, private_prior="r")

@@ -157,13 +157,16 @@ def _decode(model, params, z, w=None) -> tuple[jax.Array, ...]:
   return models.apply(model, params, rows, method=model.decode)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "from_mean"))
-def _private_latents(model, from_mean, params, stored, given, rng) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "from_mean", "auxiliary"))
+def _private_latents(model, from_mean, params, stored, given, rng, auxiliary=False) -> jax.Array:
   """w [M, B, P]: for a given modality (`given` [M]) its own posterior's mean or a sample
-  of it; for the others their prior's, N(0, I)."""
+  of it; for the others their prior's, N(0, I), or (`auxiliary`) MMVAE+'s learned r_m."""
   _, private = models.apply(model, params, models.model_inputs(model.modalities, stored),
                             method=model.encode_private)
   prior = dist.standard_normal(private.mean.shape, private.mean.dtype)
+  if auxiliary:
+    learned = models.apply(model, params, method=model.auxiliary_prior)  # [M, P]
+    prior = jax.tree.map(lambda a: jnp.broadcast_to(a[:, None], private.mean.shape), learned)
   chosen = jax.tree.map(lambda q, p: jnp.where(given[:, None, None], q, p), private, prior)
   return chosen.mean if from_mean else chosen.sample(rng)
 
@@ -430,15 +433,22 @@ class TrainedModel:
     return {name: np.concatenate(values) for name, values in outputs.items()}
 
   def private_latents(self, inputs: Mapping[str, np.ndarray],
-                      rng: jax.Array | int | None = None) -> np.ndarray:
+                      rng: jax.Array | int | None = None,
+                      private_prior: str = "prior") -> np.ndarray:
     """Each modality's private latent w_m, [M, B, P] (models with private latents): for a
-    modality in `inputs` its own posterior q(w_m|x_m), for the others the prior N(0, I);
-    the mean of each with `rng` None, else a sample drawn with `rng`. Dims past a
-    modality's own size P_m are unused."""
+    modality in `inputs` its own posterior q(w_m|x_m), for the others the prior N(0, I)
+    (`private_prior="prior"`) or MMVAE+'s learned auxiliary prior r_m ("auxiliary"); the
+    mean of each with `rng` None, else a sample drawn with `rng`. Dims past a modality's
+    own size P_m are unused."""
     if not self.model.private_dim:
       raise ValueError(f"This {self.config.model if self.config else 'model'} has no private "
                        "latents; private_latents is for models trained with "
                        "--config.private_dims.")
+    if private_prior not in ("prior", "auxiliary"):
+      raise ValueError(f"private_prior is {private_prior!r}; pass 'prior' or 'auxiliary'.")
+    if private_prior == "auxiliary" and not self.model.auxiliary_priors:
+      raise ValueError("private_prior='auxiliary' needs a model with learned auxiliary priors "
+                       "(mmvae_plus); pass 'prior'.")
     stored = self.stored(inputs)
     key = None if rng is None else jax.random.fold_in(_key(rng), objectives.PRIVATE_STREAM)
     given = jnp.asarray(self.subset_of(list(inputs)))
@@ -446,11 +456,13 @@ class TrainedModel:
     for index, (batch, valid) in enumerate(self._batches(stored)):
       batch_key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, index)
       parts.append(np.asarray(_private_latents(self.model, key is None, self.params, batch,
-                                               given, batch_key))[:, :valid])
+                                               given, batch_key,
+                                               auxiliary=private_prior == "auxiliary"))[:, :valid])
     return np.concatenate(parts, axis=1)
 
   def generate(self, inputs: Mapping[str, np.ndarray], targets: Sequence[str] | None = None,
-               rng: jax.Array | int | None = None) -> dict[str, np.ndarray]:
+               rng: jax.Array | int | None = None,
+               private_prior: str = "prior") -> dict[str, np.ndarray]:
     """The `targets` (default: every modality) generated from `inputs`.
 
     Args:
@@ -459,6 +471,8 @@ class TrainedModel:
       targets: a list of the modalities to generate.
       rng: None: decode the posterior's mean; a JAX PRNG key or an int seed: decode a
         sample of it.
+      private_prior: with private latents, where a modality that is not given draws its
+        w_m: "prior", N(0, I), or "auxiliary", MMVAE+'s learned r_m (`private_latents`).
 
     Returns:
       {target: images [B, H, W, C] in [0, 1] or token ids [B, L]}.
@@ -468,7 +482,7 @@ class TrainedModel:
       return self.decode(z, targets)
     # Each modality's own w_m where it is given, its prior's elsewhere.
     targets = self.names if targets is None else self._names(targets, "targets")
-    return self._decoded(z, self.private_latents(inputs, rng), targets)
+    return self._decoded(z, self.private_latents(inputs, rng, private_prior), targets)
 
   def reconstruct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`inputs` ({modality: array [B, ...]}) encoded together and decoded back (from the
