@@ -144,7 +144,7 @@ def test_celeba_evaluation_needs_then_uses_the_attribute_classifier(celeba_run):
     assert 0.0 <= results[name] <= 1.0
     assert results[name] * 160 == pytest.approx(round(results[name] * 160))
   assert results["classifier_test_accuracy"] == metadata["test_accuracy"]
-  assert results["fid_from_text"] is None and "fid=False" in results["fid_note"]
+  assert results["fid_from_text"] is None and "fid.enabled=False" in results["fid_note"]
   assert os.path.isfile(os.path.join(workdir, "eval", driver.TEXT_FIGURE_FILE))
   # The tables show what the metrics returned.
   with open(os.path.join(workdir, "eval", driver.TABLES_FILE)) as f:
