@@ -91,7 +91,10 @@ def table(records: list[dict]) -> str:
            "column samples z from a 10-component Gaussian mixture fitted to the training "
            "set's joint posterior means; cFD in the MNIST judge's features (T->M: digits "
            "generated from names; M (prior/GMM): digits sampled jointly); log p(X) "
-           "importance-sampled with 100 samples (none for models with private latents).",
+           "importance-sampled with 100 samples from the joint posterior (with private "
+           "latents, over z and every w_m). minutes: the wall time of the leg that finished "
+           "the run (a run resumed after a stop counts its last leg only), niced beside "
+           "other jobs on 2 cores, so not a speed comparison.",
            "", "| model | seed | steps | " + " | ".join(COLUMNS) + " | minutes |",
            "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
   order = {name: index for index, name in enumerate(MODELS)}
