@@ -176,13 +176,20 @@ def test_a_missing_modality_changes_nothing_of_its_example(estimator):
     assert np.abs(value[0, 1]).sum() > 0
 
 
+def vector_modalities_and_batch(private_dims, batch_size, seed):
+  """Two vector modalities a (5 numbers) and b (4) with private latents of `private_dims`,
+  and a batch of `batch_size` standard normal examples."""
+  modalities = tuple(Modality(name, "vector", (size,), None, 1.0, kind="vector", private_dim=p)
+                     for name, size, p in zip("ab", (5, 4), private_dims))
+  rng = np.random.default_rng(seed)
+  batch = {m.name: rng.normal(size=(batch_size,) + m.shape).astype(np.float32)
+           for m in modalities}
+  return modalities, batch
+
+
 def test_the_model_learns_its_auxiliary_priors():
-  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
-                Modality("b", "vector", (4,), None, 1.0, kind="vector", private_dim=2))
+  modalities, batch = vector_modalities_and_batch((3, 2), 6, seed=0)
   model = models.MultimodalVAE(modalities=modalities, latent_dim=2, auxiliary_priors=True)
-  rng = np.random.default_rng(0)
-  batch = {"a": rng.normal(size=(6, 5)).astype(np.float32),
-           "b": rng.normal(size=(6, 4)).astype(np.float32)}
   params = models.init_params(model, jax.random.key(0), batch)
   np.testing.assert_array_equal(params["auxiliary_logvar"], np.zeros((2, 3)))
   loss_fn = models.make_loss_fn(model, "mmvae_plus", options={"samples": 2})
@@ -241,11 +248,7 @@ def test_a_run_trains_generates_and_is_evaluated(tmp_path):
 
 
 def test_in_bfloat16_the_loss_is_float32_s_within_a_percent_and_the_priors_stay_float32():
-  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
-                Modality("b", "vector", (4,), None, 1.0, kind="vector", private_dim=2))
-  rng = np.random.default_rng(1)
-  batch = {"a": rng.normal(size=(16, 5)).astype(np.float32),
-           "b": rng.normal(size=(16, 4)).astype(np.float32)}
+  modalities, batch = vector_modalities_and_batch((3, 2), 16, seed=1)
   results = {}
   for dtype in models.COMPUTE_DTYPES:
     model = models.MultimodalVAE(modalities=modalities, latent_dim=2, auxiliary_priors=True,
@@ -280,11 +283,7 @@ def test_a_sweep_of_two_seeds_trains_each_replica_as_its_single_run(tmp_path):
 def test_generation_may_draw_a_missing_modality_s_private_latent_from_its_auxiliary_prior():
   from crmvae_jax.model.inference import TrainedModel
 
-  modalities = (Modality("a", "vector", (5,), None, 1.0, kind="vector", private_dim=3),
-                Modality("b", "vector", (4,), None, 1.0, kind="vector", private_dim=3))
-  rng = np.random.default_rng(0)
-  batch = {"a": rng.normal(size=(2000, 5)).astype(np.float32),
-           "b": rng.normal(size=(2000, 4)).astype(np.float32)}
+  modalities, batch = vector_modalities_and_batch((3, 3), 2000, seed=0)
   model = models.MultimodalVAE(modalities=modalities, latent_dim=2, auxiliary_priors=True)
   params = models.init_params(model, jax.random.key(0), batch)
   params["auxiliary_logvar"] = jnp.log(jnp.array([[1.0, 1.0, 1.0], [9.0, 0.25, 4.0]]))

@@ -157,17 +157,23 @@ def _decode(model, params, z, w=None) -> tuple[jax.Array, ...]:
   return models.apply(model, params, rows, method=model.decode)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "from_mean", "auxiliary"))
-def _private_latents(model, from_mean, params, stored, given, rng, auxiliary=False) -> jax.Array:
-  """w [M, B, P]: for a given modality (`given` [M]) its own posterior's mean or a sample
-  of it; for the others their prior's, N(0, I), or (`auxiliary`) MMVAE+'s learned r_m."""
+def _private_given(model: models.MultimodalVAE, params, stored: dict, given: jax.Array,
+                   auxiliary: bool = False) -> dist.Gaussian:
+  """[M, B, P]: q(w_m|x_m) for a modality of `given` [M]; for the others their prior,
+  N(0, I), or (`auxiliary`) MMVAE+'s learned r_m."""
   _, private = models.apply(model, params, models.model_inputs(model.modalities, stored),
                             method=model.encode_private)
   prior = dist.standard_normal(private.mean.shape, private.mean.dtype)
   if auxiliary:
     learned = models.apply(model, params, method=model.auxiliary_prior)  # [M, P]
     prior = jax.tree.map(lambda a: jnp.broadcast_to(a[:, None], private.mean.shape), learned)
-  chosen = jax.tree.map(lambda q, p: jnp.where(given[:, None, None], q, p), private, prior)
+  return jax.tree.map(lambda q, p: jnp.where(given[:, None, None], q, p), private, prior)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "from_mean", "auxiliary"))
+def _private_latents(model, from_mean, params, stored, given, rng, auxiliary=False) -> jax.Array:
+  """w [M, B, P] (`_private_given`): each one's mean, or a sample of it."""
+  chosen = _private_given(model, params, stored, given, auxiliary)
   return chosen.mean if from_mean else chosen.sample(rng)
 
 
@@ -187,13 +193,7 @@ def _log_likelihood(model, kind, num_samples, params, stored, subset, scored, rn
       rows = jnp.concatenate([rows, w], axis=-1)
     return jnp.sum(log_likelihoods.stacked(rows) * scored[None, :, None], axis=1)
 
-  private = None
-  if model.private_dim:
-    _, posteriors = models.apply(model, params, models.model_inputs(model.modalities, stored),
-                                 method=model.encode_private)
-    prior = dist.standard_normal(posteriors.mean.shape, posteriors.mean.dtype)
-    private = jax.tree.map(lambda q, p: jnp.where(subset[:, None, None], q, p), posteriors,
-                           prior)
+  private = _private_given(model, params, stored, subset) if model.private_dim else None
   return log_marginal_estimate(log_likelihood_fn, proposal, num_samples, rng, private=private)
 
 

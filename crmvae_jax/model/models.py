@@ -108,8 +108,6 @@ class MultimodalVAE(nn.Module):
     posteriors = self.encode(inputs)
     if self.joint_encoder:
       self.encode_joint(inputs)
-    if self.auxiliary_priors:
-      self.auxiliary_prior()
     return self.decode(posteriors.mean)
 
 

@@ -424,13 +424,19 @@ def _no_private(posteriors: Gaussian) -> Gaussian:
   return dist.Gaussian(posteriors.mean[..., :0], posteriors.logvar[..., :0])
 
 
-def _private_parts(private: Gaussian | None, posteriors: Gaussian, rng: jax.Array,
-                   mask: jax.Array):
-  """(w ~ q(w|X) [M, B, P], sum over observed m of KL(q(w_m|x_m) || N(0, I)) [B])."""
+def _checked_private(private: Gaussian | None, posteriors: Gaussian) -> Gaussian:
+  """The private posteriors [M, B, P] (width 0 for None), shaped like `posteriors`."""
   private = _no_private(posteriors) if private is None else private
   if jnp.shape(private.mean)[:2] != jnp.shape(posteriors.mean)[:2]:
     raise ValueError(f"private must be shaped [M, B, P] like posteriors "
                      f"{jnp.shape(posteriors.mean)}; got {jnp.shape(private.mean)}.")
+  return private
+
+
+def _private_parts(private: Gaussian | None, posteriors: Gaussian, rng: jax.Array,
+                   mask: jax.Array):
+  """(w ~ q(w|X) [M, B, P], sum over observed m of KL(q(w_m|x_m) || N(0, I)) [B])."""
+  private = _checked_private(private, posteriors)
   w = private.sample(jax.random.fold_in(rng, PRIVATE_STREAM))
   kl = dist.kl_divergence(private, dist.standard_normal(private.mean.shape, private.mean.dtype))
   return w, jnp.sum(jnp.where(mask, kl, 0.0), axis=0)
@@ -557,11 +563,8 @@ def mmvae_plus(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
     raise ValueError(f"estimator must be one of {MMVAE_PLUS_ESTIMATORS}; got {estimator!r}.")
   if not isinstance(samples, numbers.Integral) or samples < 1:
     raise ValueError(f"samples must be an int >= 1; got {samples!r}.")
-  num_modalities, batch, dim = jnp.shape(posteriors.mean)
-  private = _no_private(posteriors) if private is None else private
-  if jnp.shape(private.mean)[:2] != (num_modalities, batch):
-    raise ValueError(f"private must be shaped [M, B, P] like posteriors "
-                     f"{jnp.shape(posteriors.mean)}; got {jnp.shape(private.mean)}.")
+  num_modalities, batch, _ = jnp.shape(posteriors.mean)
+  private = _checked_private(private, posteriors)
   width = jnp.shape(private.mean)[-1]
   dtype = posteriors.mean.dtype
   if auxiliary is None:
@@ -632,11 +635,11 @@ def mmvae_plus(posteriors, log_likelihood_fn, rng, *, beta, mask=None,
     surrogate = over_sources(surrogate)
     bound = jax.lax.stop_gradient(iwae(lw)) + surrogate - jax.lax.stop_gradient(surrogate)
 
-  observed = mask[None]  # [1, M, B]
-  per_source = jnp.where(observed[..., None, :], log_likelihoods, 0.0)  # [K, M, N, B]
+  # Observed sources only: [K, M, N, B].
+  per_source = jnp.where(mask[None, :, None], log_likelihoods, 0.0)
   reconstruction = over_sources(jnp.mean(jnp.sum(per_source, axis=2), axis=0))
   kl = over_sources(jnp.mean(-log_ratio, axis=0))
-  log_likelihood_per_target = (jnp.sum(jnp.mean(per_source, axis=0), axis=0) / count)  # [N, B]
+  log_likelihood_per_target = jnp.sum(jnp.mean(per_source, axis=0), axis=0) / count  # [N, B]
   return _finish(bound, reconstruction, kl, log_likelihood_per_target)
 
 
