@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -88,6 +89,26 @@ def test_save_load_round_trip(trained_mnist, quickstart_data, tmp_path):
   np.testing.assert_array_equal(loaded(test_images), classifier(test_images))
   # Deterministic at evaluation: no dropout, the same answer twice.
   np.testing.assert_array_equal(loaded(test_images), loaded(test_images))
+  # A judge stored and restored is the same judge by its digest.
+  assert judges.params_digest(loaded.params) == judges.params_digest(classifier.params)
+
+
+def test_params_digest_tells_judges_apart_by_any_bit():
+  params = {"dense": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                      "bias": np.zeros(3, np.float32)}}
+  digest = judges.params_digest(params)
+  assert len(digest) == 16 and int(digest, 16) >= 0
+  assert judges.params_digest(jax.tree.map(np.copy, params)) == digest
+  one_ulp = jax.tree.map(np.copy, params)
+  one_ulp["dense"]["kernel"][1, 2] = np.nextafter(np.float32(5), np.float32(6))
+  changed = [one_ulp,
+             # the same values in another dtype, shape or place
+             {"dense": {"kernel": params["dense"]["kernel"].astype(np.float64),
+                        "bias": params["dense"]["bias"]}},
+             {"dense": {"kernel": params["dense"]["kernel"].reshape(3, 2),
+                        "bias": params["dense"]["bias"]}},
+             {"dense": {"kernel": params["dense"]["bias"], "bias": params["dense"]["kernel"]}}]
+  assert len({digest, *(judges.params_digest(p) for p in changed)}) == 1 + len(changed)
 
 
 @pytest.mark.xdist_group("quickstart_data")  # one load of the data per session

@@ -15,7 +15,7 @@ import pytest
 from crmvae_jax.evaluation import classifier_training, driver, fid, probes
 from crmvae_jax.evaluation import coherence as coherence_lib
 from crmvae_jax.evaluation import judges as judges_lib
-from crmvae_jax.training import loop
+from crmvae_jax.training import checkpoints, loop
 from crmvae_jax.reporting import summaries, tables
 from crmvae_jax.config import defaults as config_lib
 from crmvae_jax.evaluation import metrics
@@ -373,6 +373,10 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path, monkeypatch):
   assert results["judges"] == {"mnist": "classifier", "text": "levenshtein"}
   assert results["judge_accuracy"]["text"] == 1.0
   assert results["classifier_test_accuracy"]["mnist"] == accuracies["mnist"]
+  model = checkpoints.load_trained(config, workdir)[0]
+  mnist = [m for m in model.modalities if m.name == "mnist"]
+  stored = judges_lib.load_classifiers(config, mnist)["mnist"]
+  assert results["classifier_digest"] == {"mnist": judges_lib.params_digest(stored.params)}
   with open(os.path.join(eval_dir, "tables.md")) as f:
     assert "| model | R | M<-T | T<-M |" in f.read()
   assert os.path.getsize(os.path.join(eval_dir, "cross_generation.png")) > 0

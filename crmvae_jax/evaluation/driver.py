@@ -136,8 +136,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, replica: int = 0,
     `config.eval.log_likelihood.samples` 0), fid (Table 2 columns, or None with
     fid_note saying why), classifier_fd (the same columns, `fid.model_classifier_fd`;
     None without an image to generate across), latent (Table 5 columns), judges,
-    judge_accuracy and classifier_test_accuracy (per modality), and example counts
-    (num_prior_samples, num_fid_pairs, num_probe_train_pairs). Image-text data:
+    judge_accuracy, classifier_test_accuracy and classifier_digest (per modality), and
+    example counts (num_prior_samples, num_fid_pairs, num_probe_train_pairs). Image-text data:
     cosine_similarity, fid_from_text (None, with fid_note saying why, when not
     computed), and for CelebA attribute_accuracy, attribute_accuracy_real (the
     classifier on the real images) and classifier_test_accuracy.

@@ -165,8 +165,8 @@ def latent_probes(context: Context) -> dict[str, Any]:
 
 
 def judge_report(context: Context) -> dict[str, Any]:
-  """Which judge reads each modality, its accuracy on real test data, and the stored
-  classifiers' own test accuracy."""
+  """Which judge reads each modality, its accuracy on real test data, the stored
+  classifiers' own test accuracy and their parameters' digest (`judges.params_digest`)."""
   digit_names = context.digit_name_judges
   return {
       "judges": {name: ("levenshtein" if name in digit_names else "classifier")
@@ -177,6 +177,10 @@ def judge_report(context: Context) -> dict[str, Any]:
           m.name: (judges_lib.read_metadata(context.classifier_dir, m.name) or {}).get(
               "test_accuracy")
           for m in context.modalities if m.name not in digit_names},
+      # Which judges these are: a judge trained again gives another digest.
+      "classifier_digest": {name: judges_lib.params_digest(judge.params)
+                            for name, judge in context.judges.items()
+                            if name not in digit_names},
   }
 
 

@@ -8,11 +8,23 @@
 # Each leg is `python -m experiments.paper.reproduce` with budgets; a (run, budget) that has
 # results in the queue's reproduce_curves.json is not trained again, and a run resumes
 # from its newest checkpoint, so the queue can be stopped at any moment (kill, a
-# session's end) and started again with the same command. Runs, judges and results live
-# outside the repository (QUEUE_ROOT, default ~/crmvae_jax_queue), so that neither a
-# fresh checkout nor edits to the repository disturb them; the results start as a copy
-# of the repository's experiments/results/reproduce_curves.json, and are copied back into
-# the repository to be tabulated and committed:
+# session's end) and started again with the same command. Runs and judges live outside
+# the repository (QUEUE_ROOT, default ~/crmvae_jax_queue), so that neither a fresh
+# checkout nor edits to the repository disturb them.
+#
+# The records are what must outlive the machine: a home folder is not kept when the
+# machine changes, and the runs' checkpoints and the judges go with it. Point
+# QUEUE_RESULTS at a checkout's experiments/results and each record lands there the
+# moment it is made, to be committed with the checkout:
+#
+#     QUEUE_RESULTS=/path/to/checkout/experiments/results nohup nice -n 10 bash \
+#         experiments/paper/mst_offline_queue.sh 3 claim >> ~/crmvae_jax_queue/queue.log 2>&1 &
+#
+# On a new machine the queue starts from the committed records and trains only what has
+# none: a run whose checkpoint was lost trains again from step 0 to its next budget, and
+# the judges are trained again from their seed. Without QUEUE_RESULTS the records go to
+# QUEUE_ROOT/results, starting as a copy of the repository's reproduce_curves.json, and
+# are copied back by hand to be tabulated and committed:
 #
 #     cp ~/crmvae_jax_queue/results/reproduce_curves.json experiments/results/
 #     python -m experiments.paper.reproduce --collect_only \
@@ -44,7 +56,7 @@ if [[ ! "$VERSION" =~ ^[0-9]+$ ]] || [[ ! "$PHASE" =~ ^(gate|claim|new_models)$ 
 fi
 cd "$(dirname "$0")/../.."
 ROOT="${QUEUE_ROOT:-$HOME/crmvae_jax_queue}"
-RESULTS="$ROOT/results"
+RESULTS="${QUEUE_RESULTS:-$ROOT/results}"
 DATA="mst_offline_v$VERSION"
 if [ "$VERSION" = 1 ]; then
   DATA="mst_offline"

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -233,9 +234,37 @@ class Curves:
     return any(r["run"] == run and r["step"] == step and r["seed"] == seed for r in self.records)
 
   def add(self, run: str, data: str, model: str, variant: str, record: dict) -> None:
-    self.records.append({"run": run, "data": data, "model": model, "variant": variant,
-                         **record})
+    record = {"run": run, "data": data, "model": model, "variant": variant, **record}
+    earlier = judge_sets(self.records, data)
+    digest = _judges_key(record)
+    if digest and earlier and digest not in earlier:
+      print(f"WARNING: {run}, seed {record['seed']}, step {record['step']} was judged by "
+            f"other judges ({digest}) than the earlier records of {data} "
+            f"({'; '.join(earlier)}): the judges were trained again, e.g. on another "
+            "machine; reproduce.md lists which records each set judged.", file=sys.stderr)
+    self.records.append(record)
     atomic.write_json(self.path, self.records, indent=1)  # a stop never loses the curves
+
+
+def _judges_key(record: dict) -> str | None:
+  """The digests of the classifiers that judged `record` (`judges.params_digest`), as one
+  string; None for a record made before digests were recorded."""
+  digest = (record.get("results") or {}).get("classifier_digest")
+  return ", ".join(f"{name} {value}" for name, value in sorted(digest.items())) if digest else None
+
+
+def judge_sets(records: list[dict], data: str) -> dict[str, list[str]]:
+  """Judges' digests -> the records of `data` they judged ('run, seed s, step n').
+
+  More than one key means the judges were trained again between evaluations (a new
+  machine has none of the old one's files): their numbers are not judged alike."""
+  sets: dict[str, list[str]] = {}
+  for record in records:
+    key = _judges_key(record) if record["data"] == data else None
+    if key:
+      sets.setdefault(key, []).append(
+          f"{record['run']}, seed {record['seed']}, step {record['step']}")
+  return sets
 
 
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
@@ -348,6 +377,13 @@ def tables_markdown(records: list[dict]) -> str:
               "the penultimate features of the target's classifier (lower is better); the "
               "latent probe is a logistic regression on 500 training encodings.\n"]
   for data in dict.fromkeys(d for d, _ in groups):
+    sets = judge_sets(records, data)
+    if len(sets) > 1:
+      sections += [f"**{data} was judged by {len(sets)} sets of judges** (their parameters' "
+                   "digests differ: they were trained again, e.g. on another machine), so "
+                   "numbers judged by different sets are not judged alike:\n",
+                   tables.markdown(["judges", "records"],
+                                   [[key, "; ".join(judged)] for key, judged in sets.items()])]
     full_steps = {model: _full_steps(group) for (d, model), group in groups.items() if d == data}
     common = set.intersection(*full_steps.values())
     last_common = max(common) if common else None

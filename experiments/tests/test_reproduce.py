@@ -169,3 +169,28 @@ def test_version_2_shows_version_1_beside_it_at_the_same_budget():
 def test_each_surrogate_version_is_read_with_its_own_renderer():
   assert reproduce.data_config("mst_offline").data.renderer_version == 1
   assert reproduce.data_config("mst_offline_v2").data.renderer_version == 2
+
+
+def test_records_judged_by_judges_trained_again_are_named_not_mixed_silently(tmp_path, capsys):
+  def judged(seed, step, mnist_digest):
+    return {**record("mnist_text/crmvae", "crmvae", seed, step, (0.3, 0.5), 0.2, 30.0),
+            "results": {"classifier_digest": {"mnist": mnist_digest}}}
+
+  curves = reproduce.Curves(str(tmp_path / "curves.json"))
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", judged(0, 10, "aaaa"))
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", judged(1, 10, "aaaa"))
+  # A record made before digests were recorded is neither a set nor a warning.
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", record(
+      "mnist_text/crmvae", "crmvae", 2, 10, (0.3, 0.5), 0.2, 30.0))
+  assert "WARNING" not in capsys.readouterr().err
+  assert "sets of judges" not in reproduce.tables_markdown(curves.records)
+
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", judged(0, 20, "bbbb"))
+  assert ("mnist_text/crmvae, seed 0, step 20 was judged by other judges (mnist bbbb)"
+          in capsys.readouterr().err)
+  assert reproduce.judge_sets(curves.records, "mnist_text") == {
+      "mnist aaaa": ["mnist_text/crmvae, seed 0, step 10", "mnist_text/crmvae, seed 1, step 10"],
+      "mnist bbbb": ["mnist_text/crmvae, seed 0, step 20"]}
+  markdown = reproduce.tables_markdown(reproduce.Curves(curves.path).records)
+  assert "**mnist_text was judged by 2 sets of judges**" in markdown
+  assert "| mnist bbbb | mnist_text/crmvae, seed 0, step 20 |" in markdown
