@@ -37,14 +37,13 @@
 #          its S<-M, S<-T and S<-M+T must all be at most 0.50 (the paper's SVHN: 0.35 to
 #          0.37; version 1: 0.17, 0.20, 0.18 at 4,000 steps) for the claim to run on it.
 #          Version 2 failed it (0.86, 0.96, 0.96).
-#   claim  what decides the claim first (seed 0 of CRMVAE, MVTCAE and MoPoE to 16,000
-#          steps, budget by budget), then their second seed, then MVAE and MVTCAE-rescale
-#          (one seed), then seed 0 of the three to the surrogate's 100 epochs (35,200 steps).
-#   new_models  the models added since the paper's (CRMVAE and MoPoE with private latents,
-#          MMVAE+; reproduce.py's NEW_MODELS), seed 0, to 8,000 steps. Run it with its own
-#          QUEUE_ROOT beside another phase, so that the two never write one results file:
-#              QUEUE_ROOT=~/crmvae_jax_newmodels_mst nohup nice -n 15 bash \
-#                  experiments/paper/mst_offline_queue.sh 1 new_models >> ~/new_models_mst.log 2>&1 &
+#   claim  what decides the claim first (seed 0 of CRMVAE, MVTCAE and MoPoE to 8,000 steps,
+#          budget by budget), then the models added since the paper's (CRMVAE and MoPoE
+#          with private latents, MMVAE+; reproduce.py's NEW_MODELS), seed 0 to 8,000 steps,
+#          beside them, then the three to 16,000, their second seed, MVAE and
+#          MVTCAE-rescale (one seed), and seed 0 of the three to the surrogate's 100 epochs
+#          (35,200 steps). One queue, one results file, one set of judges for all of them.
+#   new_models  only the added models' leg of the claim.
 # Version 1 is the data set mst_offline, version N > 1 mst_offline_vN.
 set -euo pipefail
 VERSION="${1:-}"
@@ -62,6 +61,7 @@ if [ "$VERSION" = 1 ]; then
   DATA="mst_offline"
 fi
 MAIN="crmvae,mvtcae,mopoe_sampled"
+NEW="crmvae_private,mopoe_private,mmvae_plus"
 mkdir -p "$RESULTS"
 if [ ! -f "$RESULTS/reproduce_curves.json" ]; then
   cp experiments/results/reproduce_curves.json "$RESULTS/"
@@ -80,13 +80,14 @@ case "$PHASE" in
   claim)
     leg --models="$MAIN" --seeds=0 --budgets=1000,2000,4000
     leg --models="$MAIN" --seeds=0 --budgets=8000
+    leg --models="$NEW" --seeds=0 --budgets=1000,2000,4000,8000
     leg --models="$MAIN" --seeds=0 --budgets=16000
     leg --models="$MAIN" --seeds=1 --budgets=1000,2000,4000,8000,16000
     leg --models=mvae,mvtcae_rescale --seeds=0 --budgets=1000,2000,4000,8000,16000
     leg --models="$MAIN" --seeds=0 --budgets=35200
     ;;
   new_models)
-    leg --models=crmvae_private,mopoe_private,mmvae_plus --seeds=0 --budgets=1000,2000,4000,8000
+    leg --models="$NEW" --seeds=0 --budgets=1000,2000,4000,8000
     ;;
 esac
 echo "== $(date -u +%FT%TZ) $DATA $PHASE finished"

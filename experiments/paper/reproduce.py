@@ -175,6 +175,9 @@ def data_config(name: str) -> ml_collections.ConfigDict:
     config.log_every_steps = 100
     config.eval.log_likelihood.samples = 100
     config.eval.log_likelihood.examples = 100
+    # R and cFD also with the ex-post sampler (a mixture fitted to the training set's
+    # joint posterior means), beside the prior.
+    config.eval.extra_metrics = ("ex_post_sampler",)
   else:
     raise UserError(f"Unknown data set {name!r} (--data); known: {', '.join(SCHEDULES)}.")
   config.log_every_steps = 25
