@@ -30,64 +30,30 @@
 #     python -m experiments.paper.reproduce --collect_only \
 #         --data=mst_offline,mst_offline_v2,mst_offline_v3 --root=~/crmvae_jax_queue
 #
-# Arguments: the renderer version (2 or 3: data set mst_offline_v<VERSION> of reproduce.py),
-# then the phase:
-#   gate   MoPoE (sampled) alone, seed 0, to 4,000 steps. Whether MoPoE's averaging still
-#          fails on the version is seen on MoPoE itself before any CRMVAE or MVTCAE run:
-#          its S<-M, S<-T and S<-M+T must all be at most 0.50 (the paper's SVHN: 0.35 to
-#          0.37; version 1: 0.17, 0.20, 0.18 at 4,000 steps) for the claim to run on it.
-#          Version 2 failed it (0.86, 0.96, 0.96).
-#   claim  what decides the claim first (seed 0 of CRMVAE, MVTCAE and MoPoE to 8,000 steps,
-#          budget by budget), then the models added since the paper's (CRMVAE and MoPoE
-#          with private latents, MMVAE+; reproduce.py's NEW_MODELS), seed 0 to 8,000 steps,
-#          beside them, then the three to 16,000, their second seed, MVAE and
-#          MVTCAE-rescale (one seed), and seed 0 of the three to the surrogate's 100 epochs
-#          (35,200 steps). One queue, one results file, one set of judges for all of them.
+# Arguments: the renderer version (1 is data set mst_offline, N > 1 mst_offline_vN), the
+# phase (experiments/paper/mst_queue.py's PHASES: gate, claim, new_models), and --status
+# to see where the queue stands instead of running it:
+#
+#     QUEUE_RESULTS=experiments/results bash experiments/paper/mst_offline_queue.sh 3 claim --status
+#
+#   gate   MoPoE (sampled) alone, seed 0, to 4,000 steps: its S<-M, S<-T and S<-M+T must
+#          all be at most 0.50 (the paper's SVHN: 0.35 to 0.37) for the claim to run on
+#          the version. Version 2 failed it (0.86, 0.96, 0.96); version 3 passed.
+#   claim  seed 0 of CRMVAE, MVTCAE and MoPoE to 8,000 steps, budget by budget; the
+#          models added since the paper's (CRMVAE and MoPoE with private latents, MMVAE+)
+#          seed 0 to 8,000 beside them; then the three to 16,000, their second seed,
+#          MVAE and MVTCAE-rescale (one seed), and seed 0 of the three to the surrogate's
+#          100 epochs (35,200 steps). One queue, one results file, one set of judges.
 #   new_models  only the added models' leg of the claim.
-# Version 1 is the data set mst_offline, version N > 1 mst_offline_vN.
+#
+# Stop it with `pkill -f experiments.paper.mst_queue`: the leg in progress saves its step.
 set -euo pipefail
-VERSION="${1:-}"
-PHASE="${2:-}"
-if [[ ! "$VERSION" =~ ^[0-9]+$ ]] || [[ ! "$PHASE" =~ ^(gate|claim|new_models)$ ]]; then
+if [ "$#" -lt 2 ]; then
   echo "usage: bash experiments/paper/mst_offline_queue.sh VERSION gate|claim|new_models" \
-       "(e.g. 3 gate)" >&2
+       "[--status] (e.g. 3 claim)" >&2
   exit 2
 fi
 cd "$(dirname "$0")/../.."
 ROOT="${QUEUE_ROOT:-$HOME/crmvae_jax_queue}"
-RESULTS="${QUEUE_RESULTS:-$ROOT/results}"
-DATA="mst_offline_v$VERSION"
-if [ "$VERSION" = 1 ]; then
-  DATA="mst_offline"
-fi
-MAIN="crmvae,mvtcae,mopoe_sampled"
-NEW="crmvae_private,mopoe_private,mmvae_plus"
-mkdir -p "$RESULTS"
-if [ ! -f "$RESULTS/reproduce_curves.json" ]; then
-  cp experiments/results/reproduce_curves.json "$RESULTS/"
-fi
-
-leg() {
-  echo "== $(date -u +%FT%TZ) $DATA leg: $*"
-  python -m experiments.paper.reproduce --data="$DATA" --noablation --root="$ROOT" \
-      --results="$RESULTS" "$@"
-}
-
-case "$PHASE" in
-  gate)
-    leg --models=mopoe_sampled --seeds=0 --budgets=1000,2000,4000
-    ;;
-  claim)
-    leg --models="$MAIN" --seeds=0 --budgets=1000,2000,4000
-    leg --models="$MAIN" --seeds=0 --budgets=8000
-    leg --models="$NEW" --seeds=0 --budgets=1000,2000,4000,8000
-    leg --models="$MAIN" --seeds=0 --budgets=16000
-    leg --models="$MAIN" --seeds=1 --budgets=1000,2000,4000,8000,16000
-    leg --models=mvae,mvtcae_rescale --seeds=0 --budgets=1000,2000,4000,8000,16000
-    leg --models="$MAIN" --seeds=0 --budgets=35200
-    ;;
-  new_models)
-    leg --models="$NEW" --seeds=0 --budgets=1000,2000,4000,8000
-    ;;
-esac
-echo "== $(date -u +%FT%TZ) $DATA $PHASE finished"
+exec python -m experiments.paper.mst_queue --version="$1" --phase="$2" --root="$ROOT" \
+    --results="${QUEUE_RESULTS:-$ROOT/results}" "${@:3}"

@@ -1,0 +1,156 @@
+"""The claim on MNIST-SVHN-Text offline as one resumable queue of `reproduce.py` legs, and
+where the queue stands. `mst_offline_queue.sh` runs it niced in the background and says
+how; this module holds the legs and the status.
+
+    python -m experiments.paper.mst_queue --version=3 --phase=claim            # run it
+    python -m experiments.paper.mst_queue --version=3 --phase=claim --status   # where it is
+
+Each leg is `python -m experiments.paper.reproduce` with budgets; a (run, budget) that
+has a record in the results file is not trained again, and a run resumes from its newest
+checkpoint, so the queue can be stopped at any moment and started again the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from absl import flags
+
+from crmvae_jax.common.errors import UserError
+from crmvae_jax.config import cli
+from crmvae_jax.reporting import tables
+from experiments.paper import reproduce
+
+
+@dataclasses.dataclass(frozen=True)
+class Leg:
+  models: tuple[str, ...]
+  seeds: tuple[int, ...]
+  budgets: tuple[int, ...]
+
+
+MAIN = ("crmvae", "mvtcae", "mopoe_sampled")
+NEW = tuple(reproduce.NEW_MODELS)
+ALONG = (1000, 2000, 4000, 8000, 16000)
+PHASES = {
+    # Whether MoPoE's averaging still fails on the version, seen on MoPoE alone before any
+    # CRMVAE or MVTCAE run: its S<-M, S<-T and S<-M+T must all be at most 0.50.
+    "gate": (Leg(("mopoe_sampled",), (0,), (1000, 2000, 4000)),),
+    # What decides the claim first, budget by budget; the added models beside seed 0 at
+    # 8,000; then 16,000, the second seed, the other models, and the surrogate's 100
+    # epochs (35,200 steps).
+    "claim": (Leg(MAIN, (0,), (1000, 2000, 4000)),
+              Leg(MAIN, (0,), (8000,)),
+              Leg(NEW, (0,), (1000, 2000, 4000, 8000)),
+              Leg(MAIN, (0,), (16000,)),
+              Leg(MAIN, (1,), ALONG),
+              Leg(("mvae", "mvtcae_rescale"), (0,), ALONG),
+              Leg(MAIN, (0,), (35200,))),
+    "new_models": (Leg(NEW, (0,), (1000, 2000, 4000, 8000)),),
+}
+
+flags.DEFINE_integer("version", None, "Renderer version: 1 is data set mst_offline, "
+                     "N > 1 mst_offline_vN.")
+flags.DEFINE_enum("phase", None, list(PHASES), "Which legs.")
+flags.DEFINE_string("root", os.path.expanduser("~/crmvae_jax_queue"),
+                    "Runs and judges (outside the repository).")
+flags.DEFINE_string("results", None, "Folder of the results file (default ROOT/results); a "
+                    "checkout's experiments/results keeps each record in the checkout.")
+flags.DEFINE_bool("status", False, "Only say where the queue stands.")
+FLAGS = flags.FLAGS
+
+
+def data_name(version: int) -> str:
+  name = "mst_offline" if version == 1 else f"mst_offline_v{version}"
+  if name not in reproduce.RENDERER_VERSIONS:
+    raise UserError(f"No renderer version {version} (--version); known: "
+                    f"{', '.join(str(v) for v in sorted(reproduce.RENDERER_VERSIONS.values()))}.")
+  return name
+
+
+def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
+  """The newest checkpoint's step of one run (seeds in turn or as replicas), 0 if none."""
+  steps = [0]
+  for workdir in (os.path.join(root, data, model, f"seed_{seed}"), os.path.join(root, data, model)):
+    folder = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(folder):
+      steps += [int(name) for name in os.listdir(folder) if name.isdigit()]
+  return max(steps)
+
+
+def status(phase: str, data: str, root: str, records: list[dict]) -> str:
+  """One row per leg and (model, seed): the budgets with records, the newest checkpoint
+  (saved at each budget and at a stop; the log has the step in progress), what is left,
+  and the mean cross-coherence at the last record; then the training steps done of the
+  phase's whole (each run counted once, to its last budget)."""
+  rows, goal, reached = [], {}, {}
+  for number, leg in enumerate(PHASES[phase], 1):
+    for model in leg.models:
+      for seed in leg.seeds:
+        mine = {r["step"]: r for r in records
+                if r["data"] == data and r["model"] == model and r["seed"] == seed}
+        recorded = [b for b in leg.budgets if b in mine]
+        run = (model, seed)
+        goal[run] = max(goal.get(run, 0), leg.budgets[-1])
+        reached[run] = max([checkpoint_step(root, data, model, seed), *mine])
+        last = mine[recorded[-1]]["cross_coherence"] if recorded else None
+        rows.append([str(number), model, str(seed), ", ".join(map(str, recorded)) or "-",
+                     str(reached[run]),
+                     ", ".join(str(b) for b in leg.budgets if b not in mine) or "done",
+                     "-" if last is None else f"{last:.3f}"])
+  total = sum(goal.values())
+  done = sum(min(reached[run], goal[run]) for run in goal)
+  table = tables.markdown(["leg", "model", "seed", "recorded at", "checkpoint", "left",
+                           "mean cross (last record)"], rows)
+  return (f"{data}, phase {phase}: {done:,} of {total:,} training steps "
+          f"({done / total:.0%})\n\n" + table)
+
+
+def run(phase: str, data: str, root: str, results: str) -> None:
+  for leg in PHASES[phase]:
+    print(f"== {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {data} leg: "
+          f"--models={','.join(leg.models)} --seeds={','.join(map(str, leg.seeds))} "
+          f"--budgets={','.join(map(str, leg.budgets))}", flush=True)
+    child = subprocess.Popen([
+        sys.executable, "-m", "experiments.paper.reproduce", f"--data={data}", "--noablation",
+        f"--root={root}", f"--results={results}", f"--models={','.join(leg.models)}",
+        f"--seeds={','.join(map(str, leg.seeds))}",
+        f"--budgets={','.join(map(str, leg.budgets))}"])
+    try:
+      code = child.wait()
+    except BaseException:  # the queue was stopped: the leg saves its step and stops too
+      child.send_signal(signal.SIGTERM)
+      child.wait()
+      raise
+    if code:
+      raise UserError(f"The leg stopped (exit {code}); the same command goes on from where "
+                      "it stopped.")
+  print(f"== {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {data} {phase} "
+        "finished", flush=True)
+
+
+def main() -> None:
+  if FLAGS.version is None or FLAGS.phase is None:
+    raise UserError("Name the renderer version and the phase: --version=3 --phase=claim "
+                    f"(phases: {', '.join(PHASES)}).")
+  data = data_name(FLAGS.version)
+  root = os.path.expanduser(FLAGS.root)
+  results = os.path.expanduser(FLAGS.results or os.path.join(root, "results"))
+  path = os.path.join(results, reproduce.CURVES_FILE)
+  if FLAGS.status:
+    print(status(FLAGS.phase, data, root, reproduce.Curves(path).records))
+    return
+  os.makedirs(results, exist_ok=True)
+  if not os.path.isfile(path):  # start from the repository's records
+    shutil.copy(os.path.join("experiments", "results", reproduce.CURVES_FILE), path)
+  run(FLAGS.phase, data, root, results)
+
+
+if __name__ == "__main__":
+  cli.run(main, config=False)

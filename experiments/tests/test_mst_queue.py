@@ -1,0 +1,78 @@
+"""experiments/paper/mst_queue.py: its legs and where a queue stands."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crmvae_jax.common.errors import UserError
+from experiments.paper import mst_queue, reproduce
+
+
+def test_every_leg_names_known_models_and_rising_budgets():
+  for phase, legs in mst_queue.PHASES.items():
+    for leg in legs:
+      assert set(leg.models) <= set(reproduce.MODELS), phase
+      assert list(leg.budgets) == sorted(set(leg.budgets)), phase
+  assert mst_queue.data_name(1) == "mst_offline" and mst_queue.data_name(3) == "mst_offline_v3"
+  with pytest.raises(UserError, match="No renderer version 9"):
+    mst_queue.data_name(9)
+
+
+def test_status_counts_each_run_once_to_its_last_budget(tmp_path):
+  data = "mst_offline_v3"
+  records = [{"data": data, "model": "crmvae", "seed": 0, "step": step,
+              "cross_coherence": 0.1 * step / 1000} for step in (1000, 2000)]
+  records.append({"data": "mst_offline", "model": "crmvae", "seed": 0, "step": 4000,
+                  "cross_coherence": 0.9})  # another version: not this queue's
+  # MVTCAE stopped between budgets with a checkpoint at 2,500; MoPoE not started.
+  os.makedirs(tmp_path / data / "mvtcae" / "seed_0" / "checkpoints" / "2500")
+  text = mst_queue.status("claim", data, str(tmp_path), records)
+  # Runs and their last budgets: the three main models' seed 0 to 35,200, their seed 1
+  # to 16,000, the three added models to 8,000, MVAE and MVTCAE-rescale to 16,000.
+  total = 3 * 35200 + 3 * 16000 + 3 * 8000 + 2 * 16000
+  assert text.startswith(f"{data}, phase claim: {2000 + 2500:,} of {total:,} training steps")
+  assert "| 1 | crmvae | 0 | 1000, 2000 | 2000 | 4000 | 0.200 |" in text
+  assert "| 1 | mvtcae | 0 | - | 2500 | 1000, 2000, 4000 | - |" in text
+  assert "| 2 | crmvae | 0 | - | 2000 | 8000 | - |" in text
+  assert "| 1 | mopoe_sampled | 0 | - | 0 | 1000, 2000, 4000 | - |" in text
+
+
+class _Leg:
+  """A stand-in for a leg's process: `wait` answers from `answers` (an exception is raised)."""
+
+  def __init__(self, answers):
+    self.answers, self.signals, self.commands = list(answers), [], []
+
+  def __call__(self, command):
+    self.commands.append(command)
+    return self
+
+  def wait(self):
+    answer = self.answers.pop(0)
+    if isinstance(answer, BaseException):
+      raise answer
+    return answer
+
+  def send_signal(self, number):
+    self.signals.append(number)
+
+
+def test_a_stopped_queue_lets_its_leg_save_and_a_failed_leg_stops_the_queue(monkeypatch):
+  leg = _Leg([KeyboardInterrupt(), 0])
+  monkeypatch.setattr(mst_queue.subprocess, "Popen", leg)
+  with pytest.raises(KeyboardInterrupt):
+    mst_queue.run("claim", "mst_offline_v3", "/r", "/out")
+  # SIGTERM (the leg saves its step and stops), then waited for: never killed unsaved.
+  assert leg.signals == [mst_queue.signal.SIGTERM] and not leg.answers
+  assert leg.commands[0][1:] == [
+      "-m", "experiments.paper.reproduce", "--data=mst_offline_v3", "--noablation",
+      "--root=/r", "--results=/out", "--models=crmvae,mvtcae,mopoe_sampled", "--seeds=0",
+      "--budgets=1000,2000,4000"]
+
+  leg = _Leg([0, 3])
+  monkeypatch.setattr(mst_queue.subprocess, "Popen", leg)
+  with pytest.raises(UserError, match="The leg stopped"):
+    mst_queue.run("claim", "mst_offline_v3", "/r", "/out")
+  assert len(leg.commands) == 2  # no leg after the one that failed
