@@ -55,15 +55,6 @@ PHASES = {
     "new_models": (Leg(NEW, (0,), (1000, 2000, 4000, 8000)),),
 }
 
-flags.DEFINE_integer("version", None, "Renderer version: 1 is data set mst_offline, "
-                     "N > 1 mst_offline_vN.")
-flags.DEFINE_enum("phase", None, list(PHASES), "Which legs.")
-flags.DEFINE_string("root", os.path.expanduser("~/crmvae_jax_queue"),
-                    "Runs and judges (outside the repository).")
-flags.DEFINE_string("results", None, "Folder of the results file (default ROOT/results); a "
-                    "checkout's experiments/results keeps each record in the checkout.")
-flags.DEFINE_bool("status", False, "Only say where the queue stands.")
-FLAGS = flags.FLAGS
 
 
 def data_name(version: int) -> str:
@@ -135,22 +126,37 @@ def run(phase: str, data: str, root: str, results: str) -> None:
         "finished", flush=True)
 
 
+def define_flags() -> None:
+  """The command line's flags: defined when run, not on import, so that a module that
+  imports this one (tests do) may define its own --root and --results."""
+  flags.DEFINE_integer("version", None, "Renderer version: 1 is data set mst_offline, "
+                       "N > 1 mst_offline_vN.")
+  flags.DEFINE_enum("phase", None, list(PHASES), "Which legs.")
+  flags.DEFINE_string("root", os.path.expanduser("~/crmvae_jax_queue"),
+                      "Runs and judges (outside the repository).")
+  flags.DEFINE_string("results", None, "Folder of the results file (default ROOT/results); a "
+                      "checkout's experiments/results keeps each record in the checkout.")
+  flags.DEFINE_bool("status", False, "Only say where the queue stands.")
+
+
 def main() -> None:
-  if FLAGS.version is None or FLAGS.phase is None:
+  options = flags.FLAGS
+  if options.version is None or options.phase is None:
     raise UserError("Name the renderer version and the phase: --version=3 --phase=claim "
                     f"(phases: {', '.join(PHASES)}).")
-  data = data_name(FLAGS.version)
-  root = os.path.expanduser(FLAGS.root)
-  results = os.path.expanduser(FLAGS.results or os.path.join(root, "results"))
+  data = data_name(options.version)
+  root = os.path.expanduser(options.root)
+  results = os.path.expanduser(options.results or os.path.join(root, "results"))
   path = os.path.join(results, reproduce.CURVES_FILE)
-  if FLAGS.status:
-    print(status(FLAGS.phase, data, root, reproduce.Curves(path).records))
+  if options.status:
+    print(status(options.phase, data, root, reproduce.Curves(path).records))
     return
   os.makedirs(results, exist_ok=True)
   if not os.path.isfile(path):  # start from the repository's records
     shutil.copy(os.path.join("experiments", "results", reproduce.CURVES_FILE), path)
-  run(FLAGS.phase, data, root, results)
+  run(options.phase, data, root, results)
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, config=False)
