@@ -67,12 +67,8 @@ def data_name(version: int) -> str:
 
 def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
   """The newest checkpoint's step of one run (seeds in turn or as replicas), 0 if none."""
-  steps = [0]
-  for workdir in (os.path.join(root, data, model, f"seed_{seed}"), os.path.join(root, data, model)):
-    folder = os.path.join(workdir, "checkpoints")
-    if os.path.isdir(folder):
-      steps += [int(name) for name in os.listdir(folder) if name.isdigit()]
-  return max(steps)
+  return max(reproduce.checkpoint_step(os.path.join(root, data, model, f"seed_{seed}")),
+             reproduce.checkpoint_step(os.path.join(root, data, model)))
 
 
 def status(phase: str, data: str, root: str, records: list[dict]) -> str:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -281,10 +282,25 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
     leg.num_train_steps = budget
     leg.eval_every_steps = leg.checkpoint_every_steps = budget
     print(f"== {run}: training to step {budget}")
+    trained_from, start = checkpoint_step(workdir), time.perf_counter()
     loop.train_and_evaluate(leg, workdir)
+    train_seconds = time.perf_counter() - start
     for replica, seed in enumerate(seeds):
       if not curves.has(run, budget, seed):
-        curves.add(run, data, model, variant, headline(driver.evaluate(leg, workdir, replica)))
+        start = time.perf_counter()
+        record = headline(driver.evaluate(leg, workdir, replica))
+        # What this budget cost; a leg resumed after a stop counts from its checkpoint.
+        record["seconds"] = {"train": train_seconds, "trained_from": trained_from,
+                             "evaluate": time.perf_counter() - start}
+        curves.add(run, data, model, variant, record)
+
+
+def checkpoint_step(workdir: str) -> int:
+  """The step of the newest checkpoint in `workdir`, 0 if it has none."""
+  folder = os.path.join(workdir, "checkpoints")
+  steps = [int(name) for name in os.listdir(folder) if name.isdigit()] if os.path.isdir(
+      folder) else []
+  return max(steps, default=0)
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
@@ -365,6 +381,39 @@ def _results_table(groups, data: str, step_of) -> str:
                           "joint", "cFD", "probe"], rows)
 
 
+def wall_time_section(records: list[dict], data: str) -> list[str]:
+  """Minutes of training and of evaluation per run of `data` (records that timed
+  themselves), with the steps whose training was not timed: a leg resumed after a stop
+  counts only from its checkpoint."""
+  runs: dict[tuple[str, int], list[dict]] = {}
+  for record in records:
+    if record["data"] == data and "seconds" in record:
+      runs.setdefault((record["model"], record["seed"]), []).append(record)
+  if not runs:
+    return []
+  rows, totals = [], [0.0, 0.0, 0]
+  for (model, seed), timed in runs.items():
+    timed.sort(key=lambda r: r["step"])
+    earlier = {r["step"] for r in records if r["data"] == data and r["model"] == model
+               and r["seed"] == seed}
+    untimed = 0
+    for record in timed:
+      previous = max([s for s in earlier if s < record["step"]], default=0)
+      untimed += max(0, record["seconds"]["trained_from"] - previous)
+    train = sum(r["seconds"]["train"] for r in timed) / 60
+    evaluate = sum(r["seconds"]["evaluate"] for r in timed) / 60
+    totals[0] += train
+    totals[1] += evaluate
+    totals[2] += untimed
+    rows.append([model, str(seed), ", ".join(str(r["step"]) for r in timed), f"{train:.1f}",
+                 f"{evaluate:.1f}", f"{untimed:,}"])
+  rows.append(["all", "", "", f"{totals[0]:.1f}", f"{totals[1]:.1f}", f"{totals[2]:,}"])
+  return [f"Wall time ({data}; each leg's training, then each evaluation):\n",
+          tables.markdown(["model", "seed", "budgets timed", "train minutes",
+                           "evaluate minutes", "steps trained before a stop (not timed)"],
+                          rows)]
+
+
 def tables_markdown(records: list[dict]) -> str:
   """The tables of `reproduce.md`. Per data set: every model at the last budget that all
   of them reached with all their seeds; where some went on further (fewer models or a
@@ -402,6 +451,7 @@ def tables_markdown(records: list[dict]) -> str:
                   for (d, model), group in groups.items() if d == data]
     sections += [f"Mean cross-coherence along training ({data}):\n",
                  tables.markdown(["model", *[f"step {s}" for s in steps]], curve_rows)]
+    sections += wall_time_section(records, data)
   for data in dict.fromkeys(d for d, _ in groups):
     if data in PAPER_LAYOUT:
       sections += paper_layout_sections(records, data)

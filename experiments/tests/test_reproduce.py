@@ -194,3 +194,38 @@ def test_records_judged_by_judges_trained_again_are_named_not_mixed_silently(tmp
   markdown = reproduce.tables_markdown(reproduce.Curves(curves.path).records)
   assert "**mnist_text was judged by 2 sets of judges**" in markdown
   assert "| mnist bbbb | mnist_text/crmvae, seed 0, step 20 |" in markdown
+
+
+def test_wall_time_sums_each_run_and_names_the_steps_it_did_not_time():
+  def timed(model, step, train, trained_from):
+    return {**record(f"mnist_text/{model}", model, 0, step, (0.3, 0.5), 0.2, 30.0),
+            "seconds": {"train": train, "evaluate": 30.0, "trained_from": trained_from}}
+
+  records = [record("mnist_text/crmvae", "crmvae", 0, 10, (0.3, 0.5), 0.2, 30.0),  # untimed
+             timed("crmvae", 20, 120.0, 10),   # from the budget before: all timed
+             timed("crmvae", 40, 60.0, 35),    # resumed at 35 after a stop: 15 steps untimed
+             timed("mvtcae", 20, 240.0, 0)]
+  section = "\n".join(reproduce.wall_time_section(records, "mnist_text"))
+  assert "| crmvae | 0 | 20, 40 | 3.0 | 1.0 | 15 |" in section
+  assert "| mvtcae | 0 | 20 | 4.0 | 0.5 | 0 |" in section
+  assert "| all |  |  | 7.0 | 1.5 | 15 |" in section
+  assert reproduce.wall_time_section(records, "polymnist3") == []
+  assert "Wall time (mnist_text" in reproduce.tables_markdown(records)
+
+
+def test_a_budget_records_what_it_cost_and_where_its_training_started(monkeypatch, tmp_path):
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints" / "250").mkdir(parents=True)
+  (workdir / "checkpoints" / "tmp_500.orbax-checkpoint-tmp").mkdir()  # not a step
+  assert reproduce.checkpoint_step(str(workdir)) == 250
+  assert reproduce.checkpoint_step(str(tmp_path / "none")) == 0
+  monkeypatch.setattr(reproduce.loop, "train_and_evaluate", lambda config, workdir: None)
+  monkeypatch.setattr(reproduce.driver, "evaluate", lambda config, workdir, replica: "results")
+  monkeypatch.setattr(reproduce, "headline", lambda results: {"step": 500, "seed": 0})
+  curves = reproduce.Curves(str(tmp_path / "curves.json"))
+  config = reproduce.data_config("mnist_text")
+  config.sweep.seeds = (0,)
+  reproduce.train_along(config, str(workdir), [500], curves, "mnist_text/crmvae", "mnist_text",
+                        "crmvae", "")
+  seconds = curves.records[0]["seconds"]
+  assert seconds["trained_from"] == 250 and seconds["train"] >= 0 and seconds["evaluate"] >= 0
