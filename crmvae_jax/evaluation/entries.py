@@ -227,8 +227,8 @@ def ex_post_sampler(context: Context) -> dict[str, Any]:
   the classifier-Frechet distance of its samples to the real test images."""
   config = context.config
   trained = context.trained
-  sampler = trained.fit_sampler(config.eval.ex_post_sampler.components, config.eval.ex_post_sampler.examples,
-                                config.eval.seed)
+  settings = config.eval.ex_post_sampler
+  sampler = trained.fit_sampler(settings.components, settings.examples, config.eval.seed)
   key = context.key("ex_post_sampler")
   num_samples, batch_size = config.eval.coherence.prior_samples, context.batch_size
   results = {}

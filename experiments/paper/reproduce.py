@@ -186,7 +186,8 @@ def data_config(name: str) -> ml_collections.ConfigDict:
   config.eval.num_examples = 1000
   config.eval.coherence.prior_samples = 1000
   config.eval.latent.train_examples = 500
-  config.eval.fid.enabled = False  # no Inception weights offline; the classifier-Frechet distance is
+  # No Inception weights offline: the classifier-Frechet distance stands in for FID.
+  config.eval.fid.enabled = False
   config.eval.coherence.from_means = True  # how much the posteriors' width costs
   if name not in RENDERER_VERSIONS:
     config.eval.log_likelihood.samples = 0  # not asked of the earlier experiments
