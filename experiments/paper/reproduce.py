@@ -272,6 +272,9 @@ def judge_sets(records: list[dict], data: str) -> dict[str, list[str]]:
   return sets
 
 
+CHECKPOINT_EVERY_STEPS = 1000
+
+
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
                 curves: Curves, run: str, data: str, model: str, variant: str) -> None:
   """Trains `config`'s replicas to each budget in turn and evaluates every replica there."""
@@ -281,7 +284,10 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
       continue
     leg = config.copy_and_resolve_references()
     leg.num_train_steps = budget
-    leg.eval_every_steps = leg.checkpoint_every_steps = budget
+    leg.eval_every_steps = budget
+    # Also between budgets, so that a kill without warning (a machine taken back) loses
+    # at most this many steps of a long leg.
+    leg.checkpoint_every_steps = min(budget, CHECKPOINT_EVERY_STEPS)
     print(f"== {run}: training to step {budget}")
     trained_from, start = checkpoint_step(workdir), time.perf_counter()
     loop.train_and_evaluate(leg, workdir)

@@ -219,13 +219,19 @@ def test_a_budget_records_what_it_cost_and_where_its_training_started(monkeypatc
   (workdir / "checkpoints" / "tmp_500.orbax-checkpoint-tmp").mkdir()  # not a step
   assert reproduce.checkpoint_step(str(workdir)) == 250
   assert reproduce.checkpoint_step(str(tmp_path / "none")) == 0
-  monkeypatch.setattr(reproduce.loop, "train_and_evaluate", lambda config, workdir: None)
-  monkeypatch.setattr(reproduce.driver, "evaluate", lambda config, workdir, replica: "results")
-  monkeypatch.setattr(reproduce, "headline", lambda results: {"step": 500, "seed": 0})
+  legs = []
+  monkeypatch.setattr(reproduce.loop, "train_and_evaluate",
+                      lambda config, workdir: legs.append(config))
+  monkeypatch.setattr(reproduce.driver, "evaluate",
+                      lambda config, workdir, replica: config.num_train_steps)
+  monkeypatch.setattr(reproduce, "headline", lambda step: {"step": step, "seed": 0})
   curves = reproduce.Curves(str(tmp_path / "curves.json"))
   config = reproduce.data_config("mnist_text")
   config.sweep.seeds = (0,)
-  reproduce.train_along(config, str(workdir), [500], curves, "mnist_text/crmvae", "mnist_text",
-                        "crmvae", "")
+  reproduce.train_along(config, str(workdir), [500, 3500], curves, "mnist_text/crmvae",
+                        "mnist_text", "crmvae", "")
   seconds = curves.records[0]["seconds"]
   assert seconds["trained_from"] == 250 and seconds["train"] >= 0 and seconds["evaluate"] >= 0
+  # Evaluated at each budget; saved at least every 1,000 steps between them.
+  assert [(leg.num_train_steps, leg.eval_every_steps, leg.checkpoint_every_steps)
+          for leg in legs] == [(500, 500, 500), (3500, 3500, 1000)]
