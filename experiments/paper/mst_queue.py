@@ -8,6 +8,8 @@ how; this module holds the legs and the status.
 Each leg is `python -m experiments.paper.reproduce` with budgets; a (run, budget) that
 has a record in the results file is not trained again, and a run resumes from its newest
 checkpoint, so the queue can be stopped at any moment and started again the same way.
+Stopped with SIGTERM, SIGINT or SIGHUP, the queue passes the signal to its leg, which
+saves its step before it stops.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ PHASES = {
               Leg(MAIN, (0,), (35200,))),
     "new_models": (Leg(NEW, (0,), (1000, 2000, 4000, 8000)),),
 }
-
 
 
 def data_name(version: int) -> str:
