@@ -385,7 +385,7 @@ def _results_table(groups, data: str, step_of) -> str:
                    _mean_std([r["classifier_fd"] for r in final]),
                    _mean_std([r["latent_probe"] for r in final])])
   return tables.markdown(["model", "seeds", "step", *columns, "mean cross", "from means",
-                          "joint", "cFD", "probe"], rows)
+                          "joint", "cFD", "probe (mean of subsets)"], rows)
 
 
 def wall_time_section(records: list[dict], data: str) -> list[str]:
@@ -434,7 +434,9 @@ def tables_markdown(records: list[dict]) -> str:
               "its mean instead, a diagnostic of the posteriors' width); the "
               "classifier-Frechet distance (cFD) compares generated and real test images in "
               "the penultimate features of the target's classifier (lower is better); the "
-              "latent probe is a logistic regression on 500 training encodings.\n"]
+              "latent probe is a logistic regression on 500 training encodings, here the mean "
+              "over every input subset's posterior (Table 5 has each subset's, S's alone "
+              "among them).\n"]
   for data in dict.fromkeys(d for d, _ in groups):
     sets = judge_sets(records, data)
     if len(sets) > 1:
@@ -490,14 +492,17 @@ def _per_seed_table(records: list[dict]) -> str:
     results = record["results"]
     coherence, exact = results["coherence"], results.get("coherence_exact") or {}
     fd, log_likelihood = results.get("classifier_fd") or {}, results.get("log_likelihood") or {}
+    sampler = results.get("ex_post_sampler")
     rows.append([record["model"], str(record["seed"]), f"{record['cross_coherence']:.3f}"]
                 + [f"{coherence[c]:.3f}" for c in ("S<-M", "S<-T", "S<-M+T", "T<-M", "T<-S")]
                 + [f"{exact.get(c, float('nan')):.3f}" for c in ("T<-M", "T<-S")]
                 + [f"{fd.get(c, float('nan')):.1f}" for c in ("S->M", "M->S")]
-                + [f"{log_likelihood.get('M+S+T', float('nan')):.1f}"])
+                + [f"{log_likelihood.get('M+S+T', float('nan')):.1f}",
+                   f"{results['latent'].get('S', float('nan')):.3f}",
+                   "-" if sampler is None else f"{sampler['R (GMM)']:.3f}"])
   return tables.markdown(["model", "seed", "mean cross", "S<-M", "S<-T", "S<-M+T", "T<-M",
                           "T<-S", "T<-M exact", "T<-S exact", "cFD S->M", "cFD M->S",
-                          "log p(X)"], rows)
+                          "log p(X)", "S probe", "R (GMM)"], rows)
 
 
 def paper_layout_sections(records: list[dict], data: str) -> list[str]:

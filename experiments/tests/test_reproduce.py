@@ -114,7 +114,8 @@ def mst_offline_record(model, seed, step, cross):
       "log_likelihood_samples": 100, "num_log_likelihood_pairs": 100,
       "fid": None, "fid_note": "FID not computed (--config.eval.fid.enabled=False).",
       "classifier_fd": {"S->M": 20.0, "M->S": 40.0 + seed},
-      "latent": dict.fromkeys(["M", "S", "T", "M+S", "M+T", "S+T", "M+S+T"], 0.9),
+      "latent": {**dict.fromkeys(["M", "T", "M+S", "M+T", "S+T", "M+S+T"], 0.9), "S": 0.2},
+      **({"ex_post_sampler": {"R (prior)": 0.1, "R (GMM)": 0.4}} if model == "crmvae" else {}),
       "judges": {"mnist": "classifier", "svhn": "classifier", "text": "levenshtein"},
       "judge_accuracy": {"mnist": 0.95, "svhn": 0.93, "text": 1.0}}
   return {"run": f"mst_offline/{model}", "data": "mst_offline", "model": model, "variant": "",
@@ -138,8 +139,10 @@ def test_mst_offline_gets_the_papers_tables_at_every_budget_and_every_seed():
     assert "| CRMVAE | 20.00 ± 0.00 | 40.50 ± 0.50 |" in section
     assert "| CRMVAE | -2999.5 ± 0.5 | -3100.0 ± 0.0 |" in section
     per_seed = section.split(f"### mst_offline at step {step}, every seed")[1]
+    # S's own probe (not the mean over subsets, 0.9), and R with the ex-post sampler.
     assert "| crmvae | 1 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.600 | 0.300 | 0.300 " \
-           "| 20.0 | 41.0 | -2999.0 |" in per_seed
+           "| 20.0 | 41.0 | -2999.0 | 0.200 | 0.400 |" in per_seed
+    assert "| mvtcae | 1 | 0.400 |" in per_seed and "| -2999.0 | 0.200 | - |" in per_seed
 
 
 def test_version_2_shows_version_1_beside_it_at_the_same_budget():
