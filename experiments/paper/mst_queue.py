@@ -74,7 +74,7 @@ def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
 
 def status(phase: str, data: str, root: str, records: list[dict]) -> str:
   """One row per leg and (model, seed): the budgets with records, the newest checkpoint
-  (saved at each budget and at a stop; the log has the step in progress), what is left,
+  (saved at each budget, every 1,000 steps and at a stop), what is left,
   and the mean cross-coherence at the last record; then the training steps done of the
   phase's whole (each run counted once, to its last budget)."""
   rows, goal, reached = [], {}, {}
