@@ -259,9 +259,16 @@ def restore_latest(manager: ocp.CheckpointManager, abstract, config=None,
   return None
 
 
-def has_checkpoints(workdir: str) -> bool:
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints in `workdir`, oldest first (none: an empty list), read
+  from the folder names without opening a manager."""
   directory = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit()) if os.path.isdir(directory) else []
+
+
+def has_checkpoints(workdir: str) -> bool:
+  return bool(saved_steps(workdir))
 
 
 class TrainedRun(NamedTuple):

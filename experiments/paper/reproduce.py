@@ -304,10 +304,7 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
 
 def checkpoint_step(workdir: str) -> int:
   """The step of the newest checkpoint in `workdir`, 0 if it has none."""
-  folder = os.path.join(workdir, "checkpoints")
-  steps = [int(name) for name in os.listdir(folder) if name.isdigit()] if os.path.isdir(
-      folder) else []
-  return max(steps, default=0)
+  return max(checkpoints.saved_steps(workdir), default=0)
 
 
 def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
