@@ -59,24 +59,30 @@ def grid_directory(root: str, model: str, seeds: list[int], betas: list[float]) 
   return os.path.join(root, f"{model}_s{'-'.join(map(str, seeds))}_b{'-'.join(map(str, betas))}")
 
 
-def ensure_classifiers(config: ml_collections.ConfigDict) -> None:
+def ensure_classifiers(config: ml_collections.ConfigDict) -> dict[str, str]:
   """Trains the classifiers that evaluating `config`'s data set needs unless they are
   stored: one per modality of digit-labelled data, the attribute classifier of an
-  image-text data set with attributes (CelebA; CUB needs none)."""
+  image-text data set with attributes (CelebA; CUB needs none).
+
+  Returns:
+    modality name -> the digest of its judge's parameters (`judges.stored_digests`, what
+    evaluation records as `classifier_digest`); empty for image-text data.
+  """
   directory = judges.default_directory(config)
   if registry.DATA_SETS[config.data.name].evaluation == "image_text":
     if (config.data.name in registry.names(attributes=True)
         and judges.read_metadata(directory, "image") is None):
       print(f"Training the attribute classifier of {config.data.name} into {directory}.")
       classifier_training.train_attribute_classifier(config)
-    return
+    return {}
   train_set, _ = data_lib.load(config.data)
-  missing = [m.name for m in modalities_of(config.data.name, train_set)
-             if judges.read_metadata(directory, m.name) is None]
+  modalities = modalities_of(config.data.name, train_set)
+  missing = [m.name for m in modalities if judges.read_metadata(directory, m.name) is None]
   if missing:
     print(f"Training the classifiers of {config.data.name} into {directory} "
           f"(missing: {', '.join(missing)}).")
     classifier_training.train_classifiers(config)
+  return judges.stored_digests(config, modalities, directory)
 
 
 class GridRun(NamedTuple):

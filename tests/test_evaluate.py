@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from crmvae_jax import sweeps
 from crmvae_jax.evaluation import classifier_training, driver, fid, probes
 from crmvae_jax.evaluation import coherence as coherence_lib
 from crmvae_jax.evaluation import judges as judges_lib
@@ -377,6 +378,9 @@ def test_evaluate_a_quickstart_run_end_to_end(tmp_path, monkeypatch):
   mnist = [m for m in model.modalities if m.name == "mnist"]
   stored = judges_lib.load_classifiers(config, mnist)["mnist"]
   assert results["classifier_digest"] == {"mnist": judges_lib.params_digest(stored.params)}
+  # Known before an evaluation, as it will record them (names are read, not classified).
+  assert judges_lib.stored_digests(config, model.modalities) == results["classifier_digest"]
+  assert sweeps.ensure_classifiers(config) == results["classifier_digest"]
   with open(os.path.join(eval_dir, "tables.md")) as f:
     assert "| model | R | M<-T | T<-M |" in f.read()
   assert os.path.getsize(os.path.join(eval_dir, "cross_generation.png")) > 0

@@ -380,11 +380,25 @@ def load_judges(config: ml_collections.ConfigDict, modalities: Sequence[Modality
   Raises:
     UserError: a needed classifier is missing; the message names the command.
   """
-  digit_names = [m for m in modalities
-                 if m.is_text and config.data.name in registry.names(digit_name_text=True)]
-  trained = load_classifiers(config, [m for m in modalities if m not in digit_names], directory)
-  return {m.name: DigitNameJudge(text_decoders[m.name]) if m in digit_names else trained[m.name]
+  classified = classified_modalities(config, modalities)
+  trained = load_classifiers(config, classified, directory)
+  return {m.name: trained[m.name] if m in classified else DigitNameJudge(text_decoders[m.name])
           for m in modalities}
+
+
+def classified_modalities(config: ml_collections.ConfigDict, modalities: Sequence[Modality]
+                          ) -> list[Modality]:
+  """The modalities that a trained classifier judges: all but digit names, which are read."""
+  return [m for m in modalities
+          if not (m.is_text and config.data.name in registry.names(digit_name_text=True))]
+
+
+def stored_digests(config: ml_collections.ConfigDict, modalities: Sequence[Modality],
+                   directory: str | None = None) -> dict[str, str]:
+  """modality name -> `params_digest` of the stored classifier that judges it: what an
+  evaluation with these judges records as `classifier_digest`, known before one runs."""
+  return {name: params_digest(classifier.params) for name, classifier in load_classifiers(
+      config, classified_modalities(config, modalities), directory).items()}
 
 
 def load_attribute_classifier(config: ml_collections.ConfigDict, image: Modality,

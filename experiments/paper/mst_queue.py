@@ -100,7 +100,56 @@ def status(phase: str, data: str, root: str, records: list[dict]) -> str:
           f"({done / total:.0%})\n\n" + table)
 
 
+JUDGES_DIR = "judges"
+
+
+def _judge_folders(directory: str) -> list[str]:
+  """The stored judges in `directory`: modality folders whose metadata was written (last,
+  once their parameters were)."""
+  return sorted(name for name in os.listdir(directory)
+                if os.path.isfile(os.path.join(directory, name, "classifier.json"))
+                ) if os.path.isdir(directory) else []
+
+
+def _copy_judges(source: str, target: str) -> list[str]:
+  """Copies the judges of `source` that `target` lacks (not the lock file); their names."""
+  copied = [name for name in _judge_folders(source) if name not in _judge_folders(target)]
+  for name in copied:
+    shutil.copytree(os.path.join(source, name), os.path.join(target, name),
+                    dirs_exist_ok=True)
+  return copied
+
+
+def restore_judges(data: str, root: str, results: str) -> None:
+  """Puts the judges kept beside the results (`<results>/judges/<data>`) where the legs
+  read them, so that every machine judges with the same ones: judges trained again on
+  another machine come out different (their digests differ, and with them the numbers)."""
+  copied = _copy_judges(os.path.join(results, JUDGES_DIR, data),
+                        os.path.join(root, "classifiers", data))
+  if copied:
+    print(f"Judges of {data} restored from {os.path.join(results, JUDGES_DIR, data)}: "
+          f"{', '.join(copied)}.", flush=True)
+
+
+def keep_judges(data: str, root: str, results: str) -> None:
+  """Copies judges that a leg trained to `<results>/judges/<data>`, to be kept (committed,
+  in a checkout's experiments/results) with the records they judged."""
+  copied = _copy_judges(os.path.join(root, "classifiers", data),
+                        os.path.join(results, JUDGES_DIR, data))
+  if copied:
+    print(f"Judges of {data} kept in {os.path.join(results, JUDGES_DIR, data)}: "
+          f"{', '.join(copied)}; commit them with the records.", flush=True)
+
+
 def run(phase: str, data: str, root: str, results: str) -> None:
+  restore_judges(data, root, results)
+  try:
+    _run_legs(phase, data, root, results)
+  finally:
+    keep_judges(data, root, results)
+
+
+def _run_legs(phase: str, data: str, root: str, results: str) -> None:
   for leg in PHASES[phase]:
     print(f"== {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {data} leg: "
           f"--models={','.join(leg.models)} --seeds={','.join(map(str, leg.seeds))} "

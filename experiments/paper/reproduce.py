@@ -235,8 +235,12 @@ class Curves:
       with open(path) as f:
         self.records = json.load(f)
 
-  def has(self, run: str, step: int, seed: int) -> bool:
-    return any(r["run"] == run and r["step"] == step and r["seed"] == seed for r in self.records)
+  def has(self, run: str, step: int, seed: int, judges: str | None = None) -> bool:
+    """Whether (run, step, seed) was evaluated; given the current judges (`judges_key`),
+    only by them or before digests were recorded: a budget judged by judges trained
+    again since is evaluated again when its run passes it."""
+    return any(r["run"] == run and r["step"] == step and r["seed"] == seed
+               and (judges is None or _judges_key(r) in (None, judges)) for r in self.records)
 
   def add(self, run: str, data: str, model: str, variant: str, record: dict) -> None:
     record = {"run": run, "data": data, "model": model, "variant": variant, **record}
@@ -251,11 +255,27 @@ class Curves:
     atomic.write_json(self.path, self.records, indent=1)  # a stop never loses the curves
 
 
+def judges_key(digests: dict[str, str] | None) -> str | None:
+  """Judges' digests (modality -> `judges.params_digest`) as one string; None for none."""
+  return ", ".join(f"{name} {value}" for name, value in sorted(digests.items())) if digests else None
+
+
 def _judges_key(record: dict) -> str | None:
-  """The digests of the classifiers that judged `record` (`judges.params_digest`), as one
-  string; None for a record made before digests were recorded."""
-  digest = (record.get("results") or {}).get("classifier_digest")
-  return ", ".join(f"{name} {value}" for name, value in sorted(digest.items())) if digest else None
+  """The digests of the classifiers that judged `record`, as one string (`judges_key`);
+  None for a record made before digests were recorded."""
+  return judges_key((record.get("results") or {}).get("classifier_digest"))
+
+
+def newest_records(records: list[dict]) -> list[dict]:
+  """One record per (run, seed, step), the newest: a budget evaluated again (by judges
+  trained again, say) replaces its earlier evaluation in the tables and figures; the
+  results file keeps both, and `judge_sets` lists which judged what."""
+  newest: dict[tuple, dict] = {}
+  for record in records:
+    key = (record["run"], record["seed"], record["step"])
+    newest.pop(key, None)  # in the order of the newest evaluations
+    newest[key] = record
+  return list(newest.values())
 
 
 def judge_sets(records: list[dict], data: str) -> dict[str, list[str]]:
@@ -276,11 +296,17 @@ CHECKPOINT_EVERY_STEPS = 1000
 
 
 def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequence[int],
-                curves: Curves, run: str, data: str, model: str, variant: str) -> None:
-  """Trains `config`'s replicas to each budget in turn and evaluates every replica there."""
+                curves: Curves, run: str, data: str, model: str, variant: str,
+                judges: str | None = None) -> None:
+  """Trains `config`'s replicas to each budget in turn and evaluates every replica there
+  (a budget already evaluated by other judges than `judges`, a `judges_key`, again)."""
   seeds, _ = state.replica_grid(config)
   for budget in budgets:
-    if all(curves.has(run, budget, seed) for seed in seeds):
+    if all(curves.has(run, budget, seed, judges) for seed in seeds):
+      continue
+    if checkpoint_step(workdir) > budget:  # evaluating now would judge a later step
+      print(f"== {run}: not evaluated again at step {budget} by the current judges: the "
+            f"run is at step {checkpoint_step(workdir)}; its earlier record stands.")
       continue
     leg = config.copy_and_resolve_references()
     leg.num_train_steps = budget
@@ -293,7 +319,7 @@ def train_along(config: ml_collections.ConfigDict, workdir: str, budgets: Sequen
     loop.train_and_evaluate(leg, workdir)
     train_seconds = time.perf_counter() - start
     for replica, seed in enumerate(seeds):
-      if not curves.has(run, budget, seed):
+      if not curves.has(run, budget, seed, judges):
         start = time.perf_counter()
         record = headline(driver.evaluate(leg, workdir, replica))
         # What this budget cost; a leg resumed after a stop counts from its checkpoint.
@@ -313,7 +339,7 @@ def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
   for data in data_names:
     base = data_config(data)
     base.eval.classifier_dir = os.path.join(root, "classifiers", data)
-    sweeps.ensure_classifiers(base)
+    judges = judges_key(sweeps.ensure_classifiers(base))
     if ablation and data == "mnist_text":  # first: it also picks the quick start's defaults
       budget = max(1, round(ablation_budget * scale))
       for model in ablation_models:
@@ -322,7 +348,7 @@ def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
           config = with_overrides(base, {**MODELS[model], **overrides})
           run = f"ablation/{model}/{variant}"
           train_along(config, os.path.join(root, "ablation", model, _slug(variant)),
-                      [budget], curves, run, data, model, variant)
+                      [budget], curves, run, data, model, variant, judges)
     schedule, default_models = SCHEDULES[data]
     budgets_here = [max(1, round(b * scale)) for b in budgets or schedule]
     for model in model_names or default_models:
@@ -332,11 +358,11 @@ def run_all(data_names, model_names, seeds, scale, ablation, root, curves,
         for seed in seeds:
           config.sweep.seeds = (seed,)
           train_along(config, os.path.join(root, run, f"seed_{seed}"), budgets_here, curves,
-                      run, data, model, "")
+                      run, data, model, "", judges)
       else:
         config.sweep.seeds = tuple(seeds)
         train_along(config, os.path.join(root, run), budgets_here, curves, run, data, model,
-                    "")
+                    "", judges)
 
 
 def _slug(text: str) -> str:
@@ -349,8 +375,9 @@ def _mean_std(values: Sequence[float | None]) -> str:
 
 
 def main_records(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+  """(data, model) -> its records, the newest of each budget (`newest_records`)."""
   groups: dict[tuple[str, str], list[dict]] = {}
-  for record in records:
+  for record in newest_records(records):
     if not record["run"].startswith("ablation/"):
       groups.setdefault((record["data"], record["model"]), []).append(record)
   return groups
@@ -439,7 +466,8 @@ def tables_markdown(records: list[dict]) -> str:
     if len(sets) > 1:
       sections += [f"**{data} was judged by {len(sets)} sets of judges** (their parameters' "
                    "digests differ: they were trained again, e.g. on another machine), so "
-                   "numbers judged by different sets are not judged alike:\n",
+                   "numbers judged by different sets are not judged alike; a budget judged "
+                   "by more than one set appears in the tables with its newest evaluation:\n",
                    tables.markdown(["judges", "records"],
                                    [[key, "; ".join(judged)] for key, judged in sets.items()])]
     full_steps = {model: _full_steps(group) for (d, model), group in groups.items() if d == data}
@@ -461,7 +489,7 @@ def tables_markdown(records: list[dict]) -> str:
   for data in dict.fromkeys(d for d, _ in groups):
     if data in PAPER_LAYOUT:
       sections += paper_layout_sections(records, data)
-  ablation = [r for r in records if r["run"].startswith("ablation/")]
+  ablation = [r for r in newest_records(records) if r["run"].startswith("ablation/")]
   if ablation:
     rows = [[r["model"], r["variant"], str(r["step"])]
             + [f"{r['coherence'][c]:.3f}" for c in r["coherence"]

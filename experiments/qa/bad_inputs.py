@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from absl import flags
 
 from crmvae_jax.config import cli, runs
+from crmvae_jax.training.checkpoints import saved_steps
 
 QUICK = ("--config.num_train_steps=60", "--config.checkpoint_every_steps=20")
 # Evaluation shrunk to a CPU minute; its classifiers are the ones a case trains.
@@ -93,7 +94,7 @@ def run_concurrently(argv: list[str], workdir: str) -> tuple[int, str, str]:
   try:
     _wait_for_checkpoint(first, workdir)
     checkpoints = os.path.join(workdir, "checkpoints")
-    steps_before = _committed_steps(checkpoints)
+    steps_before = saved_steps(workdir)
     newest = _snapshot(os.path.join(checkpoints, str(steps_before[-1])))
     code, stderr = _run(argv)
   finally:
@@ -110,7 +111,7 @@ def run_with_truncated_checkpoint(argv: list[str], workdir: str) -> tuple[int, s
   they were, and the run resumed from the one before."""
   argv = _copy_run(argv, workdir)
   checkpoints = os.path.join(workdir, "checkpoints")
-  latest = _committed_steps(checkpoints)[-1]
+  latest = saved_steps(workdir)[-1]
   damaged = os.path.join(checkpoints, str(latest))
   for root, _, files in os.walk(damaged):
     for name in files:
@@ -489,11 +490,6 @@ def _signal_when(signal_number: int, text: str) -> Callable[[list[str], str], tu
   return run
 
 
-def _committed_steps(checkpoints: str) -> list[int]:
-  return sorted(int(name) for name in os.listdir(checkpoints) if name.isdigit()) \
-      if os.path.isdir(checkpoints) else []
-
-
 def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool = False
                   ) -> Callable[[list[str], str], tuple]:
   """A runner that sends `signal_number` `seconds` after the start (or after the first
@@ -510,7 +506,7 @@ def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool 
       _wait_for_checkpoint(process, workdir)
     time.sleep(seconds)
     checkpoints = os.path.join(workdir, "checkpoints")
-    steps_before = _committed_steps(checkpoints)
+    steps_before = saved_steps(workdir)
     newest = (_snapshot(os.path.join(checkpoints, str(steps_before[-1])))
               if steps_before else {})
     process.send_signal(signal_number)
@@ -523,7 +519,7 @@ def _signal_after(signal_number: int, seconds: float, wait_for_checkpoint: bool 
 def _newest_kept(checkpoints: str, steps_before: list[int], newest: dict[str, bytes]) -> str:
   """'yes' if the newest checkpoint of `steps_before` (its files `newest`) is still there
   unchanged, or a newer one replaced it (checkpoints rotate)."""
-  steps_after = _committed_steps(checkpoints)
+  steps_after = saved_steps(os.path.dirname(checkpoints))
   if not steps_before or (steps_after and steps_after[-1] > steps_before[-1]):
     return "yes"
   return _kept(newest, os.path.join(checkpoints, str(steps_before[-1])))

@@ -76,3 +76,40 @@ def test_a_stopped_queue_lets_its_leg_save_and_a_failed_leg_stops_the_queue(monk
   with pytest.raises(UserError, match="The leg stopped"):
     mst_queue.run("claim", "mst_offline_v3", "/r", "/out")
   assert len(leg.commands) == 2  # no leg after the one that failed
+
+
+def _store_judge(directory, name, weights):
+  os.makedirs(directory / name / "params-1")
+  (directory / name / "params-1" / "weights").write_bytes(weights)
+  (directory / name / "classifier.json").write_text("{}")
+
+
+def test_judges_are_kept_beside_the_records_and_restored_on_a_new_machine(monkeypatch, tmp_path):
+  data, results = "mst_offline_v3", tmp_path / "results"
+  first, second = tmp_path / "first_machine", tmp_path / "second_machine"
+
+  def train_judges(root):
+    def leg(command):
+      trained = root / "classifiers" / data
+      for name in ("mnist", "svhn"):
+        if not (trained / name).exists():
+          _store_judge(trained, name, f"{name} trained on {root.name}".encode())
+      os.makedirs(trained / "svhn_unfinished" / "params-2")  # no metadata: not a judge
+      (trained / "classifiers.lock").write_text("")
+      return _Leg([0])
+    return leg
+
+  # The first machine trains the judges; they are kept beside the results.
+  monkeypatch.setattr(mst_queue.subprocess, "Popen", train_judges(first))
+  mst_queue.run("gate", data, str(first), str(results))
+  kept = results / mst_queue.JUDGES_DIR / data
+  assert sorted(os.listdir(kept)) == ["mnist", "svhn"]
+  assert (kept / "svhn" / "params-1" / "weights").read_bytes() == b"svhn trained on first_machine"
+
+  # A new machine (an empty root) judges with them, not with judges trained again.
+  monkeypatch.setattr(mst_queue.subprocess, "Popen", train_judges(second))
+  mst_queue.run("gate", data, str(second), str(results))
+  for name in ("mnist", "svhn"):
+    assert ((second / "classifiers" / data / name / "params-1" / "weights").read_bytes()
+            == f"{name} trained on first_machine".encode())
+  assert sorted(os.listdir(kept)) == ["mnist", "svhn"]  # and they stay as they were

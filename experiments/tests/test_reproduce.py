@@ -238,3 +238,47 @@ def test_a_budget_records_what_it_cost_and_where_its_training_started(monkeypatc
   # Evaluated at each budget; saved at least every 1,000 steps between them.
   assert [(leg.num_train_steps, leg.eval_every_steps, leg.checkpoint_every_steps)
           for leg in legs] == [(500, 500, 500), (3500, 3500, 1000)]
+
+
+def test_a_budget_judged_by_other_judges_is_evaluated_again_and_replaces_it_in_the_tables(
+    monkeypatch, tmp_path, capsys):
+  def judged(step, cross, digest):
+    return {**record("mnist_text/crmvae", "crmvae", 0, step, (cross, cross), 0.2, 30.0),
+            "results": {"classifier_digest": {"mnist": digest}}}
+
+  curves = reproduce.Curves(str(tmp_path / "curves.json"))
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", judged(10, 0.3, "aaaa"))
+  curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", {
+      **record("mnist_text/crmvae", "crmvae", 0, 20, (0.3, 0.3), 0.2, 30.0)})  # no digest
+  # Judged by the current judges, or before digests were recorded: there. By others: not.
+  assert curves.has("mnist_text/crmvae", 10, 0, "mnist aaaa")
+  assert not curves.has("mnist_text/crmvae", 10, 0, "mnist bbbb")
+  assert curves.has("mnist_text/crmvae", 10, 0)  # no judges named: any record
+  assert curves.has("mnist_text/crmvae", 20, 0, "mnist bbbb")
+
+  # train_along evaluates the budget again (its run is at that step), not the other one.
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints" / "10").mkdir(parents=True)
+  monkeypatch.setattr(reproduce.loop, "train_and_evaluate", lambda config, workdir: None)
+  monkeypatch.setattr(reproduce.driver, "evaluate",
+                      lambda config, workdir, replica: config.num_train_steps)
+  monkeypatch.setattr(reproduce, "headline", lambda step: judged(step, 0.7, "bbbb"))
+  config = reproduce.data_config("mnist_text")
+  config.sweep.seeds = (0,)
+  reproduce.train_along(config, str(workdir), [10, 20], curves, "mnist_text/crmvae",
+                        "mnist_text", "crmvae", "", "mnist bbbb")
+  assert [(r["step"], r["cross_coherence"]) for r in curves.records] == [
+      (10, 0.3), (20, 0.3), (10, 0.7)]
+  markdown = reproduce.tables_markdown(curves.records)
+  assert "a budget judged by more than one set appears in the tables with its newest" in markdown
+  # One seed at step 10, the new evaluation's 0.7 (not the mean of 0.3 and 0.7 over 2).
+  assert "| crmvae | 0.700 | 0.300 |" in markdown  # the curve at steps 10 and 20
+  assert [r["cross_coherence"] for r in reproduce.newest_records(curves.records)] == [0.3, 0.7]
+
+  # A run already past the budget is not evaluated there (it would judge a later step).
+  (workdir / "checkpoints" / "40").mkdir()
+  reproduce.train_along(config, str(workdir), [10], curves, "mnist_text/crmvae",
+                        "mnist_text", "crmvae", "", "mnist cccc")
+  assert len(curves.records) == 3
+  assert "not evaluated again at step 10 by the current judges: the run is at step 40" \
+         in capsys.readouterr().out
