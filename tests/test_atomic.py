@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import json
 import os
@@ -130,3 +131,28 @@ def test_sizes_in_messages_are_read_in_their_own_unit(size, words):
   # A results file of a few kB was once reported as needing "0.0 MB" with "0.0 MB" free.
   error = atomic.write_error("/tmp/x", OSError(errno.ENOSPC, "No space left"), needed=size)
   assert f"it needs {words}" in str(error)
+
+
+def _append_many(path: str, writer: int, count: int) -> None:
+  for i in range(count):
+    atomic.update_json(path, lambda document: [*document, [writer, i]], [])
+
+
+def test_updates_side_by_side_keep_each_others_changes(tmp_path):
+  # Four writers append to one file at once: every entry stays, each writer's in order.
+  # (Threads: each opens the lock file itself, and flock locks one open file against
+  # another whether they are in one process or two.)
+  path = str(tmp_path / "records.json")
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    for done in [pool.submit(_append_many, path, w, 25) for w in range(4)]:
+      done.result()
+  with open(path) as f:
+    entries = json.load(f)
+  assert len(entries) == 100
+  for w in range(4):
+    assert [i for writer, i in entries if writer == w] == list(range(25))
+  # A change that fails writes nothing and keeps the file.
+  with pytest.raises(ZeroDivisionError):
+    atomic.update_json(path, lambda document: 1 / 0)
+  with open(path) as f:
+    assert json.load(f) == entries

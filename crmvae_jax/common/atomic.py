@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -173,3 +174,23 @@ def write_json(path: str, document: Any, indent: int | None = 2) -> str:
   """Writes `document` as JSON (with a final newline) to `path` atomically; returns
   `path`. A document that is not JSON raises TypeError before anything is written."""
   return write_text(path, json.dumps(document, indent=indent) + "\n")
+
+
+def update_json(path: str, change: Callable[[Any], Any], empty: Any = None,
+                indent: int | None = 2) -> Any:
+  """Reads the JSON document at `path` (`empty` if there is none), applies `change` and
+  writes its result back atomically, all under an exclusive lock on `path + '.lock'`, so
+  that processes updating one file side by side keep each other's changes (each would
+  otherwise write back the document as it read it, dropping the other's). Returns the
+  document written."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if os.path.isfile(path):
+      with open(path) as f:
+        document = json.load(f)
+    else:
+      document = empty
+    document = change(document)
+    write_json(path, document, indent)
+  return document

@@ -51,7 +51,6 @@ surrogate's are (`--cache_dir`).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import time
@@ -421,17 +420,17 @@ def table(records: list[dict]) -> str:
 def _add_record(path: str, record: dict) -> list[dict]:
   """Adds `record` to the results file, read again under a lock, so that calibrations
   running side by side keep each other's records; rewrites the table; returns them all."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path + ".lock", "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    records = json.load(open(path)) if os.path.isfile(path) else []
+  def change(records: list[dict]) -> list[dict]:
     records = [r for r in records if not (r["candidate"] == record["candidate"]
                                           and r["steps"] == record["steps"])] + [record]
     records.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"])
                                 if r["candidate"] in CANDIDATES else len(CANDIDATES), r["steps"]))
-    atomic.write_json(path, records)
-    atomic.write_text(os.path.join(os.path.dirname(path), "svhn_calibration.md"), table(records))
-  return records
+    # Under the same lock, so that the table is never older than the records.
+    atomic.write_text(os.path.join(os.path.dirname(path) or ".", "svhn_calibration.md"),
+                      table(records))
+    return records
+
+  return atomic.update_json(path, change, [])
 
 
 def main(argv):

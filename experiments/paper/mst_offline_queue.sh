@@ -21,9 +21,19 @@
 #         experiments/paper/mst_offline_queue.sh 3 claim >> ~/crmvae_jax_queue/queue.log 2>&1 &
 #
 # On a new machine the queue starts from the committed records and trains only what has
-# none: a run whose checkpoint was lost trains again from step 0 to its next budget, and
-# the judges are trained again from their seed. Without QUEUE_RESULTS the records go to
-# QUEUE_ROOT/results, starting as a copy of the repository's reproduce_curves.json, and
+# none. Two more things are kept beside the records, to be committed with them:
+#   judges/<data>  the judges the queue trained. Judges trained again on another machine
+#                  come out different (their digests and their readings differ), so the
+#                  queue restores these before a leg and every machine judges alike. A
+#                  budget whose record was judged by other judges is evaluated again
+#                  when its run passes it.
+#   carry/<data>   when the queue stops (a session's end), the newest checkpoint of each
+#                  run short of its last budget (~15 MB each; only the newest is kept, and
+#                  none once the run reached its last budget). The next machine puts them
+#                  back and goes on from the exact state saved instead of from step 0
+#                  (on the same CPU, bit for bit as if never stopped; on another, its
+#                  float rounding may differ from there on).
+# Without QUEUE_RESULTS the records go to QUEUE_ROOT/results, starting as a copy of the repository's reproduce_curves.json, and
 # are copied back by hand to be tabulated and committed:
 #
 #     cp ~/crmvae_jax_queue/results/reproduce_curves.json experiments/results/
@@ -46,7 +56,15 @@
 #          100 epochs (35,200 steps). One queue, one results file, one set of judges.
 #   new_models  only the added models' leg of the claim.
 #
-# Stop it with `pkill -f experiments.paper.mst_queue`: the leg in progress saves its step.
+# --legs=N,M runs only those legs of the phase (numbered as --status lists them), so that
+# two queues can share the phase on two cores (they share the root, the records file is
+# updated under a lock, and each run is in one leg only):
+#
+#     ... mst_offline_queue.sh 3 claim --legs=3,5,6 >> ~/crmvae_jax_queue/queue_a.log 2>&1 &
+#     ... mst_offline_queue.sh 3 claim --legs=1,2,4,7 >> ~/crmvae_jax_queue/queue_b.log 2>&1 &
+#
+# Stop it with `pkill -TERM -f experiments.paper.mst_queue`: the leg in progress saves its
+# step, then the queue keeps its judges and carries its runs; commit experiments/results.
 set -euo pipefail
 if [ "$#" -lt 2 ]; then
   echo "usage: bash experiments/paper/mst_offline_queue.sh VERSION gate|claim|new_models" \

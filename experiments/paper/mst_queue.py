@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from absl import flags
 
@@ -141,16 +143,114 @@ def keep_judges(data: str, root: str, results: str) -> None:
           f"{', '.join(copied)}; commit them with the records.", flush=True)
 
 
-def run(phase: str, data: str, root: str, results: str) -> None:
+CARRY_DIR = "carry"
+
+
+def goals(phase: str) -> dict[tuple[str, int], int]:
+  """(model, seed) -> the last budget the phase trains it to."""
+  goal: dict[tuple[str, int], int] = {}
+  for leg in PHASES[phase]:
+    for model in leg.models:
+      for seed in leg.seeds:
+        goal[(model, seed)] = max(goal.get((model, seed), 0), leg.budgets[-1])
+  return goal
+
+
+def _workdir(root: str, data: str, model: str, seed: int) -> str:
+  return os.path.join(root, data, model, f"seed_{seed}")
+
+
+def _copy_run(source: str, target: str, step: int, into_run: bool) -> None:
+  """The files a run resumes from: its config and data records (not locks or event logs)
+  and the checkpoint of `step`, copied whole before they are put in place. A `target`
+  that is a run already gets the checkpoint and the records it lacks, and keeps the rest
+  (its other checkpoints, its logs) with `into_run`; otherwise `target` is replaced."""
+  staging = target + ".incoming"
+  shutil.rmtree(staging, ignore_errors=True)
+  os.makedirs(staging)
+  for name in os.listdir(source):
+    if name.endswith(".json") and os.path.isfile(os.path.join(source, name)):
+      shutil.copy2(os.path.join(source, name), staging)
+  shutil.copytree(os.path.join(source, "checkpoints", str(step)),
+                  os.path.join(staging, "checkpoints", str(step)))
+  if into_run and os.path.isdir(target):
+    os.replace(os.path.join(staging, "checkpoints", str(step)),
+               os.path.join(target, "checkpoints", str(step)))
+    for name in os.listdir(staging):
+      if name.endswith(".json") and not os.path.exists(os.path.join(target, name)):
+        os.replace(os.path.join(staging, name), os.path.join(target, name))
+    shutil.rmtree(staging)
+  else:
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
+  """Keeps, beside the results, the newest checkpoint of every run of the phase that is
+  short of its last budget (`<results>/carry/<data>/<model>/seed_<s>`, replacing an
+  older one), so that a new machine goes on from it instead of from step 0; a run that
+  reached its last budget leaves none. Returns what changed, one line each."""
+  def changes() -> list[tuple[str, int, int, str, str]]:
+    found = []
+    for (model, seed), goal in goals(phase).items():
+      workdir, carried = (_workdir(root, data, model, seed),
+                          _workdir(os.path.join(results, CARRY_DIR), data, model, seed))
+      step, kept = reproduce.checkpoint_step(workdir), reproduce.checkpoint_step(carried)
+      if (step >= goal and os.path.isdir(carried)) or kept < step < goal:
+        found.append((model, seed, step, workdir, carried))
+    return found
+
+  if not changes():
+    return []
+  changed = []
+  with open(os.path.join(results, "carry.lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # queues side by side carry one at a time
+    for model, seed, step, workdir, carried in changes():
+      if step >= goals(phase)[(model, seed)]:
+        shutil.rmtree(carried)
+        changed.append(f"{model}, seed {seed}: at its last budget, carry removed")
+      else:
+        _copy_run(workdir, carried, step, into_run=False)
+        changed.append(f"{model}, seed {seed}: step {step:,} carried")
+  return changed
+
+
+def carry_in(data: str, root: str, results: str) -> list[str]:
+  """Puts back each carried run whose workdir has no newer checkpoint (a new machine has
+  none). Returns what it put back, one line each."""
+  restored = []
+  carry = os.path.join(results, CARRY_DIR, data)
+  for model in sorted(os.listdir(carry)) if os.path.isdir(carry) else []:
+    for name in sorted(os.listdir(os.path.join(carry, model))):
+      carried, workdir = os.path.join(carry, model, name), os.path.join(root, data, model, name)
+      step = reproduce.checkpoint_step(carried)
+      if step > reproduce.checkpoint_step(workdir):
+        os.makedirs(os.path.dirname(workdir), exist_ok=True)
+        _copy_run(carried, workdir, step, into_run=True)
+        restored.append(f"{model}, {name.replace('_', ' ')}: from step {step:,}")
+  return restored
+
+
+def run(phase: str, data: str, root: str, results: str,
+        legs: Sequence[int] | None = None) -> None:
+  """Runs the phase's legs (`legs`: their numbers, from 1; default all) with the judges
+  and the runs' checkpoints kept beside the results restored first, and kept again when
+  the legs end or are stopped."""
   restore_judges(data, root, results)
+  for line in carry_in(data, root, results):
+    print(f"Restored from {os.path.join(results, CARRY_DIR)}: {line}.", flush=True)
   try:
-    _run_legs(phase, data, root, results)
+    _run_legs(phase, data, root, results, legs)
   finally:
     keep_judges(data, root, results)
+    for line in carry_out(phase, data, root, results):
+      print(f"Carry ({os.path.join(results, CARRY_DIR)}): {line}; commit it.", flush=True)
 
 
-def _run_legs(phase: str, data: str, root: str, results: str) -> None:
-  for leg in PHASES[phase]:
+def _run_legs(phase: str, data: str, root: str, results: str,
+              legs: Sequence[int] | None) -> None:
+  chosen = [PHASES[phase][n - 1] for n in legs] if legs else PHASES[phase]
+  for leg in chosen:
     print(f"== {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {data} leg: "
           f"--models={','.join(leg.models)} --seeds={','.join(map(str, leg.seeds))} "
           f"--budgets={','.join(map(str, leg.budgets))}", flush=True)
@@ -183,6 +283,8 @@ def define_flags() -> None:
   flags.DEFINE_string("results", None, "Folder of the results file (default ROOT/results); a "
                       "checkout's experiments/results keeps each record in the checkout.")
   flags.DEFINE_bool("status", False, "Only say where the queue stands.")
+  flags.DEFINE_list("legs", None, "Only these legs of the phase (numbers from 1, as --status "
+                    "lists them), e.g. to run two queues side by side on different legs.")
 
 
 def main() -> None:
@@ -200,7 +302,11 @@ def main() -> None:
   os.makedirs(results, exist_ok=True)
   if not os.path.isfile(path):  # start from the repository's records
     shutil.copy(os.path.join("experiments", "results", reproduce.CURVES_FILE), path)
-  run(options.phase, data, root, results)
+  legs = [int(n) for n in options.legs] if options.legs else None
+  if legs and not all(1 <= n <= len(PHASES[options.phase]) for n in legs):
+    raise UserError(f"Phase {options.phase} has legs 1 to {len(PHASES[options.phase])} "
+                    f"(--legs={','.join(options.legs)}); --status lists them.")
+  run(options.phase, data, root, results, legs)
 
 
 if __name__ == "__main__":

@@ -251,8 +251,10 @@ class Curves:
             f"other judges ({digest}) than the earlier records of {data} "
             f"({'; '.join(earlier)}): the judges were trained again, e.g. on another "
             "machine; reproduce.md lists which records each set judged.", file=sys.stderr)
-    self.records.append(record)
-    atomic.write_json(self.path, self.records, indent=1)  # a stop never loses the curves
+    # Read again under a lock: legs running side by side (two queues) keep each other's
+    # records, and a stop never loses the curves (atomic).
+    self.records = atomic.update_json(self.path, lambda records: [*records, record], [],
+                                      indent=1)
 
 
 def judges_key(digests: dict[str, str] | None) -> str | None:

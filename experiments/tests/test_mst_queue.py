@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
+import jax
+import numpy as np
 import pytest
 
 from crmvae_jax.common.errors import UserError
+from crmvae_jax.training import checkpoints, loop
 from experiments.paper import mst_queue, reproduce
+from tests.test_train import quickstart_config
 
 
 def test_every_leg_names_known_models_and_rising_budgets():
@@ -113,3 +117,45 @@ def test_judges_are_kept_beside_the_records_and_restored_on_a_new_machine(monkey
     assert ((second / "classifiers" / data / name / "params-1" / "weights").read_bytes()
             == f"{name} trained on first_machine".encode())
   assert sorted(os.listdir(kept)) == ["mnist", "svhn"]  # and they stay as they were
+
+
+@pytest.mark.slow
+def test_a_run_carried_beside_the_results_goes_on_bit_for_bit_on_a_new_machine(
+    monkeypatch, tmp_path):
+  data, results = "quickstart", str(tmp_path / "results")
+  first, second = str(tmp_path / "first_machine"), str(tmp_path / "second_machine")
+  monkeypatch.setitem(mst_queue.PHASES, "test", (mst_queue.Leg(("crmvae",), (0,), (20,)),))
+  workdir = os.path.join(first, data, "crmvae", "seed_0")
+  loop.train_and_evaluate(quickstart_config(10), workdir)  # stopped at step 10 of 20
+  os.makedirs(results)
+
+  assert mst_queue.carry_out("test", data, first, results) == ["crmvae, seed 0: step 10 carried"]
+  carried = os.path.join(results, mst_queue.CARRY_DIR, data, "crmvae", "seed_0")
+  assert os.listdir(os.path.join(carried, "checkpoints")) == ["10"]  # the newest only
+  assert sorted(os.listdir(carried)) == ["checkpoints", "config.json", "data.json"]
+  assert mst_queue.carry_out("test", data, first, results) == []  # nothing newer
+  assert mst_queue.carry_in(data, first, results) == []  # this machine has it already
+
+  # A new machine puts the run back and goes on; so does the first: the same bits.
+  assert mst_queue.carry_in(data, second, results) == ["crmvae, seed 0: from step 10"]
+  on_second = os.path.join(second, data, "crmvae", "seed_0")
+  for run in (workdir, on_second):
+    loop.train_and_evaluate(quickstart_config(20), run)
+  (_, params_first, *_), (_, params_second, *_) = (
+      checkpoints.load_trained(quickstart_config(20), run) for run in (workdir, on_second))
+  jax.tree.map(np.testing.assert_array_equal, params_first, params_second)
+
+  # At its last budget the run leaves no carry.
+  assert mst_queue.carry_out("test", data, second, results) == [
+      "crmvae, seed 0: at its last budget, carry removed"]
+  assert not os.path.exists(carried)
+
+
+def test_legs_picks_which_legs_run_so_that_two_queues_can_share_a_phase(monkeypatch):
+  leg = _Leg([0, 0])
+  monkeypatch.setattr(mst_queue.subprocess, "Popen", leg)
+  mst_queue.run("claim", "mst_offline_v3", "/r", "/out", legs=[3, 5])
+  assert [command[-3:] for command in leg.commands] == [
+      ["--models=crmvae_private,mopoe_private,mmvae_plus", "--seeds=0",
+       "--budgets=1000,2000,4000,8000"],
+      ["--models=crmvae,mvtcae,mopoe_sampled", "--seeds=1", "--budgets=1000,2000,4000,8000,16000"]]
