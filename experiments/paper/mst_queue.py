@@ -60,6 +60,12 @@ PHASES = {
 }
 
 
+# Beside the records (`--results`), to be committed with them: the judges, and each
+# unfinished run's newest checkpoint.
+JUDGES_DIR = "judges"
+CARRY_DIR = "carry"
+
+
 def data_name(version: int) -> str:
   name = "mst_offline" if version == 1 else f"mst_offline_v{version}"
   if name not in reproduce.RENDERER_VERSIONS:
@@ -74,9 +80,11 @@ def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
              reproduce.checkpoint_step(os.path.join(root, data, model)))
 
 
-def status(phase: str, data: str, root: str, records: list[dict]) -> str:
+def status(phase: str, data: str, root: str, records: list[dict],
+           results: str | None = None) -> str:
   """One row per leg and (model, seed): the budgets with records, the newest checkpoint
-  (saved at each budget, every 1,000 steps and at a stop), what is left,
+  (saved at each budget, every 1,000 steps and at a stop; in the root or carried beside
+  the `results`), what is left,
   and the mean cross-coherence at the last record; then the training steps done of the
   phase's whole (each run counted once, to its last budget)."""
   rows, goal, reached = [], {}, {}
@@ -88,7 +96,9 @@ def status(phase: str, data: str, root: str, records: list[dict]) -> str:
         recorded = [b for b in leg.budgets if b in mine]
         run = (model, seed)
         goal[run] = max(goal.get(run, 0), leg.budgets[-1])
-        reached[run] = max([checkpoint_step(root, data, model, seed), *mine])
+        reached[run] = max([checkpoint_step(root, data, model, seed), *mine,
+                            *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
+                                               seed)] if results else [])])
         last = mine[recorded[-1]]["cross_coherence"] if recorded else None
         rows.append([str(number), model, str(seed), ", ".join(map(str, recorded)) or "-",
                      str(reached[run]),
@@ -100,9 +110,6 @@ def status(phase: str, data: str, root: str, records: list[dict]) -> str:
                            "mean cross (last record)"], rows)
   return (f"{data}, phase {phase}: {done:,} of {total:,} training steps "
           f"({done / total:.0%})\n\n" + table)
-
-
-JUDGES_DIR = "judges"
 
 
 def _judge_folders(directory: str) -> list[str]:
@@ -141,9 +148,6 @@ def keep_judges(data: str, root: str, results: str) -> None:
   if copied:
     print(f"Judges of {data} kept in {os.path.join(results, JUDGES_DIR, data)}: "
           f"{', '.join(copied)}; commit them with the records.", flush=True)
-
-
-CARRY_DIR = "carry"
 
 
 def goals(phase: str) -> dict[tuple[str, int], int]:
@@ -297,7 +301,7 @@ def main() -> None:
   results = os.path.expanduser(options.results or os.path.join(root, "results"))
   path = os.path.join(results, reproduce.CURVES_FILE)
   if options.status:
-    print(status(options.phase, data, root, reproduce.Curves(path).records))
+    print(status(options.phase, data, root, reproduce.Curves(path).records, results))
     return
   os.makedirs(results, exist_ok=True)
   if not os.path.isfile(path):  # start from the repository's records

@@ -41,6 +41,11 @@ def test_status_counts_each_run_once_to_its_last_budget(tmp_path):
   assert "| 1 | mvtcae | 0 | - | 2500 | 1000, 2000, 4000 | - |" in text
   assert "| 2 | crmvae | 0 | - | 2000 | 8000 | - |" in text
   assert "| 1 | mopoe_sampled | 0 | - | 0 | 1000, 2000, 4000 | - |" in text
+  # A run carried beside the results counts before the queue puts it back.
+  os.makedirs(tmp_path / "results" / "carry" / data / "mopoe_sampled" / "seed_0" / "checkpoints"
+              / "1500")
+  text = mst_queue.status("claim", data, str(tmp_path), records, str(tmp_path / "results"))
+  assert "| 1 | mopoe_sampled | 0 | - | 1500 | 1000, 2000, 4000 | - |" in text
 
 
 class _Leg:
