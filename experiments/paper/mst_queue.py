@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -25,9 +26,11 @@ import sys
 from collections.abc import Sequence
 
 from absl import flags
+import orbax.checkpoint as ocp
 
 from crmvae_jax.common.errors import UserError
 from crmvae_jax.config import cli
+from crmvae_jax.evaluation import judges as judges_lib
 from crmvae_jax.reporting import tables
 from experiments.paper import reproduce
 
@@ -80,32 +83,59 @@ def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
              reproduce.checkpoint_step(os.path.join(root, data, model)))
 
 
+def stored_judges(directory: str) -> dict[str, str]:
+  """modality -> `judges.params_digest` of each judge stored in `directory` (read without
+  building its network: the digest depends only on the parameters' names and bits)."""
+  digests = {}
+  for name in _judge_folders(directory):
+    with open(os.path.join(directory, name, "classifier.json")) as f:
+      params = json.load(f)["params"]
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+      digests[name] = judges_lib.params_digest(
+          checkpointer.restore(os.path.abspath(os.path.join(directory, name, params))))
+    finally:
+      checkpointer.close()
+  return digests
+
+
+def judged_by(record: dict, judges: dict[str, str] | None) -> bool:
+  """Whether `judges` (modality -> digest) judged `record`; a record made before digests
+  were recorded, or no judges named, counts."""
+  digests = (record.get("results") or {}).get("classifier_digest")
+  return not judges or not digests or all(judges.get(k) == v for k, v in digests.items())
+
+
 def status(phase: str, data: str, root: str, records: list[dict],
-           results: str | None = None) -> str:
-  """One row per leg and (model, seed): the budgets with records, the newest checkpoint
-  (saved at each budget, every 1,000 steps and at a stop; in the root or carried beside
-  the `results`), what is left,
+           results: str | None = None, judges: dict[str, str] | None = None) -> str:
+  """One row per leg and (model, seed): the budgets with records (judged by `judges`, when
+  named: others are evaluated again), the newest checkpoint (saved at each budget, every
+  1,000 steps and at a stop; in the root or carried beside the `results`), what is left,
   and the mean cross-coherence at the last record; then the training steps done of the
-  phase's whole (each run counted once, to its last budget)."""
-  rows, goal, reached = [], {}, {}
+  phase's whole: each run counted once, to its last budget if every budget of it has a
+  record, else to its checkpoint (a run whose checkpoint was lost trains again)."""
+  rows, goal, checkpoint, budgets = [], {}, {}, {}
+  mine = {}
   for number, leg in enumerate(PHASES[phase], 1):
     for model in leg.models:
       for seed in leg.seeds:
-        mine = {r["step"]: r for r in records
-                if r["data"] == data and r["model"] == model and r["seed"] == seed}
-        recorded = [b for b in leg.budgets if b in mine]
         run = (model, seed)
+        mine[run] = {r["step"]: r for r in records if r["data"] == data and r["model"] == model
+                     and r["seed"] == seed and judged_by(r, judges)}
+        recorded = [b for b in leg.budgets if b in mine[run]]
         goal[run] = max(goal.get(run, 0), leg.budgets[-1])
-        reached[run] = max([checkpoint_step(root, data, model, seed), *mine,
-                            *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
-                                               seed)] if results else [])])
-        last = mine[recorded[-1]]["cross_coherence"] if recorded else None
+        budgets.setdefault(run, set()).update(leg.budgets)
+        checkpoint[run] = max([checkpoint_step(root, data, model, seed),
+                               *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
+                                                  seed)] if results else [])])
+        last = mine[run][recorded[-1]]["cross_coherence"] if recorded else None
         rows.append([str(number), model, str(seed), ", ".join(map(str, recorded)) or "-",
-                     str(reached[run]),
-                     ", ".join(str(b) for b in leg.budgets if b not in mine) or "done",
+                     str(checkpoint[run]),
+                     ", ".join(str(b) for b in leg.budgets if b not in mine[run]) or "done",
                      "-" if last is None else f"{last:.3f}"])
   total = sum(goal.values())
-  done = sum(min(reached[run], goal[run]) for run in goal)
+  done = sum(goal[run] if budgets[run] <= set(mine[run]) else min(checkpoint[run], goal[run])
+             for run in goal)
   table = tables.markdown(["leg", "model", "seed", "recorded at", "checkpoint", "left",
                            "mean cross (last record)"], rows)
   return (f"{data}, phase {phase}: {done:,} of {total:,} training steps "
@@ -301,7 +331,8 @@ def main() -> None:
   results = os.path.expanduser(options.results or os.path.join(root, "results"))
   path = os.path.join(results, reproduce.CURVES_FILE)
   if options.status:
-    print(status(options.phase, data, root, reproduce.Curves(path).records, results))
+    print(status(options.phase, data, root, reproduce.Curves(path).records, results,
+                 stored_judges(os.path.join(results, JUDGES_DIR, data))))
     return
   os.makedirs(results, exist_ok=True)
   if not os.path.isfile(path):  # start from the repository's records

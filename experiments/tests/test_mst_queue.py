@@ -34,18 +34,48 @@ def test_status_counts_each_run_once_to_its_last_budget(tmp_path):
   os.makedirs(tmp_path / data / "mvtcae" / "seed_0" / "checkpoints" / "2500")
   text = mst_queue.status("claim", data, str(tmp_path), records)
   # Runs and their last budgets: the three main models' seed 0 to 35,200, their seed 1
-  # to 16,000, the three added models to 8,000, MVAE and MVTCAE-rescale to 16,000.
+  # to 16,000, the three added models to 8,000, MVAE and MVTCAE-rescale to 16,000. A
+  # record is not a checkpoint: CRMVAE's was lost, so it trains again from step 0.
   total = 3 * 35200 + 3 * 16000 + 3 * 8000 + 2 * 16000
-  assert text.startswith(f"{data}, phase claim: {2000 + 2500:,} of {total:,} training steps")
-  assert "| 1 | crmvae | 0 | 1000, 2000 | 2000 | 4000 | 0.200 |" in text
+  assert text.startswith(f"{data}, phase claim: {2500:,} of {total:,} training steps")
+  assert "| 1 | crmvae | 0 | 1000, 2000 | 0 | 4000 | 0.200 |" in text
   assert "| 1 | mvtcae | 0 | - | 2500 | 1000, 2000, 4000 | - |" in text
-  assert "| 2 | crmvae | 0 | - | 2000 | 8000 | - |" in text
+  assert "| 2 | crmvae | 0 | - | 0 | 8000 | - |" in text
   assert "| 1 | mopoe_sampled | 0 | - | 0 | 1000, 2000, 4000 | - |" in text
   # A run carried beside the results counts before the queue puts it back.
   os.makedirs(tmp_path / "results" / "carry" / data / "mopoe_sampled" / "seed_0" / "checkpoints"
               / "1500")
   text = mst_queue.status("claim", data, str(tmp_path), records, str(tmp_path / "results"))
   assert "| 1 | mopoe_sampled | 0 | - | 1500 | 1000, 2000, 4000 | - |" in text
+  assert text.startswith(f"{data}, phase claim: {2500 + 1500:,} of")
+  # A run with every budget recorded is done, checkpoint or not.
+  records += [{"data": data, "model": "mvae", "seed": 0, "step": step, "cross_coherence": 0.3}
+              for step in mst_queue.ALONG]
+  text = mst_queue.status("claim", data, str(tmp_path), records, str(tmp_path / "results"))
+  assert text.startswith(f"{data}, phase claim: {2500 + 1500 + 16000:,} of")
+  # Records judged by other judges than the queue's count as not made.
+  judged = [{**r, "results": {"classifier_digest": {"svhn": "old"}}} for r in records]
+  text = mst_queue.status("claim", data, str(tmp_path), judged, None, {"svhn": "new"})
+  assert "| 1 | crmvae | 0 | - | 0 | 1000, 2000, 4000 | - |" in text
+  assert text.startswith(f"{data}, phase claim: {2500:,} of")
+  text = mst_queue.status("claim", data, str(tmp_path), judged, None, {"svhn": "old"})
+  assert "| 1 | crmvae | 0 | 1000, 2000 | 0 | 4000 | 0.200 |" in text
+
+
+def test_stored_judges_digests_are_the_evaluations(tmp_path):
+  # A judge stored as training stores it, read without its network, has the digest that
+  # evaluation records for it (judges.params_digest of the restored parameters).
+  params = {"Dense_0": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                        "bias": np.ones(3, np.float32)}}
+  directory = tmp_path / "judges"
+  os.makedirs(directory / "svhn")
+  checkpointer = mst_queue.ocp.StandardCheckpointer()
+  checkpointer.save(str(directory / "svhn" / "params-1"), params)
+  checkpointer.wait_until_finished()
+  (directory / "svhn" / "classifier.json").write_text('{"params": "params-1"}')
+  os.makedirs(directory / "text_unfinished")  # no metadata: not a judge
+  assert mst_queue.stored_judges(str(directory)) == {
+      "svhn": mst_queue.judges_lib.params_digest(params)}
 
 
 class _Leg:
