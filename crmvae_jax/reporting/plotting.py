@@ -131,15 +131,20 @@ def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]],
     title: a line above the grid.
   """
   num_columns = len(texts)
-  figure = Figure(figsize=(1.2 + 1.6 * num_columns, 1.0 + 1.6 * len(rows)))
+  captions = [textwrap.fill(" ".join(string.split()), _GRID_TEXT_WIDTH) for string in texts]
+  # The header row as tall as its longest caption (a 6-point line is ~1/16 of an image
+  # row), so that one-word captions leave no band of white under the title.
+  header = min(0.7, 0.1 + 0.07 * max([c.count("\n") + 1 for c in captions], default=1))
+  height = 1.0 + 1.6 * len(rows)
+  figure = Figure(figsize=(1.2 + 1.6 * num_columns, height))
   grid = figure.add_gridspec(len(rows) + 1, num_columns + 1,
                              width_ratios=[0.6] + [1.0] * num_columns,
-                             height_ratios=[0.7] + [1.0] * len(rows))
-  for column, string in enumerate(texts):
+                             height_ratios=[header] + [1.0] * len(rows),
+                             top=1.0 - (0.45 if title else 0.1) / height)
+  for column, caption in enumerate(captions):
     axis = figure.add_subplot(grid[0, column + 1])
     axis.axis("off")
-    axis.text(0.5, 0.0, textwrap.fill(" ".join(string.split()), _GRID_TEXT_WIDTH),
-              ha="center", va="bottom", fontsize=6, wrap=True)
+    axis.text(0.5, 0.0, caption, ha="center", va="bottom", fontsize=6, wrap=True)
   for row, (label, images) in enumerate(rows):
     label_axis = figure.add_subplot(grid[row + 1, 0])
     label_axis.axis("off")
@@ -150,6 +155,6 @@ def save_text_grid(texts: Sequence[str], rows: Sequence[tuple[str, np.ndarray]],
       axis.set_xticks([])
       axis.set_yticks([])
   if title:
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(title, fontsize=9, y=1.0 - 0.1 / height, va="top")
   atomic.write_with(path, lambda f: figure.savefig(f, format="png", dpi=100,
                                                   bbox_inches="tight"))
