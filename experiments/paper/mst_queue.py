@@ -208,6 +208,7 @@ def _copy_run(source: str, target: str, step: int, into_run: bool) -> None:
   shutil.copytree(os.path.join(source, "checkpoints", str(step)),
                   os.path.join(staging, "checkpoints", str(step)))
   if into_run and os.path.isdir(target):
+    os.makedirs(os.path.join(target, "checkpoints"), exist_ok=True)
     os.replace(os.path.join(staging, "checkpoints", str(step)),
                os.path.join(target, "checkpoints", str(step)))
     for name in os.listdir(staging):
@@ -244,7 +245,13 @@ def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
         shutil.rmtree(carried)
         changed.append(f"{model}, seed {seed}: at its last budget, carry removed")
       else:
-        _copy_run(workdir, carried, step, into_run=False)
+        try:
+          _copy_run(workdir, carried, step, into_run=False)
+        except FileNotFoundError:  # rotated away by a queue still training it
+          shutil.rmtree(carried + ".incoming", ignore_errors=True)
+          changed.append(f"{model}, seed {seed}: not carried (its step {step:,} was replaced "
+                         "while copied; the queue training it carries it when it stops)")
+          continue
         changed.append(f"{model}, seed {seed}: step {step:,} carried")
   return changed
 
@@ -337,7 +344,7 @@ def main() -> None:
   os.makedirs(results, exist_ok=True)
   if not os.path.isfile(path):  # start from the repository's records
     shutil.copy(os.path.join("experiments", "results", reproduce.CURVES_FILE), path)
-  legs = [int(n) for n in options.legs] if options.legs else None
+  legs = options.legs and [int(n) if n.isdigit() else 0 for n in options.legs]
   if legs and not all(1 <= n <= len(PHASES[options.phase]) for n in legs):
     raise UserError(f"Phase {options.phase} has legs 1 to {len(PHASES[options.phase])} "
                     f"(--legs={','.join(options.legs)}); --status lists them.")
