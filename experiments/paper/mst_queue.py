@@ -79,7 +79,7 @@ def data_name(version: int) -> str:
 
 def checkpoint_step(root: str, data: str, model: str, seed: int) -> int:
   """The newest checkpoint's step of one run (seeds in turn or as replicas), 0 if none."""
-  return max(reproduce.checkpoint_step(os.path.join(root, data, model, f"seed_{seed}")),
+  return max(reproduce.checkpoint_step(_workdir(root, data, model, seed)),
              reproduce.checkpoint_step(os.path.join(root, data, model)))
 
 
@@ -114,8 +114,7 @@ def status(phase: str, data: str, root: str, records: list[dict],
   and the mean cross-coherence at the last record; then the training steps done of the
   phase's whole: each run counted once, to its last budget if every budget of it has a
   record, else to its checkpoint (a run whose checkpoint was lost trains again)."""
-  rows, goal, checkpoint, budgets = [], {}, {}, {}
-  mine = {}
+  rows, goal, checkpoint, budgets, mine = [], goals(phase), {}, {}, {}
   for number, leg in enumerate(PHASES[phase], 1):
     for model in leg.models:
       for seed in leg.seeds:
@@ -123,7 +122,6 @@ def status(phase: str, data: str, root: str, records: list[dict],
         mine[run] = {r["step"]: r for r in records if r["data"] == data and r["model"] == model
                      and r["seed"] == seed and judged_by(r, judges)}
         recorded = [b for b in leg.budgets if b in mine[run]]
-        goal[run] = max(goal.get(run, 0), leg.budgets[-1])
         budgets.setdefault(run, set()).update(leg.budgets)
         checkpoint[run] = max([checkpoint_step(root, data, model, seed),
                                *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
@@ -225,14 +223,14 @@ def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
   short of its last budget (`<results>/carry/<data>/<model>/seed_<s>`, replacing an
   older one), so that a new machine goes on from it instead of from step 0; a run that
   reached its last budget leaves none. Returns what changed, one line each."""
-  def changes() -> list[tuple[str, int, int, str, str]]:
+  def changes() -> list[tuple[str, int, int, bool, str, str]]:
     found = []
     for (model, seed), goal in goals(phase).items():
       workdir, carried = (_workdir(root, data, model, seed),
                           _workdir(os.path.join(results, CARRY_DIR), data, model, seed))
       step, kept = reproduce.checkpoint_step(workdir), reproduce.checkpoint_step(carried)
       if (step >= goal and os.path.isdir(carried)) or kept < step < goal:
-        found.append((model, seed, step, workdir, carried))
+        found.append((model, seed, step, step >= goal, workdir, carried))
     return found
 
   if not changes():
@@ -240,8 +238,8 @@ def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
   changed = []
   with open(os.path.join(results, "carry.lock"), "a") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # queues side by side carry one at a time
-    for model, seed, step, workdir, carried in changes():
-      if step >= goals(phase)[(model, seed)]:
+    for model, seed, step, finished, workdir, carried in changes():  # again, under the lock
+      if finished:
         shutil.rmtree(carried)
         changed.append(f"{model}, seed {seed}: at its last budget, carry removed")
       else:
