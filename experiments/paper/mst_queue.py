@@ -110,7 +110,8 @@ def status(phase: str, data: str, root: str, records: list[dict],
            results: str | None = None, judges: dict[str, str] | None = None) -> str:
   """One row per leg and (model, seed): the budgets with records (judged by `judges`, when
   named: others are evaluated again), the newest checkpoint (saved at each budget, every
-  1,000 steps and at a stop; in the root or carried beside the `results`), what is left,
+  1,000 steps and at a stop; in the root or carried beside the `results`), what is left
+  (and the budgets the run passed without a record, which are no longer evaluated),
   and the mean cross-coherence at the last record; then the training steps done of the
   phase's whole: each run counted once, to its last budget if every budget of it has a
   record, else to its checkpoint (a run whose checkpoint was lost trains again)."""
@@ -127,9 +128,15 @@ def status(phase: str, data: str, root: str, records: list[dict],
                                *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
                                                   seed)] if results else [])])
         last = mine[run][recorded[-1]]["cross_coherence"] if recorded else None
+        # A budget the run has trained past without a record (lost, or made by other
+        # judges) is not evaluated any more (`reproduce.train_along`): not left to do.
+        left = [b for b in leg.budgets if b not in mine[run] and b >= checkpoint[run]]
+        passed = [b for b in leg.budgets if b not in mine[run] and b < checkpoint[run]]
         rows.append([str(number), model, str(seed), ", ".join(map(str, recorded)) or "-",
                      str(checkpoint[run]),
-                     ", ".join(str(b) for b in leg.budgets if b not in mine[run]) or "done",
+                     (", ".join(map(str, left)) or "done")
+                     + (f" (passed without a record: {', '.join(map(str, passed))})"
+                        if passed else ""),
                      "-" if last is None else f"{last:.3f}"])
   total = sum(goal.values())
   done = sum(goal[run] if budgets[run] <= set(mine[run]) else min(checkpoint[run], goal[run])

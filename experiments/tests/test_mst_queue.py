@@ -39,14 +39,17 @@ def test_status_counts_each_run_once_to_its_last_budget(tmp_path):
   total = 3 * 35200 + 3 * 16000 + 3 * 8000 + 2 * 16000
   assert text.startswith(f"{data}, phase claim: {2500:,} of {total:,} training steps")
   assert "| 1 | crmvae | 0 | 1000, 2000 | 0 | 4000 | 0.200 |" in text
-  assert "| 1 | mvtcae | 0 | - | 2500 | 1000, 2000, 4000 | - |" in text
+  # Its budgets before the checkpoint have no record and will get none (evaluating now
+  # would judge step 2,500 under their names): passed, not left.
+  assert "| 1 | mvtcae | 0 | - | 2500 | 4000 (passed without a record: 1000, 2000) | - |" in text
   assert "| 2 | crmvae | 0 | - | 0 | 8000 | - |" in text
   assert "| 1 | mopoe_sampled | 0 | - | 0 | 1000, 2000, 4000 | - |" in text
   # A run carried beside the results counts before the queue puts it back.
   os.makedirs(tmp_path / "results" / "carry" / data / "mopoe_sampled" / "seed_0" / "checkpoints"
               / "1500")
   text = mst_queue.status("claim", data, str(tmp_path), records, str(tmp_path / "results"))
-  assert "| 1 | mopoe_sampled | 0 | - | 1500 | 1000, 2000, 4000 | - |" in text
+  assert ("| 1 | mopoe_sampled | 0 | - | 1500 | 2000, 4000 (passed without a record: 1000) "
+          "| - |") in text
   assert text.startswith(f"{data}, phase claim: {2500 + 1500:,} of")
   # A run with every budget recorded is done, checkpoint or not.
   records += [{"data": data, "model": "mvae", "seed": 0, "step": step, "cross_coherence": 0.3}
@@ -60,6 +63,16 @@ def test_status_counts_each_run_once_to_its_last_budget(tmp_path):
   assert text.startswith(f"{data}, phase claim: {2500:,} of")
   text = mst_queue.status("claim", data, str(tmp_path), judged, None, {"svhn": "old"})
   assert "| 1 | crmvae | 0 | 1000, 2000 | 0 | 4000 | 0.200 |" in text
+  # A run at its last budget whose early records were made by other judges is done; its
+  # early budgets passed without a record by these.
+  os.makedirs(tmp_path / data / "crmvae_private" / "seed_0" / "checkpoints" / "8000")
+  judged += [{"data": data, "model": "crmvae_private", "seed": 0, "step": step,
+              "cross_coherence": 0.2, "results": {"classifier_digest": {"svhn": digest}}}
+             for step, digest in ((1000, "old"), (2000, "old"), (4000, "new"), (8000, "new"))]
+  text = mst_queue.status("claim", data, str(tmp_path), judged, None, {"svhn": "new"})
+  assert ("| 3 | crmvae_private | 0 | 4000, 8000 | 8000 | done (passed without a record: "
+          "1000, 2000) | 0.200 |") in text
+  assert text.startswith(f"{data}, phase claim: {2500 + 8000:,} of")
 
 
 def test_stored_judges_digests_are_the_evaluations(tmp_path):
