@@ -576,14 +576,15 @@ def generation_figure(root: str, path: str, data: str = "mst_offline",
                       num_examples: int = 8,
                       models: tuple[str, ...] = GENERATION_FIGURE_MODELS) -> bool:
   """S generated from M and from T by each of `models` (seed 0, its last checkpoint), for
-  the same test pairs, one pair a column. False (and no figure) if a run is missing."""
+  the same test pairs, one pair a column. False (and no figure) if a run is missing or
+  has no checkpoint yet (started, stopped before its first save)."""
   base = data_config(data)
   rows, texts = [], None
   for name in models:
     config = with_overrides(base, MODELS[name])
     config.sweep.seeds = (0,)
     workdir = os.path.join(root, data, name, "seed_0")
-    if not os.path.isdir(workdir):
+    if not checkpoint_step(workdir):
       return False
     model, params, _, test_set, step = checkpoints.load_trained(config, workdir)
     ids = input_pipeline.sample_ids(len(test_set), num_examples, config.eval.seed)

@@ -282,3 +282,13 @@ def test_a_budget_judged_by_other_judges_is_evaluated_again_and_replaces_it_in_t
   assert len(curves.records) == 3
   assert "not evaluated again at step 10 by the current judges: the run is at step 40" \
          in capsys.readouterr().out
+
+
+def test_the_generation_figure_waits_for_every_run_s_first_checkpoint(tmp_path):
+  path = tmp_path / "figure.png"
+  assert not reproduce.generation_figure(str(tmp_path), str(path), "mst_offline_v3")
+  # A run started and stopped before its first save: a workdir, no checkpoint.
+  for name in reproduce.GENERATION_FIGURE_MODELS:
+    (tmp_path / "mst_offline_v3" / name / "seed_0" / "checkpoints").mkdir(parents=True)
+  assert not reproduce.generation_figure(str(tmp_path), str(path), "mst_offline_v3")
+  assert not path.exists()
