@@ -18,16 +18,29 @@ classifiers, sweeps) and this Python API. Importing the package imports no JAX a
 changes no environment variable.
 """
 
-from crmvae_jax.api import evaluate, fit, load, train_judges
 from crmvae_jax.common.errors import UserError
 
 __all__ = ["fit", "train_judges", "evaluate", "load", "TrainedModel", "UserError"]
 
+# The API's functions on first use (PEP 562): `python -m crmvae_jax.main` imports this file
+# before the program's first line installs its stop-signal handlers
+# (crmvae_jax/common/startup.py), so this file imports nothing that takes time (NumPy
+# alone took 0.15 s, long enough for a SIGINT to land inside it).
+_API = ("fit", "train_judges", "evaluate", "load")
+
 
 def __getattr__(name: str):
-  # TrainedModel on first use: importing it imports JAX and Flax.
+  if name in _API:
+    from crmvae_jax import api  # pylint: disable=import-outside-toplevel
+
+    return getattr(api, name)
+  # TrainedModel: importing it imports JAX and Flax.
   if name == "TrainedModel":
     from crmvae_jax.model.inference import TrainedModel  # pylint: disable=import-outside-toplevel
 
     return TrainedModel
   raise AttributeError(f"module 'crmvae_jax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_API) + ["TrainedModel"])

@@ -4,6 +4,7 @@ a truncated PolyMNIST cache and an unwritable evaluation directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,6 +79,35 @@ def test_a_signal_during_start_up_prints_one_line_and_exits_128_plus_it(tmp_path
   name = signal.Signals(number).name
   assert line.startswith(f"error: {name} stopped the program") and "same command" in line
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.slow
+def test_every_program_handles_stop_signals_before_its_first_heavy_import():
+  # The class of the start-up failure above: CI once sent SIGINT 0.3 s in, while the
+  # package's __init__ was still importing NumPy, before `main` had installed its
+  # handlers (status -2 and a traceback). A finder placed first on sys.meta_path records,
+  # at the first import of each heavy library, whether the handlers were in place.
+  program = """
+import importlib, json, signal, sys
+seen = {}
+class Watch:
+  def find_spec(self, name, path=None, target=None):
+    top = name.split(".")[0]
+    if top in ("numpy", "jax", "absl", "flax", "ml_collections") and top not in seen:
+      handlers = [getattr(signal.getsignal(n), "__name__", "") for n in
+                  (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+      seen[top] = handlers == ["_exit_now"] * 3
+    return None
+sys.meta_path.insert(0, Watch())
+importlib.import_module(sys.argv[1])
+print(json.dumps(seen))
+"""
+  for module in ("main", "evaluate", "classifiers", "sweep"):
+    result = subprocess.run([sys.executable, "-c", program, f"crmvae_jax.{module}"], cwd=REPO,
+                            text=True, capture_output=True, timeout=300, check=True)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"numpy", "jax", "absl"} <= set(seen), (module, seen)
+    assert all(seen.values()), (module, seen)
 
 
 def test_a_lock_file_that_is_a_directory_is_one_sentence(tmp_path):
