@@ -7,6 +7,7 @@ experiments/tools/gpu_check.py (one report on a GPU machine).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -19,7 +20,7 @@ import optax
 from crmvae_jax.config import cli
 from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import data as data_lib
-from crmvae_jax.model import models
+from crmvae_jax.model import models, objectives
 from crmvae_jax.data.modalities import modalities_of
 from crmvae_jax.data import registry
 from crmvae_jax.data.base import MultimodalDataset
@@ -28,6 +29,9 @@ from crmvae_jax.training import state as state_lib
 from crmvae_jax.training import step as step_lib
 
 LEARNING_RATE = 5e-4
+# Private latents per modality for the models that have them (the size the added models'
+# experiments train with).
+PRIVATE_DIM = 8
 # The repository, wherever the script is run from: the data sets' config files are in it.
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,6 +65,19 @@ def memory_figure(compiled) -> str:
   return f"{total / 2**20:.0f} MiB compiled"
 
 
+def model_of(objective: str, modalities, latent_dim: int,
+             compute_dtype: str = "float32") -> models.MultimodalVAE:
+  """The network `objective` trains, as training builds it (`training/state.py`): a joint
+  encoder for JMVAE, auxiliary priors for MMVAE+, and PRIVATE_DIM private latents per
+  modality for the models that have them."""
+  entry = objectives.MODELS[objective]
+  if entry.private:
+    modalities = tuple(dataclasses.replace(m, private_dim=PRIVATE_DIM) for m in modalities)
+  return models.MultimodalVAE(modalities, latent_dim, compute_dtype=compute_dtype,
+                              joint_encoder=entry.joint_encoder,
+                              auxiliary_priors=entry.auxiliary_priors)
+
+
 class Program:
   """One replicated train step of `objective`, compiled, with its state: `seconds_per_step`
   times calls of it (the state carries over, as in training)."""
@@ -72,8 +89,7 @@ class Program:
     # The latent size that the data set's config file trains with.
     latent_dim = cli.load_config_file(
         os.path.join(REPOSITORY, registry.DATA_SETS[data_name].config_file)).latent_dim
-    model = models.MultimodalVAE(modalities_of(data_name, dataset), latent_dim,
-                                 compute_dtype=compute_dtype)
+    model = model_of(objective, modalities_of(data_name, dataset), latent_dim, compute_dtype)
     tx = optax.adam(LEARNING_RATE)
     mesh = step_lib.create_mesh(num_replicas)
     self.batch = device_batch(dataset, batch_size)
