@@ -255,9 +255,8 @@ def ex_post_sampler(context: Context) -> dict[str, Any]:
     results[f"R ({label})"] = joint
     for _, m, _ in featured:
       samples = np.concatenate(features[m.name])[:num_samples]
-      results[f"cFD {m.abbreviation} ({label})"] = metrics_lib.frechet_distance(
-          *metrics_lib.gaussian_statistics(samples),
-          *metrics_lib.gaussian_statistics(real[m.name]))
+      results[f"cFD {m.abbreviation} ({label})"] = metrics_lib.frechet_distance_of_features(
+          samples, real[m.name])
   return {"ex_post_sampler": results}
 
 

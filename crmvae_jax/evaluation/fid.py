@@ -110,13 +110,12 @@ def fid_scores(generate: Generate, features_fn: Features | Mapping[str, Features
         generated[(subset_index, target)].append(
             features_of[target](outputs[target])[:num_valid])
   scores = {}
+  real_features = {target: np.concatenate(real[target]) for target in image_targets}
   for subset_index, target in directions:
-    real_statistics = metrics.gaussian_statistics(np.concatenate(real[target]))
-    generated_statistics = metrics.gaussian_statistics(
-        np.concatenate(generated[(subset_index, target)]))
     column = fid_column(subset_abbreviations(modalities, subsets[subset_index]),
                         modalities[target].abbreviation)
-    scores[column] = metrics.frechet_distance(*generated_statistics, *real_statistics)
+    scores[column] = metrics.frechet_distance_of_features(
+        np.concatenate(generated[(subset_index, target)]), real_features[target])
   return scores
 
 

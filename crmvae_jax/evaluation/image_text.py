@@ -183,9 +183,8 @@ def text_to_image_scores(
     num_entries = dataset.labels.size
     scores.update({name: count / num_entries for name, count in correct.items()})
   if features_fn is not None:
-    scores["fid_from_text"] = metrics.frechet_distance(
-        *metrics.gaussian_statistics(np.concatenate(features["generated"])),
-        *metrics.gaussian_statistics(np.concatenate(features["real"])))
+    scores["fid_from_text"] = metrics.frechet_distance_of_features(
+        np.concatenate(features["generated"]), np.concatenate(features["real"]))
   return scores
 
 

@@ -7,7 +7,8 @@ resulting labels, features or latents to these functions.
   MNIST-SVHN-Text strings by Levenshtein distance (leniently: the nearest name) or by
   exact match.
 - `accuracy` and `joint_coherence`: cross- and joint coherence from classifier outputs.
-- `gaussian_statistics` and `frechet_distance`: FID from Inception pool3 features.
+- `gaussian_statistics` and `frechet_distance`: FID from Inception pool3 features
+  (`frechet_distance_of_features` from the features themselves).
 - `linear_probe`: logistic-regression accuracy of latent representations (Table 5).
 - `cosine_similarity`: agreement of two modalities' latents (CUB, CelebA).
 """
@@ -160,6 +161,35 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
   mean_difference = mu1 - mu2
   return float(mean_difference @ mean_difference + np.trace(sigma1) +
                np.trace(sigma2) - 2.0 * trace_root)
+
+
+def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -> float:
+  """`frechet_distance` of the Gaussians fitted to two feature sets [N1, F] and [N2, F]
+  (`gaussian_statistics`), the same number computed faster when both sets have fewer
+  examples than features.
+
+  With X1, X2 the centred features, sigma_i = X_i^T X_i / (N_i - 1), and the nonzero
+  eigenvalues of sigma1 sigma2 are the squared singular values of X1 X2^T divided by
+  (N1 - 1)(N2 - 1): Tr (sigma1 sigma2)^(1/2) is the sum of those singular values over
+  sqrt((N1 - 1)(N2 - 1)), from an N1 x N2 matrix instead of two F x F eigendecompositions
+  (a 16-example evaluation with the MNIST judge's 1,152 features: ~1 ms against ~0.3 s).
+  """
+  features1 = np.asarray(features1, dtype=np.float64)
+  features2 = np.asarray(features2, dtype=np.float64)
+  if (features1.ndim != 2 or features2.ndim != 2 or features1.shape[1] != features2.shape[1]
+      or min(len(features1), len(features2)) < 2):
+    raise ValueError(f"frechet_distance_of_features: need features [N >= 2, F] of one F, "
+                     f"got {features1.shape} and {features2.shape}.")
+  if max(len(features1), len(features2)) >= features1.shape[1]:
+    return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+  centred1 = features1 - features1.mean(axis=0)
+  centred2 = features2 - features2.mean(axis=0)
+  scale1, scale2 = len(features1) - 1.0, len(features2) - 1.0
+  trace_root = np.linalg.svd(centred1 @ centred2.T, compute_uv=False).sum() / np.sqrt(
+      scale1 * scale2)
+  mean_difference = features1.mean(axis=0) - features2.mean(axis=0)
+  return float(mean_difference @ mean_difference + np.sum(centred1 ** 2) / scale1 +
+               np.sum(centred2 ** 2) / scale2 - 2.0 * trace_root)
 
 
 def linear_probe(train_latents: np.ndarray, train_labels: np.ndarray,
