@@ -182,12 +182,12 @@ def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -
                      f"got {features1.shape} and {features2.shape}.")
   if max(len(features1), len(features2)) >= features1.shape[1]:
     return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
-  centred1 = features1 - features1.mean(axis=0)
-  centred2 = features2 - features2.mean(axis=0)
+  mean1, mean2 = features1.mean(axis=0), features2.mean(axis=0)
+  centred1, centred2 = features1 - mean1, features2 - mean2
   scale1, scale2 = len(features1) - 1.0, len(features2) - 1.0
   trace_root = np.linalg.svd(centred1 @ centred2.T, compute_uv=False).sum() / np.sqrt(
       scale1 * scale2)
-  mean_difference = features1.mean(axis=0) - features2.mean(axis=0)
+  mean_difference = mean1 - mean2
   return float(mean_difference @ mean_difference + np.sum(centred1 ** 2) / scale1 +
                np.sum(centred2 ** 2) / scale2 - 2.0 * trace_root)
 

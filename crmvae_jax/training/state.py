@@ -74,10 +74,18 @@ def create_model(config, train_set) -> models.MultimodalVAE:
     raise UserError(f"{config.model}'s joint encoder reads every modality, and "
                     f"{int((~masks.all(axis=1)).sum())} training examples lack one; train it "
                     "on complete examples, or use a model that trains with missing modalities.")
-  return models.MultimodalVAE(modalities=modalities, latent_dim=config.latent_dim,
-                              compute_dtype=config.get("compute_dtype", "float32"),
-                              joint_encoder=joint_encoder,
-                              auxiliary_priors=objectives.MODELS[config.model].auxiliary_priors)
+  return model_network(config.model, modalities, config.latent_dim,
+                       config.get("compute_dtype", "float32"))
+
+
+def model_network(model: str, modalities, latent_dim: int,
+                  compute_dtype: str = "float32") -> models.MultimodalVAE:
+  """The network the named model trains on `modalities` (private sizes already set): a
+  joint encoder and auxiliary priors where the model has them."""
+  entry = objectives.MODELS[model]
+  return models.MultimodalVAE(modalities=modalities, latent_dim=latent_dim,
+                              compute_dtype=compute_dtype, joint_encoder=entry.joint_encoder,
+                              auxiliary_priors=entry.auxiliary_priors)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:

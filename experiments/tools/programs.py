@@ -70,12 +70,9 @@ def model_of(objective: str, modalities, latent_dim: int,
   """The network `objective` trains, as training builds it (`training/state.py`): a joint
   encoder for JMVAE, auxiliary priors for MMVAE+, and PRIVATE_DIM private latents per
   modality for the models that have them."""
-  entry = objectives.MODELS[objective]
-  if entry.private:
+  if objectives.MODELS[objective].private:
     modalities = tuple(dataclasses.replace(m, private_dim=PRIVATE_DIM) for m in modalities)
-  return models.MultimodalVAE(modalities, latent_dim, compute_dtype=compute_dtype,
-                              joint_encoder=entry.joint_encoder,
-                              auxiliary_priors=entry.auxiliary_priors)
+  return state_lib.model_network(objective, modalities, latent_dim, compute_dtype)
 
 
 class Program:
