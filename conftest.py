@@ -57,19 +57,25 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-  """Unit tests run on tiny arrays, where XLA's compile time is nearly all of a test's
-  time and its optimisations save nothing, so they compile with
-  `jax_disable_most_optimizations` (the same programs and arithmetic, without the
-  expensive LLVM passes). End-to-end tests (marked slow) run real training steps and
-  keep the optimising compiler.
+  """Tests compile with `jax_disable_most_optimizations`: the same programs and
+  arithmetic without XLA's expensive LLVM passes. A test's arrays are tiny and its
+  training runs last tens of steps, so compiling is nearly all of its time and the
+  optimisations save nothing: the end-to-end tier took 43% less time this way (625 s
+  -> 355 s for its in-process tests on 2 cores). The training subprocesses a test
+  starts inherit the setting through JAX_DISABLE_MOST_OPTIMIZATIONS. Tests marked
+  `optimized` (the README's commands, run as a user runs them) keep the optimising
+  compiler, so that the suite still compiles the path users take.
 
   Set here, before any fixture of the test is set up, so that the module- and
   session-scoped fixtures a test is the first to need (a model's initialisation, a
   classifier) compile as the test itself does, and share the primitives the worker
-  compiled before, instead of compiling with the optimising passes."""
+  compiled before."""
+  import os  # pylint: disable=import-outside-toplevel
+
   import jax  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_disable_most_optimizations",
-                    item.get_closest_marker("slow") is None)
+  unoptimized = item.get_closest_marker("optimized") is None
+  jax.config.update("jax_disable_most_optimizations", unoptimized)
+  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true" if unoptimized else "false"
 
 
 def _random_split(rng, size, shape):

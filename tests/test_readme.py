@@ -126,6 +126,7 @@ def test_your_own_data(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # as a user runs them: XLA's optimising compiler (conftest.py)
 def test_the_quick_start_commands_run_in_sequence_as_written(tmp_path):
   # Every command of the Quick start section, in order, in a fresh directory, each with
   # a tiny budget appended (TINY): the install and the test suite itself are skipped.
