@@ -57,14 +57,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-  """Tests compile with `jax_disable_most_optimizations`: the same programs and
-  arithmetic without XLA's expensive LLVM passes. A test's arrays are tiny and its
-  training runs last tens of steps, so compiling is nearly all of its time and the
-  optimisations save nothing: the end-to-end tier took 43% less time this way (625 s
-  -> 355 s for its in-process tests on 2 cores). The training subprocesses a test
-  starts inherit the setting through JAX_DISABLE_MOST_OPTIMIZATIONS. Tests marked
-  `optimized` (the README's commands, run as a user runs them) keep the optimising
-  compiler, so that the suite still compiles the path users take.
+  """Tests compile with `jax_disable_most_optimizations`: the same programs without
+  XLA's expensive LLVM passes (last bits may differ where XLA would have fused). A
+  test's arrays are tiny and its training runs last tens of steps, so compiling is
+  nearly all of its time and the optimisations save nothing: the end-to-end tier's
+  in-process tests took 355 s this way against 625 s on 2 cores. The training
+  subprocesses a test starts inherit the setting through JAX_DISABLE_MOST_OPTIMIZATIONS.
+  Tests marked `optimized` (the quick start's commands and the kill -9 resumption test)
+  keep the optimising compiler, so that the suite still compiles the programs users run.
 
   Set here, before any fixture of the test is set up, so that the module- and
   session-scoped fixtures a test is the first to need (a model's initialisation, a

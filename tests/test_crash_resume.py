@@ -23,7 +23,9 @@ import pytest
 
 from training_runs import read_checkpoint, subprocess_env
 
-pytestmark = pytest.mark.slow  # every test here trains in subprocesses
+# Every test here trains in subprocesses, with XLA's optimising compiler, as users'
+# runs do: the bit-for-bit claim is about the programs users run (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20261125
