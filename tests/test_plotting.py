@@ -31,3 +31,14 @@ def test_a_text_grid_has_no_band_of_white_under_its_title(tmp_path, captions):
   plotting.save_text_grid(captions, [(f"row {i}", images) for i in range(4)], str(path),
                           "S generated from M")
   assert _tallest_white_band(path) <= 45
+
+
+def test_every_model_of_a_figure_has_its_own_curve_style():
+  # The thirteen models of the offline MST learning curves once drew two of them in one
+  # colour, the eleventh wrapping to the first of matplotlib's ten.
+  for count in (1, 10, 11, 13, 40):
+    styles = plotting.curve_styles([f"model{i}" for i in range(count)])
+    assert len(set(styles.values())) == count
+  assert plotting.curve_styles(["a", "b"]) == {"a": ("C0", "-"), "b": ("C1", "-")}
+  with pytest.raises(ValueError, match="41 models"):
+    plotting.curve_styles([f"model{i}" for i in range(41)])

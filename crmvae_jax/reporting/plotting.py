@@ -25,6 +25,16 @@ TEXT_COLUMNS = 10
 _GRID_TEXT_WIDTH = 24
 
 
+def curve_styles(models: list[str]) -> dict[str, tuple[str, str]]:
+  """(colour, line style) of each model's curves in a figure: the same in every panel,
+  so that one legend reads for all, and no two models alike (matplotlib's default
+  cycle repeats after ten): its ten colours solid, then dashed, dotted, dash-dotted."""
+  lines = ("-", "--", ":", "-.")
+  if len(models) > 10 * len(lines):
+    raise ValueError(f"{len(models)} models are more than the {10 * len(lines)} curve styles.")
+  return {model: (f"C{i % 10}", lines[i // 10]) for i, model in enumerate(models)}
+
+
 def summary_writer(workdir: str):
   """A TensorBoard writer into workdir (event files readable by `tensorboard --logdir`)."""
   from tensorboardX import SummaryWriter

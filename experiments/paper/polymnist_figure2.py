@@ -52,7 +52,7 @@ from crmvae_jax.reporting import summaries
 from crmvae_jax.config import cli
 from crmvae_jax.config import defaults as config_lib
 from crmvae_jax import sweeps
-from crmvae_jax.reporting import tables
+from crmvae_jax.reporting import plotting, tables
 from crmvae_jax.data import registry
 from crmvae_jax.common.errors import UserError
 
@@ -209,13 +209,17 @@ def figure_table(grouped: Mapping[str, PerSize], note: str | None = None) -> str
 
 
 def _draw_panel(axes, by_model: PerSize, ylabel: str) -> None:
-  for model in tables.in_paper_order(list(by_model)):
+  models = tables.in_paper_order(list(by_model))
+  styles = plotting.curve_styles(models)
+  for model in models:
     sizes = sorted(by_model[model])
     values = [np.asarray(by_model[model][size], dtype=np.float64) for size in sizes]
     means = np.array([v.mean() for v in values])
     stds = np.array([v.std() for v in values])
-    line, = axes.plot(sizes, means, marker="o", label=tables.DISPLAY_NAMES.get(model, model))
-    axes.fill_between(sizes, means - stds, means + stds, color=line.get_color(), alpha=0.2)
+    colour, line = styles[model]
+    axes.plot(sizes, means, marker="o", label=tables.DISPLAY_NAMES.get(model, model),
+              color=colour, linestyle=line)
+    axes.fill_between(sizes, means - stds, means + stds, color=colour, alpha=0.2)
   axes.set_xlabel("number of input modalities")
   axes.set_ylabel(ylabel)
   axes.xaxis.get_major_locator().set_params(integer=True)

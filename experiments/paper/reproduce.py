@@ -602,23 +602,13 @@ def generation_figure(root: str, path: str, data: str = "mst_offline",
   return True
 
 
-def curve_styles(models: list[str]) -> dict[str, tuple[str, str]]:
-  """(colour, line style) of each model's curves, the same in every panel so that a
-  row's legend reads the same everywhere, and no two models alike: the ten colours of
-  matplotlib's cycle, solid, then dashed, then dotted, then dash-dotted."""
-  lines = ("-", "--", ":", "-.")
-  if len(models) > 10 * len(lines):
-    raise ValueError(f"{len(models)} models are more than the {10 * len(lines)} curve styles.")
-  return {model: (f"C{i % 10}", lines[i // 10]) for i, model in enumerate(models)}
-
-
 def learning_curves_figure(records: list[dict], path: str) -> None:
   """Mean cross-coherence and joint coherence against steps, a band of one std."""
   groups = main_records(records)
   data_names = list(dict.fromkeys(d for d, _ in groups))
   metrics = (("cross_coherence", "mean cross-coherence"), ("joint_coherence", "joint coherence"),
              ("classifier_fd", "classifier-Frechet distance"))
-  styles = curve_styles(list(dict.fromkeys(m for _, m in groups)))
+  styles = plotting.curve_styles(list(dict.fromkeys(m for _, m in groups)))
   figure, axes = plt.subplots(len(data_names), len(metrics), squeeze=False,
                               figsize=(4.2 * len(metrics) + 1.4, 3.2 * len(data_names)))
   for row, data in enumerate(data_names):

@@ -65,16 +65,6 @@ def test_learning_curves_figure_is_a_png(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_model_of_a_figure_has_its_own_curve_style():
-  # The thirteen models of the offline MST panels once drew two of them in one colour.
-  for count in (1, 10, 11, 13, 40):
-    styles = reproduce.curve_styles([f"model{i}" for i in range(count)])
-    assert len(set(styles.values())) == count
-  assert reproduce.curve_styles(["a", "b"]) == {"a": ("C0", "-"), "b": ("C1", "-")}
-  with pytest.raises(ValueError, match="41 models"):
-    reproduce.curve_styles([f"model{i}" for i in range(41)])
-
-
 def test_curves_are_saved_after_every_evaluation_and_read_back(tmp_path):
   curves = reproduce.Curves(str(tmp_path / "curves.json"))
   curves.add("mnist_text/crmvae", "mnist_text", "crmvae", "", {"step": 5, "seed": 1})
