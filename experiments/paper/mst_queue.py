@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -115,7 +116,7 @@ def status(phase: str, data: str, root: str, records: list[dict],
   and the mean cross-coherence at the last record; then the training steps done of the
   phase's whole: each run counted once, to its last budget if every budget of it has a
   record, else to its checkpoint (a run whose checkpoint was lost trains again)."""
-  rows, goal, checkpoint, budgets, mine = [], goals(phase), {}, {}, {}
+  rows, goal, checkpoint, mine = [], goals(phase), {}, {}
   for number, leg in enumerate(PHASES[phase], 1):
     for model in leg.models:
       for seed in leg.seeds:
@@ -123,7 +124,6 @@ def status(phase: str, data: str, root: str, records: list[dict],
         mine[run] = {r["step"]: r for r in records if r["data"] == data and r["model"] == model
                      and r["seed"] == seed and judged_by(r, judges)}
         recorded = [b for b in leg.budgets if b in mine[run]]
-        budgets.setdefault(run, set()).update(leg.budgets)
         checkpoint[run] = max([checkpoint_step(root, data, model, seed),
                                *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
                                                   seed)] if results else [])])
@@ -139,8 +139,8 @@ def status(phase: str, data: str, root: str, records: list[dict],
                         if passed else ""),
                      "-" if last is None else f"{last:.3f}"])
   total = sum(goal.values())
-  done = sum(goal[run] if budgets[run] <= set(mine[run]) else min(checkpoint[run], goal[run])
-             for run in goal)
+  complete = recorded_runs(phase, data, records, judges)
+  done = sum(goal[run] if run in complete else min(checkpoint[run], goal[run]) for run in goal)
   table = tables.markdown(["leg", "model", "seed", "recorded at", "checkpoint", "left",
                            "mean cross (last record)"], rows)
   return (f"{data}, phase {phase}: {done:,} of {total:,} training steps "
@@ -195,6 +195,22 @@ def goals(phase: str) -> dict[tuple[str, int], int]:
   return goal
 
 
+def recorded_runs(phase: str, data: str, records: list[dict],
+                  judges: dict[str, str] | None = None) -> set[tuple[str, int]]:
+  """The (model, seed) runs of the phase with a record, judged by `judges` (when named),
+  at every budget of every leg they are in: nothing is left to train for them, whatever
+  their checkpoint (a run trained again only to judge its early budgets again stops short
+  of its last one)."""
+  budgets: dict[tuple[str, int], set[int]] = {}
+  for leg in PHASES[phase]:
+    for model in leg.models:
+      for seed in leg.seeds:
+        budgets.setdefault((model, seed), set()).update(leg.budgets)
+  return {(model, seed) for (model, seed), wanted in budgets.items()
+          if wanted <= {r["step"] for r in records if r["data"] == data and r["model"] == model
+                        and r["seed"] == seed and judged_by(r, judges)}}
+
+
 def _workdir(root: str, data: str, model: str, seed: int) -> str:
   return os.path.join(root, data, model, f"seed_{seed}")
 
@@ -229,15 +245,31 @@ def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
   """Keeps, beside the results, the newest checkpoint of every run of the phase that is
   short of its last budget (`<results>/carry/<data>/<model>/seed_<s>`, replacing an
   older one), so that a new machine goes on from it instead of from step 0; a run that
-  reached its last budget leaves none. Returns what changed, one line each."""
-  def changes() -> list[tuple[str, int, int, bool, str, str]]:
+  reached its last budget, or has a record (by the judges kept beside the results) at
+  every budget, leaves none. Returns what changed, one line each."""
+  @functools.cache
+  def complete() -> set[tuple[str, int]]:  # read only where a carry depends on it
+    path = os.path.join(results, reproduce.CURVES_FILE)
+    kept_judges = os.path.join(results, JUDGES_DIR, data)
+    return recorded_runs(
+        phase, data, reproduce.Curves(path).records if os.path.isfile(path) else [],
+        stored_judges(kept_judges) if os.path.isdir(kept_judges) else None)
+
+  def changes() -> list[tuple[str, int, int, str, str, str]]:
     found = []
     for (model, seed), goal in goals(phase).items():
       workdir, carried = (_workdir(root, data, model, seed),
                           _workdir(os.path.join(results, CARRY_DIR), data, model, seed))
       step, kept = reproduce.checkpoint_step(workdir), reproduce.checkpoint_step(carried)
-      if (step >= goal and os.path.isdir(carried)) or kept < step < goal:
-        found.append((model, seed, step, step >= goal, workdir, carried))
+      # Why nothing is left to train ("" while something is).
+      if step >= goal:
+        finished = "at its last budget"
+      elif os.path.isdir(carried) or kept < step:
+        finished = "every budget recorded" if (model, seed) in complete() else ""
+      else:
+        continue
+      if (finished and os.path.isdir(carried)) or (not finished and kept < step):
+        found.append((model, seed, step, finished, workdir, carried))
     return found
 
   if not changes():
@@ -248,7 +280,9 @@ def carry_out(phase: str, data: str, root: str, results: str) -> list[str]:
     for model, seed, step, finished, workdir, carried in changes():  # again, under the lock
       if finished:
         shutil.rmtree(carried)
-        changed.append(f"{model}, seed {seed}: at its last budget, carry removed")
+        if not os.listdir(os.path.dirname(carried)):  # the model's last carried seed
+          os.rmdir(os.path.dirname(carried))
+        changed.append(f"{model}, seed {seed}: {finished}, carry removed")
       else:
         try:
           _copy_run(workdir, carried, step, into_run=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -197,6 +198,39 @@ def test_a_run_carried_beside_the_results_goes_on_bit_for_bit_on_a_new_machine(
   assert mst_queue.carry_out("test", data, second, results) == [
       "crmvae, seed 0: at its last budget, carry removed"]
   assert not os.path.exists(carried)
+
+
+def test_a_run_with_every_budget_recorded_leaves_no_carry_whatever_its_checkpoint(
+    monkeypatch, tmp_path):
+  """A run trained again only to judge its early budgets again (its later ones recorded
+  by the same judges) stops short of its last budget: nothing is left to train for it,
+  so its carry (15 MB a run, committed) must go, not stay or be refreshed."""
+  data, root, results = "mst_offline_v3", tmp_path / "root", tmp_path / "results"
+  monkeypatch.setitem(mst_queue.PHASES, "test", (
+      mst_queue.Leg(("crmvae", "mvtcae", "mopoe_sampled"), (0,), (1000, 2000)),
+      mst_queue.Leg(("crmvae",), (0,), (4000,))))
+  for model, step in (("crmvae", 2000), ("mvtcae", 1500), ("mopoe_sampled", 2000)):
+    os.makedirs(root / data / model / "seed_0" / "checkpoints" / str(step))
+    (root / data / model / "seed_0" / "config.json").write_text("{}")
+  for model, step in (("crmvae", 1500), ("mopoe_sampled", 1000)):
+    os.makedirs(results / "carry" / data / model / "seed_0" / "checkpoints" / str(step))
+  records = [{"data": data, "model": model, "seed": 0, "step": step}
+             for model, steps in (("crmvae", (1000, 2000, 4000)), ("mvtcae", (1000,)))
+             for step in steps]
+  (results / reproduce.CURVES_FILE).write_text(json.dumps(records))
+
+  assert sorted(mst_queue.carry_out("test", data, str(root), str(results))) == [
+      "crmvae, seed 0: every budget recorded, carry removed",
+      "mopoe_sampled, seed 0: at its last budget, carry removed",
+      "mvtcae, seed 0: step 1,500 carried"]
+  assert sorted(os.listdir(results / "carry" / data)) == ["mvtcae"]
+  assert mst_queue.carry_out("test", data, str(root), str(results)) == []  # and it stays so
+
+  # Records count only when the queue's judges made them.
+  judged = [{**r, "results": {"classifier_digest": {"svhn": "kept"}}} for r in records]
+  assert mst_queue.recorded_runs("test", data, judged, {"svhn": "kept"}) == {("crmvae", 0)}
+  assert mst_queue.recorded_runs("test", data, judged, {"svhn": "trained again"}) == set()
+  assert mst_queue.recorded_runs("test", data, records[:2]) == set()  # 4,000 not recorded
 
 
 def test_legs_picks_which_legs_run_so_that_two_queues_can_share_a_phase(monkeypatch):
