@@ -42,6 +42,8 @@ round's) is chosen among by the same rule.
     python -m experiments.paper.calibrate_svhn --candidates=centred --steps=3000  # a longer budget
     python -m experiments.paper.calibrate_svhn --candidates=v1 --judge_only  # only the judge again
     python -m experiments.paper.calibrate_svhn --collect_only          # the table from the results
+    python -m experiments.paper.calibrate_svhn --plain_only --candidates=plain_wide --steps=16000
+        # the plain VAE alone at a multimodal run's budget: svhn_plain_vae.md
 
 Results: `experiments/results/svhn_calibration.json` (one record per candidate, written
 after each) and `svhn_calibration.md` (the table). Renders are cached as the
@@ -172,6 +174,9 @@ def define_flags() -> None:
   flags.DEFINE_bool("collect_only", False, "Only write the table from the results file.")
   flags.DEFINE_bool("judge_only", False, "Measure the judge of the candidates again (its class "
                     "means and medians) and keep their VAEs' numbers.")
+  flags.DEFINE_bool("plain_only", False, "Only the plain VAE of --candidates at --steps (no "
+                    "VAE given the digit, no judge): what S's own reconstruction teaches its "
+                    "encoder over a longer budget; svhn_plain_vae.json and .md.")
   flags.DEFINE_integer("steps", 1000, "Training steps of each VAE (the calibration budget).")
   flags.DEFINE_integer("batch_size", 256, "Examples per step.")
   flags.DEFINE_integer("latent_dim", 32, "Latent size of the VAEs.")
@@ -197,10 +202,13 @@ class ConditionedDecoder(networks.SvhnDecoder):
     return super().__call__(jnp.concatenate([z, jax.nn.one_hot(labels, NUM_CLASSES)], -1))
 
 
-def _vaes(latent_dim: int) -> dict[str, tuple]:
-  """name -> (encoder, decoder): the plain VAE and the one given the digit."""
-  return {"plain": (networks.SvhnEncoder(latent_dim), networks.SvhnDecoder(latent_dim)),
-          "given_digit": (ConditionedEncoder(latent_dim), ConditionedDecoder(latent_dim))}
+def _vaes(latent_dim: int, plain_only: bool = False) -> dict[str, tuple]:
+  """name -> (encoder, decoder): the plain VAE and (unless `plain_only`) the one given the
+  digit."""
+  vaes = {"plain": (networks.SvhnEncoder(latent_dim), networks.SvhnDecoder(latent_dim))}
+  if not plain_only:
+    vaes["given_digit"] = (ConditionedEncoder(latent_dim), ConditionedDecoder(latent_dim))
+  return vaes
 
 
 def _apply(module, params, inputs, labels, conditioned: bool):
@@ -224,9 +232,10 @@ def elbo_terms(vaes, params, images, labels, rng) -> dict[str, jax.Array]:
 
 
 def train_vaes(images: np.ndarray, labels: np.ndarray, steps: int, batch_size: int,
-               latent_dim: int, seed: int):
-  """Trains both VAEs on the same batches (one program); returns (vaes, params)."""
-  vaes = _vaes(latent_dim)
+               latent_dim: int, seed: int, plain_only: bool = False):
+  """Trains both VAEs (or the plain one only) on the same batches (one program); returns
+  (vaes, params)."""
+  vaes = _vaes(latent_dim, plain_only)
   sample = SVHN.inputs(jnp.asarray(images[:1]))
   sample_labels = jnp.asarray(labels[:1])
 
@@ -252,13 +261,15 @@ def train_vaes(images: np.ndarray, labels: np.ndarray, steps: int, batch_size: i
   steps_per_epoch = len(labels) // batch_size
   epochs = -(-steps // steps_per_epoch)
   state = supervised.fit(init_params, loss_fn, optax.adam(LEARNING_RATE), (images, labels),
-                         batch_size, epochs, seed, "plain VAE and VAE given the digit")
+                         batch_size, epochs, seed,
+                         "plain VAE" + ("" if plain_only else " and VAE given the digit"))
   return vaes, state.params
 
 
 def evaluate_vaes(vaes, params, images: np.ndarray, labels: np.ndarray,
                   baseline_reconstruction: float, seed: int) -> dict:
-  """Mean log p(x|z), KL and ELBO per VAE on `images`, and the digit's share."""
+  """Mean log p(x|z), KL and ELBO per VAE on `images`, and the digit's share (when the
+  VAE given the digit was trained)."""
   terms_fn = jax.jit(lambda p, x, y, rng: elbo_terms(vaes, p, x, y, rng))
   totals = {name: {"reconstruction": [], "kl": []} for name in vaes}
   for start in range(0, len(labels), 250):
@@ -273,9 +284,11 @@ def evaluate_vaes(vaes, params, images: np.ndarray, labels: np.ndarray,
     reconstruction = float(np.concatenate(values["reconstruction"]).mean())
     kl = float(np.concatenate(values["kl"]).mean())
     result[name] = {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl}
+  result["constant_reconstruction"] = baseline_reconstruction
+  if "given_digit" not in result:
+    return result
   plain, given = result["plain"], result["given_digit"]
   plain_gain = plain["reconstruction"] - baseline_reconstruction
-  result["constant_reconstruction"] = baseline_reconstruction
   result["digit_reconstruction_gain"] = given["reconstruction"] - plain["reconstruction"]
   result["digit_elbo_gain"] = given["elbo"] - plain["elbo"]
   result["digit_share"] = result["digit_reconstruction_gain"] / max(
@@ -338,14 +351,16 @@ def renders_figure(config_data, settings, path: str, title: str) -> None:
   plt.close(figure)
 
 
-def measure(name: str, settings: syndigits.RenderSettings, config_data) -> dict:
-  """Every number of the calibration table for one candidate."""
+def measure(name: str, settings: syndigits.RenderSettings, config_data,
+            plain_only: bool = False) -> dict:
+  """Every number of the calibration table for one candidate; with `plain_only`, the
+  plain VAE's alone (no VAE given the digit, no judge, no picture)."""
   start = time.time()
   (_, train_labels), (_, test_labels) = mst_offline.mnist_split(config_data)
   train_images = mst_offline.renders(config_data, "train", train_labels, settings=settings)
   test_images = mst_offline.renders(config_data, "test", test_labels, settings=settings)
   vaes, params = train_vaes(train_images, train_labels, FLAGS.steps, FLAGS.batch_size,
-                            FLAGS.latent_dim, FLAGS.seed)
+                            FLAGS.latent_dim, FLAGS.seed, plain_only)
   reconstruction = evaluate_vaes(vaes, params, test_images, test_labels,
                                  constant_reconstruction(train_images, test_images), FLAGS.seed)
   train_means = posterior_means(vaes, params, train_images)
@@ -354,14 +369,16 @@ def measure(name: str, settings: syndigits.RenderSettings, config_data) -> dict:
   probes = {str(n): metrics.linear_probe(train_means[order[:n]], train_labels[order[:n]],
                                          test_means, test_labels) for n in (500, 1000)}
   tqdm.tqdm.write(f"{name}: plain VAE probe {probes}")
+  record = {"candidate": name, "settings": dataclasses.asdict(settings), "steps": FLAGS.steps,
+            "batch_size": FLAGS.batch_size, "latent_dim": FLAGS.latent_dim, "seed": FLAGS.seed,
+            "probe": probes, "vaes": reconstruction}
+  if plain_only:
+    return {**record, "plain_only": True, "minutes": (time.time() - start) / 60}
   judged = judge(config_data, settings, FLAGS.seed, FLAGS.judge_epochs)
   renders_figure(config_data, settings,
                  os.path.join(FLAGS.results, "svhn_calibration", f"{name}.png"),
                  f"renderer candidate {name!r}: 4 renders of each digit (test photos)")
-  return {"candidate": name, "settings": dataclasses.asdict(settings), "steps": FLAGS.steps,
-          "batch_size": FLAGS.batch_size, "latent_dim": FLAGS.latent_dim, "seed": FLAGS.seed,
-          "probe": probes, "vaes": reconstruction, "judge": judged,
-          "minutes": (time.time() - start) / 60}
+  return {**record, "judge": judged, "minutes": (time.time() - start) / 60}
 
 
 def changed_fields(settings: dict) -> str:
@@ -417,6 +434,49 @@ def table(records: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def plain_table(records: list[dict], calibration: list[dict]) -> str:
+  """The plain VAE's probe along budgets (`--plain_only`), each candidate's calibration
+  record (1,000 steps) first."""
+  lines = [
+      "# SVHN-like renderer: what a plain VAE's own reconstruction teaches its encoder, by "
+      "budget",
+      "",
+      "Written by experiments/paper/calibrate_svhn.py --plain_only. The calibration's plain "
+      "VAE (the SVHN encoder and decoder, latent 32, Laplace likelihood, Adam 5e-4, batch "
+      "256) on the renders of the 4,500 training digits, the same renders the multimodal "
+      "runs on MNIST-SVHN-Text offline train on (each of them in 20 pairs): N steps show "
+      "each render as often as N steps of a multimodal run. Probe: its posterior means "
+      "classified linearly (fitted on 500 / 1,000 training renders, scored on the 500 "
+      "test renders; chance 0.10), as Table 5's S column. log p(x|z) and KL: per test "
+      "render, nats.",
+      "",
+      "| candidate | steps | epochs of the renders | probe 500 / 1,000 | log p(x\\|z) / KL | "
+      "minutes | from |",
+      "|---|---|---|---|---|---|---|",
+  ]
+  names = {r["candidate"] for r in records}
+  rows = [(r, "calibration") for r in calibration if r["candidate"] in names] + [
+      (r, "--plain_only") for r in records]
+  for r, source in sorted(rows, key=lambda pair: (pair[0]["candidate"], pair[0]["steps"])):
+    plain = r["vaes"]["plain"]
+    lines.append(
+        f"| {r['candidate']} | {r['steps']:,} | {r['steps'] * r['batch_size'] / 4500:,.0f} | "
+        f"{r['probe']['500']:.2f} / {r['probe']['1000']:.2f} | "
+        f"{plain['reconstruction']:.0f} / {plain['kl']:.1f} | {r['minutes']:.1f} | {source} |")
+  return "\n".join(lines) + "\n"
+
+
+def _add_plain_record(path: str, record: dict, calibration: list[dict]) -> list[dict]:
+  def change(records: list[dict]) -> list[dict]:
+    records = [r for r in records if not (r["candidate"] == record["candidate"]
+                                          and r["steps"] == record["steps"])] + [record]
+    atomic.write_text(os.path.join(os.path.dirname(path) or ".", "svhn_plain_vae.md"),
+                      plain_table(records, calibration))
+    return records
+
+  return atomic.update_json(path, change, [])
+
+
 def _add_record(path: str, record: dict) -> list[dict]:
   """Adds `record` to the results file, read again under a lock, so that calibrations
   running side by side keep each other's records; rewrites the table; returns them all."""
@@ -437,6 +497,8 @@ def main(argv):
   del argv
   path = os.path.join(FLAGS.results, "svhn_calibration.json")
   records = json.load(open(path)) if os.path.isfile(path) else []
+  if FLAGS.plain_only:
+    return plain_only(records)
   if not FLAGS.collect_only:
     config_data = mst_offline.get_data_config()
     config_data.seed = FLAGS.seed
@@ -459,6 +521,26 @@ def main(argv):
       records = _add_record(path, record)
   atomic.write_text(os.path.join(FLAGS.results, "svhn_calibration.md"), table(records))
   print(table(records))
+
+
+def plain_only(calibration: list[dict]) -> None:
+  """--plain_only: the plain VAE of each named candidate at --steps, unless measured."""
+  if not FLAGS.candidates:
+    raise app.UsageError("Name the candidates, e.g. --plain_only --candidates=plain_wide "
+                         "--steps=16000 (plain_wide is version 3).")
+  path = os.path.join(FLAGS.results, "svhn_plain_vae.json")
+  records = json.load(open(path)) if os.path.isfile(path) else []
+  config_data = mst_offline.get_data_config()
+  config_data.seed = FLAGS.seed
+  config_data.cache_dir = FLAGS.cache_dir
+  for name in FLAGS.candidates:
+    if name not in CANDIDATES:
+      raise app.UsageError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}.")
+    if FLAGS.redo or not any(r["candidate"] == name and r["steps"] == FLAGS.steps
+                             for r in records):
+      records = _add_plain_record(path, measure(name, CANDIDATES[name], config_data, True),
+                                  calibration)
+  print(plain_table(records, calibration))
 
 
 if __name__ == "__main__":
