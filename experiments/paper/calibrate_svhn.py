@@ -466,31 +466,34 @@ def plain_table(records: list[dict], calibration: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _add_plain_record(path: str, record: dict, calibration: list[dict]) -> list[dict]:
-  def change(records: list[dict]) -> list[dict]:
-    records = [r for r in records if not (r["candidate"] == record["candidate"]
-                                          and r["steps"] == record["steps"])] + [record]
-    atomic.write_text(os.path.join(os.path.dirname(path) or ".", "svhn_plain_vae.md"),
-                      plain_table(records, calibration))
-    return records
-
-  return atomic.update_json(path, change, [])
-
-
-def _add_record(path: str, record: dict) -> list[dict]:
-  """Adds `record` to the results file, read again under a lock, so that calibrations
-  running side by side keep each other's records; rewrites the table; returns them all."""
+def _add_record(path: str, record: dict, render=table) -> list[dict]:
+  """Adds `record` to the results file `path` (one record per candidate and budget), read
+  again under a lock, so that calibrations running side by side keep each other's
+  records; rewrites its table (`render`, into the .md beside it); returns them all."""
   def change(records: list[dict]) -> list[dict]:
     records = [r for r in records if not (r["candidate"] == record["candidate"]
                                           and r["steps"] == record["steps"])] + [record]
     records.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"])
                                 if r["candidate"] in CANDIDATES else len(CANDIDATES), r["steps"]))
     # Under the same lock, so that the table is never older than the records.
-    atomic.write_text(os.path.join(os.path.dirname(path) or ".", "svhn_calibration.md"),
-                      table(records))
+    atomic.write_text(os.path.splitext(path)[0] + ".md", render(records))
     return records
 
   return atomic.update_json(path, change, [])
+
+
+def _data_config():
+  """The surrogate's data config with this command's seed and render cache."""
+  config_data = mst_offline.get_data_config()
+  config_data.seed = FLAGS.seed
+  config_data.cache_dir = FLAGS.cache_dir
+  return config_data
+
+
+def _known(name: str) -> str:
+  if name not in CANDIDATES:
+    raise app.UsageError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}.")
+  return name
 
 
 def main(argv):
@@ -500,16 +503,12 @@ def main(argv):
   if FLAGS.plain_only:
     return plain_only(records)
   if not FLAGS.collect_only:
-    config_data = mst_offline.get_data_config()
-    config_data.seed = FLAGS.seed
-    config_data.cache_dir = FLAGS.cache_dir
+    config_data = _data_config()
     # A record is one candidate at one budget.
     done = lambda name: any(r["candidate"] == name and r["steps"] == FLAGS.steps
                             for r in records)
     names = FLAGS.candidates or [n for n in CANDIDATES if not done(n)]
-    for name in names:
-      if name not in CANDIDATES:
-        raise app.UsageError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}.")
+    for name in map(_known, names):
       if FLAGS.judge_only:
         judged = judge(config_data, CANDIDATES[name], FLAGS.seed, FLAGS.judge_epochs)
         for record in [r for r in records if r["candidate"] == name]:
@@ -530,16 +529,12 @@ def plain_only(calibration: list[dict]) -> None:
                          "--steps=16000 (plain_wide is version 3).")
   path = os.path.join(FLAGS.results, "svhn_plain_vae.json")
   records = json.load(open(path)) if os.path.isfile(path) else []
-  config_data = mst_offline.get_data_config()
-  config_data.seed = FLAGS.seed
-  config_data.cache_dir = FLAGS.cache_dir
-  for name in FLAGS.candidates:
-    if name not in CANDIDATES:
-      raise app.UsageError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}.")
+  config_data = _data_config()
+  for name in map(_known, FLAGS.candidates):
     if FLAGS.redo or not any(r["candidate"] == name and r["steps"] == FLAGS.steps
                              for r in records):
-      records = _add_plain_record(path, measure(name, CANDIDATES[name], config_data, True),
-                                  calibration)
+      records = _add_record(path, measure(name, CANDIDATES[name], config_data, True),
+                            lambda records: plain_table(records, calibration))
   print(plain_table(records, calibration))
 
 
