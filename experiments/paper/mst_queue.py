@@ -107,6 +107,13 @@ def judged_by(record: dict, judges: dict[str, str] | None) -> bool:
   return not judges or not digests or all(judges.get(k) == v for k, v in digests.items())
 
 
+def _recorded(records: list[dict], data: str, model: str, seed: int,
+              judges: dict[str, str] | None) -> dict[int, dict]:
+  """step -> the record of one run at that step, judged by `judges`."""
+  return {r["step"]: r for r in records if r["data"] == data and r["model"] == model
+          and r["seed"] == seed and judged_by(r, judges)}
+
+
 def status(phase: str, data: str, root: str, records: list[dict],
            results: str | None = None, judges: dict[str, str] | None = None) -> str:
   """One row per leg and (model, seed): the budgets with records (judged by `judges`, when
@@ -121,8 +128,7 @@ def status(phase: str, data: str, root: str, records: list[dict],
     for model in leg.models:
       for seed in leg.seeds:
         run = (model, seed)
-        mine[run] = {r["step"]: r for r in records if r["data"] == data and r["model"] == model
-                     and r["seed"] == seed and judged_by(r, judges)}
+        mine[run] = _recorded(records, data, model, seed, judges)
         recorded = [b for b in leg.budgets if b in mine[run]]
         checkpoint[run] = max([checkpoint_step(root, data, model, seed),
                                *([checkpoint_step(os.path.join(results, CARRY_DIR), data, model,
@@ -207,8 +213,7 @@ def recorded_runs(phase: str, data: str, records: list[dict],
       for seed in leg.seeds:
         budgets.setdefault((model, seed), set()).update(leg.budgets)
   return {(model, seed) for (model, seed), wanted in budgets.items()
-          if wanted <= {r["step"] for r in records if r["data"] == data and r["model"] == model
-                        and r["seed"] == seed and judged_by(r, judges)}}
+          if wanted <= set(_recorded(records, data, model, seed, judges))}
 
 
 def _workdir(root: str, data: str, model: str, seed: int) -> str:
